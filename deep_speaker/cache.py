@@ -1,0 +1,173 @@
+"""Feature cache: features of every utterance of a corpus, computed once, in parallel, resumable.
+
+Layout of a working directory:
+    features/<utterance_id>.npy   float32 (frames, 64), one per utterance
+    features.json                 the FeatureConfig used (a rerun with another config is refused)
+    manifest.csv                  utterance_id,speaker,audio_path,feature_path,num_frames
+    failures.csv                  utterance_id,audio_path,reason for files that could not be used
+
+Every file is written to a temporary name and renamed, so a `.npy` that exists is complete: a run
+killed at any point and started again recomputes only what is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .audio import AudioError
+from .datasets import Utterance, discover_utterances
+from .features import FeatureConfig, file_features
+
+FEATURES_DIR = "features"
+MANIFEST = "manifest.csv"
+FAILURES = "failures.csv"
+CONFIG_FILE = "features.json"
+MANIFEST_FIELDS = ("utterance_id", "speaker", "audio_path", "feature_path", "num_frames")
+
+
+class CacheError(ValueError):
+    """A working directory is missing, incomplete or built with other settings."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _write_csv(path: Path, header, rows) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_bytes(path, text.getvalue().encode())
+
+
+@dataclass
+class CacheSummary:
+    """What a `build_feature_cache` run did."""
+
+    total: int
+    computed: int
+    reused: int
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.total} utterances: {self.computed} computed, {self.reused} already cached, {len(self.failures)} failed"]
+        lines += [f"  FAILED {path}: {reason}" for path, reason in self.failures]
+        return "\n".join(lines)
+
+
+def _compute_one(job: tuple[Utterance, Path, FeatureConfig]) -> tuple[str, int | None, str | None]:
+    utterance, target, config = job
+    try:
+        features = file_features(utterance.path, config)
+    except AudioError as error:
+        return utterance.utterance_id, None, str(error)
+    atomic_save_npy(target, features)
+    return utterance.utterance_id, features.shape[0], None
+
+
+def _check_config(working_dir: Path, config: FeatureConfig) -> None:
+    config_path = working_dir / CONFIG_FILE
+    if config_path.is_file():
+        stored = json.loads(config_path.read_text())
+        if stored != asdict(config):
+            raise CacheError(
+                f"{working_dir}: features were cached with {stored}, this run asks for {asdict(config)}; "
+                "use another --working_dir or delete that one"
+            )
+    else:
+        atomic_write_bytes(config_path, json.dumps(asdict(config), indent=2).encode())
+
+
+def build_feature_cache(
+    source,
+    working_dir,
+    config: FeatureConfig = FeatureConfig(),
+    workers: int | None = None,
+    progress: bool = True,
+) -> CacheSummary:
+    """Compute features for every utterance of `source` into `working_dir` (see module docstring)."""
+    working_dir = Path(working_dir)
+    utterances = discover_utterances(source)
+    working_dir.mkdir(parents=True, exist_ok=True)
+    _check_config(working_dir, config)
+    features_dir = working_dir / FEATURES_DIR
+    for leftover in features_dir.rglob("*.tmp") if features_dir.exists() else ():
+        leftover.unlink()
+
+    targets = {u.utterance_id: features_dir / f"{u.utterance_id}.npy" for u in utterances}
+    todo = [(u, targets[u.utterance_id], config) for u in utterances if not targets[u.utterance_id].is_file()]
+    frames: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    workers = workers or os.cpu_count() or 1
+    if todo:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = pool.map(_compute_one, todo, chunksize=max(1, min(16, len(todo) // (8 * workers))))
+            for utterance_id, num_frames, error in tqdm(results, total=len(todo), desc="features", disable=not progress, unit="utt"):
+                if error is None:
+                    frames[utterance_id] = num_frames
+                else:
+                    errors[utterance_id] = error
+
+    rows = []
+    for utterance in utterances:
+        if utterance.utterance_id in errors:
+            continue
+        target = targets[utterance.utterance_id]
+        num_frames = frames.get(utterance.utterance_id) or np.load(target, mmap_mode="r").shape[0]
+        rows.append((utterance.utterance_id, utterance.speaker, str(utterance.path), target.relative_to(working_dir).as_posix(), num_frames))
+    _write_csv(working_dir / MANIFEST, MANIFEST_FIELDS, rows)
+    by_id = {u.utterance_id: u for u in utterances}
+    failures = [(str(by_id[i].path), reason) for i, reason in sorted(errors.items())]
+    _write_csv(working_dir / FAILURES, ("audio_path", "reason"), failures)
+    return CacheSummary(len(utterances), len(todo) - len(errors), len(utterances) - len(todo), failures)
+
+
+@dataclass(frozen=True)
+class CachedUtterance:
+    utterance_id: str
+    speaker: str
+    feature_path: Path
+    num_frames: int
+
+
+def read_manifest(working_dir) -> list[CachedUtterance]:
+    """Cached utterances of a working directory built by `build_feature_cache`."""
+    working_dir = Path(working_dir)
+    manifest = working_dir / MANIFEST
+    if not manifest.is_file():
+        raise CacheError(f"{working_dir}: no {MANIFEST}; run `build-mfcc --audio_dir DIR --working_dir {working_dir}` first")
+    with manifest.open(newline="") as handle:
+        return [
+            CachedUtterance(row["utterance_id"], row["speaker"], working_dir / row["feature_path"], int(row["num_frames"]))
+            for row in csv.DictReader(handle)
+        ]
