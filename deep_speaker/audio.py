@@ -13,6 +13,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import DeepSpeakerError
+
 SAMPLE_RATE = 16000
 FRAME_LENGTH = 400  # samples in one 25 ms analysis frame at 16 kHz
 FRAME_STEP = 160  # 10 ms hop
@@ -20,7 +22,7 @@ SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 TRIM_METHODS = ("reference", "energy", "none")
 
 
-class AudioError(ValueError):
+class AudioError(DeepSpeakerError):
     """An input recording cannot be used; the message names the file and the problem."""
 
 

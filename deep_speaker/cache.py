@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from .audio import AudioError
 from .datasets import Utterance, discover_utterances
+from .errors import DeepSpeakerError
 from .features import FeatureConfig, file_features
 
 FEATURES_DIR = "features"
@@ -36,7 +37,7 @@ CONFIG_FILE = "features.json"
 MANIFEST_FIELDS = ("utterance_id", "speaker", "audio_path", "feature_path", "num_frames")
 
 
-class CacheError(ValueError):
+class CacheError(DeepSpeakerError):
     """A working directory is missing, incomplete or built with other settings."""
 
 
@@ -55,10 +56,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+def atomic_save_npy(path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def _write_csv(path: Path, header, rows) -> None:

@@ -20,13 +20,10 @@ import numpy as np
 
 from .models import build_rescnn, embedding_model_from
 from .models.rescnn import FREQUENCY_REDUCTION, STAGE_FILTERS
+from .errors import CheckpointError
 from .features import NUM_FBANKS
 
 NATIVE_SUFFIXES = (".keras",)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used with the model; the message names the file and the layers at fault."""
 
 
 def _decode(value) -> str:
@@ -56,6 +53,8 @@ def read_legacy_weights(path) -> dict[str, list[np.ndarray]]:
             )
         weights = {}
         for layer_name in map(_decode, group.attrs["layer_names"]):
+            if layer_name not in group:
+                continue
             weight_names = [_decode(n) for n in group[layer_name].attrs.get("weight_names", [])]
             if weight_names:
                 weights[layer_name] = [np.asarray(group[layer_name][n]) for n in weight_names]

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import SUPPORTED_EXTENSIONS
+from .errors import DeepSpeakerError
 
 
-class DatasetError(ValueError):
+class DatasetError(DeepSpeakerError):
     """A corpus source cannot be read; the message names it and the problem."""
 
 

@@ -1,0 +1,119 @@
+"""Command line: parse arguments, call the library, print. `python cli.py -h` lists the subcommands.
+
+Heavy imports (TensorFlow) happen inside the subcommands that need a model, so `build-mfcc` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from .audio import TRIM_METHODS  # noqa: E402
+from .errors import DeepSpeakerError  # noqa: E402
+
+
+def _feature_config(args):
+    from .features import FeatureConfig
+
+    return FeatureConfig(trim=args.trim)
+
+
+def cmd_build_mfcc(args) -> int:
+    from .cache import build_feature_cache
+
+    summary = build_feature_cache(args.audio_dir, args.working_dir, _feature_config(args), workers=args.workers)
+    print(summary)
+    print(f"manifest: {os.path.join(args.working_dir, 'manifest.csv')}")
+    return 0
+
+
+def cmd_convert_checkpoint(args) -> int:
+    from .checkpoints import load_model, save_model
+
+    model = load_model(args.source)
+    save_model(model, args.target)
+    print(f"wrote {args.target} ({model.count_params():,} weights)")
+    return 0
+
+
+def _encoder(args):
+    from .embedding import SpeakerEncoder
+
+    return SpeakerEncoder(
+        args.checkpoint_file,
+        crop_frames=args.crop_frames,
+        features=_feature_config(args),
+        bfloat16=args.bfloat16,
+    )
+
+
+def cmd_embed(args) -> int:
+    from .cache import atomic_save_npy
+
+    embeddings = _encoder(args).embed_many(args.files, progress=len(args.files) > 1)
+    atomic_save_npy(args.out, embeddings)
+    print(f"wrote {args.out}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    score = _encoder(args).score(args.audio_a, args.audio_b)
+    decision = "same speaker" if score >= args.threshold else "different speakers"
+    print(f"score = {score:.4f}  threshold = {args.threshold:.4f}  decision: {decision}")
+    return 0
+
+
+def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint_file", help="model: Keras 2 .h5 (reference) or Keras 3 .keras")
+    parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
+    parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deep-speaker", description="Deep Speaker speaker recognition toolkit")
+    parser.add_argument("--trim", choices=TRIM_METHODS, default="reference", help="silence removal before features")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build-mfcc", aliases=["build-mfcc-cache"], help="cache features of a corpus")
+    build.add_argument("--audio_dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
+    build.add_argument("--working_dir", required=True)
+    build.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    build.set_defaults(handler=cmd_build_mfcc)
+
+    convert = commands.add_parser("convert-checkpoint", help="legacy Keras 2 .h5 -> native .keras")
+    convert.add_argument("source")
+    convert.add_argument("target")
+    convert.set_defaults(handler=cmd_convert_checkpoint)
+
+    embed = commands.add_parser("embed", help="embed audio files into an .npy (n, 512)")
+    embed.add_argument("files", nargs="+")
+    embed.add_argument("--out", required=True)
+    _add_encoder_arguments(embed)
+    embed.set_defaults(handler=cmd_embed)
+
+    verify = commands.add_parser("verify", help="cosine score of two recordings and a same/different decision")
+    verify.add_argument("audio_a")
+    verify.add_argument("audio_b")
+    verify.add_argument("--threshold", type=float, default=0.5)
+    _add_encoder_arguments(verify)
+    verify.set_defaults(handler=cmd_verify)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except DeepSpeakerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deep_speaker.audio import (
+    AudioError,
+    CorruptAudioError,
+    EmptyAudioError,
+    InvalidSamplesError,
+    MissingAudioError,
+    SilentAudioError,
+    TooShortError,
+    UnsupportedFormatError,
+    load_speech,
+    read_audio,
+    to_model_input,
+    trim_silence,
+    trim_silence_reference,
+)
+from conftest import synthetic_speech
+
+
+def test_reads_wav_as_mono_float32(speech_file):
+    samples = read_audio(speech_file)
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    np.testing.assert_allclose(samples, sf.read(speech_file, dtype="float32")[0])
+
+
+@pytest.mark.parametrize("suffix,subtype", [(".flac", None), (".ogg", "VORBIS"), (".mp3", "MPEG_LAYER_III")])
+def test_reads_compressed_formats(tmp_path, suffix, subtype):
+    path = tmp_path / f"a{suffix}"
+    sf.write(path, synthetic_speech(), 16000, subtype=subtype)
+    samples = read_audio(path)
+    assert abs(samples.size - synthetic_speech().size) < 2000
+    assert np.abs(samples).max() > 0.1
+
+
+def test_stereo_is_mixed_to_mono(tmp_path):
+    left = synthetic_speech()
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, np.zeros_like(left)], axis=1), 16000, subtype="FLOAT")
+    np.testing.assert_allclose(read_audio(path), left / 2, atol=1e-7)
+
+
+def test_resamples_to_16k_with_librosa_length(tmp_path):
+    path = tmp_path / "48k.wav"
+    signal = synthetic_speech(sample_rate=48000)
+    sf.write(path, signal, 48000)
+    samples = read_audio(path)
+    assert samples.size == int(np.ceil(signal.size / 3))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MissingAudioError, match="nope.wav: no such file"):
+        read_audio(tmp_path / "nope.wav")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyAudioError, match="empty.wav: empty file"):
+        read_audio(path)
+
+
+def test_header_without_samples(tmp_path):
+    path = tmp_path / "nosamples.wav"
+    sf.write(path, np.zeros(0, np.float32), 16000)
+    with pytest.raises(EmptyAudioError, match="nosamples.wav: contains no samples"):
+        read_audio(path)
+
+
+def test_all_zero_file(tmp_path):
+    path = tmp_path / "zeros.wav"
+    sf.write(path, np.zeros(16000, np.float32), 16000)
+    with pytest.raises(SilentAudioError, match="zeros.wav: silent"):
+        read_audio(path)
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "broken.flac"
+    path.write_bytes(b"fLaC" + b"\x00garbage" * 100)
+    with pytest.raises(CorruptAudioError, match="broken.flac: cannot decode"):
+        read_audio(path)
+
+
+def test_unsupported_format(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not audio")
+    with pytest.raises(UnsupportedFormatError, match=r"notes.txt: unsupported format '\.txt'"):
+        read_audio(path)
+
+
+def test_nan_samples(tmp_path):
+    path = tmp_path / "nan.wav"
+    signal = synthetic_speech()
+    signal[100] = np.nan
+    sf.write(path, signal, 16000, subtype="FLOAT")
+    with pytest.raises(InvalidSamplesError, match="nan.wav: contains NaN"):
+        read_audio(path)
+
+
+def test_too_short_after_trimming(tmp_path):
+    path = tmp_path / "click.wav"
+    signal = np.zeros(16000, np.float32)
+    signal[8000:8100] = 0.5
+    sf.write(path, signal, 16000)
+    with pytest.raises(TooShortError, match="click.wav: only .* samples of speech after 'reference' trimming"):
+        load_speech(path)
+
+
+def test_every_audio_error_is_one_type(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    with pytest.raises(AudioError):
+        read_audio(path)
+
+
+def test_waveform_shape_is_checked():
+    with pytest.raises(AudioError, match="<waveform>: waveform must be 1-D"):
+        to_model_input(np.zeros((2, 3, 4)), 16000)
+
+
+def test_reference_trim_keeps_loud_span_with_exclusive_end():
+    signal = np.full(100, 0.01, np.float32)
+    signal[[30, 40, 50, 60]] = 1.0
+    signal[[20, 70]] = 2.0  # the only samples above the 95th percentile (1.0)
+    trimmed = trim_silence_reference(signal)
+    assert trimmed.size == 50
+    np.testing.assert_array_equal(trimmed, signal[20:70])
+
+
+def test_energy_trim_removes_inner_pause():
+    speech = synthetic_speech(1.0)
+    pause = np.zeros(16000, np.float32)
+    with_pause = np.concatenate([speech, pause, speech])
+    reference = trim_silence(with_pause, "reference")
+    energy = trim_silence(with_pause, "energy")
+    assert energy.size < reference.size - 8000
+
+
+def test_unknown_trim_method():
+    with pytest.raises(ValueError, match="unknown trim method 'vad'"):
+        trim_silence(synthetic_speech(), "vad")

@@ -1,0 +1,114 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deep_speaker.checkpoints import save_model
+from deep_speaker.embedding import SpeakerEncoder, cosine_score, to_bfloat16
+from deep_speaker.errors import CheckpointError
+from deep_speaker.models import build_rescnn
+from conftest import synthetic_speech
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    save_model(build_rescnn(width=0.125, embedding_dim=64), path)
+    return path
+
+
+@pytest.fixture
+def two_files(tmp_path):
+    paths = []
+    for i, seconds in enumerate((1.2, 2.5)):
+        path = tmp_path / f"s{i}.wav"
+        sf.write(path, synthetic_speech(seconds, pitch=110 + 50 * i, seed=i), 16000)
+        paths.append(path)
+    return paths
+
+
+def test_full_utterance_is_deterministic_and_unit_norm(tiny_checkpoint, two_files):
+    encoder = SpeakerEncoder(tiny_checkpoint)
+    first, again = encoder.embed(two_files[0]), encoder.embed(two_files[0])
+    assert first.shape == (64,) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, again)
+    assert abs(np.linalg.norm(first) - 1) < 1e-5
+
+
+def test_embed_many_equals_embed(tiny_checkpoint, two_files):
+    for crop in (None, 160):
+        encoder = SpeakerEncoder(tiny_checkpoint, crop_frames=crop, batch_size=1)
+        many = encoder.embed_many(two_files * 3)
+        assert many.shape == (6, 64)
+        for i, path in enumerate(two_files * 3):
+            np.testing.assert_allclose(many[i], encoder.embed(path), atol=1e-6)
+
+
+def test_waveform_input_matches_file(tiny_checkpoint, two_files):
+    encoder = SpeakerEncoder(tiny_checkpoint)
+    waveform, rate = sf.read(two_files[1], dtype="float32")
+    np.testing.assert_allclose(encoder.embed(waveform, rate), encoder.embed(two_files[1]), atol=1e-6)
+
+
+def test_crop_mode_is_seeded(tiny_checkpoint, two_files):
+    a = SpeakerEncoder(tiny_checkpoint, crop_frames=160, seed=1).embed(two_files[1])
+    b = SpeakerEncoder(tiny_checkpoint, crop_frames=160, seed=1).embed(two_files[1])
+    c = SpeakerEncoder(tiny_checkpoint, crop_frames=160, seed=2).embed(two_files[1])
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_bfloat16_stays_close(tiny_checkpoint, two_files):
+    encoder = SpeakerEncoder(tiny_checkpoint, crop_frames=160)
+    fast = SpeakerEncoder(model=to_bfloat16(encoder.model), crop_frames=160)
+    for path in two_files:
+        assert cosine_score(encoder.embed(path), fast.embed(path)) > 0.99
+
+
+def test_cosine_score():
+    assert cosine_score([1, 0], [0, 1]) == 0.0
+    assert cosine_score([3, 4], [6, 8]) == pytest.approx(1.0)
+
+
+def test_missing_checkpoint_is_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="absent.keras: no such checkpoint"):
+        SpeakerEncoder(tmp_path / "absent.keras")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_embed_and_verify(tiny_checkpoint, two_files, tmp_path):
+    out = tmp_path / "emb.npy"
+    result = _cli("embed", *two_files, "--checkpoint_file", tiny_checkpoint, "--out", out)
+    assert result.returncode == 0, result.stderr
+    embeddings = np.load(out)
+    assert embeddings.shape == (2, 64)
+    result = _cli("verify", *two_files, "--checkpoint_file", tiny_checkpoint, "--threshold", "0.3")
+    assert result.returncode == 0, result.stderr
+    score = float(result.stdout.split("score = ")[1].split()[0])
+    assert score == pytest.approx(float(embeddings[0] @ embeddings[1]), abs=1e-4)
+    assert ("same speaker" if score >= 0.3 else "different speakers") in result.stdout
+
+
+def test_cli_verify_bad_audio(tiny_checkpoint, two_files, tmp_path):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(8000, np.float32), 16000)
+    result = _cli("verify", two_files[0], silent, "--checkpoint_file", tiny_checkpoint)
+    assert result.returncode == 2
+    assert "silent.wav: silent" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_reference_example_scores(legacy_fixtures, shared_data):
+    """The fixture weights are a pattern, not a trained model: check the pipeline runs end to end on real files."""
+    encoder = SpeakerEncoder(legacy_fixtures / "rescnn_triplet_layout.h5.gz", crop_frames=160)
+    samples = shared_data / "samples"
+    embeddings = encoder.embed_many([samples / "PhilippeRemy" / "PhilippeRemy_001.wav", samples / "1255-90413-0001.flac"])
+    assert embeddings.shape == (2, 512) and np.all(np.isfinite(embeddings))

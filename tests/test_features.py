@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+from python_speech_features import fbank
+from python_speech_features.base import get_filterbanks
+
+from deep_speaker.audio import load_speech, read_audio, trim_silence_reference
+from deep_speaker.features import NUM_FBANKS, compute_features, crop_or_pad, file_features, mel_filterbank
+from conftest import synthetic_speech
+
+
+def reference_features(signal: np.ndarray) -> np.ndarray:
+    """The reference's mfcc_fbank: psf fbank + its per-frame normalisation loop (the oracle)."""
+    energies, _ = fbank(signal, samplerate=16000, nfilt=64)
+    return np.array([(v - np.mean(v)) / max(np.std(v), 1e-12) for v in energies], dtype=np.float32)
+
+
+def test_filterbank_equals_psf():
+    np.testing.assert_array_equal(mel_filterbank(64, 512, 16000), get_filterbanks(64, 512, 16000))
+
+
+@pytest.mark.parametrize("length", [100, 400, 401, 560, 16000, 23456])
+def test_matches_psf_on_synthetic_signals(length):
+    signal = synthetic_speech(2.0)[:length] + np.float32(1e-3)
+    ours = compute_features(signal)
+    assert ours.shape == (max(1, 1 + int(np.ceil((length - 400) / 160))), NUM_FBANKS)
+    np.testing.assert_allclose(ours, reference_features(signal), atol=1e-5, rtol=0)
+
+
+def test_matches_reference_on_shared_samples(shared_data):
+    files = sorted((shared_data / "samples").rglob("*.wav")) + sorted((shared_data / "samples").glob("*.flac"))
+    files += sorted((shared_data / "speechocean762" / "dev").rglob("*.flac"))[:6]
+    assert len(files) >= 10
+    for path in files:
+        expected = reference_features(trim_silence_reference(read_audio(path)))
+        np.testing.assert_allclose(file_features(path), expected, atol=1e-5, rtol=0, err_msg=str(path))
+
+
+def test_frames_are_standardised(speech_file):
+    features = compute_features(load_speech(speech_file))
+    np.testing.assert_allclose(features.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(features.std(axis=1), 1, atol=1e-4)
+
+
+def test_crop_or_pad():
+    features = np.arange(200 * 64, dtype=np.float32).reshape(200, 64)
+    np.testing.assert_array_equal(crop_or_pad(features, 160), features[:160])
+    crop = crop_or_pad(features, 160, np.random.default_rng(1))
+    start = int(crop[0, 0]) // 64
+    np.testing.assert_array_equal(crop, features[start : start + 160])
+    padded = crop_or_pad(features[:50], 160)
+    assert padded.shape == (160, 64) and not padded[50:].any()
+    np.testing.assert_array_equal(padded[:50], features[:50])
