@@ -66,6 +66,51 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from dataclasses import fields
+
+    from . import training
+    from .config import load_recipe
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(args.recipe_class)}
+    config = load_recipe(args.recipe_class, args.recipe, **overrides)
+    extra = {"initial_checkpoint": args.initial_checkpoint} if args.phase == "triplet" else {}
+    best = getattr(training, f"train_{args.phase}")(args.working_dir, config, progress=not args.quiet, **extra)
+    print(f"best {args.phase} checkpoint: {best}")
+    return 0
+
+
+def cmd_test_model(args) -> int:
+    from .evaluation import closed_set_metrics
+    from .training import SpeakerFeatures
+
+    data = SpeakerFeatures(args.working_dir)
+    encoder = _encoder(args)
+    embeddings = encoder.embed_features([data.features[i] for i in data.validation])
+    print(closed_set_metrics(embeddings, data.labels[data.validation], seed=args.seed))
+    return 0
+
+
+def cmd_eval_trials(args) -> int:
+    from .evaluation import evaluate_trials, save_result
+
+    result = evaluate_trials(_encoder(args), args.trials, args.audio_root)
+    save_result(result, args.json, args.plot, extra={"checkpoint": str(args.checkpoint_file), "trials": str(args.trials)})
+    print(result)
+    return 0
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser, config_class) -> None:
+    """One flag per recipe field (default None = keep the recipe's value)."""
+    from dataclasses import fields
+
+    parser.add_argument("--working_dir", required=True, help="feature cache from build-mfcc; runs are written below it")
+    parser.add_argument("--recipe", help="YAML file with recipe options")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    for field in fields(config_class):
+        parser.add_argument(f"--{field.name}", type=type(field.default), default=None, help=f"default {field.default}")
+
+
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint_file", help="model: Keras 2 .h5 (reference) or Keras 3 .keras")
     parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
@@ -100,6 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--threshold", type=float, default=0.5)
     _add_encoder_arguments(verify)
     verify.set_defaults(handler=cmd_verify)
+    from .config import SoftmaxConfig, TripletConfig
+
+    softmax = commands.add_parser("train-softmax", help="softmax pre-training on a feature cache")
+    _add_recipe_arguments(softmax, SoftmaxConfig)
+    softmax.set_defaults(handler=cmd_train, recipe_class=SoftmaxConfig, phase="softmax")
+
+    triplet = commands.add_parser("train-triplet", help="hard-negative triplet training from the softmax checkpoint")
+    _add_recipe_arguments(triplet, TripletConfig)
+    triplet.add_argument("--initial_checkpoint", help="default: WORKING_DIR/softmax/best.keras")
+    triplet.set_defaults(handler=cmd_train, recipe_class=TripletConfig, phase="triplet")
+
+    test = commands.add_parser("test-model", help="reference closed-set test on the held-out utterances of the training speakers")
+    test.add_argument("--working_dir", required=True)
+    test.add_argument("--seed", type=int, default=123)
+    _add_encoder_arguments(test)
+    test.set_defaults(handler=cmd_test_model)
+
+    trials = commands.add_parser("eval-trials", help="open-set verification: EER, minDCF, ROC/DET on a trial list")
+    trials.add_argument("--trials", required=True, help="VoxCeleb format: 'label enroll test' per line")
+    trials.add_argument("--audio_root", required=True, help="folder the trial paths are relative to")
+    trials.add_argument("--json", help="write the numbers here")
+    trials.add_argument("--plot", help="write ROC and DET curves to this PNG")
+    _add_encoder_arguments(trials)
+    trials.set_defaults(handler=cmd_eval_trials)
     return parser
 
 

@@ -81,8 +81,8 @@ class SpeakerEncoder:
         return compute_features(speech, self.feature_config.num_fbanks, self.feature_config.sample_rate)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        outputs = self.model(batch[..., None], training=False)
-        return keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32"))
+        """Compiled inference (retraces little: Keras relaxes the frame axis after a few lengths)."""
+        return np.asarray(self.model.predict_on_batch(batch[..., None]), dtype=np.float32)
 
     def _crop(self, features: np.ndarray) -> np.ndarray:
         """A seeded 160-frame window; the seed depends on the length only, so a file always gets the same crop."""

@@ -1,0 +1,64 @@
+"""Helpers shared by the benchmark scripts: locating ../shared, writing results, reference code paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+SHARED_DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def require_shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        sys.exit(f"benchmark needs the shared data at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+def write_result(name: str, result: dict) -> Path:
+    """Write benchmarks/results/<name>.json atomically and return its path."""
+    from deep_speaker.cache import atomic_write_bytes
+
+    path = RESULTS / f"{name}.json"
+    atomic_write_bytes(path, json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), **result}, indent=2).encode())
+    return path
+
+
+def reference_read_audio(path, sample_rate: int = 16000) -> np.ndarray:
+    """The reference's Audio.read: librosa.load, mono, float32."""
+    import librosa
+
+    audio, _ = librosa.load(path, sr=sample_rate, mono=True, dtype=np.float32)
+    return audio
+
+
+def reference_trim(audio: np.ndarray) -> np.ndarray:
+    energy = np.abs(audio)
+    offsets = np.where(energy > np.percentile(energy, 95))[0]
+    return audio[offsets[0] : offsets[-1]]
+
+
+def reference_mfcc_fbank(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+    """The reference's mfcc_fbank: python_speech_features.fbank + per-frame normalisation loop."""
+    from python_speech_features import fbank
+
+    filter_banks, _ = fbank(signal, samplerate=sample_rate, nfilt=64)
+    frames = [(v - np.mean(v)) / max(np.std(v), 1e-12) for v in filter_banks]
+    return np.array(frames, dtype=np.float32)
+
+
+def reference_read_mfcc(path) -> np.ndarray:
+    return reference_mfcc_fbank(reference_trim(reference_read_audio(path)))

@@ -1,0 +1,82 @@
+"""Training recipes: dataclasses whose defaults are the reference's, overridable from YAML and the CLI.
+
+A YAML recipe has the same keys as the dataclass; an unknown key is an error (a typo must not be
+silently ignored). Precedence: dataclass defaults < YAML file < command-line flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+from .errors import DeepSpeakerError
+
+
+class ConfigError(DeepSpeakerError):
+    """A recipe file or option is invalid."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """ResCNN shape. width 1.0 is the published model; smaller widths train on CPU."""
+
+    width: float = 1.0
+    embedding_dim: int = 512
+
+
+@dataclass(frozen=True)
+class SoftmaxConfig(ModelConfig):
+    """Softmax pre-training (reference: Adam, batch 96, 80/20 split, early stop 20, LR halved after 10)."""
+
+    batch_size: int = 96
+    num_frames: int = 160
+    learning_rate: float = 0.001
+    epochs: int = 1000
+    steps_per_epoch: int = 100
+    validation_fraction: float = 0.2
+    early_stopping_patience: int = 20
+    reduce_lr_patience: int = 10
+    reduce_lr_factor: float = 0.5
+    dropout: float = 0.5
+    seed: int = 123
+
+
+@dataclass(frozen=True)
+class TripletConfig(ModelConfig):
+    """Triplet training (reference: SGD, margin 0.1, batch 96 = 32 anchors + 32 positives + 32 negatives)."""
+
+    batch_size: int = 96
+    num_frames: int = 160
+    learning_rate: float = 0.01
+    margin: float = 0.1
+    epochs: int = 1000
+    steps_per_epoch: int = 100
+    negative_candidates: int = 4  # candidates embedded per anchor; the closest one becomes its negative
+    validation_fraction: float = 0.2
+    early_stopping_patience: int = 20
+    seed: int = 123
+
+
+def load_recipe(config_class, path: str | Path | None = None, **overrides):
+    """A `config_class` from defaults, then the YAML file at `path`, then non-None `overrides`."""
+    known = {f.name for f in fields(config_class)}
+    values = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"{path}: cannot read recipe ({error})") from error
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a recipe is a mapping of option: value")
+        unknown = sorted(set(loaded) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown option(s) {unknown}; known: {sorted(known)}")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for {config_class.__name__}")
+    return replace(config_class(), **values)

@@ -1,0 +1,173 @@
+"""Evaluation protocols: open-set verification on a trial list, and the reference's closed-set `test-model`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cache import atomic_write_bytes
+from .errors import DeepSpeakerError
+from .scoring import ReferenceMetrics, compute_eer, compute_min_dcf, reference_metrics
+
+NEGATIVES_PER_ANCHOR = 99
+
+
+class TrialsError(DeepSpeakerError):
+    """A trial list cannot be read."""
+
+
+@dataclass(frozen=True)
+class Trials:
+    """A VoxCeleb-format trial list: `label enroll test` per line, 1 = same speaker."""
+
+    labels: np.ndarray
+    enroll: list[str]
+    test: list[str]
+
+    @classmethod
+    def read(cls, path) -> "Trials":
+        path = Path(path)
+        if not path.is_file():
+            raise TrialsError(f"{path}: no such trial list")
+        labels, enroll, test = [], [], []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            if len(fields) != 3 or fields[0] not in ("0", "1"):
+                raise TrialsError(f"{path}:{number}: expected 'label enroll test' with label 0 or 1, got {line!r}")
+            labels.append(int(fields[0]))
+            enroll.append(fields[1])
+            test.append(fields[2])
+        if not labels or all(labels) or not any(labels):
+            raise TrialsError(f"{path}: needs both target (1) and non-target (0) trials")
+        return cls(np.array(labels), enroll, test)
+
+    def files(self) -> list[str]:
+        """Each file named by the list, once, in first-seen order."""
+        return list(dict.fromkeys(self.enroll + self.test))
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    eer: float
+    eer_threshold: float
+    min_dcf_01: float
+    min_dcf_001: float
+    target_scores: np.ndarray
+    nontarget_scores: np.ndarray
+
+    def summary(self) -> dict:
+        return {
+            "eer": self.eer,
+            "eer_threshold": self.eer_threshold,
+            "min_dcf_p0.01": self.min_dcf_01,
+            "min_dcf_p0.001": self.min_dcf_001,
+            "target_trials": int(self.target_scores.size),
+            "nontarget_trials": int(self.nontarget_scores.size),
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"EER = {100 * self.eer:.2f} % (threshold {self.eer_threshold:.4f}), minDCF(0.01) = {self.min_dcf_01:.4f}, "
+            f"minDCF(0.001) = {self.min_dcf_001:.4f} on {self.target_scores.size} target / {self.nontarget_scores.size} non-target trials"
+        )
+
+
+def verification_result(scores: np.ndarray, labels: np.ndarray) -> VerificationResult:
+    target, nontarget = scores[labels == 1], scores[labels == 0]
+    eer, threshold = compute_eer(target, nontarget)
+    return VerificationResult(
+        eer, threshold, compute_min_dcf(target, nontarget, 0.01)[0], compute_min_dcf(target, nontarget, 0.001)[0], target, nontarget
+    )
+
+
+def score_trials(embeddings: dict[str, np.ndarray], trials: Trials) -> np.ndarray:
+    """Cosine score of every trial from embeddings keyed by file name."""
+    enroll = np.stack([embeddings[f] for f in trials.enroll])
+    test = np.stack([embeddings[f] for f in trials.test])
+    norms = np.linalg.norm(enroll, axis=1) * np.linalg.norm(test, axis=1)
+    return np.sum(enroll * test, axis=1) / np.maximum(norms, 1e-12)
+
+
+def evaluate_trials(encoder, trials_path, audio_root, progress: bool = True) -> VerificationResult:
+    """Embed each file of the list once (relative to `audio_root`) and compute EER and minDCF."""
+    trials = Trials.read(trials_path)
+    files = trials.files()
+    vectors = encoder.embed_many([Path(audio_root) / f for f in files], progress=progress)
+    return verification_result(score_trials(dict(zip(files, vectors)), trials), trials.labels)
+
+
+def save_result(result: VerificationResult, json_path=None, plot_path=None, extra: dict | None = None) -> None:
+    if json_path:
+        atomic_write_bytes(Path(json_path), json.dumps({**result.summary(), **(extra or {})}, indent=2).encode())
+    if plot_path:
+        plot_roc_det(result.target_scores, result.nontarget_scores, plot_path)
+
+
+def plot_roc_det(target_scores, nontarget_scores, path) -> None:
+    """ROC (linear axes) and DET (normal-deviate axes) side by side in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+    from sklearn.metrics import roc_curve
+
+    labels = np.concatenate([np.ones(len(target_scores)), np.zeros(len(nontarget_scores))])
+    false_accept, true_accept, _ = roc_curve(labels, np.concatenate([target_scores, nontarget_scores]))
+    miss = 1 - true_accept
+    eer = compute_eer(target_scores, nontarget_scores)[0]
+    figure, (roc_axis, det_axis) = plt.subplots(1, 2, figsize=(11, 5))
+    roc_axis.plot(false_accept, true_accept)
+    roc_axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    roc_axis.set(xlabel="false accept rate", ylabel="true accept rate", title=f"ROC (EER {100 * eer:.2f} %)")
+    clip = 1e-4
+    det_axis.plot(norm.ppf(np.clip(false_accept, clip, 1 - clip)), norm.ppf(np.clip(miss, clip, 1 - clip)))
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5])
+    det_axis.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+    det_axis.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
+    det_axis.set(xlabel="false accept rate (%)", ylabel="miss rate (%)", title="DET", xlim=norm.ppf([clip, 0.6]), ylim=norm.ppf([clip, 0.6]))
+    det_axis.plot(norm.ppf([clip, 0.6]), norm.ppf([clip, 0.6]), linestyle=":", color="grey")
+    for axis in (roc_axis, det_axis):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    temporary.replace(path)
+
+
+def closed_set_trials(labels: np.ndarray, seed: int = 123, negatives: int = NEGATIVES_PER_ANCHOR) -> list[tuple[int, int, list[int]]]:
+    """The reference's `test-model` layout: per speaker, (anchor, positive, negatives from other speakers).
+
+    `labels` are the speaker labels of the candidate utterances; speakers with fewer than 2 are skipped.
+    Each negative comes from a different speaker (up to `negatives` of them).
+    """
+    rng = np.random.default_rng(seed)
+    by_speaker = {int(s): np.flatnonzero(labels == s) for s in np.unique(labels)}
+    layout = []
+    for speaker, members in by_speaker.items():
+        if members.size < 2:
+            continue
+        anchor, positive = rng.choice(members, 2, replace=False)
+        others = [s for s in by_speaker if s != speaker]
+        chosen = rng.choice(others, min(negatives, len(others)), replace=False)
+        layout.append((int(anchor), int(positive), [int(rng.choice(by_speaker[int(s)])) for s in chosen]))
+    if not layout:
+        raise DeepSpeakerError("closed-set test needs at least one speaker with 2 held-out utterances")
+    return layout
+
+
+def closed_set_metrics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 123) -> ReferenceMetrics:
+    """Reference metrics over the closed-set layout: row = [positive score, negative scores...]."""
+    scores, truth = [], []
+    for anchor, positive, negatives in closed_set_trials(labels, seed):
+        scores.append(embeddings[[positive, *negatives]] @ embeddings[anchor])
+        truth.append(np.r_[1, np.zeros(len(negatives))])
+    return reference_metrics(np.concatenate(scores), np.concatenate(truth))

@@ -1,0 +1,325 @@
+"""Softmax pre-training and hard-negative triplet training of ResCNN on a feature cache.
+
+Both run through `keras.Model.fit` with in-memory features and random 160-frame crops, so the model
+never waits for data. Each run lives in `<working_dir>/<softmax|triplet>/`:
+    last.keras     model + optimizer after the last finished epoch (resume point)
+    best.keras     best model so far by the validation criterion
+    state.json     epoch counter and best validation value, written atomically with last.keras
+    training.csv   one row of metrics per epoch; tensorboard/ for TensorBoard
+Killed at any moment, the same command resumes from the last finished epoch with its counter intact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+from .cache import CacheError, atomic_write_bytes, read_manifest
+from .checkpoints import assign_weights_by_name, load_model, save_model
+from .config import SoftmaxConfig, TripletConfig
+from .features import crop_or_pad
+from .models import build_rescnn, embedding_model_from
+from .scoring import compute_eer
+
+SPLIT_FILE = "split.json"
+
+
+class SpeakerFeatures:
+    """All cached features of a working directory in memory, with speaker labels and a train/validation split.
+
+    The split (per speaker, the last `validation_fraction` of its utterances held out) is stored in
+    `split.json` the first time, so softmax, triplet and `test-model` all use the same held-out utterances.
+    """
+
+    def __init__(self, working_dir, validation_fraction: float = 0.2):
+        self.working_dir = Path(working_dir)
+        entries = read_manifest(self.working_dir)
+        self.utterance_ids = [e.utterance_id for e in entries]
+        self.speakers = sorted({e.speaker for e in entries})
+        speaker_index = {s: i for i, s in enumerate(self.speakers)}
+        self.labels = np.array([speaker_index[e.speaker] for e in entries])
+        self.features = [np.load(e.feature_path) for e in entries]
+        self.train, self.validation = self._split(validation_fraction)
+
+    def _split(self, validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        split_path = self.working_dir / SPLIT_FILE
+        if split_path.is_file():
+            held_out = set(json.loads(split_path.read_text())["validation"])
+        else:
+            held_out = set()
+            for label in range(len(self.speakers)):
+                members = [self.utterance_ids[i] for i in np.flatnonzero(self.labels == label)]
+                count = int(round(len(members) * validation_fraction)) if len(members) > 1 else 0
+                held_out.update(members[len(members) - count :])
+            atomic_write_bytes(split_path, json.dumps({"validation": sorted(held_out)}, indent=1).encode())
+        is_validation = np.array([u in held_out for u in self.utterance_ids])
+        return np.flatnonzero(~is_validation), np.flatnonzero(is_validation)
+
+    def crops(self, indices, num_frames: int, rng: np.random.Generator | None) -> np.ndarray:
+        """(len(indices), num_frames, 64, 1) crops; random positions if `rng`, else the first frames."""
+        return np.stack([crop_or_pad(self.features[i], num_frames, rng) for i in indices])[..., None]
+
+
+class SoftmaxBatches(keras.utils.PyDataset):
+    """Random crops of random training utterances with speaker labels; batch k of epoch e is seeded by (seed, e, k)."""
+
+    def __init__(self, data: SpeakerFeatures, config: SoftmaxConfig, initial_epoch: int = 0):
+        super().__init__()
+        self.data, self.config, self.epoch = data, config, initial_epoch
+
+    def __len__(self):
+        return self.config.steps_per_epoch
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.config.seed, self.epoch, index])
+        chosen = rng.choice(self.data.train, self.config.batch_size)
+        return self.data.crops(chosen, self.config.num_frames, rng), self.data.labels[chosen]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+def triplet_loss(y_true, y_pred, margin: float = 0.1):
+    """mean(max(cos(a, n) - cos(a, p) + margin, 0)) over a batch laid out [anchors; positives; negatives]."""
+    anchor, positive, negative = ops.split(y_pred, 3, axis=0)
+    return ops.mean(ops.relu(ops.sum(anchor * negative, -1) - ops.sum(anchor * positive, -1) + margin))
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class TripletLoss(keras.losses.Loss):
+    """`triplet_loss` as a configurable, serialisable Keras loss."""
+
+    def __init__(self, margin: float = 0.1, name: str = "triplet_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def call(self, y_true, y_pred):
+        return triplet_loss(y_true, y_pred, self.margin)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class ActiveTriplets(keras.metrics.Mean):
+    """Fraction of triplets with a non-zero loss: near 0 means the batches became too easy (or collapse)."""
+
+    def __init__(self, margin: float = 0.1, name: str = "active_triplets", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        anchor, positive, negative = ops.split(y_pred, 3, axis=0)
+        violation = ops.sum(anchor * negative, -1) - ops.sum(anchor * positive, -1) + self.margin
+        return super().update_state(ops.cast(violation > 0, "float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+class TripletBatches(keras.utils.PyDataset):
+    """[anchors; positives; negatives] crops. Each anchor's negative is, among `negative_candidates` random
+    utterances of other speakers, the one the current model finds closest (embeddings refreshed by
+    `refresh`, as the reference's lazy batcher refreshes its history)."""
+
+    def __init__(self, data: SpeakerFeatures, config: TripletConfig, initial_epoch: int = 0):
+        super().__init__()
+        self.data, self.config, self.epoch = data, config, initial_epoch
+        self.embeddings = None
+        by_speaker = {}
+        for index in data.train:
+            by_speaker.setdefault(int(data.labels[index]), []).append(int(index))
+        self.by_speaker = {s: np.array(u) for s, u in by_speaker.items() if len(u) >= 2}
+        if len(self.by_speaker) < 2:
+            raise CacheError(f"{data.working_dir}: triplet training needs at least 2 speakers with 2+ training utterances")
+
+    def refresh(self, model: keras.Model) -> None:
+        """Embed one crop of every training utterance with the current model."""
+        rng = np.random.default_rng([self.config.seed, self.epoch, len(self) + 1])
+        crops = self.data.crops(self.data.train, self.config.num_frames, rng)
+        self.embeddings = np.zeros((len(self.data.features), model.output_shape[-1]), np.float32)
+        self.embeddings[self.data.train] = model.predict(crops, batch_size=self.config.batch_size, verbose=0)
+
+    def __len__(self):
+        return self.config.steps_per_epoch
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.config.seed, self.epoch, index])
+        per_part = self.config.batch_size // 3
+        speakers = rng.choice(list(self.by_speaker), per_part, replace=per_part > len(self.by_speaker))
+        pairs = np.array([rng.choice(self.by_speaker[s], 2, replace=False) for s in speakers])
+        anchors, positives = pairs[:, 0], pairs[:, 1]
+        negatives = np.empty(per_part, dtype=int)
+        for row, (anchor, speaker) in enumerate(zip(anchors, speakers)):
+            candidates = rng.choice(self.data.train, self.config.negative_candidates * 2)
+            candidates = candidates[self.data.labels[candidates] != speaker][: self.config.negative_candidates]
+            if candidates.size == 0:
+                candidates = self.data.train[self.data.labels[self.data.train] != speaker][:1]
+            if self.embeddings is not None:
+                candidates = candidates[[np.argmax(self.embeddings[candidates] @ self.embeddings[anchor])]]
+            negatives[row] = candidates[0]
+        chosen = np.concatenate([anchors, positives, negatives])
+        return self.data.crops(chosen, self.config.num_frames, rng), np.zeros(len(chosen), np.float32)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+class RefreshNegatives(keras.callbacks.Callback):
+    """Re-embed the training utterances for hard-negative mining at the start of every epoch."""
+
+    def __init__(self, batches: TripletBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.refresh(self.model)
+
+
+class ValidationEER(keras.callbacks.Callback):
+    """Log `val_eer`: all-pairs EER of the held-out utterances of the training speakers (fixed crops)."""
+
+    def __init__(self, data: SpeakerFeatures, num_frames: int, embedding_model: keras.Model | None = None):
+        super().__init__()
+        self.crops = data.crops(data.validation, num_frames, None)
+        labels = data.labels[data.validation]
+        self.same = labels[:, None] == labels[None, :]
+        self.upper = np.triu(np.ones_like(self.same), k=1)
+        self.embedding_model = embedding_model
+
+    def on_epoch_end(self, epoch, logs=None):
+        model = self.embedding_model or self.model
+        embeddings = model.predict(self.crops, batch_size=96, verbose=0)
+        scores = embeddings @ embeddings.T
+        logs["val_eer"] = compute_eer(scores[self.upper & self.same], scores[self.upper & ~self.same])[0]
+
+
+class ResumePoint(keras.callbacks.Callback):
+    """After every epoch: `last.keras` (with optimizer) then `state.json`, both atomically."""
+
+    def __init__(self, run_dir: Path, best_checkpoint: keras.callbacks.ModelCheckpoint, config):
+        super().__init__()
+        self.run_dir, self.best_checkpoint, self.config = run_dir, best_checkpoint, config
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_model(self.model, self.run_dir / "last.keras")
+        state = {"epoch": epoch + 1, "best": float(self.best_checkpoint.best), "config": asdict(self.config)}
+        atomic_write_bytes(self.run_dir / "state.json", json.dumps(state, indent=2).encode())
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint(save_best_only) whose file is written to a temporary name and renamed."""
+
+    def _save_model(self, epoch, batch, logs):
+        if self._should_save_model(epoch, batch, logs, self.filepath):
+            save_model(self.model, self.filepath)
+
+
+def _resume_state(run_dir: Path) -> dict | None:
+    state_path = run_dir / "state.json"
+    if state_path.is_file() and (run_dir / "last.keras").is_file():
+        return json.loads(state_path.read_text())
+    return None
+
+
+def _fit(model, batches, run_dir: Path, config, monitor: str, mode: str, callbacks: list, state: dict | None, progress: bool, validation_data=None):
+    best = AtomicModelCheckpoint(
+        str(run_dir / "best.keras"),
+        monitor=monitor,
+        mode=mode,
+        save_best_only=True,
+        initial_value_threshold=state["best"] if state and math.isfinite(state["best"]) else None,
+    )
+    model.fit(
+        batches,
+        validation_data=validation_data,
+        epochs=config.epochs,
+        initial_epoch=state["epoch"] if state else 0,
+        verbose=1 if progress else 0,
+        callbacks=[
+            *callbacks,
+            best,
+            keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.early_stopping_patience),
+            keras.callbacks.CSVLogger(str(run_dir / "training.csv"), append=True),
+            keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
+            ResumePoint(run_dir, best, config),
+        ],
+    )
+    return run_dir / "best.keras"
+
+
+def _run_dir(working_dir, name: str, config) -> tuple[Path, dict | None]:
+    run_dir = Path(working_dir) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    return run_dir, _resume_state(run_dir)
+
+
+def train_softmax(working_dir, config: SoftmaxConfig = SoftmaxConfig(), progress: bool = True) -> Path:
+    """Softmax pre-training; returns the path of the best checkpoint (by validation accuracy)."""
+    data = SpeakerFeatures(working_dir, config.validation_fraction)
+    run_dir, state = _run_dir(working_dir, "softmax", config)
+    if state:
+        model = keras.saving.load_model(run_dir / "last.keras")
+    else:
+        model = build_rescnn(config.width, config.embedding_dim, num_speakers=len(data.speakers), dropout=config.dropout)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    return _fit(
+        model,
+        SoftmaxBatches(data, config, initial_epoch=state["epoch"] if state else 0),
+        run_dir,
+        config,
+        monitor="val_accuracy",
+        mode="max",
+        callbacks=[
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_accuracy", mode="max", factor=config.reduce_lr_factor, patience=config.reduce_lr_patience
+            ),
+            ValidationEER(data, config.num_frames, embedding_model_from(model)),
+        ],
+        state=state,
+        progress=progress,
+        validation_data=(data.crops(data.validation, config.num_frames, None), data.labels[data.validation]),
+    )
+
+
+def train_triplet(working_dir, config: TripletConfig = TripletConfig(), initial_checkpoint=None, progress: bool = True) -> Path:
+    """Triplet training from the best softmax checkpoint (by layer name); returns the best checkpoint (by val EER)."""
+    data = SpeakerFeatures(working_dir, config.validation_fraction)
+    run_dir, state = _run_dir(working_dir, "triplet", config)
+    if state:
+        model = keras.saving.load_model(run_dir / "last.keras")
+    else:
+        initial_checkpoint = Path(initial_checkpoint or Path(working_dir) / "softmax" / "best.keras")
+        model = build_rescnn(config.width, config.embedding_dim)
+        pretrained = load_model(initial_checkpoint)
+        weights = {layer.name: layer.get_weights() for layer in pretrained.layers if layer.weights}
+        assign_weights_by_name(model, weights, initial_checkpoint)
+        model.compile(
+            optimizer=keras.optimizers.SGD(config.learning_rate),
+            loss=TripletLoss(config.margin),
+            metrics=[ActiveTriplets(config.margin)],
+        )
+    batches = TripletBatches(data, config, initial_epoch=state["epoch"] if state else 0)
+    return _fit(
+        model,
+        batches,
+        run_dir,
+        config,
+        monitor="val_eer",
+        mode="min",
+        callbacks=[RefreshNegatives(batches), ValidationEER(data, config.num_frames)],
+        state=state,
+        progress=progress,
+    )
