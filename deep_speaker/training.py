@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -150,22 +151,23 @@ class TripletBatches(keras.utils.PyDataset):
     def __len__(self):
         return self.config.steps_per_epoch
 
-    def __getitem__(self, index):
-        rng = np.random.default_rng([self.config.seed, self.epoch, index])
+    def triplet_indices(self, rng: np.random.Generator) -> np.ndarray:
+        """Utterance indices (3, batch/3): anchors, positives (same speaker) and hard negatives."""
         per_part = self.config.batch_size // 3
         speakers = rng.choice(list(self.by_speaker), per_part, replace=per_part > len(self.by_speaker))
-        pairs = np.array([rng.choice(self.by_speaker[s], 2, replace=False) for s in speakers])
-        anchors, positives = pairs[:, 0], pairs[:, 1]
+        anchors, positives = np.array([rng.choice(self.by_speaker[s], 2, replace=False) for s in speakers]).T
         negatives = np.empty(per_part, dtype=int)
         for row, (anchor, speaker) in enumerate(zip(anchors, speakers)):
-            candidates = rng.choice(self.data.train, self.config.negative_candidates * 2)
-            candidates = candidates[self.data.labels[candidates] != speaker][: self.config.negative_candidates]
-            if candidates.size == 0:
-                candidates = self.data.train[self.data.labels[self.data.train] != speaker][:1]
+            candidates = self.data.train[self.data.labels[self.data.train] != speaker]
+            candidates = rng.choice(candidates, min(self.config.negative_candidates, candidates.size), replace=False)
             if self.embeddings is not None:
                 candidates = candidates[[np.argmax(self.embeddings[candidates] @ self.embeddings[anchor])]]
             negatives[row] = candidates[0]
-        chosen = np.concatenate([anchors, positives, negatives])
+        return np.stack([anchors, positives, negatives])
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.config.seed, self.epoch, index])
+        chosen = self.triplet_indices(rng).ravel()
         return self.data.crops(chosen, self.config.num_frames, rng), np.zeros(len(chosen), np.float32)
 
     def on_epoch_end(self):
@@ -192,6 +194,11 @@ class ValidationEER(keras.callbacks.Callback):
         labels = data.labels[data.validation]
         self.same = labels[:, None] == labels[None, :]
         self.upper = np.triu(np.ones_like(self.same), k=1)
+        if not np.any(self.upper & self.same):
+            raise CacheError(
+                f"{data.working_dir}: no speaker has two held-out utterances, so validation EER is undefined; "
+                "raise --validation_fraction or add utterances (or delete split.json to split again)"
+            )
         self.embedding_model = embedding_model
 
     def on_epoch_end(self, epoch, logs=None):
@@ -199,6 +206,16 @@ class ValidationEER(keras.callbacks.Callback):
         embeddings = model.predict(self.crops, batch_size=96, verbose=0)
         scores = embeddings @ embeddings.T
         logs["val_eer"] = compute_eer(scores[self.upper & self.same], scores[self.upper & ~self.same])[0]
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Log `epoch_seconds`, the wall time of each epoch (training, mining and validation)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.started
 
 
 class ResumePoint(keras.callbacks.Callback):
@@ -244,6 +261,7 @@ def _fit(model, batches, run_dir: Path, config, monitor: str, mode: str, callbac
         initial_epoch=state["epoch"] if state else 0,
         verbose=1 if progress else 0,
         callbacks=[
+            EpochTimer(),
             *callbacks,
             best,
             keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.early_stopping_patience),

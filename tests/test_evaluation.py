@@ -1,0 +1,91 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deep_speaker.checkpoints import save_model
+from deep_speaker.evaluation import Trials, TrialsError, closed_set_metrics, closed_set_trials, score_trials
+from deep_speaker.models import build_rescnn
+from conftest import write_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_trials_read_and_files(tmp_path):
+    path = tmp_path / "trials.txt"
+    path.write_text("1 a/1.wav a/2.wav\n0 a/1.wav b/1.wav\n\n0 b/1.wav a/2.wav\n")
+    trials = Trials.read(path)
+    assert trials.labels.tolist() == [1, 0, 0]
+    assert trials.files() == ["a/1.wav", "b/1.wav", "a/2.wav"]
+
+
+@pytest.mark.parametrize("text,problem", [("1 a b\n2 a c\n", "label 0 or 1"), ("1 a\n", "expected 'label enroll test'"), ("1 a b\n1 b c\n", "both target")])
+def test_trials_errors(tmp_path, text, problem):
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    with pytest.raises(TrialsError, match=problem):
+        Trials.read(path)
+
+
+def test_score_trials_is_cosine(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("1 x y\n0 x z\n")
+    scores = score_trials({"x": np.array([1.0, 0.0]), "y": np.array([2.0, 0.0]), "z": np.array([1.0, 1.0])}, Trials.read(path))
+    np.testing.assert_allclose(scores, [1.0, np.sqrt(0.5)])
+
+
+def test_closed_set_layout():
+    labels = np.repeat(np.arange(120), 2)
+    layout = closed_set_trials(labels)
+    assert len(layout) == 120
+    for anchor, positive, negatives in layout:
+        assert labels[anchor] == labels[positive] and anchor != positive
+        assert len(negatives) == 99
+        negative_speakers = labels[negatives]
+        assert labels[anchor] not in negative_speakers and len(set(negative_speakers)) == 99
+
+
+def test_closed_set_metrics_perfect_and_random():
+    labels = np.repeat(np.arange(30), 2)
+    perfect = np.eye(30)[labels]
+    metrics = closed_set_metrics(perfect, labels)
+    assert metrics.equal_error_rate == 0.0 and metrics.f_measure == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((60, 16))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    assert closed_set_metrics(noise, labels).equal_error_rate > 0.2
+
+
+def test_cli_eval_trials_writes_json_and_plot(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2, suffix=".wav")
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 spk0/utt0.wav spk0/utt1.wav\n1 spk1/utt0.wav spk1/utt1.wav\n0 spk0/utt0.wav spk1/utt0.wav\n0 spk1/utt1.wav spk2/utt0.wav\n0 spk2/utt1.wav spk0/utt1.wav\n")
+    checkpoint = tmp_path / "tiny.keras"
+    save_model(build_rescnn(width=0.0625, embedding_dim=16), checkpoint)
+    out, plot = tmp_path / "r.json", tmp_path / "curves.png"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "eval-trials", "--checkpoint_file", str(checkpoint), "--trials", str(trials),
+         "--audio_root", str(corpus), "--json", str(out), "--plot", str(plot)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(out.read_text())
+    assert 0.0 <= numbers["eer"] <= 1.0 and numbers["target_trials"] == 2 and numbers["nontarget_trials"] == 3
+    assert {"min_dcf_p0.01", "min_dcf_p0.001", "eer_threshold"} <= set(numbers)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "EER = " in result.stdout
+
+
+def test_cli_eval_trials_missing_audio(tmp_path):
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 a.wav b.wav\n0 a.wav c.wav\n")
+    checkpoint = tmp_path / "tiny.keras"
+    save_model(build_rescnn(width=0.0625, embedding_dim=16), checkpoint)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "eval-trials", "--checkpoint_file", str(checkpoint), "--trials", str(trials), "--audio_root", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2 and "a.wav: no such file" in result.stderr and "Traceback" not in result.stderr
