@@ -39,15 +39,27 @@ def cmd_convert_checkpoint(args) -> int:
     return 0
 
 
+def _checkpoint(args):
+    from .embedding import DEFAULT_CHECKPOINT
+
+    return args.checkpoint_file or DEFAULT_CHECKPOINT
+
+
 def _encoder(args):
     from .embedding import SpeakerEncoder
 
     return SpeakerEncoder(
-        args.checkpoint_file,
+        _checkpoint(args),
         crop_frames=args.crop_frames,
         features=_feature_config(args),
         bfloat16=args.bfloat16,
     )
+
+
+def _registry(args, encoder=None):
+    from .enrol import SpeakerRegistry, model_id
+
+    return SpeakerRegistry(args.store, encoder or _encoder(args), model_id(_checkpoint(args)))
 
 
 def cmd_embed(args) -> int:
@@ -59,10 +71,75 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def _decide(score: float, args) -> str:
+    from .enrol import resolve_threshold
+
+    threshold, source = resolve_threshold(_checkpoint(args), args.operating_point, args.threshold)
+    if threshold is None:
+        return f"score = {score:.4f}  decision: none ({source})"
+    decision = "same speaker" if score >= threshold else "different speakers"
+    return f"score = {score:.4f}  threshold = {threshold:.4f} ({source})  decision: {decision}"
+
+
 def cmd_verify(args) -> int:
-    score = _encoder(args).score(args.audio_a, args.audio_b)
-    decision = "same speaker" if score >= args.threshold else "different speakers"
-    print(f"score = {score:.4f}  threshold = {args.threshold:.4f}  decision: {decision}")
+    if (args.audio_b is None) == (args.speaker is None):
+        raise DeepSpeakerError("verify takes two recordings (verify A B) or one and an enrolled name (verify A --speaker NAME)")
+    if args.speaker is not None:
+        with _registry(args) as registry:
+            score = registry.verify(args.audio_a, args.speaker)
+    else:
+        score = _encoder(args).score(args.audio_a, args.audio_b)
+    print(_decide(score, args))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .enrol import Calibration
+    from .evaluation import evaluate_trials
+
+    result = evaluate_trials(_encoder(args), args.trials, args.audio_root)
+    calibration = Calibration.from_scores(result.target_scores, result.nontarget_scores, trials=str(args.trials))
+    path = calibration.save(_checkpoint(args))
+    print(result)
+    print(f"thresholds: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {path}")
+    return 0
+
+
+def cmd_enroll(args) -> int:
+    with _registry(args) as registry:
+        registry.enroll(args.name, args.files, replace=args.replace)
+    print(f"enrolled {args.name!r} from {len(args.files)} file(s) in {args.store}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    with _registry(args) as registry:
+        names = registry.names()
+    for name, files in names:
+        print(f"{name}\t{files} file(s)")
+    if not names:
+        print(f"{args.store}: no speaker enrolled")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    with _registry(args) as registry:
+        registry.remove(args.name)
+    print(f"removed {args.name!r} from {args.store}")
+    return 0
+
+
+def cmd_identify(args) -> int:
+    from .enrol import UNKNOWN, resolve_threshold
+
+    with _registry(args) as registry:
+        ranked = registry.identify(args.audio, args.top_k)
+    threshold, source = resolve_threshold(_checkpoint(args), args.operating_point, args.threshold)
+    best_name, best_score = ranked[0]
+    verdict = best_name if threshold is None or best_score >= threshold else UNKNOWN
+    for rank, (name, score) in enumerate(ranked, start=1):
+        print(f"{rank}. {name}\t{score:.4f}")
+    print(f"speaker: {verdict}" + (f" (threshold {threshold:.4f}, {source})" if threshold is not None else f" ({source})"))
     return 0
 
 
@@ -112,9 +189,22 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser, config_class) -> None
 
 
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint_file", help="model: Keras 2 .h5 (reference) or Keras 3 .keras")
+    parser.add_argument("--checkpoint_file", help="model: Keras 2 .h5 (reference) or Keras 3 .keras (default: the shipped model)")
     parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
+
+
+def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default="speakers.db", help="SQLite enrolment store (default: ./speakers.db)")
+    _add_encoder_arguments(parser)
+
+
+def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
+    from .enrol import OPERATING_POINTS
+
+    parser.add_argument("--operating-point", "--operating_point", dest="operating_point", choices=OPERATING_POINTS, default="eer")
+    parser.add_argument("--threshold", type=float, default=None, help="explicit cosine threshold (overrides the operating point)")
+    _add_store_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,12 +229,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_arguments(embed)
     embed.set_defaults(handler=cmd_embed)
 
-    verify = commands.add_parser("verify", help="cosine score of two recordings and a same/different decision")
+    verify = commands.add_parser("verify", help="same speaker? two recordings, or a recording and an enrolled name")
     verify.add_argument("audio_a")
-    verify.add_argument("audio_b")
-    verify.add_argument("--threshold", type=float, default=0.5)
-    _add_encoder_arguments(verify)
+    verify.add_argument("audio_b", nargs="?")
+    verify.add_argument("--speaker", help="compare audio_a with this enrolled speaker")
+    _add_decision_arguments(verify)
     verify.set_defaults(handler=cmd_verify)
+
+    calibrate = commands.add_parser("calibrate", help="thresholds (EER, FAR 1 %%, FAR 0.1 %%) from a trial list, saved beside the model")
+    calibrate.add_argument("--trials", required=True)
+    calibrate.add_argument("--audio_root", required=True)
+    _add_encoder_arguments(calibrate)
+    calibrate.set_defaults(handler=cmd_calibrate)
+
+    enroll = commands.add_parser("enroll", help="enrol a speaker from one or more recordings (embeddings averaged)")
+    enroll.add_argument("name")
+    enroll.add_argument("files", nargs="+")
+    enroll.add_argument("--replace", action="store_true", help="overwrite an existing speaker of that name")
+    _add_store_arguments(enroll)
+    enroll.set_defaults(handler=cmd_enroll)
+
+    listing = commands.add_parser("list", help="enrolled speakers")
+    _add_store_arguments(listing)
+    listing.set_defaults(handler=cmd_list)
+
+    remove = commands.add_parser("remove", help="delete an enrolled speaker")
+    remove.add_argument("name")
+    _add_store_arguments(remove)
+    remove.set_defaults(handler=cmd_remove)
+
+    identify = commands.add_parser("identify", help="who is speaking? ranked enrolled speakers, 'unknown' below the threshold")
+    identify.add_argument("audio")
+    identify.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5)
+    _add_decision_arguments(identify)
+    identify.set_defaults(handler=cmd_identify)
+
     from .config import SoftmaxConfig, TripletConfig
 
     softmax = commands.add_parser("train-softmax", help="softmax pre-training on a feature cache")
