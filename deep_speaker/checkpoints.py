@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from .models import build_rescnn, embedding_model_from
+from .models.heads import base_of, weights_fingerprint
 from .models.rescnn import FREQUENCY_REDUCTION, STAGE_FILTERS
 from .errors import CheckpointError
 from .features import NUM_FBANKS
@@ -133,8 +134,24 @@ def load_model(path) -> keras.Model:
             model = keras.saving.load_model(path, compile=False)
         except (ValueError, OSError, KeyError) as error:
             raise CheckpointError(f"{path}: cannot load Keras model ({error})") from error
-        return embedding_model_from(model) if "dense" in {layer.name for layer in model.layers} else model
+        names = {layer.name for layer in model.layers}
+        if "fusion" in names:
+            check_fused_head(model, path)
+        return embedding_model_from(model) if "dense" in names else model
     return load_legacy_checkpoint(path)
+
+
+def check_fused_head(model: keras.Model, source) -> None:
+    """Refuse a fused model whose head was never trained, or was trained on other base weights."""
+    fusion = model.get_layer("fusion")
+    if not fusion.trained:
+        raise CheckpointError(f"{source}: its refinement head was never trained; train it with `train-head` first")
+    found = weights_fingerprint(base_of(model))
+    if found != fusion.base_fingerprint:
+        raise CheckpointError(
+            f"{source}: the head was trained on base weights {fusion.base_fingerprint}, but the base in the file is {found}; "
+            "retrain the head on this base"
+        )
 
 
 def save_model(model: keras.Model, path) -> None:

@@ -157,6 +157,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_train_head(args) -> int:
+    from dataclasses import fields
+
+    from .config import HeadConfig, load_recipe
+    from .training import train_head
+
+    config = load_recipe(HeadConfig, args.recipe, **{f.name: getattr(args, f.name) for f in fields(HeadConfig)})
+    paths = train_head(args.working_dir, args.checkpoint_file, config, progress=not args.quiet)
+    for fusion, path in paths.items():
+        print(f"fused model ({fusion}): {path}" + ("  <- selected by --fusion" if fusion == config.fusion else ""))
+    return 0
+
+
 def cmd_test_model(args) -> int:
     from .evaluation import closed_set_metrics
     from .training import SpeakerFeatures
@@ -274,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_arguments(triplet, TripletConfig)
     triplet.add_argument("--initial_checkpoint", help="default: WORKING_DIR/softmax/best.keras")
     triplet.set_defaults(handler=cmd_train, recipe_class=TripletConfig, phase="triplet")
+
+    from .config import HeadConfig
+
+    head = commands.add_parser("train-head", help="train a dense or TDNN refinement head on a base checkpoint")
+    _add_recipe_arguments(head, HeadConfig)
+    head.add_argument("--checkpoint_file", required=True, help="base model (triplet or softmax checkpoint)")
+    head.set_defaults(handler=cmd_train_head)
 
     test = commands.add_parser("test-model", help="reference closed-set test on the held-out utterances of the training speakers")
     test.add_argument("--working_dir", required=True)

@@ -80,3 +80,30 @@ def load_recipe(config_class, path: str | Path | None = None, **overrides):
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} for {config_class.__name__}")
     return replace(config_class(), **values)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Refinement head training on a frozen base, then optional joint fine-tuning at a lower rate."""
+
+    head: str = "dense"  # dense | tdnn
+    loss: str = "amsoftmax"  # amsoftmax | triplet
+    fusion: str = "score"  # head | concat | score: which fused model `train-head` returns
+    embedding_dim: int = 128
+    hidden_units: int = 512
+    dropout: float = 0.2
+    tdnn_channels: int = 512
+    margin: float = 0.2  # AM-softmax additive margin (cosine); for --loss triplet the triplet margin
+    scale: float = 30.0
+    batch_size: int = 96
+    num_frames: int = 160
+    crops_per_utterance: int = 8  # frozen base: inputs precomputed for this many random crops of each utterance
+    learning_rate: float = 0.001
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    early_stopping_patience: int = 8
+    finetune_epochs: int = 0
+    finetune_learning_rate: float = 0.0001
+    negative_candidates: int = 16
+    validation_fraction: float = 0.2
+    seed: int = 123

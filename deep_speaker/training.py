@@ -23,9 +23,11 @@ from keras import ops
 
 from .cache import CacheError, atomic_write_bytes, read_manifest
 from .checkpoints import assign_weights_by_name, load_model, save_model
-from .config import SoftmaxConfig, TripletConfig
+from .config import HeadConfig, SoftmaxConfig, TripletConfig
 from .features import crop_or_pad
+from .layers import CosineLogits
 from .models import build_rescnn, embedding_model_from
+from .models.heads import build_fused, build_head, head_input_model
 from .scoring import compute_eer
 
 SPLIT_FILE = "split.json"
@@ -340,4 +342,122 @@ def train_triplet(working_dir, config: TripletConfig = TripletConfig(), initial_
         callbacks=[RefreshNegatives(batches), ValidationEER(data, config.num_frames)],
         state=state,
         progress=progress,
+    )
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class AMSoftmaxLoss(keras.losses.Loss):
+    """Additive-margin softmax: cross-entropy of scale * (cos - margin on the true class), from `CosineLogits`."""
+
+    def __init__(self, margin: float = 0.2, scale: float = 30.0, name: str = "am_softmax", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin, self.scale = margin, scale
+
+    def call(self, y_true, y_pred):
+        one_hot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), ops.shape(y_pred)[-1])
+        logits = self.scale * (y_pred - self.margin * one_hot)
+        return keras.losses.categorical_crossentropy(one_hot, logits, from_logits=True)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "scale": self.scale}
+
+
+class PrecomputedInputs:
+    """What a frozen base feeds the head (embeddings or frame-level features) for several random crops
+    of every utterance, computed once. Same interface as `SpeakerFeatures` for the batch generators."""
+
+    def __init__(self, data: SpeakerFeatures, input_model: keras.Model, config: HeadConfig):
+        self.working_dir, self.labels, self.train, self.validation = data.working_dir, data.labels, data.train, data.validation
+        rng = np.random.default_rng([config.seed, 7])
+        indices = np.arange(len(data.features))
+        crops = [data.crops(indices, config.num_frames, rng if k else None) for k in range(config.crops_per_utterance)]
+        outputs = [input_model.predict(c, batch_size=config.batch_size, verbose=0) for c in crops]
+        self.features = np.stack(outputs, axis=1)  # (utterances, crops, ...)
+
+    def crops(self, indices, num_frames: int, rng: np.random.Generator | None) -> np.ndarray:
+        """One precomputed crop per index: a random one with `rng`, else the first (deterministic)."""
+        choice = rng.integers(0, self.features.shape[1], len(indices)) if rng is not None else np.zeros(len(indices), int)
+        return self.features[np.asarray(indices), choice]
+
+
+def tune_fusion_weight(base_embeddings: np.ndarray, head_embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(weight, EER) of score fusion w cos(base) + (1 - w) cos(head) minimising the all-pairs EER."""
+    same = labels[:, None] == labels[None, :]
+    upper = np.triu(np.ones_like(same), k=1)
+    base_scores, head_scores = base_embeddings @ base_embeddings.T, head_embeddings @ head_embeddings.T
+    results = []
+    for weight in np.linspace(0, 1, 21):
+        scores = weight * base_scores + (1 - weight) * head_scores
+        results.append((compute_eer(scores[upper & same], scores[upper & ~same])[0], float(weight)))
+    eer, weight = min(results)
+    return weight, eer
+
+
+def _head_trainer(embedder: keras.Model, inputs, config: HeadConfig, learning_rate: float, classifier: CosineLogits) -> tuple[keras.Model, keras.utils.PyDataset, list]:
+    """(model that `fit` trains, its batches, extra callbacks) for the configured loss."""
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if config.loss == "amsoftmax":
+        trainer = keras.Model(embedder.input, classifier(embedder.output))
+        trainer.compile(optimizer=optimizer, loss=AMSoftmaxLoss(config.margin, config.scale))
+        return trainer, SoftmaxBatches(inputs, config), []
+    if config.loss == "triplet":
+        embedder.compile(optimizer=optimizer, loss=TripletLoss(config.margin), metrics=[ActiveTriplets(config.margin)])
+        batches = TripletBatches(inputs, config)
+        return embedder, batches, [RefreshNegatives(batches)]
+    raise ValueError(f"unknown head loss {config.loss!r}; choose from amsoftmax, triplet")
+
+
+def train_head(working_dir, base_checkpoint, config: HeadConfig = HeadConfig(), progress: bool = True) -> dict[str, Path]:
+    """Train a head on a frozen base (then optionally jointly); save one fused model per fusion mode.
+
+    Returns {fusion mode: path}. The score-fusion weight is tuned on the held-out utterances of the
+    training speakers, so a development trial list stays untouched for evaluation.
+    """
+    data = SpeakerFeatures(working_dir, config.validation_fraction)
+    run_dir = Path(working_dir) / f"head_{config.head}_{config.loss}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    base = load_model(base_checkpoint)
+    base.trainable = False
+    head = build_head(config.head, base, embedding_dim=config.embedding_dim, **_head_sizes(config))
+    inputs = PrecomputedInputs(data, head_input_model(base, config.head), config)
+    classifier = CosineLogits(len(data.speakers), name="am_classifier")
+    trainer, batches, callbacks = _head_trainer(head, inputs, config, config.learning_rate, classifier)
+    _fit_in_memory(trainer, batches, config.epochs, config, [*callbacks, ValidationEER(inputs, config.num_frames, head)], progress)
+
+    if config.finetune_epochs:
+        base.trainable = True
+        joint = build_fused(base, head, config.head, "head")
+        trainer, batches, callbacks = _head_trainer(joint, data, config, config.finetune_learning_rate, classifier)
+        _fit_in_memory(trainer, batches, config.finetune_epochs, config, [*callbacks, ValidationEER(data, config.num_frames, joint)], progress)
+
+    validation_crops = data.crops(data.validation, config.num_frames, None)
+    head_only = build_fused(base, head, config.head, "head")
+    weight, _ = tune_fusion_weight(
+        base.predict(validation_crops, verbose=0), head_only.predict(validation_crops, verbose=0), data.labels[data.validation]
+    )
+    paths = {}
+    for fusion in ("head", "concat", "score"):
+        paths[fusion] = run_dir / f"fused_{fusion}.keras"
+        save_model(build_fused(base, head, config.head, fusion, weight, trained=True), paths[fusion])
+    atomic_write_bytes(run_dir / "head.json", json.dumps({"config": asdict(config), "fusion_weight": weight, "base": str(base_checkpoint)}, indent=2).encode())
+    return paths
+
+
+def _head_sizes(config: HeadConfig) -> dict:
+    if config.head == "dense":
+        return {"hidden_units": (config.hidden_units, config.hidden_units), "dropout": config.dropout}
+    return {"channels": config.tdnn_channels}
+
+
+def _fit_in_memory(trainer, batches, epochs: int, config: HeadConfig, callbacks: list, progress: bool) -> None:
+    """Fit with early stopping on validation EER, restoring the best weights (head runs are minutes long)."""
+    trainer.fit(
+        batches,
+        epochs=epochs,
+        verbose=1 if progress else 0,
+        callbacks=[
+            *callbacks,
+            keras.callbacks.EarlyStopping(monitor="val_eer", mode="min", patience=config.early_stopping_patience, restore_best_weights=True),
+        ],
     )
