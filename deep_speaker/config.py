@@ -27,36 +27,35 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class SoftmaxConfig(ModelConfig):
-    """Softmax pre-training (reference: Adam, batch 96, 80/20 split, early stop 20, LR halved after 10)."""
+class TrainingConfig(ModelConfig):
+    """What every training phase has: 160-frame crops in batches of 96, a per-speaker 80/20 split."""
 
     batch_size: int = 96
     num_frames: int = 160
-    learning_rate: float = 0.001
     epochs: int = 1000
     steps_per_epoch: int = 100
     validation_fraction: float = 0.2
     early_stopping_patience: int = 20
-    reduce_lr_patience: int = 10
-    reduce_lr_factor: float = 0.5
-    dropout: float = 0.5
     seed: int = 123
 
 
 @dataclass(frozen=True)
-class TripletConfig(ModelConfig):
+class SoftmaxConfig(TrainingConfig):
+    """Softmax pre-training (reference: Adam, early stopping after 20 epochs, LR halved after 10, dropout 0.5)."""
+
+    learning_rate: float = 0.001
+    reduce_lr_patience: int = 10
+    reduce_lr_factor: float = 0.5
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class TripletConfig(TrainingConfig):
     """Triplet training (reference: SGD, margin 0.1, batch 96 = 32 anchors + 32 positives + 32 negatives)."""
 
-    batch_size: int = 96
-    num_frames: int = 160
     learning_rate: float = 0.01
     margin: float = 0.1
-    epochs: int = 1000
-    steps_per_epoch: int = 100
-    negative_candidates: int = 4  # candidates embedded per anchor; the closest one becomes its negative
-    validation_fraction: float = 0.2
-    early_stopping_patience: int = 20
-    seed: int = 123
+    negative_candidates: int = 4  # random utterances of other speakers per anchor; the closest is its negative
 
 
 def load_recipe(config_class, path: str | Path | None = None, **overrides):
