@@ -14,6 +14,7 @@ _LAZY = {
     "load_model": "checkpoints",
     "save_model": "checkpoints",
     "SpeakerEncoder": "embedding",
+    "SpeakerRegistry": "enrol",
     "build_rescnn": "models",
     "build_model": "models",
 }
