@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import require_shared_data, write_result
 from deep_speaker.embedding import DEFAULT_CHECKPOINT, SpeakerEncoder
-from deep_speaker.enrol import SpeakerRegistry, model_id, resolve_threshold
+from deep_speaker.enrol import SpeakerRegistry, resolve_threshold
 
 ENROL_FILES = 3
 
@@ -33,7 +33,7 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint}: {source}")
     encoder = SpeakerEncoder(args.checkpoint)
     correct = accepted_correct = rejected = tests = 0
-    with tempfile.TemporaryDirectory() as folder, SpeakerRegistry(Path(folder) / "s.db", encoder, model_id(args.checkpoint)) as registry:
+    with tempfile.TemporaryDirectory() as folder, SpeakerRegistry(Path(folder) / "s.db", encoder) as registry:
         for name, files in speakers.items():
             registry.enroll(name, files[:ENROL_FILES])
         for name, files in speakers.items():

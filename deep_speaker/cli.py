@@ -56,10 +56,10 @@ def _encoder(args):
     )
 
 
-def _registry(args, encoder=None):
-    from .enrol import SpeakerRegistry, model_id
+def _registry(args):
+    from .enrol import SpeakerRegistry
 
-    return SpeakerRegistry(args.store, encoder or _encoder(args), model_id(_checkpoint(args)))
+    return SpeakerRegistry(args.store, _encoder(args))
 
 
 def cmd_embed(args) -> int:

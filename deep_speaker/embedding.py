@@ -65,6 +65,7 @@ class SpeakerEncoder:
             if not checkpoint.exists():
                 raise CheckpointError(f"{checkpoint}: no such checkpoint; pass --checkpoint_file / checkpoint=PATH")
             model = load_model(checkpoint)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.model = to_bfloat16(model) if bfloat16 else model
         self.crop_frames = crop_frames
         self.seed = seed

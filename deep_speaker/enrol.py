@@ -97,15 +97,20 @@ def resolve_threshold(checkpoint, operating_point: str = "eer", threshold: float
 class SpeakerRegistry:
     """Named speaker embeddings in an SQLite file, tied to one model.
 
-    >>> registry = SpeakerRegistry("speakers.db", encoder)          # doctest: +SKIP
+    >>> registry = SpeakerRegistry("speakers.db", SpeakerEncoder())  # doctest: +SKIP
     >>> registry.enroll("alice", ["a1.wav", "a2.wav"])             # doctest: +SKIP
     >>> registry.identify("who.wav", top_k=3)                       # doctest: +SKIP
     [('alice', 0.83), ('bob', 0.12), ('carol', 0.05)]
     """
 
-    def __init__(self, path, encoder, model_identity: str):
+    def __init__(self, path, encoder, model_identity: str | None = None):
+        """`model_identity` defaults to the fingerprint of the encoder's checkpoint file."""
         self.path = Path(path)
         self.encoder = encoder
+        if model_identity is None:
+            if getattr(encoder, "checkpoint", None) is None:
+                raise RegistryError("the encoder was built from an in-memory model: pass model_identity to SpeakerRegistry")
+            model_identity = model_id(encoder.checkpoint)
         self.model_identity = model_identity
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -173,3 +173,14 @@ def test_cli_enrolment_workflow(tmp_path):
     assert wrong_model.returncode == 2 and "embeddings of different models cannot be compared" in wrong_model.stderr
     empty = _cli("identify", files["ann", 0], "--checkpoint_file", checkpoint, "--store", tmp_path / "empty.db")
     assert empty.returncode == 2 and "no speaker enrolled yet" in empty.stderr
+
+
+def test_registry_identity_defaults_to_checkpoint(tmp_path):
+    from deep_speaker.embedding import SpeakerEncoder
+
+    checkpoint = tmp_path / "tiny.keras"
+    save_model(build_rescnn(width=0.0625, embedding_dim=16), checkpoint)
+    with SpeakerRegistry(tmp_path / "s.db", SpeakerEncoder(checkpoint)) as registry:
+        assert registry.model_identity == model_id(checkpoint)
+    with pytest.raises(RegistryError, match="pass model_identity"):
+        SpeakerRegistry(tmp_path / "t.db", SpeakerEncoder(model=build_rescnn(width=0.0625, embedding_dim=16)))
