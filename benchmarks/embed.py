@@ -17,6 +17,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +54,16 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
         result = tf.linalg.matmul(a, a)
     result.numpy()
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def bf16_agreement(checkpoint: Path, files: list[str]) -> float:
+    """Smallest cosine between fp32 and bf16 embeddings of a trained model (crops of the same files)."""
+    from deep_speaker.embedding import SpeakerEncoder
+    from deep_speaker.features import NUM_FRAMES
+
+    fp32 = SpeakerEncoder(checkpoint, crop_frames=NUM_FRAMES).embed_many(files)
+    bf16 = SpeakerEncoder(checkpoint, crop_frames=NUM_FRAMES, bfloat16=True).embed_many(files)
+    return float(np.min(np.sum(fp32 * bf16, axis=1) / np.linalg.norm(bf16, axis=1)))
 
 
 def run_path(path: str, files: list[str]) -> dict:
@@ -101,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=None)
     parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--trained", default=str(ROOT / "checkpoints" / "deep_speaker.keras"), help="trained model for the bf16 accuracy check")
     args = parser.parse_args()
     files = [str(p) for p in sorted((require_shared_data() / "speechocean762" / "dev").rglob("*.flac"))[: args.files]]
     if args.path:
@@ -121,6 +133,7 @@ def main() -> None:
     peak = matmul_peak_gflops()
     embeddings = {k: np.array(v.pop("embeddings")) for k, v in results.items()}
     bf16_cosine = float(np.min(np.sum(embeddings["ours"] * embeddings["ours_bf16"], axis=1)))
+    trained_bf16_cosine = bf16_agreement(Path(args.trained), files) if Path(args.trained).is_file() else None
     hours = results["ours_full"]["frames"] / 100 / 3600
     for name, result in results.items():
         if name != "ours_full":
@@ -135,13 +148,16 @@ def main() -> None:
         "speedup_fp32": speedup,
         "speedup_bf16": bf16_speedup,
         "bf16_min_cosine_to_fp32": bf16_cosine,
+        "bf16_min_cosine_to_fp32_trained_model": trained_bf16_cosine,
+        "trained_model": args.trained,
         "paths": results,
     }
     out = write_result("embed", summary)
     r, o, b, f = (results[k] for k in ("reference", "ours", "ours_bf16", "ours_full"))
     print(
         f"embed: reference {r['utterances_per_second']:.1f} utt/s, ours {o['utterances_per_second']:.1f} utt/s ({speedup:.2f}x), "
-        f"ours bf16 {b['utterances_per_second']:.1f} utt/s ({bf16_speedup:.2f}x, min cosine {bf16_cosine:.4f}), "
+        f"ours bf16 {b['utterances_per_second']:.1f} utt/s ({bf16_speedup:.2f}x, min cosine to fp32 {bf16_cosine:.4f} on fixture weights, "
+        f"{trained_bf16_cosine if trained_bf16_cosine is None else f'{trained_bf16_cosine:.4f}'} on the trained model), "
         f"full utterances {f['utterances_per_second']:.1f} utt/s; features {r['feature_seconds_per_hour']:.1f} vs "
         f"{o['feature_seconds_per_hour']:.1f} s/h; forward {o['forward_gflops_per_second']:.0f} GFLOP/s fp32 "
         f"(peak {peak:.0f}), {b['forward_gflops_per_second']:.0f} bf16; peak RSS {r['peak_rss_mb']:.0f} vs {o['peak_rss_mb']:.0f} MB "
