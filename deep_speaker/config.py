@@ -55,7 +55,7 @@ class TripletConfig(TrainingConfig):
 
     learning_rate: float = 0.01
     margin: float = 0.1
-    negative_candidates: int = 4  # random utterances of other speakers per anchor; the closest is its negative
+    negative_candidates: int = 32  # random utterances of other speakers per anchor; the closest is its negative
 
 
 def load_recipe(config_class, path: str | Path | None = None, **overrides):

@@ -26,10 +26,12 @@ def test_reads_wav_as_mono_float32(speech_file):
     np.testing.assert_allclose(samples, sf.read(speech_file, dtype="float32")[0])
 
 
-@pytest.mark.parametrize("suffix,subtype", [(".flac", None), (".ogg", "VORBIS"), (".mp3", "MPEG_LAYER_III")])
-def test_reads_compressed_formats(tmp_path, suffix, subtype):
+@pytest.mark.parametrize(
+    "suffix,container,subtype", [(".flac", None, None), (".ogg", "OGG", "VORBIS"), (".opus", "OGG", "OPUS"), (".mp3", "MP3", "MPEG_LAYER_III")]
+)
+def test_reads_compressed_formats(tmp_path, suffix, container, subtype):
     path = tmp_path / f"a{suffix}"
-    sf.write(path, synthetic_speech(), 16000, subtype=subtype)
+    sf.write(path, synthetic_speech(), 16000, format=container, subtype=subtype)
     samples = read_audio(path)
     assert abs(samples.size - synthetic_speech().size) < 2000
     assert np.abs(samples).max() > 0.1
