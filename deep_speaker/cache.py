@@ -41,19 +41,38 @@ class CacheError(DeepSpeakerError):
     """A working directory is missing, incomplete or built with other settings."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+def _default_file_mode() -> int:
+    """0o666 minus the process umask: what a plain open() would give (mkstemp gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_replace(path: Path, write, suffix: str = ".tmp") -> None:
+    """Call `write(temporary_path)`, then rename the result onto `path`: readers see the old or the new file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        write(temporary)
+        os.chmod(temporary, _default_file_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+
+    def write(temporary):
+        with open(temporary, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    atomic_replace(path, write)
 
 
 def atomic_save_npy(path, array: np.ndarray) -> None:

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
 
+from .cache import atomic_replace
+from .errors import CheckpointError
+from .features import NUM_FBANKS
 from .models import build_rescnn, embedding_model_from
 from .models.heads import base_of, weights_fingerprint
 from .models.rescnn import FREQUENCY_REDUCTION, STAGE_FILTERS
-from .errors import CheckpointError
-from .features import NUM_FBANKS
 
 NATIVE_SUFFIXES = (".keras",)
 
@@ -159,12 +158,4 @@ def save_model(model: keras.Model, path) -> None:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: native checkpoints end in .keras")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.keras")
-    os.close(handle)
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_replace(path, model.save, suffix=".tmp.keras")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_write_bytes
+from .cache import atomic_replace, atomic_write_bytes
 from .errors import DeepSpeakerError
 from .scoring import ReferenceMetrics, compute_eer, compute_min_dcf, reference_metrics
 
@@ -135,12 +135,8 @@ def plot_roc_det(target_scores, nontarget_scores, path) -> None:
     for axis in (roc_axis, det_axis):
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(temporary, dpi=100)
+    atomic_replace(Path(path), lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
     plt.close(figure)
-    temporary.replace(path)
 
 
 def closed_set_trials(labels: np.ndarray, seed: int = 123, negatives: int = NEGATIVES_PER_ANCHOR) -> list[tuple[int, int, list[int]]]:

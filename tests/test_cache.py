@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import time
@@ -96,3 +97,16 @@ def test_cli_reports_bad_source_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "error:" in result.stderr and "no such file or folder" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    from deep_speaker.cache import atomic_write_bytes
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"data")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.bin").read_bytes() == b"data"
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
