@@ -4,7 +4,7 @@ All heads are trained on the same base checkpoint (from benchmarks/train_speecho
 speechocean762 train speakers; every system is scored on dev_trials.txt (62 unseen speakers). The
 score-fusion weight is tuned on held-out utterances of the training speakers, not on the dev list.
 
-    python benchmarks/head_speechocean.py [--base benchmarks/work/speechocean/triplet/best.keras]
+    python benchmarks/head_speechocean.py [--working_dir benchmarks/work/speechocean_log_utterance] [--base WORKING_DIR/triplet/best.keras]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from deep_speaker.training import train_head
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--working_dir", default=str(ROOT / "benchmarks" / "work" / "speechocean"))
+    parser.add_argument("--working_dir", default=str(ROOT / "benchmarks" / "work" / "speechocean_log_utterance"), help="from train_speechocean.py")
     parser.add_argument("--base", default=None, help="default: WORKING_DIR/triplet/best.keras")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--finetune_epochs", type=int, default=0)

@@ -3,9 +3,11 @@
 On ../shared/data/speechocean762: features of train/, softmax pre-training, triplet training, and after
 each phase `eval-trials` on dev_trials.txt (62 unseen speakers) and `test-model` (closed set, held-out
 utterances of the 125 training speakers). The classical MFCC + LDA floor is computed in the same run.
-Resumable: run it again with the same --working_dir and finished phases are reused.
+Training options come from the shipped recipes (recipes/speechocean762/{softmax,triplet}.yaml); flags
+override the features and the epochs. Resumable: run it again with the same --working_dir and finished
+phases are reused.
 
-    python benchmarks/train_speechocean.py [--width 0.25] [--softmax_epochs 20] [--triplet_epochs 10]
+    python benchmarks/train_speechocean.py [--energies log] [--normalisation utterance] [--softmax_epochs N] [--triplet_epochs N]
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from __future__ import annotations
 import argparse
 import csv
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from baseline import classical_baseline
 from common import ROOT, require_shared_data, write_result
 from deep_speaker.cache import build_feature_cache
-from deep_speaker.config import SoftmaxConfig, TripletConfig
+from deep_speaker.config import SoftmaxConfig, TripletConfig, load_recipe
+from deep_speaker.features import ENERGY_SCALES, NORMALISATIONS, FeatureConfig
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.evaluation import closed_set_metrics, evaluate_trials, save_result
 from deep_speaker.training import SpeakerFeatures, train_softmax, train_triplet
+
+RECIPES = ROOT / "recipes" / "speechocean762"
 
 
 def epoch_log(run_dir: Path) -> list[dict]:
@@ -40,51 +46,54 @@ def evaluate(checkpoint: Path, corpus: Path, data: SpeakerFeatures, plot: Path) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--working_dir", default=str(ROOT / "benchmarks" / "work" / "speechocean"))
-    parser.add_argument("--width", type=float, default=0.25)
-    parser.add_argument("--softmax_epochs", type=int, default=20)
-    parser.add_argument("--triplet_epochs", type=int, default=10)
-    parser.add_argument("--steps_per_epoch", type=int, default=100)
+    parser.add_argument("--working_dir", help="default: benchmarks/work/speechocean_<energies>_<normalisation>")
+    parser.add_argument("--energies", choices=ENERGY_SCALES, default="log", help="filterbank energies (linear = the reference's)")
+    parser.add_argument("--normalisation", choices=NORMALISATIONS, default="utterance", help="frame = the reference's")
+    parser.add_argument("--softmax_recipe", default=str(RECIPES / "softmax.yaml"))
+    parser.add_argument("--triplet_recipe", default=str(RECIPES / "triplet.yaml"))
+    parser.add_argument("--softmax_epochs", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--triplet_epochs", type=int, default=None, help="default: the recipe's")
     args = parser.parse_args()
     corpus = require_shared_data() / "speechocean762"
-    working_dir = Path(args.working_dir)
+    features = FeatureConfig(energies=args.energies, normalisation=args.normalisation)
+    name = f"{args.energies}_{args.normalisation}"
+    working_dir = Path(args.working_dir or ROOT / "benchmarks" / "work" / f"speechocean_{name}")
     timings = {}
 
     start = time.perf_counter()
-    print(build_feature_cache(corpus / "train", working_dir, progress=False))
+    print(build_feature_cache(corpus / "train", working_dir, features, progress=False))
     timings["build_mfcc_seconds"] = time.perf_counter() - start
     baseline = classical_baseline(corpus / "train", corpus / "dev", corpus / "dev_trials.txt")
     data = SpeakerFeatures(working_dir)
 
-    results = {"width": args.width, "steps_per_epoch": args.steps_per_epoch, "baseline": baseline}
     phases = (
-        ("softmax", train_softmax, SoftmaxConfig(width=args.width, epochs=args.softmax_epochs, steps_per_epoch=args.steps_per_epoch)),
-        ("triplet", train_triplet, TripletConfig(width=args.width, epochs=args.triplet_epochs, steps_per_epoch=args.steps_per_epoch)),
+        ("softmax", train_softmax, load_recipe(SoftmaxConfig, args.softmax_recipe, epochs=args.softmax_epochs)),
+        ("triplet", train_triplet, load_recipe(TripletConfig, args.triplet_recipe, epochs=args.triplet_epochs)),
     )
-    for name, train, config in phases:
+    results = {"features": asdict(features), **{f"{n}_config": asdict(c) for n, _, c in phases}, "baseline": baseline}
+    for phase, train, config in phases:
         start = time.perf_counter()
         best = train(working_dir, config, progress=False)
         seconds = time.perf_counter() - start
-        log = epoch_log(working_dir / name)
-        epochs = len(log)
-        results[name] = {
+        log = epoch_log(working_dir / phase)
+        results[phase] = {
             "checkpoint": str(best),
-            "epochs": epochs,
-            "seconds_per_epoch": sum(float(row["epoch_seconds"]) for row in log) / epochs,
+            "epochs": len(log),
+            "seconds_per_epoch": sum(float(row["epoch_seconds"]) for row in log) / len(log),
             "train_seconds_this_run": seconds,
-            **evaluate(best, corpus, data, ROOT / "benchmarks" / "results" / f"speechocean_{name}_roc_det.png"),
+            **evaluate(best, corpus, data, ROOT / "benchmarks" / "results" / f"speechocean_{name}_{phase}_roc_det.png"),
         }
-        print(f"{name}: {epochs} epochs, {results[name]['seconds_per_epoch']:.0f} s/epoch; dev {results[name]['dev']}; {results[name]['test_model']}", flush=True)
+        print(f"{phase}: {len(log)} epochs, {results[phase]['seconds_per_epoch']:.0f} s/epoch; dev {results[phase]['dev']}; {results[phase]['test_model']}", flush=True)
     results["timings"] = timings
-    path = write_result(f"train_speechocean_w{args.width:g}", results)
+    path = write_result(f"train_speechocean_{name}", results)
     s, t, b = results["softmax"]["dev"], results["triplet"]["dev"], baseline["mfcc_mean_std_lda_cosine"]
     print(
-        f"train_speechocean (width {args.width:g}): dev EER softmax {100 * s['eer']:.2f} % (minDCF0.01 {s['min_dcf_p0.01']:.3f}), "
+        f"train_speechocean ({args.energies} energies, {args.normalisation} normalisation, width {phases[0][2].width:g}): "
+        f"dev EER softmax {100 * s['eer']:.2f} % (minDCF0.01 {s['min_dcf_p0.01']:.3f}), "
         f"triplet {100 * t['eer']:.2f} % (minDCF0.01 {t['min_dcf_p0.01']:.3f}); MFCC+LDA floor {100 * b['eer']:.2f} %; "
         f"{results['softmax']['seconds_per_epoch']:.0f} / {results['triplet']['seconds_per_epoch']:.0f} s per epoch; "
         f"test-model triplet: {results['triplet']['test_model']} [{path.name}]"
     )
-
 
 if __name__ == "__main__":
     main()

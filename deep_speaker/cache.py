@@ -114,17 +114,23 @@ def _compute_one(job: tuple[Utterance, Path, FeatureConfig]) -> tuple[str, int |
     return utterance.utterance_id, features.shape[0], None
 
 
+def read_feature_config(working_dir) -> FeatureConfig | None:
+    """The FeatureConfig a working directory was built with (None before the first `build-mfcc`)."""
+    config_path = Path(working_dir) / CONFIG_FILE
+    if not config_path.is_file():
+        return None
+    return FeatureConfig.from_dict(json.loads(config_path.read_text()))
+
+
 def _check_config(working_dir: Path, config: FeatureConfig) -> None:
-    config_path = working_dir / CONFIG_FILE
-    if config_path.is_file():
-        stored = json.loads(config_path.read_text())
-        if stored != asdict(config):
-            raise CacheError(
-                f"{working_dir}: features were cached with {stored}, this run asks for {asdict(config)}; "
-                "use another --working_dir or delete that one"
-            )
-    else:
-        atomic_write_bytes(config_path, json.dumps(asdict(config), indent=2).encode())
+    stored = read_feature_config(working_dir)
+    if stored is None:
+        atomic_write_bytes(working_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2).encode())
+    elif stored != config:
+        raise CacheError(
+            f"{working_dir}: features were cached with {asdict(stored)}, this run asks for {asdict(config)}; "
+            "use another --working_dir or delete that one"
+        )
 
 
 def build_feature_cache(

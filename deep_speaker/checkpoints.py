@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -18,8 +19,8 @@ import numpy as np
 
 from .cache import atomic_replace
 from .errors import CheckpointError
-from .features import NUM_FBANKS
-from .models import build_rescnn, embedding_model_from
+from .features import NUM_FBANKS, FeatureConfig
+from .models import build_rescnn, embedding_model_from, feature_config_of
 from .models.heads import base_of, weights_fingerprint
 from .models.rescnn import FREQUENCY_REDUCTION, STAGE_FILTERS
 
@@ -151,6 +152,20 @@ def check_fused_head(model: keras.Model, source) -> None:
             f"{source}: the head was trained on base weights {fusion.base_fingerprint}, but the base in the file is {found}; "
             "retrain the head on this base"
         )
+
+
+def check_features(model: keras.Model, features: FeatureConfig, source) -> None:
+    """Refuse to train or test a model on features other than those it was built for."""
+    expected = feature_config_of(model)
+    if replace(expected, trim=features.trim) != features:
+        raise CheckpointError(
+            f"{source}: the model takes {_describe_features(expected)}, the feature cache holds {_describe_features(features)}; "
+            "rebuild the cache with matching `build-mfcc --energies/--normalisation` or pick the matching checkpoint"
+        )
+
+
+def _describe_features(config: FeatureConfig) -> str:
+    return f"{config.energies} filterbank energies ({config.num_fbanks} bands, {config.sample_rate} Hz, {config.normalisation} normalisation)"
 
 
 def save_model(model: keras.Model, path) -> None:

@@ -13,18 +13,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .audio import TRIM_METHODS  # noqa: E402
 from .errors import DeepSpeakerError  # noqa: E402
-
-
-def _feature_config(args):
-    from .features import FeatureConfig
-
-    return FeatureConfig(trim=args.trim)
+from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
 
 
 def cmd_build_mfcc(args) -> int:
     from .cache import build_feature_cache
+    from .features import FeatureConfig
 
-    summary = build_feature_cache(args.audio_dir, args.working_dir, _feature_config(args), workers=args.workers)
+    config = FeatureConfig(trim=args.trim or "reference", energies=args.energies, normalisation=args.normalisation)
+    summary = build_feature_cache(args.audio_dir, args.working_dir, config, workers=args.workers)
     print(summary)
     print(f"manifest: {os.path.join(args.working_dir, 'manifest.csv')}")
     return 0
@@ -51,7 +48,7 @@ def _encoder(args):
     return SpeakerEncoder(
         _checkpoint(args),
         crop_frames=args.crop_frames,
-        features=_feature_config(args),
+        trim=args.trim,
         bfloat16=args.bfloat16,
     )
 
@@ -171,11 +168,13 @@ def cmd_train_head(args) -> int:
 
 
 def cmd_test_model(args) -> int:
+    from .checkpoints import check_features
     from .evaluation import closed_set_metrics
     from .training import SpeakerFeatures
 
     data = SpeakerFeatures(args.working_dir)
     encoder = _encoder(args)
+    check_features(encoder.model, data.feature_config, _checkpoint(args))
     embeddings = encoder.embed_features([data.features[i] for i in data.validation])
     print(closed_set_metrics(embeddings, data.labels[data.validation], seed=args.seed))
     return 0
@@ -198,7 +197,16 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser, config_class) -> None
     parser.add_argument("--recipe", help="YAML file with recipe options")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for field in fields(config_class):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=None, help=f"default {field.default}")
+        value_type = _parse_bool if isinstance(field.default, bool) else type(field.default)
+        parser.add_argument(f"--{field.name}", type=value_type, default=None, help=f"default {field.default}")
+
+
+def _parse_bool(text: str) -> bool:
+    """true/false, yes/no, 1/0 (plain `bool` would take any non-empty text, 'false' too, as True)."""
+    choices = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return choices[text.lower()]
 
 
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
@@ -222,13 +230,21 @@ def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deep-speaker", description="Deep Speaker speaker recognition toolkit")
-    parser.add_argument("--trim", choices=TRIM_METHODS, default="reference", help="silence removal before features")
+    parser.add_argument(
+        "--trim", choices=TRIM_METHODS, default=None, help="silence removal before features (default: the model's, else 'reference')"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build-mfcc", aliases=["build-mfcc-cache"], help="cache features of a corpus")
     build.add_argument("--audio_dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
     build.add_argument("--working_dir", required=True)
     build.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    build.add_argument(
+        "--energies", choices=ENERGY_SCALES, default="linear", help="filterbank energies: linear (the reference's) or log"
+    )
+    build.add_argument(
+        "--normalisation", choices=NORMALISATIONS, default="frame", help="standardise each frame (the reference) or the whole utterance"
+    )
     build.set_defaults(handler=cmd_build_mfcc)
 
     convert = commands.add_parser("convert-checkpoint", help="legacy Keras 2 .h5 -> native .keras")

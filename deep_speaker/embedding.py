@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -19,7 +20,8 @@ from tqdm import tqdm
 from .audio import SAMPLE_RATE, to_model_input, trim_silence
 from .checkpoints import load_model
 from .errors import CheckpointError
-from .features import FeatureConfig, compute_features, crop_or_pad, file_features
+from .features import compute_features, crop_or_pad, file_features
+from .models import feature_config_of
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "deep_speaker.keras"
 
@@ -43,7 +45,9 @@ def to_bfloat16(model: keras.Model) -> keras.Model:
 
 
 class SpeakerEncoder:
-    """Embed recordings with a speaker model.
+    """Embed recordings with a speaker model, computing the features that model was trained on.
+
+    `trim` overrides the model's silence removal ('reference', 'energy' or 'none').
 
     >>> encoder = SpeakerEncoder("checkpoints/deep_speaker.keras")   # doctest: +SKIP
     >>> encoder.embed("a.wav").shape                                  # doctest: +SKIP
@@ -57,7 +61,7 @@ class SpeakerEncoder:
         crop_frames: int | None = None,
         seed: int = 123,
         batch_size: int = 32,
-        features: FeatureConfig = FeatureConfig(),
+        trim: str | None = None,
         bfloat16: bool = False,
     ):
         if model is None:
@@ -70,7 +74,9 @@ class SpeakerEncoder:
         self.crop_frames = crop_frames
         self.seed = seed
         self.batch_size = batch_size
-        self.feature_config = features
+        self.feature_config = feature_config_of(model)
+        if trim is not None:
+            self.feature_config = replace(self.feature_config, trim=trim)
         self.embedding_dim = int(self.model.output_shape[-1])
 
     def features(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -79,7 +85,7 @@ class SpeakerEncoder:
             return file_features(source, self.feature_config)
         waveform = to_model_input(source, sample_rate, self.feature_config.sample_rate)
         speech = trim_silence(waveform, self.feature_config.trim)
-        return compute_features(speech, self.feature_config.num_fbanks, self.feature_config.sample_rate)
+        return compute_features(speech, self.feature_config)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """Compiled inference (retraces little: Keras relaxes the frame axis after a few lengths)."""

@@ -1,8 +1,11 @@
-"""Deep Speaker input features: 64 linear mel filterbank energies, each frame normalised on its own.
+"""Deep Speaker input features: 64 mel filterbank energies, standardised.
 
-Numerically identical (to float32 rounding) to the reference's
+With `energies="linear"` (the default) numerically identical (to float32 rounding) to the reference's
 `python_speech_features.fbank(signal, 16000, nfilt=64)` followed by its per-frame normalisation loop,
 but vectorised: one strided view, one batched FFT, one matrix product and one normalisation.
+`energies="log"` takes log energies instead, so the two or three loudest bands do not swamp the others,
+and `normalisation="utterance"` standardises the whole utterance at once rather than each frame, which
+keeps frame loudness; both train much faster and generalise better on small corpora (see the model card).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ NUM_FBANKS = 64
 NUM_FRAMES = 160  # training crop: about 1.6 s
 NFFT = 512
 PREEMPHASIS = 0.97
+ENERGY_SCALES = ("linear", "log")
+NORMALISATIONS = ("frame", "utterance")
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,19 @@ class FeatureConfig:
     sample_rate: int = SAMPLE_RATE
     num_fbanks: int = NUM_FBANKS
     trim: str = "reference"  # reference | energy | none
+    energies: str = "linear"  # linear (reference) | log
+    normalisation: str = "frame"  # frame (reference) | utterance
+
+    def __post_init__(self):
+        if self.energies not in ENERGY_SCALES:
+            raise ValueError(f"unknown filterbank energies {self.energies!r}; choose from {ENERGY_SCALES}")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"unknown normalisation {self.normalisation!r}; choose from {NORMALISATIONS}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FeatureConfig":
+        """From a stored dict; keys missing in files written before a field existed take its default."""
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
 def _hz_to_mel(hz):
@@ -80,15 +98,24 @@ def normalize_frames(features: np.ndarray, epsilon: float = 1e-12) -> np.ndarray
     return (features - mean) / np.maximum(std, epsilon)
 
 
-def compute_features(signal: np.ndarray, num_filters: int = NUM_FBANKS, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Waveform (already trimmed) -> normalised filterbank features (frames, num_filters) float32."""
-    return normalize_frames(fbank_energies(signal, num_filters, sample_rate)).astype(np.float32)
+def normalize_utterance(features: np.ndarray, epsilon: float = 1e-12) -> np.ndarray:
+    """One mean and standard deviation for the whole utterance: removes the recording gain, keeps how
+    loudness moves from frame to frame and band to band."""
+    return (features - features.mean()) / max(features.std(), epsilon)
+
+
+def compute_features(signal: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Waveform (already trimmed) -> normalised filterbank features (frames, num_fbanks) float32."""
+    energies = fbank_energies(signal, config.num_fbanks, config.sample_rate)
+    if config.energies == "log":
+        energies = np.log(energies)
+    normalize = normalize_frames if config.normalisation == "frame" else normalize_utterance
+    return normalize(energies).astype(np.float32)
 
 
 def file_features(path, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Read, trim and featurise one file: the reference's `read_mfcc`."""
-    speech = load_speech(path, trim=config.trim, sample_rate=config.sample_rate)
-    return compute_features(speech, config.num_fbanks, config.sample_rate)
+    return compute_features(load_speech(path, trim=config.trim, sample_rate=config.sample_rate), config)
 
 
 def crop_or_pad(features: np.ndarray, num_frames: int = NUM_FRAMES, rng: np.random.Generator | None = None) -> np.ndarray:

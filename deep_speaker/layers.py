@@ -7,6 +7,28 @@ from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="deep_speaker")
+class FeatureSpec(keras.layers.Layer):
+    """Identity on the model input that records how that input is computed (a `FeatureConfig` as a dict).
+
+    Carried inside the model, the recipe travels with every `.keras` file, so an encoder always feeds a
+    model the features it was trained on. Weightless: legacy checkpoints load by name as before.
+    """
+
+    def __init__(self, features: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.features = dict(features or {})
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "features": self.features}
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
 class TemporalAverage(keras.layers.Layer):
     """Mean over the time axis: (batch, frames, channels) -> (batch, channels). The reference's `average`."""
 

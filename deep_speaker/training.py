@@ -21,16 +21,17 @@ import keras
 import numpy as np
 from keras import ops
 
-from .cache import CacheError, atomic_write_bytes, read_manifest
-from .checkpoints import assign_weights_by_name, load_model, save_model
-from .config import HeadConfig, SoftmaxConfig, TripletConfig
-from .features import crop_or_pad
+from .cache import CacheError, atomic_write_bytes, read_feature_config, read_manifest
+from .checkpoints import assign_weights_by_name, check_features, load_model, save_model
+from .config import ConfigError, HeadConfig, SoftmaxConfig, TripletConfig
+from .features import FeatureConfig, crop_or_pad
 from .layers import CosineLogits
 from .models import build_rescnn, embedding_model_from
 from .models.heads import build_fused, build_head, head_input_model
 from .scoring import compute_eer
 
 SPLIT_FILE = "split.json"
+SOFTMAX_LOSSES = ("softmax", "amsoftmax")
 
 
 class SpeakerFeatures:
@@ -43,6 +44,7 @@ class SpeakerFeatures:
     def __init__(self, working_dir, validation_fraction: float = 0.2):
         self.working_dir = Path(working_dir)
         entries = read_manifest(self.working_dir)
+        self.feature_config = read_feature_config(self.working_dir) or FeatureConfig()
         self.utterance_ids = [e.utterance_id for e in entries]
         self.speakers = sorted({e.speaker for e in entries})
         speaker_index = {s: i for i, s in enumerate(self.speakers)}
@@ -70,11 +72,14 @@ class SpeakerFeatures:
 
 
 class SoftmaxBatches(keras.utils.PyDataset):
-    """Random crops of random training utterances with speaker labels; batch k of epoch e is seeded by (seed, e, k)."""
+    """Random crops of random training utterances with speaker labels; batch k of epoch e is seeded by (seed, e, k).
 
-    def __init__(self, data: SpeakerFeatures, config: SoftmaxConfig, initial_epoch: int = 0):
+    With `augment`, each crop is masked as in SpecAugment (`mask_spans`).
+    """
+
+    def __init__(self, data: SpeakerFeatures, config, initial_epoch: int = 0, augment: bool = False):
         super().__init__()
-        self.data, self.config, self.epoch = data, config, initial_epoch
+        self.data, self.config, self.epoch, self.augment = data, config, initial_epoch, augment
 
     def __len__(self):
         return self.config.steps_per_epoch
@@ -82,10 +87,27 @@ class SoftmaxBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         rng = np.random.default_rng([self.config.seed, self.epoch, index])
         chosen = rng.choice(self.data.train, self.config.batch_size)
-        return self.data.crops(chosen, self.config.num_frames, rng), self.data.labels[chosen]
+        crops = self.data.crops(chosen, self.config.num_frames, rng)
+        if self.augment:
+            mask_spans(crops, rng)
+        return crops, self.data.labels[chosen]
 
     def on_epoch_end(self):
         self.epoch += 1
+
+
+def mask_spans(crops: np.ndarray, rng: np.random.Generator, max_bands: int = 8, max_frames: int = 20) -> None:
+    """SpecAugment-style masking in place: per crop, one band of filterbanks and one span of frames set to 0."""
+    num_crops, num_frames, num_bands = crops.shape[:3]
+    for crop, band_width, band_start, span, span_start in zip(
+        crops,
+        rng.integers(0, max_bands + 1, num_crops),
+        rng.integers(0, max(1, num_bands - max_bands), num_crops),
+        rng.integers(0, max_frames + 1, num_crops),
+        rng.integers(0, max(1, num_frames - max_frames), num_crops),
+    ):
+        crop[:, band_start : band_start + band_width] = 0
+        crop[span_start : span_start + span] = 0
 
 
 @keras.saving.register_keras_serializable(package="deep_speaker")
@@ -289,15 +311,25 @@ def train_softmax(working_dir, config: SoftmaxConfig = SoftmaxConfig(), progress
     if state:
         model = keras.saving.load_model(run_dir / "last.keras")
     else:
-        model = build_rescnn(config.width, config.embedding_dim, num_speakers=len(data.speakers), dropout=config.dropout)
+        if config.loss not in SOFTMAX_LOSSES:
+            raise ConfigError(f"unknown softmax loss {config.loss!r}; choose from {SOFTMAX_LOSSES}")
+        margin_loss = config.loss == "amsoftmax"
+        model = build_rescnn(
+            config.width,
+            config.embedding_dim,
+            features=data.feature_config,
+            num_speakers=len(data.speakers),
+            dropout=config.dropout,
+            classifier="cosine" if margin_loss else "softmax",
+        )
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            loss=AMSoftmaxLoss(config.margin, config.scale) if margin_loss else "sparse_categorical_crossentropy",
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
     return _fit(
         model,
-        SoftmaxBatches(data, config, initial_epoch=state["epoch"] if state else 0),
+        SoftmaxBatches(data, config, initial_epoch=state["epoch"] if state else 0, augment=config.spec_augment),
         run_dir,
         config,
         monitor="val_accuracy",
@@ -322,8 +354,9 @@ def train_triplet(working_dir, config: TripletConfig = TripletConfig(), initial_
         model = keras.saving.load_model(run_dir / "last.keras")
     else:
         initial_checkpoint = Path(initial_checkpoint or Path(working_dir) / "softmax" / "best.keras")
-        model = build_rescnn(config.width, config.embedding_dim)
+        model = build_rescnn(config.width, config.embedding_dim, features=data.feature_config)
         pretrained = load_model(initial_checkpoint)
+        check_features(pretrained, data.feature_config, initial_checkpoint)
         weights = {layer.name: layer.get_weights() for layer in pretrained.layers if layer.weights}
         assign_weights_by_name(model, weights, initial_checkpoint)
         model.compile(
@@ -418,6 +451,7 @@ def train_head(working_dir, base_checkpoint, config: HeadConfig = HeadConfig(), 
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     base = load_model(base_checkpoint)
+    check_features(base, data.feature_config, base_checkpoint)
     base.trainable = False
     head = build_head(config.head, base, embedding_dim=config.embedding_dim, **_head_sizes(config))
     inputs = PrecomputedInputs(data, head_input_model(base, config.head), config)

@@ -110,3 +110,17 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     assert (tmp_path / "a.bin").read_bytes() == b"data"
     assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_log_energies_cache_refuses_a_linear_rerun_and_old_configs_read_as_linear(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=1, utterances=1)
+    build_feature_cache(corpus, tmp_path / "log", FeatureConfig(energies="log"), workers=1, progress=False)
+    np.testing.assert_array_equal(
+        np.load(read_manifest(tmp_path / "log")[0].feature_path), file_features(corpus / "spk0" / "utt0.flac", FeatureConfig(energies="log"))
+    )
+    with pytest.raises(CacheError, match="'energies': 'log'"):
+        build_feature_cache(corpus, tmp_path / "log", workers=1, progress=False)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "features.json").write_text(json.dumps({"sample_rate": 16000, "num_fbanks": 64, "trim": "reference"}))
+    assert build_feature_cache(corpus, old, workers=1, progress=False).computed == 1

@@ -41,3 +41,30 @@ def test_unknown_recipe_option_is_a_clear_error(tmp_path):
 def test_training_without_cache_is_a_clear_error(tmp_path):
     result = _run(sys.executable, "cli.py", "train-softmax", "--working_dir", tmp_path / "empty")
     assert result.returncode == 2 and "run `build-mfcc" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_boolean_recipe_flags_parse_false_as_false():
+    from deep_speaker.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train-softmax", "--working_dir", "wd", "--spec_augment", "false"]).spec_augment is False
+    assert parser.parse_args(["train-softmax", "--working_dir", "wd", "--spec_augment", "true"]).spec_augment is True
+    result = _run(sys.executable, "cli.py", "train-softmax", "--working_dir", "wd", "--spec_augment", "maybe")
+    assert result.returncode == 2 and "expected true or false, got 'maybe'" in result.stderr
+
+
+def test_build_mfcc_log_energies_and_a_mismatched_model_is_refused(tmp_path):
+    from conftest import write_corpus
+
+    from deep_speaker.checkpoints import save_model
+    from deep_speaker.models import build_rescnn
+
+    corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2)
+    wd = tmp_path / "wd"
+    built = _run(sys.executable, "cli.py", "build-mfcc", "--audio_dir", corpus, "--working_dir", wd, "--energies", "log",
+                 "--normalisation", "utterance", "--workers", "1")
+    assert built.returncode == 0, built.stderr
+    assert '"energies": "log"' in (wd / "features.json").read_text()
+    save_model(build_rescnn(width=0.0625, embedding_dim=16), tmp_path / "linear.keras")
+    tested = _run(sys.executable, "cli.py", "test-model", "--working_dir", wd, "--checkpoint_file", tmp_path / "linear.keras")
+    assert tested.returncode == 2 and "the model takes linear filterbank energies" in tested.stderr and "Traceback" not in tested.stderr

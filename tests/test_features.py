@@ -4,7 +4,7 @@ from python_speech_features import fbank
 from python_speech_features.base import get_filterbanks
 
 from deep_speaker.audio import load_speech, read_audio, trim_silence_reference
-from deep_speaker.features import NUM_FBANKS, compute_features, crop_or_pad, file_features, mel_filterbank
+from deep_speaker.features import NUM_FBANKS, FeatureConfig, compute_features, crop_or_pad, file_features, mel_filterbank
 from conftest import synthetic_speech
 
 
@@ -50,3 +50,32 @@ def test_crop_or_pad():
     padded = crop_or_pad(features[:50], 160)
     assert padded.shape == (160, 64) and not padded[50:].any()
     np.testing.assert_array_equal(padded[:50], features[:50])
+
+
+def test_log_energies_normalise_the_log_of_the_reference_filterbank():
+    signal = synthetic_speech(1.0) + np.float32(1e-3)
+    energies, _ = fbank(signal, samplerate=16000, nfilt=64)
+    log_energies = np.log(energies)
+    expected = (log_energies - log_energies.mean(1, keepdims=True)) / log_energies.std(1, keepdims=True)
+    ours = compute_features(signal, FeatureConfig(energies="log"))
+    np.testing.assert_allclose(ours, expected, atol=1e-5, rtol=0)
+    assert np.abs(ours - compute_features(signal)).max() > 0.1
+
+
+def test_utterance_normalisation_keeps_frame_loudness():
+    signal = synthetic_speech(1.0) + np.float32(1e-3)
+    log_energies = np.log(fbank(signal, samplerate=16000, nfilt=64)[0])
+    ours = compute_features(signal, FeatureConfig(energies="log", normalisation="utterance"))
+    np.testing.assert_allclose(ours, (log_energies - log_energies.mean()) / log_energies.std(), atol=1e-5, rtol=0)
+    louder = compute_features(4 * signal, FeatureConfig(energies="log", normalisation="utterance"))
+    np.testing.assert_allclose(louder, ours, atol=1e-4)
+    frame_means = ours.mean(axis=1)
+    assert frame_means.max() - frame_means.min() > 1.0
+
+
+def test_feature_config_rejects_unknown_options_and_reads_old_files():
+    with pytest.raises(ValueError, match="unknown filterbank energies 'cubic'"):
+        FeatureConfig(energies="cubic")
+    with pytest.raises(ValueError, match="unknown normalisation 'global'"):
+        FeatureConfig(normalisation="global")
+    assert FeatureConfig.from_dict({"sample_rate": 16000, "num_fbanks": 64, "trim": "energy"}) == FeatureConfig(trim="energy")

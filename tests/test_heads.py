@@ -7,7 +7,7 @@ from deep_speaker.checkpoints import load_model, save_model
 from deep_speaker.config import HeadConfig
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError
-from deep_speaker.layers import CosineLogits, EmbeddingFusion, StatsPooling
+from deep_speaker.layers import CosineLogits, EmbeddingFusion, FeatureSpec, StatsPooling
 from deep_speaker.models import build_rescnn
 from deep_speaker.models.heads import base_of, build_dense_head, build_fused, build_head, weights_fingerprint
 from deep_speaker.scoring import compute_eer
@@ -16,7 +16,7 @@ from conftest import write_corpus
 
 
 def test_layer_configs_round_trip():
-    for layer in (StatsPooling(epsilon=1e-3), CosineLogits(7), EmbeddingFusion("score", 0.3, True, "abc")):
+    for layer in (StatsPooling(epsilon=1e-3), CosineLogits(7), EmbeddingFusion("score", 0.3, True, "abc"), FeatureSpec({"energies": "log"})):
         config = layer.get_config()
         assert layer.__class__.from_config(config).get_config() == config
 

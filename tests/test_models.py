@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from deep_speaker.layers import L2Normalize, TemporalAverage
-from deep_speaker.models import build_model, build_rescnn, embedding_model_from
+from deep_speaker.features import FeatureConfig
+from deep_speaker.models import build_model, build_rescnn, embedding_model_from, feature_config_of
 
 
 def test_layers_config_round_trip():
@@ -75,3 +76,13 @@ def test_native_save_round_trip(tmp_path, suffix):
         restored = build_rescnn(width=0.125)
         restored.load_weights(path)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(model(x)))
+
+
+def test_model_records_its_features_through_keras_saving(tmp_path):
+    log_features = FeatureConfig(energies="log", trim="energy")
+    model = build_rescnn(width=0.0625, embedding_dim=16, features=log_features)
+    model.save(tmp_path / "log.keras")
+    assert feature_config_of(keras.saving.load_model(tmp_path / "log.keras")) == log_features
+    assert feature_config_of(embedding_model_from(build_rescnn(width=0.0625, features=log_features, num_speakers=3))) == log_features
+    plain = keras.Sequential([keras.Input((None, 64, 1)), keras.layers.GlobalAveragePooling2D()])
+    assert feature_config_of(plain) == FeatureConfig()

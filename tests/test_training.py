@@ -125,3 +125,50 @@ def test_cli_training_survives_kill_9(feature_cache, tmp_path):
     epochs = _epochs(working_dir / "softmax" / "training.csv")
     assert sorted(set(epochs)) == list(range(done + 1))
     assert json.loads(state.read_text())["epoch"] == done + 1
+
+
+def test_models_carry_the_cache_features_and_other_features_are_refused(tmp_path):
+    from deep_speaker.errors import CheckpointError
+    from deep_speaker.features import FeatureConfig
+    from deep_speaker.models import feature_config_of
+
+    corpus = write_corpus(tmp_path / "corpus", speakers=4, utterances=5)
+    log_dir, linear_dir = tmp_path / "log", tmp_path / "linear"
+    build_feature_cache(corpus, log_dir, FeatureConfig(energies="log"), workers=1, progress=False)
+    build_feature_cache(corpus, linear_dir, workers=1, progress=False)
+    log_softmax = train_softmax(log_dir, SoftmaxConfig(**TINY, epochs=1), progress=False)
+    assert feature_config_of(load_model(log_softmax)).energies == "log"
+    with pytest.raises(CheckpointError, match="the model takes log filterbank energies"):
+        train_triplet(linear_dir, TripletConfig(**TINY, epochs=1), initial_checkpoint=log_softmax, progress=False)
+
+
+def test_mask_spans_zeroes_one_band_and_one_span_per_crop():
+    from deep_speaker.training import mask_spans
+
+    crops = np.ones((50, 40, 64, 1), np.float32)
+    mask_spans(crops, np.random.default_rng(0), max_bands=8, max_frames=10)
+    for crop in crops[..., 0]:
+        zero_bands = np.flatnonzero((crop == 0).all(axis=0))
+        zero_frames = np.flatnonzero((crop == 0).all(axis=1))
+        assert zero_bands.size <= 8 and zero_frames.size <= 10
+        for run in (zero_bands, zero_frames):
+            assert run.size == 0 or run[-1] - run[0] == run.size - 1
+        kept = np.ones_like(crop, bool)
+        kept[:, zero_bands] = False
+        kept[zero_frames] = False
+        assert (crop[kept] == 1).all()
+    assert (crops == 0).any()
+
+
+def test_amsoftmax_pretraining_gives_a_unit_embedding_model(feature_cache, tmp_path):
+    import keras
+
+    from deep_speaker.layers import CosineLogits
+
+    working_dir = _copy(feature_cache, tmp_path / "wd")
+    best = train_softmax(working_dir, SoftmaxConfig(**TINY, epochs=1, loss="amsoftmax", spec_augment=True), progress=False)
+    assert isinstance(keras.saving.load_model(working_dir / "softmax" / "last.keras").get_layer("dense"), CosineLogits)
+    embeddings = load_model(best).predict(np.random.default_rng(0).standard_normal((3, 40, 64, 1)).astype("float32"), verbose=0)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
+    with pytest.raises(Exception, match="unknown softmax loss 'hinge'"):
+        train_softmax(_copy(feature_cache, tmp_path / "wd2"), SoftmaxConfig(**TINY, epochs=1, loss="hinge"), progress=False)

@@ -1,6 +1,6 @@
 """Speaker-embedding models, built by name."""
 
-from .rescnn import build_rescnn, embedding_model_from
+from .rescnn import build_rescnn, embedding_model_from, feature_config_of
 
 MODEL_BUILDERS = {"rescnn": build_rescnn}
 
@@ -12,4 +12,4 @@ def build_model(name: str, **kwargs):
     return MODEL_BUILDERS[name](**kwargs)
 
 
-__all__ = ["MODEL_BUILDERS", "build_model", "build_rescnn", "embedding_model_from"]
+__all__ = ["MODEL_BUILDERS", "build_model", "build_rescnn", "embedding_model_from", "feature_config_of"]

@@ -7,9 +7,9 @@ cd "$(dirname "$0")/../.."
 DATA=../shared/data/speechocean762
 WD=${1:-wd/speechocean762}
 HEAD=${2:-recipes/speechocean762/head_dense.yaml}
-python cli.py build-mfcc --audio_dir "$DATA/train" --working_dir "$WD"
-python cli.py train-softmax --working_dir "$WD" --recipe recipes/speechocean762/softmax_w025.yaml
-python cli.py train-triplet --working_dir "$WD" --recipe recipes/speechocean762/triplet_w025.yaml
+python cli.py build-mfcc --audio_dir "$DATA/train" --working_dir "$WD" --energies log --normalisation utterance
+python cli.py train-softmax --working_dir "$WD" --recipe recipes/speechocean762/softmax.yaml
+python cli.py train-triplet --working_dir "$WD" --recipe recipes/speechocean762/triplet.yaml
 MODEL="$WD/triplet/best.keras"
 if [ "$HEAD" != none ]; then
   python cli.py train-head --working_dir "$WD" --checkpoint_file "$MODEL" --recipe "$HEAD"
