@@ -223,7 +223,14 @@ def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     from .enrol import OPERATING_POINTS
 
-    parser.add_argument("--operating-point", "--operating_point", dest="operating_point", choices=OPERATING_POINTS, default="eer")
+    parser.add_argument(
+        "--operating-point",
+        "--operating_point",
+        dest="operating_point",
+        choices=OPERATING_POINTS,
+        default="far1",
+        help="calibrated threshold: false accepts = misses (eer), or 1 %% / 0.1 %% false accepts (default far1)",
+    )
     parser.add_argument("--threshold", type=float, default=None, help="explicit cosine threshold (overrides the operating point)")
     _add_store_arguments(parser)
 

@@ -35,5 +35,14 @@ def test_readme_main_command():
         capture_output=True, text=True, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    assert "score = " in result.stdout and "(operating point eer)" in result.stdout
+    assert "score = " in result.stdout and "(operating point far1)" in result.stdout
     assert "decision: same speaker" in result.stdout
+
+
+def test_other_speaker_is_rejected_at_the_default_operating_point():
+    result = subprocess.run(
+        [sys.executable, "cli.py", "verify", "samples/PhilippeRemy/PhilippeRemy_001.wav", "samples/1255-90413-0001.flac"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "decision: different speakers" in result.stdout
