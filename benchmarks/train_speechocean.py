@@ -95,5 +95,6 @@ def main() -> None:
         f"test-model triplet: {results['triplet']['test_model']} [{path.name}]"
     )
 
+
 if __name__ == "__main__":
     main()
