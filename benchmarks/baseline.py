@@ -10,7 +10,7 @@ from python_speech_features import mfcc
 
 from common import require_shared_data, write_result
 from deep_speaker.audio import read_audio
-from deep_speaker.datasets import discover_utterances
+from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.evaluation import Trials, score_trials, verification_result
 
 

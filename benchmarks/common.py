@@ -30,7 +30,7 @@ def machine() -> dict:
 
 def write_result(name: str, result: dict) -> Path:
     """Write benchmarks/results/<name>.json atomically and return its path."""
-    from deep_speaker.cache import atomic_write_bytes
+    from deep_speaker.fileio import atomic_write_bytes
 
     path = RESULTS / f"{name}.json"
     atomic_write_bytes(path, json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), **result}, indent=2).encode())

@@ -34,9 +34,11 @@ def rescnn_flops(model, frames: int = 160) -> float:
     """Multiply-adds x 2 of every Conv2D and Dense layer for one crop of `frames` frames."""
     import keras
 
+    from deep_speaker.models.speaker_model import backbone_of
+
     flops = 0.0
     height, width = frames, 64
-    for layer in model.layers:
+    for layer in backbone_of(model).layers:
         if isinstance(layer, keras.layers.Conv2D):
             height, width = -(-height // layer.strides[0]), -(-width // layer.strides[1])
             kh, kw, cin, cout = layer.kernel.shape
@@ -73,19 +75,21 @@ def run_path(path: str, files: list[str]) -> dict:
     from deep_speaker.checkpoints import load_model
     from deep_speaker.embedding import SpeakerEncoder
     from deep_speaker.features import NUM_FRAMES, crop_or_pad
+    from deep_speaker.models import feature_model
 
     model = load_model(CHECKPOINT)
     warmup_start = time.perf_counter()
     if path == "reference":
-        model.predict(np.zeros((BATCH, NUM_FRAMES, 64, 1), np.float32), verbose=0)
+        reference_model = feature_model(model)  # the reference's model: features in, plain `predict`
+        reference_model.predict(np.zeros((BATCH, NUM_FRAMES, 64), np.float32), verbose=0)
         warmup_seconds = time.perf_counter() - warmup_start
         rng = np.random.default_rng(123)
         start = time.perf_counter()
         features = [reference_read_mfcc(f) for f in files]
         feature_seconds = time.perf_counter() - start
-        crops = np.stack([crop_or_pad(f, NUM_FRAMES, rng) for f in features])[..., None]
+        crops = np.stack([crop_or_pad(f, NUM_FRAMES, rng) for f in features])
         forward_start = time.perf_counter()
-        embeddings = model.predict(crops, batch_size=BATCH, verbose=0)
+        embeddings = reference_model.predict(crops, batch_size=BATCH, verbose=0)
         forward_seconds = time.perf_counter() - forward_start
         total = time.perf_counter() - start
     else:
@@ -121,7 +125,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of (a) and (b)")
     parser.add_argument("--path", help=argparse.SUPPRESS)
-    parser.add_argument("--trained", default=str(ROOT / "checkpoints" / "deep_speaker.keras"), help="trained model for the bf16 accuracy check")
+    parser.add_argument("--trained", default=str(ROOT / "deep_speaker" / "pretrained" / "deep_speaker.keras"), help="trained model for the bf16 accuracy check")
     args = parser.parse_args()
     files = [str(p) for p in sorted((require_shared_data() / "speechocean762" / "dev").rglob("*.flac"))[: args.files]]
     if args.path:

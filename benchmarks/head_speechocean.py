@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 
 from common import ROOT, require_shared_data, write_result
-from deep_speaker.config import HeadConfig
+from deep_speaker.config import load_recipe
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.evaluation import evaluate_trials
-from deep_speaker.training import train_head
+from deep_speaker.tf.train import train_head
 
 
 def main() -> None:
@@ -36,8 +36,8 @@ def main() -> None:
 
     table = {"base": dev(base)}
     for head in ("dense", "tdnn"):
-        config = HeadConfig(head=head, loss="amsoftmax", epochs=args.epochs, finetune_epochs=args.finetune_epochs)
-        paths = train_head(working_dir, base, config, progress=False)
+        recipe = load_recipe("head", head=head, loss="amsoftmax", epochs=args.epochs, finetune_epochs=args.finetune_epochs)
+        paths = train_head(working_dir, base, recipe, progress=False)
         weight = json.loads((paths["score"].parent / "head.json").read_text())["fusion_weight"]
         for fusion, path in paths.items():
             table[f"{head}/{fusion}"] = {**dev(path), "checkpoint": str(path), "fusion_weight": weight if fusion == "score" else None}

@@ -5,7 +5,7 @@ Each of the 62 dev speakers is enrolled with 3 recordings; the other 5 of each a
 each speaker in turn is removed from the store and its 5 recordings identified again: they should come
 out "unknown" at the calibrated threshold (rejection rate). Uses the real SQLite store and CLI-level API.
 
-    python benchmarks/identify_speechocean.py [--checkpoint checkpoints/deep_speaker.keras]
+    python benchmarks/identify_speechocean.py [--checkpoint deep_speaker/pretrained/deep_speaker.keras]
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import numpy as np
 
 from common import require_shared_data, write_result
 from deep_speaker.embedding import DEFAULT_CHECKPOINT, SpeakerEncoder
-from deep_speaker.enrol import OPERATING_POINTS, SpeakerRegistry, resolve_threshold
+from deep_speaker.enrol import SpeakerRegistry
+from deep_speaker.scoring.calibration import OPERATING_POINTS
+from deep_speaker.verification import Verifier
 
 ENROL_FILES = 3
 
@@ -29,21 +31,22 @@ def main() -> None:
     args = parser.parse_args()
     dev = require_shared_data() / "speechocean762" / "dev"
     speakers = {folder.name: sorted(folder.glob("*.flac")) for folder in sorted(dev.iterdir()) if folder.is_dir()}
-    thresholds = {point: resolve_threshold(args.checkpoint, point)[0] for point in OPERATING_POINTS}
+    encoder = SpeakerEncoder(args.checkpoint)
+    thresholds = {point: Verifier(encoder, operating_point=point).threshold()[0] for point in OPERATING_POINTS}
     if None in thresholds.values():
         raise SystemExit(f"{args.checkpoint}: not calibrated; run `python cli.py calibrate` first")
-    encoder = SpeakerEncoder(args.checkpoint)
+    verifier = Verifier(encoder, threshold=-1.0)  # ranks only; the thresholds above are applied below
     known, unknown = [], []  # (correct top-1?, top-1 score) with the speaker enrolled; top-1 score with it removed
     with tempfile.TemporaryDirectory() as folder, SpeakerRegistry(Path(folder) / "s.db", encoder) as registry:
         for name, files in speakers.items():
             registry.enroll(name, files[:ENROL_FILES])
         for name, files in speakers.items():
             for path in files[ENROL_FILES:]:
-                best, score = registry.identify(path, top_k=1)[0]
+                best, score = verifier.identify(path, registry, top_k=1).ranked[0]
                 known.append((best == name, score))
         for name, files in speakers.items():
             registry.remove(name)
-            unknown += [registry.identify(path, top_k=1)[0][1] for path in files[ENROL_FILES:]]
+            unknown += [verifier.identify(path, registry, top_k=1).ranked[0][1] for path in files[ENROL_FILES:]]
             registry.enroll(name, files[:ENROL_FILES])
     correct = np.array([c for c, _ in known])
     known_scores, unknown_scores = np.array([s for _, s in known]), np.array(unknown)

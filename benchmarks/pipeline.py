@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT, require_shared_data, write_result
-from deep_speaker.cache import build_feature_cache
-from deep_speaker.config import SoftmaxConfig
-from deep_speaker.models import build_rescnn
-from deep_speaker.training import SoftmaxBatches, SpeakerFeatures
+import keras
+
+from deep_speaker.config import load_recipe
+from deep_speaker.data.batches import ClassificationBatches
+from deep_speaker.data.cache import build_feature_cache
+from deep_speaker.data.split import SpeakerFeatures
+from deep_speaker.models import build_backbone
 
 
 def timed_fit(model, data, steps: int, **kwargs) -> float:
@@ -33,10 +36,11 @@ def main() -> None:
     args = parser.parse_args()
     build_feature_cache(require_shared_data() / "speechocean762" / "train", args.working_dir, progress=False)
     data = SpeakerFeatures(args.working_dir)
-    config = SoftmaxConfig(width=args.width, steps_per_epoch=args.steps)
-    model = build_rescnn(args.width, num_speakers=len(data.speakers))
+    config = load_recipe("classification", width=args.width, steps_per_epoch=args.steps).run
+    backbone = build_backbone("rescnn", width=args.width, dropout=0.5)
+    model = keras.Model(backbone.input, keras.layers.Dense(len(data.speakers), activation="softmax")(backbone.output["embedding"]))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    batches = SoftmaxBatches(data, config)
+    batches = ClassificationBatches(data, config)
     arrays = [batches[i] for i in range(args.steps)]
     x, y = np.concatenate([a[0] for a in arrays]), np.concatenate([a[1] for a in arrays])
     model.fit(x[: 2 * config.batch_size], y[: 2 * config.batch_size], batch_size=config.batch_size, verbose=0)

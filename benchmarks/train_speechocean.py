@@ -20,12 +20,13 @@ from pathlib import Path
 
 from baseline import classical_baseline
 from common import ROOT, require_shared_data, write_result
-from deep_speaker.cache import build_feature_cache
-from deep_speaker.config import SoftmaxConfig, TripletConfig, load_recipe
-from deep_speaker.features import ENERGY_SCALES, NORMALISATIONS, FeatureConfig
+from deep_speaker.config import load_recipe
+from deep_speaker.data.cache import build_feature_cache
+from deep_speaker.data.split import SpeakerFeatures
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.evaluation import closed_set_metrics, evaluate_trials, save_result
-from deep_speaker.training import SpeakerFeatures, train_softmax, train_triplet
+from deep_speaker.features import ENERGY_SCALES, NORMALISATIONS, FeatureConfig
+from deep_speaker.tf.train import train_classifier, train_triplet
 
 RECIPES = ROOT / "recipes" / "speechocean762"
 
@@ -67,10 +68,10 @@ def main() -> None:
     data = SpeakerFeatures(working_dir)
 
     phases = (
-        ("softmax", train_softmax, load_recipe(SoftmaxConfig, args.softmax_recipe, epochs=args.softmax_epochs)),
-        ("triplet", train_triplet, load_recipe(TripletConfig, args.triplet_recipe, epochs=args.triplet_epochs)),
+        ("softmax", train_classifier, load_recipe("classification", args.softmax_recipe, epochs=args.softmax_epochs)),
+        ("triplet", train_triplet, load_recipe("triplet", args.triplet_recipe, epochs=args.triplet_epochs)),
     )
-    results = {"features": asdict(features), **{f"{n}_config": asdict(c) for n, _, c in phases}, "baseline": baseline}
+    results = {"features": asdict(features), **{f"{n}_config": c.to_dict() for n, _, c in phases}, "baseline": baseline}
     for phase, train, config in phases:
         start = time.perf_counter()
         best = train(working_dir, config, progress=False)
@@ -88,7 +89,7 @@ def main() -> None:
     path = write_result(f"train_speechocean_{name}", results)
     s, t, b = results["softmax"]["dev"], results["triplet"]["dev"], baseline["mfcc_mean_std_lda_cosine"]
     print(
-        f"train_speechocean ({args.energies} energies, {args.normalisation} normalisation, width {phases[0][2].width:g}): "
+        f"train_speechocean ({args.energies} energies, {args.normalisation} normalisation, width {phases[0][2].model.width:g}): "
         f"dev EER softmax {100 * s['eer']:.2f} % (minDCF0.01 {s['min_dcf_p0.01']:.3f}), "
         f"triplet {100 * t['eer']:.2f} % (minDCF0.01 {t['min_dcf_p0.01']:.3f}); MFCC+LDA floor {100 * b['eer']:.2f} %; "
         f"{results['softmax']['seconds_per_epoch']:.0f} / {results['triplet']['seconds_per_epoch']:.0f} s per epoch; "

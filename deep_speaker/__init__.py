@@ -1,22 +1,24 @@
 """deep-speaker: speaker recognition with Deep Speaker (ResCNN) in Keras 3.
 
-Light modules (audio, features, datasets, cache) import without TensorFlow; the model API
-(`load_model`, `SpeakerEncoder`, `build_rescnn`) loads Keras on first use.
+Light modules (audio, features, data) import without TensorFlow; the model API (`load_model`,
+`SpeakerEncoder`, `Verifier`, `build_backbone`, ...) loads Keras on first use.
 """
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "load_model": "checkpoints",
     "save_model": "checkpoints",
     "SpeakerEncoder": "embedding",
     "SpeakerRegistry": "enrol",
-    "build_rescnn": "models",
-    "build_model": "models",
+    "Verifier": "verification",
+    "build_backbone": "models",
+    "build_speaker_model": "models",
+    "register_backbone": "models",
 }
 
 

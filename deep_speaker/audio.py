@@ -13,45 +13,23 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import DeepSpeakerError
+from .errors import (
+    AudioError,
+    ConfigError,
+    CorruptAudioError,
+    EmptyAudioError,
+    InvalidSamplesError,
+    MissingAudioError,
+    SilentAudioError,
+    TooShortError,
+    UnsupportedFormatError,
+)
 
 SAMPLE_RATE = 16000
 FRAME_LENGTH = 400  # samples in one 25 ms analysis frame at 16 kHz
 FRAME_STEP = 160  # 10 ms hop
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 TRIM_METHODS = ("reference", "energy", "none")
-
-
-class AudioError(DeepSpeakerError):
-    """An input recording cannot be used; the message names the file and the problem."""
-
-
-class MissingAudioError(AudioError):
-    """The file does not exist."""
-
-
-class EmptyAudioError(AudioError):
-    """The file has no bytes or no samples."""
-
-
-class UnsupportedFormatError(AudioError):
-    """The file is not in a format we can decode."""
-
-
-class CorruptAudioError(AudioError):
-    """The file claims a supported format but cannot be decoded."""
-
-
-class InvalidSamplesError(AudioError):
-    """The samples contain NaN or infinity."""
-
-
-class SilentAudioError(AudioError):
-    """Every sample is zero (or constant): there is no speech to find."""
-
-
-class TooShortError(AudioError):
-    """After trimming, less than one analysis frame (25 ms) of audio is left."""
 
 
 def _describe(source) -> str:
@@ -147,7 +125,7 @@ def trim_silence(samples: np.ndarray, method: str = "reference", source=None) ->
     elif method == "none":
         trimmed = samples
     else:
-        raise ValueError(f"unknown trim method {method!r}; choose from {TRIM_METHODS}")
+        raise ConfigError(f"unknown trim method {method!r}; choose from {TRIM_METHODS}")
     if trimmed.size < FRAME_LENGTH:
         raise TooShortError(
             f"{_describe(source)}: only {trimmed.size} samples of speech after '{method}' trimming; "

@@ -1,4 +1,5 @@
-"""Checkpoint I/O: the published Keras 2 `.h5` files (loaded by layer name, strictly) and Keras 3 files.
+"""Checkpoint I/O: the published Keras 2 `.h5` files (loaded by layer name, strictly), Keras 3 `.keras` files,
+and the toolkit's version 0.1 `.keras` files (feature-in, `FeatureSpec`), all returned as speaker models.
 
 Legacy files come in two layouts, both handled: a whole-model save (weights under `model_weights`, as
 written by the reference's ModelCheckpoint) and a weights-only save (`layer_names` on the root).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,14 +19,23 @@ import h5py
 import keras
 import numpy as np
 
-from .cache import atomic_replace
 from .errors import CheckpointError
 from .features import NUM_FBANKS, FeatureConfig
-from .models import build_rescnn, embedding_model_from, feature_config_of
-from .models.heads import base_of, weights_fingerprint
-from .models.rescnn import FREQUENCY_REDUCTION, STAGE_FILTERS
+from .fileio import atomic_replace
+from .models import build_backbone, build_speaker_model
+from .models.rescnn import STAGE_FILTERS
+from .models.speaker_model import (
+    FUSION,
+    build_fused,
+    check_fused_head,
+    feature_config_of,
+    has_head,
+    require_speaker_model,
+)
 
 NATIVE_SUFFIXES = (".keras",)
+LEGACY_SUFFIXES = (".h5", ".hdf5", ".gz")
+RESCNN_FREQUENCY_BINS = NUM_FBANKS // 16  # four stride-2 stages: 64 filterbanks -> 4 bins
 
 
 def _decode(value) -> str:
@@ -76,7 +87,7 @@ def infer_rescnn_args(weights: dict[str, list[np.ndarray]], source) -> dict:
     if "affine" not in weights:
         raise CheckpointError(f"{source}: no `affine` layer; not a Deep Speaker ResCNN checkpoint")
     affine_in, embedding_dim = weights["affine"][0].shape
-    last_filters = affine_in // (NUM_FBANKS // FREQUENCY_REDUCTION)
+    last_filters = affine_in // RESCNN_FREQUENCY_BINS
     return {"width": last_filters / STAGE_FILTERS[-1], "embedding_dim": int(embedding_dim)}
 
 
@@ -112,46 +123,61 @@ def assign_weights_by_name(model: keras.Model, weights: dict[str, list[np.ndarra
     return assigned
 
 
-def load_legacy_checkpoint(path, num_speakers: int | None = None, strict: bool = True) -> keras.Model:
-    """A ResCNN (embedding model, or softmax model with `num_speakers`) with a Keras 2 file's weights."""
-    weights = read_legacy_weights(path)
-    model = build_rescnn(**infer_rescnn_args(weights, path), num_speakers=num_speakers)
-    assign_weights_by_name(model, weights, path, strict=strict)
-    return model
+def load_legacy_checkpoint(path, features: FeatureConfig = FeatureConfig()) -> keras.Model:
+    """The speaker model of a Keras 2 file (triplet or softmax; a softmax classifier is ignored)."""
+    return _rescnn_from_weights(read_legacy_weights(path), features, path)
+
+
+def _from_version_0_1(old: keras.Model, source) -> keras.Model:
+    """A speaker model from a feature-in `.keras` file of version 0.1 (ResCNN, `FeatureSpec`, maybe a fused head)."""
+    names = {layer.name for layer in old.layers}
+    spec = old.get_layer("features").features if "features" in names else {}
+    features = FeatureConfig.from_dict(spec)
+    weights = {layer.name: layer.get_weights() for layer in old.layers if layer.weights and not isinstance(layer, keras.Model)}
+    model = _rescnn_from_weights(weights, features, source)
+    if FUSION not in names:
+        return model
+    fusion = old.get_layer(FUSION)
+    head = next(layer for layer in old.layers if isinstance(layer, keras.Model))
+    return build_fused(model, head, fusion.mode, fusion.weight, trained=fusion.trained, base_fingerprint=fusion.base_fingerprint)
+
+
+def _rescnn_from_weights(weights: dict[str, list[np.ndarray]], features: FeatureConfig, source) -> keras.Model:
+    """A ResCNN speaker model sized from `weights` and loaded from them strictly by layer name."""
+    backbone = build_backbone("rescnn", features.num_fbanks, **infer_rescnn_args(weights, source))
+    assign_weights_by_name(backbone, weights, source)
+    return build_speaker_model(backbone, features, name="ResCNN")
+
+
+def _load_native(path: Path) -> keras.Model:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a Keras 3 .keras file (not a zip archive)")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a file it cannot rebuild; none may escape raw
+        raise CheckpointError(f"{path}: cannot load Keras model ({type(error).__name__}: {str(error).splitlines()[0][:300]})") from error
 
 
 def load_model(path) -> keras.Model:
-    """The embedding model from any checkpoint a user may have.
+    """The speaker model (waveform in, L2-normalised embedding out) from any checkpoint a user may have.
 
     - Keras 2 `.h5` / `.h5.gz` (whole model or weights only; triplet or softmax, the softmax head ignored);
-    - Keras 3 `.keras` (embedding or softmax model; a softmax model is cut at `affine`).
+    - Keras 3 `.keras` written by this toolkit (speaker models, version 0.1 feature-in models too).
+    A fused model whose head was never trained, or was trained on another base, is refused.
     """
     path = Path(path)
-    if path.suffix in NATIVE_SUFFIXES:
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such checkpoint file")
-        try:
-            model = keras.saving.load_model(path, compile=False)
-        except (ValueError, OSError, KeyError) as error:
-            raise CheckpointError(f"{path}: cannot load Keras model ({error})") from error
-        names = {layer.name for layer in model.layers}
-        if "fusion" in names:
-            check_fused_head(model, path)
-        return embedding_model_from(model) if "dense" in names else model
-    return load_legacy_checkpoint(path)
-
-
-def check_fused_head(model: keras.Model, source) -> None:
-    """Refuse a fused model whose head was never trained, or was trained on other base weights."""
-    fusion = model.get_layer("fusion")
-    if not fusion.trained:
-        raise CheckpointError(f"{source}: its refinement head was never trained; train it with `train-head` first")
-    found = weights_fingerprint(base_of(model))
-    if found != fusion.base_fingerprint:
-        raise CheckpointError(
-            f"{source}: the head was trained on base weights {fusion.base_fingerprint}, but the base in the file is {found}; "
-            "retrain the head on this base"
-        )
+    if path.suffix not in NATIVE_SUFFIXES:
+        return load_legacy_checkpoint(path)
+    model = _load_native(path)
+    names = {layer.name for layer in model.layers}
+    if "fbank" not in names and "affine" in names:
+        model = _from_version_0_1(model, path)
+    require_speaker_model(model, path)
+    if has_head(model):
+        check_fused_head(model, path)
+    return model
 
 
 def check_features(model: keras.Model, features: FeatureConfig, source) -> None:
@@ -159,18 +185,22 @@ def check_features(model: keras.Model, features: FeatureConfig, source) -> None:
     expected = feature_config_of(model)
     if replace(expected, trim=features.trim) != features:
         raise CheckpointError(
-            f"{source}: the model takes {_describe_features(expected)}, the feature cache holds {_describe_features(features)}; "
-            "rebuild the cache with matching `build-mfcc --energies/--normalisation` or pick the matching checkpoint"
+            f"{source}: the model takes {expected.describe()}, the feature cache holds {features.describe()}; "
+            "use a cache built with the model's features or the matching checkpoint",
+            cli_hint="rebuild the cache with matching `build-mfcc --energies/--normalisation`",
         )
 
 
-def _describe_features(config: FeatureConfig) -> str:
-    return f"{config.energies} filterbank energies ({config.num_fbanks} bands, {config.sample_rate} Hz, {config.normalisation} normalisation)"
+def check_save_path(path) -> Path:
+    """Refuse, before any work, a path a model cannot be saved to."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise CheckpointError(f"{path}: models are saved as Keras 3 files ending in .keras")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a file name")
+    return path
 
 
 def save_model(model: keras.Model, path) -> None:
     """Save as a native Keras 3 `.keras` file, atomically."""
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(f"{path}: native checkpoints end in .keras")
-    atomic_replace(path, model.save, suffix=".tmp.keras")
+    atomic_replace(check_save_path(path), model.save, suffix=".tmp.keras")

@@ -17,7 +17,7 @@ from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
 
 
 def cmd_build_mfcc(args) -> int:
-    from .cache import build_feature_cache
+    from .data.cache import build_feature_cache
     from .features import FeatureConfig
 
     config = FeatureConfig(trim=args.trim or "reference", energies=args.energies, normalisation=args.normalisation)
@@ -28,8 +28,9 @@ def cmd_build_mfcc(args) -> int:
 
 
 def cmd_convert_checkpoint(args) -> int:
-    from .checkpoints import load_model, save_model
+    from .checkpoints import check_save_path, load_model, save_model
 
+    check_save_path(args.target)
     model = load_model(args.source)
     save_model(model, args.target)
     print(f"wrote {args.target} ({model.count_params():,} weights)")
@@ -53,14 +54,20 @@ def _encoder(args):
     )
 
 
-def _registry(args):
+def _registry(args, encoder=None):
     from .enrol import SpeakerRegistry
 
-    return SpeakerRegistry(args.store, _encoder(args))
+    return SpeakerRegistry(args.store, encoder or _encoder(args))
+
+
+def _verifier(args, encoder=None):
+    from .verification import Verifier
+
+    return Verifier(encoder or _encoder(args), operating_point=args.operating_point, threshold=args.threshold)
 
 
 def cmd_embed(args) -> int:
-    from .cache import atomic_save_npy
+    from .fileio import atomic_save_npy
 
     embeddings = _encoder(args).embed_many(args.files, progress=len(args.files) > 1)
     atomic_save_npy(args.out, embeddings)
@@ -68,37 +75,29 @@ def cmd_embed(args) -> int:
     return 0
 
 
-def _decide(score: float, args) -> str:
-    from .enrol import resolve_threshold
-
-    threshold, source = resolve_threshold(_checkpoint(args), args.operating_point, args.threshold)
-    if threshold is None:
-        return f"score = {score:.4f}  decision: none ({source})"
-    decision = "same speaker" if score >= threshold else "different speakers"
-    return f"score = {score:.4f}  threshold = {threshold:.4f} ({source})  decision: {decision}"
-
-
 def cmd_verify(args) -> int:
     if (args.audio_b is None) == (args.speaker is None):
         raise DeepSpeakerError("verify takes two recordings (verify A B) or one and an enrolled name (verify A --speaker NAME)")
+    verifier = _verifier(args)
     if args.speaker is not None:
-        with _registry(args) as registry:
-            score = registry.verify(args.audio_a, args.speaker)
+        with _registry(args, verifier.encoder) as registry:
+            decision = verifier.verify_enrolled(args.audio_a, args.speaker, registry)
     else:
-        score = _encoder(args).score(args.audio_a, args.audio_b)
-    print(_decide(score, args))
+        decision = verifier.verify(args.audio_a, args.audio_b)
+    print(decision)
     return 0
 
 
 def cmd_calibrate(args) -> int:
-    from .enrol import Calibration
     from .evaluation import evaluate_trials
+    from .scoring.calibration import Calibration, save_calibration
 
-    result = evaluate_trials(_encoder(args), args.trials, args.audio_root)
-    calibration = Calibration.from_scores(result.target_scores, result.nontarget_scores, trials=str(args.trials))
-    path = calibration.save(_checkpoint(args))
+    encoder = _encoder(args)
+    result = evaluate_trials(encoder, args.trials, args.audio_root)
+    calibration = Calibration.from_scores(result.target_scores, result.nontarget_scores, trials=str(args.trials), model=encoder.fingerprint)
+    paths = save_calibration(calibration, args.checkpoint_file)
     print(result)
-    print(f"thresholds: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {path}")
+    print(f"thresholds: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}")
     return 0
 
 
@@ -127,54 +126,37 @@ def cmd_remove(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    from .enrol import UNKNOWN, resolve_threshold
-
-    with _registry(args) as registry:
-        ranked = registry.identify(args.audio, args.top_k)
-    threshold, source = resolve_threshold(_checkpoint(args), args.operating_point, args.threshold)
-    best_name, best_score = ranked[0]
-    verdict = best_name if threshold is None or best_score >= threshold else UNKNOWN
-    for rank, (name, score) in enumerate(ranked, start=1):
-        print(f"{rank}. {name}\t{score:.4f}")
-    print(f"speaker: {verdict}" + (f" (threshold {threshold:.4f}, {source})" if threshold is not None else f" ({source})"))
+    verifier = _verifier(args)
+    with _registry(args, verifier.encoder) as registry:
+        print(verifier.identify(args.audio, registry, args.top_k))
     return 0
 
 
 def cmd_train(args) -> int:
-    from dataclasses import fields
+    from .config import flat_options, load_recipe
+    from .tf import train
 
-    from . import training
-    from .config import load_recipe
-
-    overrides = {f.name: getattr(args, f.name) for f in fields(args.recipe_class)}
-    config = load_recipe(args.recipe_class, args.recipe, **overrides)
+    overrides = {name: getattr(args, name) for name in flat_options(args.phase)}
+    recipe = load_recipe(args.phase, args.recipe, **overrides)
+    if args.phase == "head":
+        paths = train.train_head(args.working_dir, args.checkpoint_file, recipe, progress=not args.quiet)
+        for fusion, path in paths.items():
+            print(f"fused model ({fusion}): {path}" + ("  <- selected by --fusion" if fusion == recipe.head.fusion else ""))
+        return 0
     extra = {"initial_checkpoint": args.initial_checkpoint} if args.phase == "triplet" else {}
-    best = getattr(training, f"train_{args.phase}")(args.working_dir, config, progress=not args.quiet, **extra)
+    best = train.PHASES[args.phase](args.working_dir, recipe, progress=not args.quiet, **extra)
     print(f"best {args.phase} checkpoint: {best}")
-    return 0
-
-
-def cmd_train_head(args) -> int:
-    from dataclasses import fields
-
-    from .config import HeadConfig, load_recipe
-    from .training import train_head
-
-    config = load_recipe(HeadConfig, args.recipe, **{f.name: getattr(args, f.name) for f in fields(HeadConfig)})
-    paths = train_head(args.working_dir, args.checkpoint_file, config, progress=not args.quiet)
-    for fusion, path in paths.items():
-        print(f"fused model ({fusion}): {path}" + ("  <- selected by --fusion" if fusion == config.fusion else ""))
     return 0
 
 
 def cmd_test_model(args) -> int:
     from .checkpoints import check_features
+    from .data.split import SpeakerFeatures
     from .evaluation import closed_set_metrics
-    from .training import SpeakerFeatures
 
     data = SpeakerFeatures(args.working_dir)
     encoder = _encoder(args)
-    check_features(encoder.model, data.feature_config, _checkpoint(args))
+    check_features(encoder.speaker_model, data.feature_config, _checkpoint(args))
     embeddings = encoder.embed_features([data.features[i] for i in data.validation])
     print(closed_set_metrics(embeddings, data.labels[data.validation], seed=args.seed))
     return 0
@@ -184,21 +166,21 @@ def cmd_eval_trials(args) -> int:
     from .evaluation import evaluate_trials, save_result
 
     result = evaluate_trials(_encoder(args), args.trials, args.audio_root)
-    save_result(result, args.json, args.plot, extra={"checkpoint": str(args.checkpoint_file), "trials": str(args.trials)})
+    save_result(result, args.json, args.plot, extra={"checkpoint": str(_checkpoint(args)), "trials": str(args.trials)})
     print(result)
     return 0
 
 
-def _add_recipe_arguments(parser: argparse.ArgumentParser, config_class) -> None:
-    """One flag per recipe field (default None = keep the recipe's value)."""
-    from dataclasses import fields
+def _add_recipe_arguments(parser: argparse.ArgumentParser, phase: str) -> None:
+    """One flag per recipe option of the phase (default None = keep the recipe's value)."""
+    from .config import flat_options
 
     parser.add_argument("--working_dir", required=True, help="feature cache from build-mfcc; runs are written below it")
-    parser.add_argument("--recipe", help="YAML file with recipe options")
+    parser.add_argument("--recipe", help="YAML recipe (nested by group or flat)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    for field in fields(config_class):
-        value_type = _parse_bool if isinstance(field.default, bool) else type(field.default)
-        parser.add_argument(f"--{field.name}", type=value_type, default=None, help=f"default {field.default}")
+    for name, (group, _, value_type, default) in flat_options(phase).items():
+        parser.add_argument(f"--{name}", type=_parse_bool if value_type is bool else value_type, default=None, help=f"{group}; default {default}")
+    parser.set_defaults(handler=cmd_train, phase=phase)
 
 
 def _parse_bool(text: str) -> bool:
@@ -221,7 +203,7 @@ def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
-    from .enrol import OPERATING_POINTS
+    from .scoring.calibration import OPERATING_POINTS
 
     parser.add_argument(
         "--operating-point",
@@ -300,23 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decision_arguments(identify)
     identify.set_defaults(handler=cmd_identify)
 
-    from .config import SoftmaxConfig, TripletConfig
+    softmax = commands.add_parser("train-softmax", help="classification pre-training (softmax or AM-softmax) on a feature cache")
+    _add_recipe_arguments(softmax, "classification")
 
-    softmax = commands.add_parser("train-softmax", help="softmax pre-training on a feature cache")
-    _add_recipe_arguments(softmax, SoftmaxConfig)
-    softmax.set_defaults(handler=cmd_train, recipe_class=SoftmaxConfig, phase="softmax")
-
-    triplet = commands.add_parser("train-triplet", help="hard-negative triplet training from the softmax checkpoint")
-    _add_recipe_arguments(triplet, TripletConfig)
+    triplet = commands.add_parser("train-triplet", help="hard-negative triplet training from the classification checkpoint")
+    _add_recipe_arguments(triplet, "triplet")
     triplet.add_argument("--initial_checkpoint", help="default: WORKING_DIR/softmax/best.keras")
-    triplet.set_defaults(handler=cmd_train, recipe_class=TripletConfig, phase="triplet")
-
-    from .config import HeadConfig
 
     head = commands.add_parser("train-head", help="train a dense or TDNN refinement head on a base checkpoint")
-    _add_recipe_arguments(head, HeadConfig)
+    _add_recipe_arguments(head, "head")
     head.add_argument("--checkpoint_file", required=True, help="base model (triplet or softmax checkpoint)")
-    head.set_defaults(handler=cmd_train_head)
 
     test = commands.add_parser("test-model", help="reference closed-set test on the held-out utterances of the training speakers")
     test.add_argument("--working_dir", required=True)
@@ -339,7 +314,8 @@ def main(argv=None) -> int:
     try:
         return args.handler(args)
     except DeepSpeakerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        hint = f" ({error.cli_hint})" if error.cli_hint else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)

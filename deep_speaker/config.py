@@ -1,35 +1,56 @@
-"""Training recipes: dataclasses whose defaults are the reference's, overridable from YAML and the CLI.
+"""Training recipes, grouped by concern (model, loss, augment, optimiser, run, head), per phase.
 
-A YAML recipe has the same keys as the dataclass; an unknown key is an error (a typo must not be
-silently ignored). Precedence: dataclass defaults < YAML file < command-line flags.
+A phase is a configuration of the one training driver: `classification` (softmax or AM-softmax
+pre-training), `triplet` and `head`. Its defaults are the reference's recipe. A YAML recipe is nested by
+group (`model: {width: 0.25}`) or flat (`width: 0.25`, as command-line flags are); an unknown key is an
+error, so a typo is never silently ignored. Precedence: phase defaults < YAML file < flags. Every
+option is checked (names against the registries, numbers against their ranges) before any work starts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
 
-from .errors import DeepSpeakerError
-
-
-class ConfigError(DeepSpeakerError):
-    """A recipe file or option is invalid."""
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """ResCNN shape. width 1.0 is the published model; smaller widths train on CPU."""
+class ModelRecipe:
+    """Backbone by registry name and its options. ResCNN width 1.0 is the published model."""
 
+    name: str = "rescnn"
     width: float = 1.0
     embedding_dim: int = 512
+    dropout: float = 0.0  # before the embedding layer, during training only
 
 
 @dataclass(frozen=True)
-class TrainingConfig(ModelConfig):
-    """What every training phase has: 160-frame crops in batches of 96, a per-speaker 80/20 split."""
+class LossRecipe:
+    name: str = "softmax"  # classification: softmax | amsoftmax; triplet: triplet; head: amsoftmax | triplet
+    margin: float = 0.2  # AM-softmax additive cosine margin, or the triplet margin
+    scale: float = 30.0  # AM-softmax logit scale
+    negative_candidates: int = 32  # triplet: random other-speaker utterances per anchor; the closest is its negative
 
+
+@dataclass(frozen=True)
+class AugmentRecipe:
+    spec_augment: bool = False  # zero one band of up to 8 filterbanks and one span of up to 20 frames per crop
+
+
+@dataclass(frozen=True)
+class OptimiserRecipe:
+    name: str = "adam"  # adam | sgd
+    learning_rate: float = 0.001
+    reduce_lr_patience: int = 10  # halve (reduce_lr_factor) the rate after this many epochs without progress
+    reduce_lr_factor: float = 0.5
+
+
+@dataclass(frozen=True)
+class RunRecipe:
     batch_size: int = 96
     num_frames: int = 160
     epochs: int = 1000
@@ -40,77 +61,169 @@ class TrainingConfig(ModelConfig):
 
 
 @dataclass(frozen=True)
-class SoftmaxConfig(TrainingConfig):
-    """Softmax pre-training (reference: Adam, early stopping after 20 epochs, LR halved after 10, dropout 0.5).
-
-    `loss: amsoftmax` replaces the reference's softmax layer by additive-margin softmax on cosine logits
-    (`margin`, `scale`), which separates unseen speakers better when there are few training speakers.
-    """
-
-    learning_rate: float = 0.001
-    reduce_lr_patience: int = 10
-    reduce_lr_factor: float = 0.5
-    dropout: float = 0.5
-    loss: str = "softmax"  # softmax (reference) | amsoftmax
-    margin: float = 0.2
-    scale: float = 30.0
-    spec_augment: bool = False  # zero one random band of up to 8 filterbanks and one span of up to 20 frames per crop
-
-
-@dataclass(frozen=True)
-class TripletConfig(TrainingConfig):
-    """Triplet training (reference: SGD, margin 0.1, batch 96 = 32 anchors + 32 positives + 32 negatives)."""
-
-    learning_rate: float = 0.01
-    margin: float = 0.1
-    negative_candidates: int = 32  # random utterances of other speakers per anchor; the closest is its negative
-
-
-def load_recipe(config_class, path: str | Path | None = None, **overrides):
-    """A `config_class` from defaults, then the YAML file at `path`, then non-None `overrides`."""
-    known = {f.name for f in fields(config_class)}
-    values = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{path}: cannot read recipe ({error})") from error
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a recipe is a mapping of option: value")
-        unknown = sorted(set(loaded) - known)
-        if unknown:
-            raise ConfigError(f"{path}: unknown option(s) {unknown}; known: {sorted(known)}")
-        values.update(loaded)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for {config_class.__name__}")
-    return replace(config_class(), **values)
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    """Refinement head training on a frozen base, then optional joint fine-tuning at a lower rate."""
+class HeadRecipe:
+    """Refinement head on a frozen base, then optional joint fine-tuning at a lower rate."""
 
     head: str = "dense"  # dense | tdnn
-    loss: str = "amsoftmax"  # amsoftmax | triplet
-    fusion: str = "score"  # head | concat | score: which fused model `train-head` returns
+    fusion: str = "score"  # head | concat | score: which fused model `train-head` reports
     embedding_dim: int = 128
     hidden_units: int = 512
     dropout: float = 0.2
     tdnn_channels: int = 512
-    margin: float = 0.2  # AM-softmax additive margin (cosine); for --loss triplet the triplet margin
-    scale: float = 30.0
-    batch_size: int = 96
-    num_frames: int = 160
-    crops_per_utterance: int = 8  # frozen base: inputs precomputed for this many random crops of each utterance
-    learning_rate: float = 0.001
-    epochs: int = 30
-    steps_per_epoch: int = 100
-    early_stopping_patience: int = 8
+    crops_per_utterance: int = 8  # the frozen base's outputs are precomputed for this many crops per utterance
     finetune_epochs: int = 0
     finetune_learning_rate: float = 0.0001
-    negative_candidates: int = 16
-    validation_fraction: float = 0.2
-    seed: int = 123
+
+
+GROUPS = {"model": ModelRecipe, "loss": LossRecipe, "augment": AugmentRecipe, "optimiser": OptimiserRecipe, "run": RunRecipe, "head": HeadRecipe}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    phase: str = "classification"
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    loss: LossRecipe = field(default_factory=LossRecipe)
+    augment: AugmentRecipe = field(default_factory=AugmentRecipe)
+    optimiser: OptimiserRecipe = field(default_factory=OptimiserRecipe)
+    run: RunRecipe = field(default_factory=RunRecipe)
+    head: HeadRecipe = field(default_factory=HeadRecipe)
+
+    def to_dict(self) -> dict:
+        """The groups this phase uses, as nested plain data (what a YAML recipe and `state.json` hold)."""
+        return {"phase": self.phase, **{group: asdict(getattr(self, group)) for group in PHASE_GROUPS[self.phase]}}
+
+
+PHASE_GROUPS = {
+    "classification": ("model", "loss", "augment", "optimiser", "run"),
+    "triplet": ("model", "loss", "optimiser", "run"),
+    "head": ("head", "loss", "optimiser", "run"),
+}
+PHASE_LOSSES = {"classification": ("softmax", "amsoftmax"), "triplet": ("triplet",), "head": ("amsoftmax", "triplet")}
+PHASE_DEFAULTS = {
+    # reference: Adam, dropout 0.5, early stopping after 20 epochs, LR halved after 10
+    "classification": Recipe("classification", model=ModelRecipe(dropout=0.5)),
+    # reference: SGD, margin 0.1, batch 96 = 32 anchors + 32 positives + 32 negatives
+    "triplet": Recipe("triplet", loss=LossRecipe("triplet", margin=0.1), optimiser=OptimiserRecipe("sgd", 0.01)),
+    "head": Recipe(
+        "head",
+        loss=LossRecipe("amsoftmax", negative_candidates=16),
+        run=RunRecipe(epochs=30, early_stopping_patience=8),
+    ),
+}
+OPTIMISERS = ("adam", "sgd")
+
+
+def flat_options(phase: str) -> dict[str, tuple[str, str, type, object]]:
+    """{flag name: (group, field, type, default)} for a phase; a group's `name` is the flag of the group (`--model`)."""
+    options = {}
+    for group in PHASE_GROUPS[phase]:
+        defaults = getattr(PHASE_DEFAULTS[phase], group)
+        for f in fields(defaults):
+            flag = group if f.name == "name" else f.name
+            options[flag] = (group, f.name, type(getattr(defaults, f.name)), getattr(defaults, f.name))
+    return options
+
+
+def _resolve(phase: str, values: dict, source: str) -> dict[str, dict]:
+    """Flat or nested `values` -> {group: {field: value}}; unknown keys raise."""
+    options = flat_options(phase)
+    grouped: dict[str, dict] = {}
+    for key, value in values.items():
+        if key in PHASE_GROUPS[phase] and isinstance(value, dict):
+            group_fields = {f.name for f in fields(GROUPS[key])}
+            unknown = sorted(set(value) - group_fields)
+            if unknown:
+                raise ConfigError(f"{source}: unknown option(s) {unknown} in {key}; known: {sorted(group_fields)}")
+            grouped.setdefault(key, {}).update(value)
+        elif key in options:
+            group, name = options[key][:2]
+            grouped.setdefault(group, {})[name] = value
+        else:
+            raise ConfigError(f"{source}: unknown option(s) {[key]}; known: {sorted(options)}")
+    return grouped
+
+
+def load_recipe(phase: str, path: str | Path | None = None, **overrides) -> Recipe:
+    """The `phase` recipe from its defaults, then the YAML file at `path`, then flat non-None `overrides`."""
+    if phase not in PHASE_GROUPS:
+        raise ConfigError(f"unknown training phase {phase!r}; choose from {sorted(PHASE_GROUPS)}")
+    recipe = PHASE_DEFAULTS[phase]
+    layers = []
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ConfigError(f"{path}: cannot read recipe ({error})") from error
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a recipe is a mapping of option: value")
+        if loaded.pop("phase", phase) != phase:
+            raise ConfigError(f"{path}: a recipe for another phase than {phase!r}")
+        layers.append(_resolve(phase, loaded, str(path)))
+    layers.append(_resolve(phase, {k: v for k, v in overrides.items() if v is not None}, "command line"))
+    for grouped in layers:
+        for group, values in grouped.items():
+            recipe = replace(recipe, **{group: _typed(replace(getattr(recipe, group), **values), group)})
+    validate(recipe)
+    return recipe
+
+
+def _typed(group_recipe, group: str):
+    """Coerce YAML numbers to each field's type (an int where a float is expected is fine; text is not)."""
+    values = {}
+    for f in fields(group_recipe):
+        value, default = getattr(group_recipe, f.name), getattr(type(group_recipe)(), f.name)
+        expected = type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"option {f.name} ({group}) must be {expected.__name__}, got {value!r}")
+        values[f.name] = value
+    return replace(group_recipe, **values)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(recipe: Recipe) -> Recipe:
+    """Every enumerated option against its registry and every number against its range, before any work."""
+    from .losses import LOSSES
+    from .models import BACKBONES
+    from .models.heads import HEAD_BUILDERS
+    from .layers import EmbeddingFusion
+
+    phase = recipe.phase
+    _check(recipe.loss.name in PHASE_LOSSES[phase], f"loss {recipe.loss.name!r} is not one of {PHASE_LOSSES[phase]} for {phase} training")
+    _check(recipe.loss.name in LOSSES, f"unknown loss {recipe.loss.name!r}; choose from {sorted(LOSSES)}")
+    _check(recipe.optimiser.name in OPTIMISERS, f"unknown optimiser {recipe.optimiser.name!r}; choose from {OPTIMISERS}")
+    if "model" in PHASE_GROUPS[phase]:
+        _check(recipe.model.name in BACKBONES, f"unknown model {recipe.model.name!r}; choose from {sorted(BACKBONES)}")
+        _check(math.isfinite(recipe.model.width) and recipe.model.width > 0, f"width must be > 0, got {recipe.model.width}")
+        _check(recipe.model.embedding_dim >= 1, f"embedding_dim must be >= 1, got {recipe.model.embedding_dim}")
+        _check(0 <= recipe.model.dropout < 1, f"dropout must be in [0, 1), got {recipe.model.dropout}")
+    if phase == "head":
+        head = recipe.head
+        _check(head.head in HEAD_BUILDERS, f"unknown head {head.head!r}; choose from {sorted(HEAD_BUILDERS)}")
+        _check(head.fusion in EmbeddingFusion.MODES, f"unknown fusion {head.fusion!r}; choose from {EmbeddingFusion.MODES}")
+        for name in ("embedding_dim", "hidden_units", "tdnn_channels", "crops_per_utterance"):
+            _check(getattr(head, name) >= 1, f"{name} must be >= 1, got {getattr(head, name)}")
+        _check(0 <= head.dropout < 1, f"dropout must be in [0, 1), got {head.dropout}")
+        _check(head.finetune_epochs >= 0, f"finetune_epochs must be >= 0, got {head.finetune_epochs}")
+        _check(math.isfinite(head.finetune_learning_rate) and head.finetune_learning_rate > 0, "finetune_learning_rate must be > 0")
+    loss, optimiser, run = recipe.loss, recipe.optimiser, recipe.run
+    _check(math.isfinite(loss.margin) and loss.margin >= 0, f"margin must be >= 0, got {loss.margin}")
+    _check(math.isfinite(loss.scale) and loss.scale > 0, f"scale must be > 0, got {loss.scale}")
+    _check(loss.negative_candidates >= 1, f"negative_candidates must be >= 1, got {loss.negative_candidates}")
+    _check(math.isfinite(optimiser.learning_rate) and optimiser.learning_rate > 0, f"learning_rate must be > 0, got {optimiser.learning_rate}")
+    _check(optimiser.reduce_lr_patience >= 1, f"reduce_lr_patience must be >= 1, got {optimiser.reduce_lr_patience}")
+    _check(0 < optimiser.reduce_lr_factor < 1, f"reduce_lr_factor must be in (0, 1), got {optimiser.reduce_lr_factor}")
+    minimum_batch = 3 if loss.name == "triplet" else 1
+    _check(run.batch_size >= minimum_batch, f"batch_size must be >= {minimum_batch}, got {run.batch_size}")
+    _check(run.num_frames >= 16, f"num_frames must be >= 16 (the backbone downsamples time by 16), got {run.num_frames}")
+    _check(run.epochs >= 1, f"epochs must be >= 1, got {run.epochs}")
+    _check(run.steps_per_epoch >= 1, f"steps_per_epoch must be >= 1, got {run.steps_per_epoch}")
+    _check(0 < run.validation_fraction < 1, f"validation_fraction must be in (0, 1), got {run.validation_fraction}")
+    _check(run.early_stopping_patience >= 1, f"early_stopping_patience must be >= 1, got {run.early_stopping_patience}")
+    return recipe

@@ -1,97 +1,28 @@
-"""Enrolment store and operating points: enrol people, verify a claim, identify who speaks.
+"""Enrolment store: one averaged embedding per name in an SQLite file (standard library).
 
-`SpeakerRegistry` keeps one averaged embedding per name in an SQLite file (standard library). Every
-change is one transaction, so a process killed during `enroll` leaves either the old or the new entry.
-The store records the id of the model that made its embeddings and refuses any other model.
-
-Operating points (`Calibration`) live beside a checkpoint as `<checkpoint>.calibration.json`: the EER
-threshold and the thresholds for false-accept rates of 1 % and 0.1 % on a development trial list.
+Every change is one transaction, so a process killed during `enroll` leaves either the old or the new
+entry. The store records the identity of the model that made its embeddings (`model_fingerprint`: its
+weights, not its file) and refuses any other model. Decisions on these embeddings are the `Verifier`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_write_bytes
-from .errors import DeepSpeakerError
-from .scoring import compute_eer, threshold_at_false_accept_rate
-
-OPERATING_POINTS = ("eer", "far1", "far0.1")
-UNKNOWN = "unknown"
+from .errors import RegistryError
 
 
-class RegistryError(DeepSpeakerError):
-    """The enrolment store cannot do what was asked (unknown name, other model, empty store...)."""
-
-
-def model_id(checkpoint) -> str:
-    """A short fingerprint of a checkpoint file's bytes: embeddings of different models never mix."""
+def file_digest(path) -> str:
+    """Short digest of a file's bytes: the model id of stores written before models had fingerprints."""
     digest = hashlib.sha256()
-    with open(checkpoint, "rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Decision thresholds on cosine scores, from a development trial list."""
-
-    eer: float
-    far1: float
-    far0_1: float
-    eer_percent: float
-    trials: str
-
-    @staticmethod
-    def path_for(checkpoint) -> Path:
-        checkpoint = Path(checkpoint)
-        return checkpoint.with_name(checkpoint.name + ".calibration.json")
-
-    @classmethod
-    def from_scores(cls, target_scores, nontarget_scores, trials: str = "") -> "Calibration":
-        eer, threshold = compute_eer(target_scores, nontarget_scores)
-        return cls(
-            eer=threshold,
-            far1=threshold_at_false_accept_rate(nontarget_scores, 0.01),
-            far0_1=threshold_at_false_accept_rate(nontarget_scores, 0.001),
-            eer_percent=100 * eer,
-            trials=trials,
-        )
-
-    @classmethod
-    def load(cls, checkpoint) -> "Calibration | None":
-        path = cls.path_for(checkpoint)
-        return cls(**json.loads(path.read_text())) if path.is_file() else None
-
-    def save(self, checkpoint) -> Path:
-        path = self.path_for(checkpoint)
-        atomic_write_bytes(path, json.dumps(asdict(self), indent=2).encode())
-        return path
-
-    def threshold(self, operating_point: str) -> float:
-        if operating_point not in OPERATING_POINTS:
-            raise RegistryError(f"unknown operating point {operating_point!r}; choose from {OPERATING_POINTS}")
-        return {"eer": self.eer, "far1": self.far1, "far0.1": self.far0_1}[operating_point]
-
-
-def resolve_threshold(checkpoint, operating_point: str = "eer", threshold: float | None = None) -> tuple[float | None, str]:
-    """(threshold, how it was chosen): an explicit threshold wins, else the checkpoint's calibrated point.
-
-    Returns (None, reason) when the checkpoint has no calibration and no threshold was given.
-    """
-    if threshold is not None:
-        return threshold, "--threshold"
-    calibration = Calibration.load(checkpoint)
-    if calibration is None:
-        return None, f"no calibration for {Path(checkpoint).name}: run `calibrate` or pass --threshold"
-    return calibration.threshold(operating_point), f"operating point {operating_point}"
 
 
 class SpeakerRegistry:
@@ -99,18 +30,13 @@ class SpeakerRegistry:
 
     >>> registry = SpeakerRegistry("speakers.db", SpeakerEncoder())  # doctest: +SKIP
     >>> registry.enroll("alice", ["a1.wav", "a2.wav"])             # doctest: +SKIP
-    >>> registry.identify("who.wav", top_k=3)                       # doctest: +SKIP
-    [('alice', 0.83), ('bob', 0.12), ('carol', 0.05)]
+    >>> Verifier(registry.encoder).identify("who.wav", registry)   # doctest: +SKIP
     """
 
-    def __init__(self, path, encoder, model_identity: str | None = None):
-        """`model_identity` defaults to the fingerprint of the encoder's checkpoint file."""
+    def __init__(self, path, encoder):
         self.path = Path(path)
         self.encoder = encoder
-        if model_identity is None:
-            if getattr(encoder, "checkpoint", None) is None:
-                raise RegistryError("the encoder was built from an in-memory model: pass model_identity to SpeakerRegistry")
-            model_identity = model_id(encoder.checkpoint)
+        model_identity = encoder.fingerprint
         self.model_identity = model_identity
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -125,11 +51,15 @@ class SpeakerRegistry:
                 self.connection.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_dim', ?)", (str(encoder.embedding_dim),))
         except sqlite3.DatabaseError as error:
             raise RegistryError(f"{self.path}: not a speaker store ({error})") from error
-        stored = dict(self.connection.execute("SELECT key, value FROM meta"))
-        if stored["model_id"] != model_identity:
+        stored = dict(self.connection.execute("SELECT key, value FROM meta"))["model_id"]
+        if stored != model_identity and encoder.checkpoint is not None and stored == file_digest(encoder.checkpoint):
+            with self.connection:  # a store of version 0.1, keyed by the checkpoint file's bytes: re-key it
+                self.connection.execute("UPDATE meta SET value = ? WHERE key = 'model_id'", (model_identity,))
+        elif stored != model_identity:
             raise RegistryError(
-                f"{self.path}: enrolled with model {stored['model_id']}, but the model in use is {model_identity}; "
-                "embeddings of different models cannot be compared: use the same --checkpoint_file or a new --store"
+                f"{self.path}: enrolled with model {stored}, but the model in use is {model_identity}; "
+                "embeddings of different models cannot be compared: use the same model or another store",
+                cli_hint="use the same --checkpoint_file or a new --store",
             )
 
     def close(self) -> None:
@@ -152,7 +82,7 @@ class SpeakerRegistry:
             raise RegistryError(f"enrolling {name!r}: no files given")
         exists = self.connection.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
         if exists and not replace:
-            raise RegistryError(f"{self.path}: {name!r} is already enrolled; pass --replace to overwrite")
+            raise RegistryError(f"{self.path}: {name!r} is already enrolled (replace=True overwrites)", cli_hint="pass --replace")
         embeddings = self.encoder.embed_many(files)
         mean = embeddings.mean(axis=0)
         mean = (mean / np.linalg.norm(mean)).astype(np.float32)
@@ -168,22 +98,15 @@ class SpeakerRegistry:
         if not removed:
             raise RegistryError(f"{self.path}: no speaker named {name!r}")
 
-    def _matrix(self) -> tuple[list[str], np.ndarray]:
+    def embeddings(self) -> tuple[list[str], np.ndarray]:
+        """(names sorted, their embeddings (n, dim)); raises when the store is empty."""
         rows = list(self.connection.execute("SELECT name, embedding FROM speakers ORDER BY name"))
         if not rows:
-            raise RegistryError(f"{self.path}: no speaker enrolled yet; run `enroll NAME FILES...` first")
+            raise RegistryError(f"{self.path}: no speaker enrolled yet", cli_hint="run `enroll NAME FILES...` first")
         return [name for name, _ in rows], np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
 
-    def verify(self, audio, name: str) -> float:
-        """Cosine score of a recording against the enrolled `name`."""
+    def embedding(self, name: str) -> np.ndarray:
         row = self.connection.execute("SELECT embedding FROM speakers WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise RegistryError(f"{self.path}: no speaker named {name!r}")
-        return float(np.frombuffer(row[0], dtype=np.float32) @ self.encoder.embed(audio))
-
-    def identify(self, audio, top_k: int = 5) -> list[tuple[str, float]]:
-        """The `top_k` enrolled speakers most similar to the recording, best first."""
-        names, matrix = self._matrix()
-        scores = matrix @ self.encoder.embed(audio)
-        order = np.argsort(-scores)[:top_k]
-        return [(names[i], float(scores[i])) for i in order]
+        return np.frombuffer(row[0], dtype=np.float32)

@@ -1,12 +1,74 @@
-"""Errors a user can act on. Each message names the file or setting at fault and the problem.
+"""Every error a user can act on, in one place. Each message names the file or setting at fault and the problem.
 
-The command line prints these as one line and exits with status 2; anything else is a bug.
+The library's messages speak in terms of the Python API; `cli_hint` optionally adds the command-line way
+out (a flag to pass), which only the command line prints. The command line prints these errors as one
+line and exits with status 2; any other exception is a bug.
 """
 
 
 class DeepSpeakerError(ValueError):
     """Base of every user-facing error of the toolkit."""
 
+    def __init__(self, message: str, cli_hint: str | None = None):
+        super().__init__(message)
+        self.cli_hint = cli_hint
+
+
+class AudioError(DeepSpeakerError):
+    """An input recording cannot be used; the message names the file and the problem."""
+
+
+class MissingAudioError(AudioError):
+    """The file does not exist."""
+
+
+class EmptyAudioError(AudioError):
+    """The file has no bytes or no samples."""
+
+
+class UnsupportedFormatError(AudioError):
+    """The file is not in a format we can decode."""
+
+
+class CorruptAudioError(AudioError):
+    """The file claims a supported format but cannot be decoded."""
+
+
+class InvalidSamplesError(AudioError):
+    """The samples contain NaN or infinity."""
+
+
+class SilentAudioError(AudioError):
+    """Every sample is zero (or constant): there is no speech to find."""
+
+
+class TooShortError(AudioError):
+    """After trimming, less than one analysis frame (25 ms) of audio is left."""
+
+
+class DatasetError(DeepSpeakerError):
+    """A corpus source cannot be read; the message names it and the problem."""
+
+
+class CacheError(DeepSpeakerError):
+    """A working directory is missing, incomplete or built with other settings."""
+
 
 class CheckpointError(DeepSpeakerError):
     """A checkpoint cannot be used with the model; the message names the file and the layers at fault."""
+
+
+class ConfigError(DeepSpeakerError):
+    """A recipe file or option is invalid."""
+
+
+class CalibrationError(DeepSpeakerError):
+    """A calibration file cannot be read, or no threshold is available for a decision."""
+
+
+class RegistryError(DeepSpeakerError):
+    """The enrolment store cannot do what was asked (unknown name, other model, empty store...)."""
+
+
+class TrialsError(DeepSpeakerError):
+    """A trial list cannot be read."""

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import atomic_replace, atomic_write_bytes
-from .errors import DeepSpeakerError
-from .scoring import ReferenceMetrics, compute_eer, compute_min_dcf, reference_metrics
+from .errors import DeepSpeakerError, TrialsError
+from .fileio import atomic_replace, atomic_write_bytes
+from .scoring import CosineScorer, Scorer
+from .scoring.metrics import ReferenceMetrics, compute_eer, compute_min_dcf, reference_metrics
 
 NEGATIVES_PER_ANCHOR = 99
-
-
-class TrialsError(DeepSpeakerError):
-    """A trial list cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +29,12 @@ class Trials:
         path = Path(path)
         if not path.is_file():
             raise TrialsError(f"{path}: no such trial list")
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError as error:
+            raise TrialsError(f"{path}: not a text trial list ({error.reason} at byte {error.start})") from error
         labels, enroll, test = [], [], []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             fields = line.split()
@@ -85,20 +86,19 @@ def verification_result(scores: np.ndarray, labels: np.ndarray) -> VerificationR
     )
 
 
-def score_trials(embeddings: dict[str, np.ndarray], trials: Trials) -> np.ndarray:
-    """Cosine score of every trial from embeddings keyed by file name."""
+def score_trials(embeddings: dict[str, np.ndarray], trials: Trials, scorer: Scorer | None = None) -> np.ndarray:
+    """The score of every trial from embeddings keyed by file name (cosine unless another `scorer`)."""
     enroll = np.stack([embeddings[f] for f in trials.enroll])
     test = np.stack([embeddings[f] for f in trials.test])
-    norms = np.linalg.norm(enroll, axis=1) * np.linalg.norm(test, axis=1)
-    return np.sum(enroll * test, axis=1) / np.maximum(norms, 1e-12)
+    return (scorer or CosineScorer()).score_pairs(enroll, test)
 
 
-def evaluate_trials(encoder, trials_path, audio_root, progress: bool = True) -> VerificationResult:
+def evaluate_trials(encoder, trials_path, audio_root, progress: bool = True, scorer: Scorer | None = None) -> VerificationResult:
     """Embed each file of the list once (relative to `audio_root`) and compute EER and minDCF."""
     trials = Trials.read(trials_path)
     files = trials.files()
     vectors = encoder.embed_many([Path(audio_root) / f for f in files], progress=progress)
-    return verification_result(score_trials(dict(zip(files, vectors)), trials), trials.labels)
+    return verification_result(score_trials(dict(zip(files, vectors)), trials, scorer), trials.labels)
 
 
 def save_result(result: VerificationResult, json_path=None, plot_path=None, extra: dict | None = None) -> None:
@@ -160,10 +160,11 @@ def closed_set_trials(labels: np.ndarray, seed: int = 123, negatives: int = NEGA
     return layout
 
 
-def closed_set_metrics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 123) -> ReferenceMetrics:
+def closed_set_metrics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 123, scorer: Scorer | None = None) -> ReferenceMetrics:
     """Reference metrics over the closed-set layout: row = [positive score, negative scores...]."""
+    scorer = scorer or CosineScorer()
     scores, truth = [], []
     for anchor, positive, negatives in closed_set_trials(labels, seed):
-        scores.append(embeddings[[positive, *negatives]] @ embeddings[anchor])
+        scores.append(scorer.score_matrix(embeddings[[positive, *negatives]], embeddings[anchor][None])[:, 0])
         truth.append(np.r_[1, np.zeros(len(negatives))])
     return reference_metrics(np.concatenate(scores), np.concatenate(truth))

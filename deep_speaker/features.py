@@ -15,7 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE, load_speech
+from .audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE, TRIM_METHODS, load_speech
+from .errors import ConfigError
 
 NUM_FBANKS = 64
 NUM_FRAMES = 160  # training crop: about 1.6 s
@@ -36,10 +37,23 @@ class FeatureConfig:
     normalisation: str = "frame"  # frame (reference) | utterance
 
     def __post_init__(self):
+        if self.trim not in TRIM_METHODS:
+            raise ConfigError(f"unknown trim method {self.trim!r}; choose from {TRIM_METHODS}")
         if self.energies not in ENERGY_SCALES:
-            raise ValueError(f"unknown filterbank energies {self.energies!r}; choose from {ENERGY_SCALES}")
+            raise ConfigError(f"unknown filterbank energies {self.energies!r}; choose from {ENERGY_SCALES}")
         if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"unknown normalisation {self.normalisation!r}; choose from {NORMALISATIONS}")
+            raise ConfigError(f"unknown normalisation {self.normalisation!r}; choose from {NORMALISATIONS}")
+        for name in ("sample_rate", "num_fbanks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"feature option {name} must be a positive integer, got {value!r}")
+
+    def describe(self) -> str:
+        """In words, for error messages."""
+        return (
+            f"{self.energies} filterbank energies ({self.num_fbanks} bands, {self.sample_rate} Hz, "
+            f"{self.normalisation} normalisation)"
+        )
 
     @classmethod
     def from_dict(cls, values: dict) -> "FeatureConfig":
@@ -70,13 +84,18 @@ def mel_filterbank(num_filters: int = NUM_FBANKS, nfft: int = NFFT, sample_rate:
     return filters
 
 
+def num_frames_of(num_samples: int) -> int:
+    """Frames psf cuts from `num_samples`: one, or enough that the zero-padded last frame covers the end."""
+    return 1 if num_samples <= FRAME_LENGTH else 1 + int(np.ceil((num_samples - FRAME_LENGTH) / FRAME_STEP))
+
+
 def frame_signal(signal: np.ndarray) -> np.ndarray:
     """Pre-emphasise and cut into 25 ms frames every 10 ms, zero-padding the last frame (psf framing)."""
     signal = np.asarray(signal, dtype=np.float32)
     emphasised = np.empty(signal.size, dtype=np.float32)
     emphasised[0] = signal[0]
     emphasised[1:] = signal[1:] - PREEMPHASIS * signal[:-1]
-    num_frames = 1 if signal.size <= FRAME_LENGTH else 1 + int(np.ceil((signal.size - FRAME_LENGTH) / FRAME_STEP))
+    num_frames = num_frames_of(signal.size)
     padded = np.zeros((num_frames - 1) * FRAME_STEP + FRAME_LENGTH, dtype=np.float64)
     padded[: signal.size] = emphasised
     return np.lib.stride_tricks.sliding_window_view(padded, FRAME_LENGTH)[::FRAME_STEP]

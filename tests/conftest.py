@@ -1,14 +1,15 @@
-"""Shared test fixtures: synthetic audio, tiny models, and access to ../shared (skipped locally if absent,
-a failure under CI=true, where it must be present)."""
+"""Shared fixtures: synthetic audio, and access to ../shared (skipped locally if absent, a failure under
+CI=true, where it must be present). Helpers to import live in `tests/helpers.py`."""
 
 import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
 import pytest
 import soundfile as sf
+
+from tests.helpers import synthetic_speech
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LEGACY = SHARED / "fixtures" / "deep_speaker_legacy"
@@ -35,17 +36,6 @@ def legacy_fixtures() -> Path:
     return require_shared(LEGACY)
 
 
-def synthetic_speech(seconds: float = 1.5, sample_rate: int = 16000, pitch: float = 120.0, seed: int = 0) -> np.ndarray:
-    """A voiced, syllable-modulated harmonic signal with silence around it: enough like speech for the pipeline."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    harmonics = sum(np.sin(2 * np.pi * pitch * k * t + rng.uniform(0, 6)) / k for k in range(1, 12))
-    envelope = np.clip(np.sin(2 * np.pi * 3.0 * t), 0, None)
-    voiced = 0.3 * harmonics * envelope + 0.01 * rng.standard_normal(t.size)
-    silence = np.zeros(sample_rate // 4)
-    return np.concatenate([silence, voiced, silence]).astype(np.float32)
-
-
 @pytest.fixture
 def speech_file(tmp_path) -> Path:
     path = tmp_path / "speech.wav"
@@ -53,11 +43,17 @@ def speech_file(tmp_path) -> Path:
     return path
 
 
-def write_corpus(root: Path, speakers: int = 3, utterances: int = 2, suffix: str = ".flac") -> Path:
-    """A one-folder-per-speaker corpus of synthetic speech, a different pitch per speaker."""
-    for s in range(speakers):
-        for u in range(utterances):
-            folder = root / f"spk{s}"
-            folder.mkdir(parents=True, exist_ok=True)
-            sf.write(folder / f"utt{u}{suffix}", synthetic_speech(1.0 + 0.1 * u, pitch=100 + 40 * s, seed=u), 16000)
-    return root
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """Features of a synthetic 4-speaker corpus (5 utterances each), built once per session; copy before writing."""
+    from tests.helpers import feature_cache
+
+    return feature_cache(tmp_path_factory.mktemp("tiny_cache"))
+
+
+@pytest.fixture
+def working_dir(tiny_cache, tmp_path) -> Path:
+    """A private copy of `tiny_cache` that a test may train in."""
+    import shutil
+
+    return shutil.copytree(tiny_cache, tmp_path / "wd")

@@ -17,7 +17,7 @@ from deep_speaker.audio import (
     trim_silence,
     trim_silence_reference,
 )
-from conftest import synthetic_speech
+from tests.helpers import synthetic_speech
 
 
 def test_reads_wav_as_mono_float32(speech_file):

@@ -1,7 +1,4 @@
 import gzip
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -11,9 +8,13 @@ import pytest
 
 from deep_speaker.checkpoints import load_model, save_model
 from deep_speaker.errors import CheckpointError
-from deep_speaker.models import build_rescnn
+from deep_speaker.features import FeatureConfig, compute_features
+from deep_speaker.layers import FeatureSpec
+from deep_speaker.models import build_backbone, feature_config_of, feature_model
+from deep_speaker.models.heads import build_dense_head
+from deep_speaker.models.speaker_model import backbone_of, model_fingerprint
+from tests.helpers import cli_in_process, run_cli, synthetic_speech, tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
 CASES = [("rescnn_triplet_layout.h5.gz", "triplet_embedding"), ("rescnn_softmax_layout.h5.gz", "softmax_embedding")]
 
 
@@ -30,7 +31,7 @@ def test_legacy_fixture_reproduces_keras2_output(legacy_fixtures, tmp_path, name
     for path in (legacy_fixtures / name, _unpacked(legacy_fixtures, name, tmp_path)):
         model = load_model(path)
         assert model.count_params() == 24_185_728 and model.output_shape == (None, 512)
-        np.testing.assert_allclose(model.predict(expected["x"], verbose=0), expected[key], atol=1e-4)
+        np.testing.assert_allclose(feature_model(model).predict(expected["x"][..., 0], verbose=0), expected[key], atol=1e-4)
 
 
 def _edit(legacy_fixtures, tmp_path, edit) -> Path:
@@ -72,7 +73,7 @@ def test_weightless_layer_names_do_not_matter(legacy_fixtures, tmp_path):
         group.attrs["layer_names"] = names
 
     model = load_model(_edit(legacy_fixtures, tmp_path, rename))
-    assert model.get_layer("affine").kernel.shape == (2048, 512)
+    assert backbone_of(model).get_layer("affine").kernel.shape == (2048, 512)
 
 
 def test_not_hdf5(tmp_path):
@@ -92,7 +93,7 @@ def test_truncated_file(legacy_fixtures, tmp_path):
 
 def test_keras3_weights_file_explains_itself(tmp_path):
     path = tmp_path / "model.weights.h5"
-    build_rescnn(width=0.125).save_weights(path)
+    build_backbone("rescnn", width=0.125).save_weights(path)
     with pytest.raises(CheckpointError, match="holds no architecture"):
         load_model(path)
 
@@ -103,37 +104,77 @@ def test_missing_checkpoint(tmp_path):
             load_model(tmp_path / name)
 
 
-def test_native_keras_softmax_model_loads_as_embedding(tmp_path):
-    softmax = build_rescnn(width=0.125, num_speakers=5)
-    save_model(softmax, tmp_path / "softmax.keras")
-    model = load_model(tmp_path / "softmax.keras")
-    assert model.output_shape == (None, 512)
-    x = np.random.default_rng(0).standard_normal((1, 32, 64, 1)).astype("float32")
-    affine = keras.Model(softmax.input, softmax.get_layer("affine").output)(x)
-    expected = keras.ops.convert_to_numpy(affine)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected / np.linalg.norm(expected), rtol=1e-5)
-    assert not list(tmp_path.glob("*.tmp*"))
+def _version_0_1_model(features: dict, fused: bool = False) -> keras.Model:
+    """What version 0.1 saved: feature-in (frames, 64, 1), `FeatureSpec`, ResCNN layers flat, maybe a fused head."""
+    from deep_speaker.layers import EmbeddingFusion, L2Normalize, TemporalAverage
+    from deep_speaker.models.rescnn import _conv_and_res_block, stage_filters
+    from deep_speaker.models.speaker_model import weights_fingerprint
+
+    inputs = keras.Input((None, 64, 1), name="input")
+    x = FeatureSpec(features, name="features")(inputs)
+    for stage, filters in enumerate(stage_filters(0.0625), start=1):
+        x = _conv_and_res_block(x, filters, stage)
+    x = keras.layers.Reshape((-1, 4 * x.shape[-1]), name="reshape")(x)
+    embedding = L2Normalize(name="ln")(keras.layers.Dense(32, name="affine")(TemporalAverage(name="average")(x)))
+    flat = keras.Model(inputs, embedding)
+    if not fused:
+        return flat
+    head = build_dense_head(32, (16, 16), 8)
+    fusion = EmbeddingFusion("concat", trained=True, base_fingerprint=weights_fingerprint(flat), name="fusion")
+    return keras.Model(inputs, fusion([embedding, head(embedding)]))
+
+
+def test_version_0_1_feature_spec_files_load_and_behave_as_before(tmp_path):
+    features = {"trim": "reference", "energies": "log", "normalisation": "utterance", "sample_rate": 16000, "num_fbanks": 64}
+    for fused in (False, True):
+        old = _version_0_1_model(features, fused)
+        path = tmp_path / f"old_{fused}.keras"
+        old.save(path)
+        model = load_model(path)
+        assert feature_config_of(model) == FeatureConfig.from_dict(features)
+        signal = synthetic_speech(1.0)
+        expected = old.predict(compute_features(signal, FeatureConfig.from_dict(features))[None, :, :, None], verbose=0)
+        np.testing.assert_allclose(model.predict(signal[None], verbose=0), expected, atol=1e-5)
+        save_model(model, tmp_path / "again.keras")
+        assert model_fingerprint(load_model(tmp_path / "again.keras")) == model_fingerprint(model)
+
+
+def test_keras_files_that_cannot_be_rebuilt_are_one_clear_error(tmp_path):
+    not_zip = tmp_path / "text.keras"
+    not_zip.write_text("hello")
+    with pytest.raises(CheckpointError, match="text.keras: not a Keras 3 .keras file"):
+        load_model(not_zip)
+    import zipfile
+
+    unknown_class = tmp_path / "unknown.keras"
+    with zipfile.ZipFile(unknown_class, "w") as archive:
+        archive.writestr("config.json", '{"module": "evil", "class_name": "Payload", "config": {}}')
+        archive.writestr("metadata.json", '{"keras_version": "3.15.1"}')
+    with pytest.raises(CheckpointError, match="unknown.keras: cannot load Keras model"):
+        load_model(unknown_class)
+
+
+def test_saving_needs_the_keras_suffix(tmp_path):
+    with pytest.raises(CheckpointError, match="out.h5: models are saved as Keras 3 files ending in .keras"):
+        save_model(tiny_model(), tmp_path / "out.h5")
 
 
 @pytest.mark.slow
 def test_convert_checkpoint_cli(legacy_fixtures, tmp_path):
     target = tmp_path / "converted.keras"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "convert-checkpoint", str(legacy_fixtures / "rescnn_softmax_layout.h5.gz"), str(target)],
-        capture_output=True,
-        text=True,
-    )
+    result = run_cli("convert-checkpoint", legacy_fixtures / "rescnn_softmax_layout.h5.gz", target)
     assert result.returncode == 0, result.stderr
     assert "24,185,728 weights" in result.stdout
     expected = np.load(legacy_fixtures / "rescnn_layout_expected.npz")
-    np.testing.assert_allclose(load_model(target).predict(expected["x"], verbose=0), expected["softmax_embedding"], atol=1e-4)
+    converted = feature_model(load_model(target))
+    np.testing.assert_allclose(converted.predict(expected["x"][..., 0], verbose=0), expected["softmax_embedding"], atol=1e-4)
 
 
-def test_cli_reports_mismatched_checkpoint(legacy_fixtures, tmp_path):
+def test_cli_reports_mismatched_checkpoint(legacy_fixtures, tmp_path, capsys):
     path = tmp_path / "bad.h5"
     path.write_bytes(b"nope")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "convert-checkpoint", str(path), str(tmp_path / "out.keras")], capture_output=True, text=True
-    )
+    result = cli_in_process(capsys, "convert-checkpoint", path, tmp_path / "out.keras")
     assert result.returncode == 2 and "bad.h5: not an HDF5 checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
+    wrong_target = cli_in_process(capsys, "convert-checkpoint", path, tmp_path / "out.h5")
+    assert wrong_target.returncode == 2 and "out.h5: models are saved as Keras 3 files" in wrong_target.stderr

@@ -1,25 +1,19 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from deep_speaker.checkpoints import save_model
-from deep_speaker.embedding import SpeakerEncoder, cosine_score, to_bfloat16
+from deep_speaker.embedding import SpeakerEncoder, to_bfloat16
 from deep_speaker.errors import CheckpointError
-from deep_speaker.models import build_rescnn
-from conftest import synthetic_speech
-
-ROOT = Path(__file__).resolve().parents[1]
+from deep_speaker.features import FeatureConfig
+from deep_speaker.scoring import CosineScorer
+from tests.helpers import cli_in_process, run_cli as _cli, save_tiny_model, synthetic_speech, tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    save_model(build_rescnn(width=0.125, embedding_dim=64), path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.keras", width=0.125, embedding_dim=64)
 
 
 @pytest.fixture
@@ -75,42 +69,49 @@ def test_crop_mode_is_seeded(tiny_checkpoint, two_files):
 
 def test_bfloat16_stays_close(tiny_checkpoint, two_files):
     encoder = SpeakerEncoder(tiny_checkpoint, crop_frames=160)
-    fast = SpeakerEncoder(model=to_bfloat16(encoder.model), crop_frames=160)
+    fast = SpeakerEncoder(model=to_bfloat16(encoder.speaker_model), crop_frames=160)
     for path in two_files:
-        assert cosine_score(encoder.embed(path), fast.embed(path)) > 0.99
+        assert CosineScorer().score(encoder.embed(path), fast.embed(path)) > 0.99
 
 
-def test_cosine_score():
-    assert cosine_score([1, 0], [0, 1]) == 0.0
-    assert cosine_score([3, 4], [6, 8]) == pytest.approx(1.0)
+@pytest.mark.parametrize("features", [FeatureConfig(), FeatureConfig(energies="log", normalisation="utterance")])
+def test_waveform_in_equals_host_features(two_files, features):
+    model = tiny_model(features=features)
+    host, graph = SpeakerEncoder(model=model), SpeakerEncoder(model=model, waveform_in=True)
+    np.testing.assert_allclose(graph.embed_many(two_files), host.embed_many(two_files), atol=1e-5)
+    assert host.fingerprint == graph.fingerprint
+
+
+def test_encoder_refuses_models_that_are_not_speaker_models():
+    import keras
+
+    inputs = keras.Input((None, 64))
+    with pytest.raises(CheckpointError, match="not a deep-speaker speaker model"):
+        SpeakerEncoder(model=keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(inputs)))
 
 
 def test_missing_checkpoint_is_clear(tmp_path):
-    with pytest.raises(CheckpointError, match="absent.keras: no such checkpoint"):
+    with pytest.raises(CheckpointError, match="absent.keras: no such checkpoint file$"):
         SpeakerEncoder(tmp_path / "absent.keras")
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True)
-
-
-def test_cli_embed_and_verify(tiny_checkpoint, two_files, tmp_path):
+def test_cli_embed_and_verify(tiny_checkpoint, two_files, tmp_path, capsys):
     out = tmp_path / "emb.npy"
-    result = _cli("embed", *two_files, "--checkpoint_file", tiny_checkpoint, "--out", out)
+    result = cli_in_process(capsys, "embed", *two_files, "--checkpoint_file", tiny_checkpoint, "--out", out)
     assert result.returncode == 0, result.stderr
     embeddings = np.load(out)
     assert embeddings.shape == (2, 64)
-    result = _cli("verify", *two_files, "--checkpoint_file", tiny_checkpoint, "--threshold", "0.3")
+    result = cli_in_process(capsys, "verify", *two_files, "--checkpoint_file", tiny_checkpoint, "--threshold", "0.3")
     assert result.returncode == 0, result.stderr
     score = float(result.stdout.split("score = ")[1].split()[0])
     assert score == pytest.approx(float(embeddings[0] @ embeddings[1]), abs=1e-4)
     assert ("same speaker" if score >= 0.3 else "different speakers") in result.stdout
 
 
-def test_cli_verify_bad_audio(tiny_checkpoint, two_files, tmp_path):
+def test_cli_verify_bad_audio(tiny_checkpoint, two_files, tmp_path, capsys):
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(8000, np.float32), 16000)
-    result = _cli("verify", two_files[0], silent, "--checkpoint_file", tiny_checkpoint)
+    result = cli_in_process(capsys, "verify", two_files[0], silent, "--checkpoint_file", tiny_checkpoint)
     assert result.returncode == 2
     assert "silent.wav: silent" in result.stderr and "Traceback" not in result.stderr
 

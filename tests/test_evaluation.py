@@ -1,18 +1,11 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from deep_speaker.checkpoints import save_model
-from deep_speaker.evaluation import Trials, TrialsError, closed_set_metrics, closed_set_trials, score_trials
-from deep_speaker.models import build_rescnn
-from conftest import write_corpus
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from deep_speaker.errors import TrialsError
+from deep_speaker.evaluation import Trials, closed_set_metrics, closed_set_trials, score_trials
+from tests.helpers import cli_in_process, run_cli, save_tiny_model, write_corpus
 
 def test_trials_read_and_files(tmp_path):
     path = tmp_path / "trials.txt"
@@ -22,10 +15,13 @@ def test_trials_read_and_files(tmp_path):
     assert trials.files() == ["a/1.wav", "b/1.wav", "a/2.wav"]
 
 
-@pytest.mark.parametrize("text,problem", [("1 a b\n2 a c\n", "label 0 or 1"), ("1 a\n", "expected 'label enroll test'"), ("1 a b\n1 b c\n", "both target")])
+@pytest.mark.parametrize(
+    "text,problem",
+    [("1 a b\n2 a c\n", "label 0 or 1"), ("1 a\n", "expected 'label enroll test'"), ("1 a b\n1 b c\n", "both target"), (b"\x89PNG\xff\xfe", "not a text trial list")],
+)
 def test_trials_errors(tmp_path, text, problem):
     path = tmp_path / "t.txt"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(TrialsError, match=problem):
         Trials.read(path)
 
@@ -59,18 +55,13 @@ def test_closed_set_metrics_perfect_and_random():
     assert closed_set_metrics(noise, labels).equal_error_rate > 0.2
 
 
-def test_cli_eval_trials_writes_json_and_plot(tmp_path):
+def test_cli_eval_trials_writes_json_and_plot(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2, suffix=".wav")
     trials = tmp_path / "trials.txt"
     trials.write_text("1 spk0/utt0.wav spk0/utt1.wav\n1 spk1/utt0.wav spk1/utt1.wav\n0 spk0/utt0.wav spk1/utt0.wav\n0 spk1/utt1.wav spk2/utt0.wav\n0 spk2/utt1.wav spk0/utt1.wav\n")
-    checkpoint = tmp_path / "tiny.keras"
-    save_model(build_rescnn(width=0.0625, embedding_dim=16), checkpoint)
+    checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     out, plot = tmp_path / "r.json", tmp_path / "curves.png"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "eval-trials", "--checkpoint_file", str(checkpoint), "--trials", str(trials),
-         "--audio_root", str(corpus), "--json", str(out), "--plot", str(plot)],
-        capture_output=True, text=True,
-    )
+    result = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus, "--json", out, "--plot", plot)
     assert result.returncode == 0, result.stderr
     numbers = json.loads(out.read_text())
     assert 0.0 <= numbers["eer"] <= 1.0 and numbers["target_trials"] == 2 and numbers["nontarget_trials"] == 3
@@ -79,13 +70,9 @@ def test_cli_eval_trials_writes_json_and_plot(tmp_path):
     assert "EER = " in result.stdout
 
 
-def test_cli_eval_trials_missing_audio(tmp_path):
+def test_cli_eval_trials_missing_audio(tmp_path, capsys):
     trials = tmp_path / "trials.txt"
     trials.write_text("1 a.wav b.wav\n0 a.wav c.wav\n")
-    checkpoint = tmp_path / "tiny.keras"
-    save_model(build_rescnn(width=0.0625, embedding_dim=16), checkpoint)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "eval-trials", "--checkpoint_file", str(checkpoint), "--trials", str(trials), "--audio_root", str(tmp_path)],
-        capture_output=True, text=True,
-    )
+    checkpoint = save_tiny_model(tmp_path / "tiny.keras")
+    result = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", tmp_path)
     assert result.returncode == 2 and "a.wav: no such file" in result.stderr and "Traceback" not in result.stderr

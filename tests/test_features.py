@@ -5,7 +5,7 @@ from python_speech_features.base import get_filterbanks
 
 from deep_speaker.audio import load_speech, read_audio, trim_silence_reference
 from deep_speaker.features import NUM_FBANKS, FeatureConfig, compute_features, crop_or_pad, file_features, mel_filterbank
-from conftest import synthetic_speech
+from tests.helpers import synthetic_speech
 
 
 def reference_features(signal: np.ndarray) -> np.ndarray:

@@ -1,15 +1,15 @@
-"""Speaker-embedding models, built by name."""
+"""Speaker-embedding models: backbones built by name, heads, and the speaker model that joins them to a front end."""
 
-from .rescnn import build_rescnn, embedding_model_from, feature_config_of
+from . import rescnn  # noqa: F401  (registers the backbone)
+from .registry import BACKBONES, build_backbone, register_backbone
+from .speaker_model import build_speaker_model, feature_config_of, feature_model, model_fingerprint
 
-MODEL_BUILDERS = {"rescnn": build_rescnn}
-
-
-def build_model(name: str, **kwargs):
-    """Build a registered model; unknown names raise with the list of choices."""
-    if name not in MODEL_BUILDERS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODEL_BUILDERS)}")
-    return MODEL_BUILDERS[name](**kwargs)
-
-
-__all__ = ["MODEL_BUILDERS", "build_model", "build_rescnn", "embedding_model_from", "feature_config_of"]
+__all__ = [
+    "BACKBONES",
+    "build_backbone",
+    "build_speaker_model",
+    "feature_config_of",
+    "feature_model",
+    "model_fingerprint",
+    "register_backbone",
+]

@@ -1,22 +1,19 @@
-"""Refinement heads on a ResCNN base, and the fused model that carries base, head and fusion together.
+"""Refinement heads on a backbone tap.
 
-- dense head on the 512-d embedding: Dense -> BN -> ReLU -> Dropout (twice) -> Dense 128 -> L2;
-- TDNN head on ResCNN's frame-level output (before temporal averaging): dilated Conv1D layers,
-  statistics pooling (mean + std), Dense to the embedding, L2 - the x-vector meaning of "TDNN".
+- dense head on the L2-normalised embedding: Dense -> BN -> ReLU -> Dropout (twice) -> Dense 128 -> L2;
+- TDNN head on the backbone's `frames` tap: dilated Conv1D layers, statistics pooling (mean + std),
+  Dense to the embedding, L2 - the x-vector meaning of "TDNN".
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import keras
-import numpy as np
 from keras import layers
 
-from ..layers import EmbeddingFusion, L2Normalize, StatsPooling
+from ..errors import ConfigError
+from ..layers import L2Normalize, StatsPooling
 
-HEAD_TYPES = ("dense", "tdnn")
-FRAME_LAYER = "reshape"  # ResCNN's (batch, frames / 16, 4 * filters) output, before `average`
+HEAD_TAPS = {"dense": "embedding", "tdnn": "frames"}  # head type -> the tap it reads
 
 
 def build_dense_head(input_dim: int = 512, hidden_units=(512, 512), embedding_dim: int = 128, dropout: float = 0.2, name: str = "dense_head") -> keras.Model:
@@ -50,35 +47,12 @@ def build_tdnn_head(
     return keras.Model(inputs, L2Normalize(name=f"{name}_ln")(x), name=name)
 
 
-def build_head(head_type: str, base: keras.Model, **kwargs) -> keras.Model:
-    """A head sized for `base`: the dense head takes its embedding, the TDNN head its frame-level output."""
-    if head_type == "dense":
-        return build_dense_head(base.output_shape[-1], **kwargs)
-    if head_type == "tdnn":
-        return build_tdnn_head(base.get_layer(FRAME_LAYER).output.shape[-1], **kwargs)
-    raise ValueError(f"unknown head {head_type!r}; choose from {HEAD_TYPES}")
+HEAD_BUILDERS = {"dense": build_dense_head, "tdnn": build_tdnn_head}
 
 
-def head_input_model(base: keras.Model, head_type: str) -> keras.Model:
-    """fbank -> what the head reads (the embedding, or the frame-level features)."""
-    return base if head_type == "dense" else keras.Model(base.input, base.get_layer(FRAME_LAYER).output, name="frames")
-
-
-def weights_fingerprint(model: keras.Model) -> str:
-    """Digest of a model's weight values: identifies the exact base a head was trained on."""
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight), dtype=np.float32).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def build_fused(base: keras.Model, head: keras.Model, head_type: str, fusion: str = "head", weight: float = 0.5, trained: bool = False) -> keras.Model:
-    """fbank -> fused embedding: one model carrying base, head and the fusion choice."""
-    head_inputs = head_input_model(base, head_type).output
-    fused = EmbeddingFusion(fusion, weight, trained=trained, base_fingerprint=weights_fingerprint(base), name="fusion")
-    return keras.Model(base.input, fused([base.output, head(head_inputs)]), name=f"{base.name}_{head_type}_{fusion}")
-
-
-def base_of(fused: keras.Model) -> keras.Model:
-    """The ResCNN embedding model inside a fused model (shares its layers)."""
-    return keras.Model(fused.input, fused.get_layer("ln").output, name="base")
+def build_head(head_type: str, backbone: keras.Model, **options) -> keras.Model:
+    """A head sized for the tap of `backbone` it reads."""
+    if head_type not in HEAD_BUILDERS:
+        raise ConfigError(f"unknown head {head_type!r}; choose from {sorted(HEAD_BUILDERS)}")
+    input_dim = backbone.output[HEAD_TAPS[head_type]].shape[-1]
+    return HEAD_BUILDERS[head_type](input_dim, **options)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import keras
 from keras import layers, regularizers
 
-from ..features import FeatureConfig
-from ..layers import CosineLogits, FeatureSpec, L2Normalize, TemporalAverage
+from ..errors import ConfigError
+from ..layers import TemporalAverage
+from .registry import register_backbone
 
 CLIP_VALUE = 20.0
 L2_WEIGHT = 1e-4
 STAGE_FILTERS = (64, 128, 256, 512)
-CLASSIFIERS = ("softmax", "cosine")
-FREQUENCY_REDUCTION = 16  # four stride-2 stages: 64 filterbanks -> 4 bins
-FEATURE_SPEC_LAYER = "features"
 
 
 def _conv(filters: int, kernel_size: int, strides: int, name: str) -> layers.Conv2D:
@@ -60,60 +56,33 @@ def _conv_and_res_block(x, filters: int, stage: int):
 
 def stage_filters(width: float) -> tuple[int, ...]:
     """Filters of the four stages for a width multiplier (1.0 = the published 64/128/256/512)."""
-    filters = tuple(max(1, int(round(f * width))) for f in STAGE_FILTERS)
-    return filters
+    return tuple(max(1, int(round(f * width))) for f in STAGE_FILTERS)
 
 
+@register_backbone("rescnn")
 def build_rescnn(
+    num_fbanks: int = 64,
     width: float = 1.0,
     embedding_dim: int = 512,
-    num_frames: int | None = None,
-    features: FeatureConfig = FeatureConfig(),
-    num_speakers: int | None = None,
-    dropout: float = 0.5,
-    classifier: str = "softmax",
-    name: str = "ResCNN",
+    dropout: float = 0.0,
+    name: str = "backbone",
 ) -> keras.Model:
-    """Deep Speaker ResCNN.
+    """Deep Speaker ResCNN: features (batch, frames, num_fbanks) -> taps `frames`, `embedding` (512-d, `affine`).
 
-    With `num_speakers=None` the embedding model: (batch, frames, 64, 1) -> L2-normalised (batch, 512).
-    With `num_speakers=N` the softmax pre-training model: dropout before `affine`, then a softmax
-    layer `dense` over N speakers and no normalisation, as the reference; with `classifier="cosine"`,
-    `dense` gives the cosine to each speaker's direction instead, for the AM-softmax loss.
-    `width` scales every stage's filters (0.25 gives a CPU-friendly 16/32/64/128 variant).
-    `features` is recorded in the model (layer `features`) so encoders compute the input it expects.
+    Four stride-2 stages of a 5x5 convolution and three residual blocks (clipped ReLU), the frequency axis
+    folded into channels (`frames`: (batch, frames / 16, 4 * filters) for 64 bands), time average, `affine`.
+    `width` scales every stage's filters (0.25 gives a CPU-friendly 16/32/64/128 variant). `dropout` before
+    `affine` is the reference's for softmax pre-training (0 elsewhere).
     """
-    if classifier not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {classifier!r}; choose from {CLASSIFIERS}")
-    num_fbanks = features.num_fbanks
-    inputs = keras.Input(shape=(num_frames, num_fbanks, 1), name="input")
-    x = FeatureSpec(asdict(features), name=FEATURE_SPEC_LAYER)(inputs)
+    if not width > 0:
+        raise ConfigError(f"ResCNN width must be positive, got {width!r}")
+    features = keras.Input(shape=(None, num_fbanks), name="features")
+    x = layers.Reshape((-1, num_fbanks, 1), name="add_channel")(features)
     for stage, filters in enumerate(stage_filters(width), start=1):
         x = _conv_and_res_block(x, filters, stage)
-    x = layers.Reshape((-1, (num_fbanks // FREQUENCY_REDUCTION) * x.shape[-1]), name="reshape")(x)
-    x = TemporalAverage(name="average")(x)
-    if num_speakers is not None:
+    frames = layers.Reshape((-1, x.shape[2] * x.shape[3]), name="frames")(x)
+    x = TemporalAverage(name="average")(frames)
+    if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(embedding_dim, name="affine")(x)
-    if num_speakers is not None and classifier == "cosine":
-        outputs = CosineLogits(num_speakers, name="dense")(x)
-    elif num_speakers is not None:
-        outputs = layers.Dense(num_speakers, activation="softmax", name="dense")(x)
-    else:
-        outputs = L2Normalize(name="ln")(x)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def embedding_model_from(model: keras.Model) -> keras.Model:
-    """The embedding model (up to `ln`) sharing weights with a softmax pre-training model."""
-    affine = model.get_layer("affine").output
-    return keras.Model(model.input, L2Normalize(name="ln")(affine), name=model.name)
-
-
-def feature_config_of(model: keras.Model) -> FeatureConfig:
-    """The features a model expects: its `features` layer, or the reference's for models without one."""
-    try:
-        spec = model.get_layer(FEATURE_SPEC_LAYER)
-    except ValueError:
-        return FeatureConfig()
-    return FeatureConfig.from_dict(spec.features)
+    embedding = layers.Dense(embedding_dim, name="affine")(x)
+    return keras.Model(features, {"frames": frames, "embedding": embedding}, name=name)

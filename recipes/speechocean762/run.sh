@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the shipped model (checkpoints/deep_speaker.keras) from ../shared/data/speechocean762 on CPU.
+# Reproduces the shipped model (deep_speaker/pretrained/deep_speaker.keras) from ../shared/data/speechocean762 on CPU.
 # Usage: bash recipes/speechocean762/run.sh [WORKING_DIR] [HEAD_RECIPE]
 #   HEAD_RECIPE: a head recipe to fuse onto the base, or "none" to ship the triplet base alone.
 set -euo pipefail
@@ -13,7 +13,7 @@ python cli.py train-triplet --working_dir "$WD" --recipe recipes/speechocean762/
 MODEL="$WD/triplet/best.keras"
 if [ "$HEAD" != none ]; then
   python cli.py train-head --working_dir "$WD" --checkpoint_file "$MODEL" --recipe "$HEAD"
-  MODEL=$(python -c "import sys, yaml; r = yaml.safe_load(open(sys.argv[1])); print(f\"{sys.argv[2]}/head_{r.get('head', 'dense')}_{r.get('loss', 'amsoftmax')}/fused_{r.get('fusion', 'score')}.keras\")" "$HEAD" "$WD")
+  MODEL=$(python -c "import sys; from deep_speaker.config import load_recipe; r = load_recipe('head', sys.argv[1]); print(f'{sys.argv[2]}/head_{r.head.head}_{r.loss.name}/fused_{r.head.fusion}.keras')" "$HEAD" "$WD")
 fi
-cp "$MODEL" checkpoints/deep_speaker.keras
-python cli.py calibrate --checkpoint_file checkpoints/deep_speaker.keras --trials "$DATA/dev_trials.txt" --audio_root "$DATA/dev"
+cp "$MODEL" deep_speaker/pretrained/deep_speaker.keras
+python cli.py calibrate --checkpoint_file deep_speaker/pretrained/deep_speaker.keras --trials "$DATA/dev_trials.txt" --audio_root "$DATA/dev"

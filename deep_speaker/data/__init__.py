@@ -1,0 +1,1 @@
+"""Corpora and cached features: discovery of utterances and speakers, the feature cache, the training split."""

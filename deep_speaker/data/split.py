@@ -1,0 +1,51 @@
+"""The cached features of a working directory in memory, with speaker labels and a per-speaker split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..features import FeatureConfig, crop_or_pad
+from ..fileio import atomic_write_bytes
+from .cache import read_feature_config, read_manifest
+
+SPLIT_FILE = "split.json"
+
+
+class SpeakerFeatures:
+    """All cached features of a working directory, with speaker labels and a train/validation split.
+
+    The split (per speaker, the last `validation_fraction` of its utterances held out) is stored in
+    `split.json` the first time, so every phase and `test-model` use the same held-out utterances.
+    """
+
+    def __init__(self, working_dir, validation_fraction: float = 0.2):
+        self.working_dir = Path(working_dir)
+        entries = read_manifest(self.working_dir)
+        self.feature_config = read_feature_config(self.working_dir) or FeatureConfig()
+        self.utterance_ids = [e.utterance_id for e in entries]
+        self.speakers = sorted({e.speaker for e in entries})
+        speaker_index = {s: i for i, s in enumerate(self.speakers)}
+        self.labels = np.array([speaker_index[e.speaker] for e in entries])
+        self.features = [np.load(e.feature_path) for e in entries]
+        self.train, self.validation = self._split(validation_fraction)
+
+    def _split(self, validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        split_path = self.working_dir / SPLIT_FILE
+        if split_path.is_file():
+            held_out = set(json.loads(split_path.read_text())["validation"])
+        else:
+            held_out = set()
+            for label in range(len(self.speakers)):
+                members = [self.utterance_ids[i] for i in np.flatnonzero(self.labels == label)]
+                count = int(round(len(members) * validation_fraction)) if len(members) > 1 else 0
+                held_out.update(members[len(members) - count :])
+            atomic_write_bytes(split_path, json.dumps({"validation": sorted(held_out)}, indent=1).encode())
+        is_validation = np.array([u in held_out for u in self.utterance_ids])
+        return np.flatnonzero(~is_validation), np.flatnonzero(is_validation)
+
+    def crops(self, indices, num_frames: int, rng: np.random.Generator | None) -> np.ndarray:
+        """(len(indices), num_frames, bands) crops; random positions if `rng`, else the first frames."""
+        return np.stack([crop_or_pad(self.features[i], num_frames, rng) for i in indices])

@@ -1,0 +1,112 @@
+"""The front end in the graph: waveform -> filterbank features, exactly as `features.compute_features`.
+
+`Fbank` makes a model waveform-in, so gradients reach the audio (attacks), a whole pipeline exports as
+one graph, and augmentation can run before the features. Its config *is* the feature recipe
+(`FeatureConfig`), so every saved model says how its input is made. Trimming depends on the data and
+stays on the host (`audio.trim_silence`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..audio import FRAME_LENGTH, FRAME_STEP
+from ..errors import ConfigError
+from ..features import NFFT, PREEMPHASIS, FeatureConfig, mel_filterbank
+
+PRECISIONS = ("float64", "float32")
+
+
+def _dft_basis(dtype: str) -> np.ndarray:
+    """(frame length, 2 * bins): a frame times it gives the real and imaginary parts of its NFFT-point rfft."""
+    angles = 2 * np.pi * np.outer(np.arange(FRAME_LENGTH), np.arange(NFFT // 2 + 1)) / NFFT
+    return np.concatenate([np.cos(angles), -np.sin(angles)], axis=1).astype(dtype)
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class Fbank(keras.layers.Layer):
+    """Waveform (batch, samples) at `sample_rate` -> normalised filterbank features (batch, frames, num_fbanks).
+
+    Each row is one whole (trimmed) utterance: utterance normalisation uses every sample of the row.
+    Pre-emphasis runs in float32 as the reference's NumPy code does; the spectrum, filterbank and
+    normalisation in `precision`. float64 (default) matches `compute_features` to about 1e-6 for every
+    recipe. float32 is for runtimes without float64 (TFLite, some accelerators): linear energies still
+    match within 3e-5, but log energies of nearly empty bands differ by up to about 5e-3, because there the
+    reference's own float32 pre-emphasis rounding is the signal. The DFT is a matrix product, which every
+    backend and export format supports. On the JAX backend float64 needs `jax_enable_x64`.
+
+    >>> layer = Fbank(energies="log", normalisation="utterance")
+    >>> tuple(layer(np.random.default_rng(0).standard_normal((2, 16000)).astype("float32")).shape)
+    (2, 99, 64)
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        num_fbanks: int = 64,
+        trim: str = "reference",
+        energies: str = "linear",
+        normalisation: str = "frame",
+        precision: str = "float64",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.feature_config = FeatureConfig(sample_rate, num_fbanks, trim, energies, normalisation)
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown front-end precision {precision!r}; choose from {PRECISIONS}")
+        self.precision = precision
+        self._dft = _dft_basis(precision)
+        self._mel = mel_filterbank(num_fbanks, NFFT, sample_rate).T.astype(precision)
+
+    def call(self, waveform):
+        samples = ops.cast(waveform, "float32")
+        emphasised = ops.concatenate([samples[:, :1], samples[:, 1:] - PREEMPHASIS * samples[:, :-1]], axis=1)
+        emphasised = ops.pad(ops.cast(emphasised, self.precision), [[0, 0], [0, FRAME_LENGTH]])
+        num_samples = ops.shape(samples)[1]
+        num_frames = 1 + (ops.maximum(num_samples - FRAME_LENGTH, 0) + FRAME_STEP - 1) // FRAME_STEP
+        starts = ops.expand_dims(ops.arange(num_frames) * FRAME_STEP, 1)
+        frames = ops.take(emphasised, starts + ops.arange(FRAME_LENGTH)[None, :], axis=1)
+        spectrum = ops.matmul(frames, ops.convert_to_tensor(self._dft))
+        real, imaginary = spectrum[..., : NFFT // 2 + 1], spectrum[..., NFFT // 2 + 1 :]
+        energies = ops.matmul((real * real + imaginary * imaginary) / NFFT, ops.convert_to_tensor(self._mel))
+        energies = ops.where(ops.equal(energies, 0), np.finfo(float).eps, energies)
+        if self.feature_config.energies == "log":
+            energies = ops.log(energies)
+        axes = (1, 2) if self.feature_config.normalisation == "utterance" else (2,)
+        mean = ops.mean(energies, axis=axes, keepdims=True)
+        std = ops.std(energies, axis=axes, keepdims=True)
+        return ops.cast((energies - mean) / ops.maximum(std, 1e-12), "float32")
+
+    def compute_output_shape(self, input_shape):
+        samples = input_shape[1]
+        frames = None if samples is None else 1 + max(samples - FRAME_LENGTH, 0) // FRAME_STEP + (max(samples - FRAME_LENGTH, 0) % FRAME_STEP > 0)
+        return (input_shape[0], frames, self.feature_config.num_fbanks)
+
+    def get_config(self):
+        return {**super().get_config(), **asdict(self.feature_config), "precision": self.precision}
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class FeatureSpec(keras.layers.Layer):
+    """Legacy (version 0.1): identity on a feature-in model's input that recorded its `FeatureConfig`.
+
+    Kept so `.keras` files written before `Fbank` still load; `checkpoints.load_model` rebuilds them as
+    waveform-in models with an `Fbank` of the recorded recipe. New models never contain it.
+    """
+
+    def __init__(self, features: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.features = dict(features or {})
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "features": self.features}

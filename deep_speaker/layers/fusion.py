@@ -1,0 +1,49 @@
+"""Fusion of a base embedding and a refinement head's embedding into one unit vector."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from ..errors import ConfigError
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class EmbeddingFusion(keras.layers.Layer):
+    """One unit vector from the base and head embeddings (both L2-normalised).
+
+    mode 'head': the head embedding alone; 'concat': [base, head] / sqrt(2); 'score':
+    [sqrt(w) base, sqrt(1 - w) head], whose cosine is exactly w cos(base) + (1 - w) cos(head), i.e.
+    score-level fusion with weight w that still scores with one dot product.
+
+    `trained` and `base_fingerprint` record that the head was trained, and on which base weights, so a
+    model with a never-trained or mismatched head is refused at load time (see `checkpoints.load_model`).
+    """
+
+    MODES = ("head", "concat", "score")
+
+    def __init__(self, mode: str = "head", weight: float = 0.5, trained: bool = False, base_fingerprint: str = "", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ConfigError(f"unknown fusion {mode!r}; choose from {self.MODES}")
+        self.mode, self.weight, self.trained, self.base_fingerprint = mode, float(weight), bool(trained), base_fingerprint
+
+    def call(self, inputs):
+        base, head = inputs
+        if self.mode == "head":
+            return head
+        weight = 0.5 if self.mode == "concat" else self.weight
+        return ops.concatenate([base * weight**0.5, head * (1.0 - weight) ** 0.5], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        base, head = input_shape
+        return head if self.mode == "head" else (base[0], base[-1] + head[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "mode": self.mode,
+            "weight": self.weight,
+            "trained": self.trained,
+            "base_fingerprint": self.base_fingerprint,
+        }

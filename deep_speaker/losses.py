@@ -1,0 +1,110 @@
+"""Training losses by name, each with the classifier (if any) the trainer attaches to the embedding.
+
+- `softmax`: the reference's Dense softmax layer `dense` over the training speakers, cross-entropy;
+- `amsoftmax`: additive-margin softmax on cosine logits (`CosineLogits`, also named `dense`);
+- `triplet`: cosine triplet loss on L2-normalised embeddings, batches laid out [anchors; positives; negatives].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+from keras import layers, ops
+
+from .layers import CosineLogits, L2Normalize
+
+CLASSIFIER = "dense"  # the reference's name for the softmax layer
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+def triplet_loss(y_true, y_pred, margin: float = 0.1):
+    """mean(max(cos(a, n) - cos(a, p) + margin, 0)) over a batch laid out [anchors; positives; negatives]."""
+    anchor, positive, negative = ops.split(y_pred, 3, axis=0)
+    return ops.mean(ops.relu(ops.sum(anchor * negative, -1) - ops.sum(anchor * positive, -1) + margin))
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class TripletLoss(keras.losses.Loss):
+    """`triplet_loss` as a configurable, serialisable Keras loss."""
+
+    def __init__(self, margin: float = 0.1, name: str = "triplet_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def call(self, y_true, y_pred):
+        return triplet_loss(y_true, y_pred, self.margin)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class ActiveTriplets(keras.metrics.Mean):
+    """Fraction of triplets with a non-zero loss: near 0 means the batches became too easy (or collapse)."""
+
+    def __init__(self, margin: float = 0.1, name: str = "active_triplets", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        anchor, positive, negative = ops.split(y_pred, 3, axis=0)
+        violation = ops.sum(anchor * negative, -1) - ops.sum(anchor * positive, -1) + self.margin
+        return super().update_state(ops.cast(violation > 0, "float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class AMSoftmaxLoss(keras.losses.Loss):
+    """Additive-margin softmax: cross-entropy of scale * (cos - margin on the true class), from `CosineLogits`."""
+
+    def __init__(self, margin: float = 0.2, scale: float = 30.0, name: str = "am_softmax", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin, self.scale = margin, scale
+
+    def call(self, y_true, y_pred):
+        one_hot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), ops.shape(y_pred)[-1])
+        logits = self.scale * (y_pred - self.margin * one_hot)
+        return keras.losses.categorical_crossentropy(one_hot, logits, from_logits=True)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "scale": self.scale}
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """How a loss trains: the output layer on the embedding, the Keras loss, its metrics, its batches."""
+
+    output: Callable[[int], keras.layers.Layer]  # num_classes -> layer on the (unnormalised) embedding
+    loss: Callable[[object], keras.losses.Loss | str]  # LossRecipe -> loss
+    metrics: Callable[[object], list]
+    batches: str  # "classification" (utterance, speaker) or "triplet"
+
+
+def _accuracy(recipe) -> list:
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+
+LOSSES = {
+    "softmax": LossSpec(
+        lambda classes: layers.Dense(classes, activation="softmax", name=CLASSIFIER),
+        lambda recipe: "sparse_categorical_crossentropy",
+        _accuracy,
+        "classification",
+    ),
+    "amsoftmax": LossSpec(
+        lambda classes: CosineLogits(classes, name=CLASSIFIER),
+        lambda recipe: AMSoftmaxLoss(recipe.margin, recipe.scale),
+        _accuracy,
+        "classification",
+    ),
+    "triplet": LossSpec(
+        lambda classes: L2Normalize(name="ln"),
+        lambda recipe: TripletLoss(recipe.margin),
+        lambda recipe: [ActiveTriplets(recipe.margin)],
+        "triplet",
+    ),
+}

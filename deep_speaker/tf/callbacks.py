@@ -1,0 +1,93 @@
+"""Callbacks of the training driver: validation EER, hard-negative refresh, best model, resume point."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..checkpoints import save_model
+from ..errors import CacheError
+from ..fileio import atomic_write_bytes
+from ..scoring import CosineScorer, all_pairs_eer
+from .distribute import is_chief
+
+
+class RefreshNegatives(keras.callbacks.Callback):
+    """Re-embed the training utterances for hard-negative mining at the start of every epoch."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.refresh(self.model)
+
+
+class ValidationEER(keras.callbacks.Callback):
+    """Log `val_eer`: all-pairs EER of the held-out utterances of the training speakers (fixed crops)."""
+
+    def __init__(self, data, num_frames: int, embedding_model: keras.Model | None = None, scorer=None):
+        super().__init__()
+        self.crops = data.crops(data.validation, num_frames, None)
+        self.labels = data.labels[data.validation]
+        same = self.labels[:, None] == self.labels[None, :]
+        if not np.any(np.triu(same, k=1)):
+            raise CacheError(
+                f"{data.working_dir}: no speaker has two held-out utterances, so validation EER is undefined; "
+                "raise validation_fraction or add utterances (or delete split.json to split again)"
+            )
+        self.embedding_model = embedding_model
+        self.scorer = scorer or CosineScorer()
+
+    def on_epoch_end(self, epoch, logs=None):
+        model = self.embedding_model or self.model
+        embeddings = model.predict(self.crops, batch_size=96, verbose=0)
+        logs["val_eer"] = all_pairs_eer(self.scorer.score_matrix(embeddings, embeddings), self.labels)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Log `epoch_seconds`, the wall time of each epoch (training, mining and validation)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.started
+
+
+class BestModel(keras.callbacks.Callback):
+    """Save `export()` (the model users load, not the training graph) to `path` whenever `monitor` improves."""
+
+    def __init__(self, path: Path, monitor: str, mode: str, export, best: float | None = None):
+        super().__init__()
+        self.path, self.monitor, self.mode, self.export = Path(path), monitor, mode, export
+        self.best = best if best is not None and math.isfinite(best) else (math.inf if mode == "min" else -math.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        if (value < self.best) if self.mode == "min" else (value > self.best):
+            self.best = float(value)
+            if is_chief():
+                save_model(self.export(), self.path)
+
+
+class ResumePoint(keras.callbacks.Callback):
+    """After every epoch: `last.keras` (training model with optimizer) then `state.json`, both atomically."""
+
+    def __init__(self, run_dir: Path, best: BestModel, recipe: dict):
+        super().__init__()
+        self.run_dir, self.best, self.recipe = run_dir, best, recipe
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not is_chief():
+            return
+        save_model(self.model, self.run_dir / "last.keras")
+        state = {"epoch": epoch + 1, "best": float(self.best.best), "recipe": self.recipe}
+        atomic_write_bytes(self.run_dir / "state.json", json.dumps(state, indent=2).encode())

@@ -1,0 +1,298 @@
+"""The one training driver. Phases (classification pre-training, triplet, head) are configurations of it.
+
+Each run lives in `<working_dir>/<run>/`:
+    last.keras     training model + optimizer after the last finished epoch (resume point)
+    best.keras     the best speaker model so far (waveform in) by the phase's validation criterion
+    state.json     epoch counter, best value and the recipe, written atomically after last.keras
+    training.csv   one row of metrics per finished epoch; tensorboard/ for TensorBoard
+Killed at any moment, the same command resumes from the last finished epoch; the log is cut back to
+that epoch first. Resuming with another recipe is refused. Only the chief process writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
+from ..config import Recipe, validate
+from ..data.batches import ClassificationBatches, PrecomputedInputs, TripletBatches
+from ..data.split import SpeakerFeatures
+from ..errors import ConfigError
+from ..fileio import atomic_write_bytes
+from ..layers import L2Normalize
+from ..losses import LOSSES
+from ..models import build_backbone, build_speaker_model
+from ..models.heads import HEAD_TAPS, build_head
+from ..models.speaker_model import backbone_of, base_of, build_fused, feature_model
+from ..scoring import CosineScorer, all_pairs_eer
+from .callbacks import BestModel, EpochTimer, RefreshNegatives, ResumePoint, ValidationEER
+from .distribute import is_chief, strategy
+
+RUN_DIRS = {"classification": "softmax", "triplet": "triplet"}
+CONTINUABLE = {("run", "epochs"), ("run", "early_stopping_patience")}  # may change between a run and its resumption
+
+
+@dataclass
+class Phase:
+    """What a phase hands the driver: a compiled training model, its batches and how to judge and export it."""
+
+    trainer: keras.Model
+    batches: keras.utils.PyDataset
+    monitor: str
+    mode: str
+    export: Callable[[], keras.Model]
+    callbacks: list = field(default_factory=list)
+    validation_data: tuple | None = None
+
+
+def _optimizer(recipe: Recipe, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
+    rate = learning_rate or recipe.optimiser.learning_rate
+    return keras.optimizers.Adam(rate) if recipe.optimiser.name == "adam" else keras.optimizers.SGD(rate)
+
+
+def _resume_state(run_dir: Path, recipe: Recipe) -> dict | None:
+    state_path = run_dir / "state.json"
+    if not (state_path.is_file() and (run_dir / "last.keras").is_file()):
+        return None
+    state = json.loads(state_path.read_text())
+    before, now = state.get("recipe", {}), recipe.to_dict()
+    changed = sorted(
+        f"{group}.{key}: {before.get(group, {}).get(key)!r} -> {value!r}"
+        for group, values in now.items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+        if (group, key) not in CONTINUABLE and before.get(group, {}).get(key) != value
+    )
+    if changed:
+        raise ConfigError(
+            f"{run_dir}: this run was started with other options ({'; '.join(changed)}); resume it with the same "
+            "recipe, or start a new run in another working directory (or delete this run's folder)"
+        )
+    return state
+
+
+def _cut_log(log: Path, epochs: int) -> None:
+    """Keep only the rows of finished epochs (< `epochs`), so a resumed run never logs an epoch twice."""
+    if not log.is_file():
+        return
+    with log.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epochs] if rows else []
+    text = io.StringIO()
+    csv.writer(text).writerows(kept)
+    atomic_write_bytes(log, text.getvalue().encode())
+
+
+def fit(run_dir: Path, recipe: Recipe, build: Callable[[dict | None], Phase], progress: bool = True, epochs: int | None = None) -> Path:
+    """Build the phase (inside the strategy scope), train it with resume and chief-only writes; returns best.keras."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _resume_state(run_dir, recipe)
+    keras.utils.set_random_seed(recipe.run.seed)
+    with strategy().scope():
+        phase = build(state)
+    initial_epoch = state["epoch"] if state else 0
+    best = BestModel(run_dir / "best.keras", phase.monitor, phase.mode, phase.export, state["best"] if state else None)
+    writers = []
+    if is_chief():
+        _cut_log(run_dir / "training.csv", initial_epoch)
+        writers = [keras.callbacks.CSVLogger(str(run_dir / "training.csv"), append=True), keras.callbacks.TensorBoard(str(run_dir / "tensorboard"))]
+    phase.trainer.fit(
+        phase.batches,
+        validation_data=phase.validation_data,
+        epochs=epochs or recipe.run.epochs,
+        initial_epoch=initial_epoch,
+        verbose=1 if progress else 0,
+        callbacks=[
+            EpochTimer(),
+            *phase.callbacks,
+            best,
+            keras.callbacks.EarlyStopping(monitor=phase.monitor, mode=phase.mode, patience=recipe.run.early_stopping_patience),
+            *writers,
+            ResumePoint(run_dir, best, recipe.to_dict()),
+        ],
+    )
+    return run_dir / "best.keras"
+
+
+def _model_options(recipe: Recipe) -> dict:
+    return {"width": recipe.model.width, "embedding_dim": recipe.model.embedding_dim, "dropout": recipe.model.dropout}
+
+
+def _on_features(inner: keras.Model, output: Callable, name: str) -> keras.Model:
+    """inputs -> output(inner(inputs)): a model holding `inner` as one nested layer (so it can be found by name)."""
+    inputs = keras.Input(inner.input.shape[1:], name="inputs")
+    return keras.Model(inputs, output(inner(inputs)), name=name)
+
+
+def _normalised(backbone: keras.Model) -> keras.Model:
+    """features -> L2-normalised embedding of a backbone (what triplets and validation compare)."""
+    return _on_features(backbone, lambda taps: L2Normalize(name="ln")(taps["embedding"]), "embedder")
+
+
+def _compile(trainer: keras.Model, recipe: Recipe, learning_rate: float | None = None) -> keras.Model:
+    spec = LOSSES[recipe.loss.name]
+    trainer.compile(optimizer=_optimizer(recipe, learning_rate), loss=spec.loss(recipe.loss), metrics=spec.metrics(recipe.loss))
+    return trainer
+
+
+def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.Model, backbone: keras.Model) -> Phase:
+    export = build_speaker_model(backbone, data.feature_config)
+    run = recipe.run
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_accuracy", mode="max", factor=recipe.optimiser.reduce_lr_factor, patience=recipe.optimiser.reduce_lr_patience
+    )
+    return Phase(
+        trainer,
+        ClassificationBatches(data, run, augment=recipe.augment.spec_augment),
+        "val_accuracy",
+        "max",
+        lambda: export,
+        [reduce_lr, ValidationEER(data, run.num_frames, _normalised(backbone))],
+        (data.crops(data.validation, run.num_frames, None), data.labels[data.validation]),
+    )
+
+
+def train_classifier(working_dir, recipe: Recipe, progress: bool = True) -> Path:
+    """Softmax or AM-softmax pre-training of a registered backbone; returns the best speaker model (by validation accuracy)."""
+    validate(recipe)
+    data = SpeakerFeatures(working_dir, recipe.run.validation_fraction)
+    run_dir = Path(working_dir) / RUN_DIRS["classification"]
+
+    def build(state):
+        if state:
+            trainer = keras.saving.load_model(run_dir / "last.keras")
+        else:
+            backbone = build_backbone(recipe.model.name, data.feature_config.num_fbanks, **_model_options(recipe))
+            classifier = LOSSES[recipe.loss.name].output(len(data.speakers))
+            trainer = _compile(_on_features(backbone, lambda taps: classifier(taps["embedding"]), "classification"), recipe)
+        phase = _classification_phase(data, recipe, trainer, trainer.get_layer("backbone"))
+        phase.batches.epoch = state["epoch"] if state else 0
+        return phase
+
+    return fit(run_dir, recipe, build, progress)
+
+
+def train_triplet(working_dir, recipe: Recipe, initial_checkpoint=None, progress: bool = True) -> Path:
+    """Hard-negative triplet training from a speaker model (default: the best classification model); returns
+    the best speaker model (by validation EER)."""
+    validate(recipe)
+    data = SpeakerFeatures(working_dir, recipe.run.validation_fraction)
+    run_dir = Path(working_dir) / RUN_DIRS["triplet"]
+    initial_checkpoint = Path(initial_checkpoint or Path(working_dir) / RUN_DIRS["classification"] / "best.keras")
+
+    def build(state):
+        if state:
+            trainer = keras.saving.load_model(run_dir / "last.keras")
+        else:
+            backbone = build_backbone(recipe.model.name, data.feature_config.num_fbanks, **_model_options(recipe))
+            pretrained = load_model(initial_checkpoint)
+            check_features(pretrained, data.feature_config, initial_checkpoint)
+            weights = {layer.name: layer.get_weights() for layer in backbone_of(pretrained).layers if layer.weights}
+            assign_weights_by_name(backbone, weights, initial_checkpoint)
+            trainer = _compile(_normalised(backbone), recipe)
+        backbone = trainer.get_layer("backbone")
+        batches = TripletBatches(data, recipe.run, recipe.loss.negative_candidates, initial_epoch=state["epoch"] if state else 0)
+        export = build_speaker_model(backbone, data.feature_config)
+        callbacks = [RefreshNegatives(batches), ValidationEER(data, recipe.run.num_frames)]
+        return Phase(trainer, batches, "val_eer", "min", lambda: export, callbacks)
+
+    return fit(run_dir, recipe, build, progress)
+
+
+def tune_fusion_weight(base_embeddings: np.ndarray, head_embeddings: np.ndarray, labels: np.ndarray, scorer=None) -> tuple[float, float]:
+    """(weight, EER) of score fusion w s(base) + (1 - w) s(head) minimising the all-pairs EER."""
+    scorer = scorer or CosineScorer()
+    base_scores = scorer.score_matrix(base_embeddings, base_embeddings)
+    head_scores = scorer.score_matrix(head_embeddings, head_embeddings)
+    results = [(all_pairs_eer(w * base_scores + (1 - w) * head_scores, labels), float(w)) for w in np.linspace(0, 1, 21)]
+    eer, weight = min(results)
+    return weight, eer
+
+
+def _head_options(recipe: Recipe) -> dict:
+    head = recipe.head
+    if head.head == "dense":
+        return {"hidden_units": (head.hidden_units, head.hidden_units), "dropout": head.dropout, "embedding_dim": head.embedding_dim}
+    return {"channels": head.tdnn_channels, "embedding_dim": head.embedding_dim}
+
+
+def _head_phase(data, recipe: Recipe, trainer: keras.Model, embedder: keras.Model, export) -> Phase:
+    run, loss = recipe.run, recipe.loss
+    if LOSSES[loss.name].batches == "triplet":
+        batches = TripletBatches(data, run, loss.negative_candidates)
+        callbacks = [RefreshNegatives(batches)]
+    else:
+        batches, callbacks = ClassificationBatches(data, run), []
+    return Phase(trainer, batches, "val_eer", "min", export, [*callbacks, ValidationEER(data, run.num_frames, embedder)])
+
+
+def train_head(working_dir, base_checkpoint, recipe: Recipe, progress: bool = True) -> dict[str, Path]:
+    """Train a head on a frozen base (then optionally jointly); save one fused model per fusion mode.
+
+    Returns {fusion mode: path}. The score-fusion weight is tuned on the held-out utterances of the
+    training speakers, so a development trial list stays untouched for evaluation.
+    """
+    validate(recipe)
+    data = SpeakerFeatures(working_dir, recipe.run.validation_fraction)
+    run_dir = Path(working_dir) / f"head_{recipe.head.head}_{recipe.loss.name}"
+    base = load_model(base_checkpoint)
+    check_features(base, data.feature_config, base_checkpoint)
+    base.trainable = False
+    backbone = backbone_of(base)
+    keras.utils.set_random_seed(recipe.run.seed)
+    head = build_head(recipe.head.head, backbone, **_head_options(recipe))
+    tap = HEAD_TAPS[recipe.head.head]
+    input_model = base_of(base, from_features=True) if tap == "embedding" else _on_features(backbone, lambda taps: taps["frames"], "frames")
+    inputs = PrecomputedInputs(data, input_model, recipe.head.crops_per_utterance, recipe.run)
+    classes = len(data.speakers)
+
+    def build_head_phase(state):
+        trainer = keras.saving.load_model(run_dir / "last.keras") if state else None
+        if trainer is None:
+            trainer = _compile(_on_features(head, LOSSES[recipe.loss.name].output(classes), "head_training"), recipe)
+        else:
+            head.set_weights(trainer.get_layer(head.name).get_weights())
+        trained_head = trainer.get_layer(head.name)
+        return _head_phase(inputs, recipe, trainer, trained_head, lambda: trained_head)
+
+    best_head = fit(run_dir, recipe, build_head_phase, progress)
+    head.set_weights(keras.saving.load_model(best_head).get_weights())
+
+    if recipe.head.finetune_epochs:
+        base.trainable = True
+        joint = feature_model(build_fused(base, head, "head"))
+
+        def build_finetune_phase(state):
+            trainer = _compile(_on_features(joint, LOSSES[recipe.loss.name].output(classes), "joint_training"), recipe, recipe.head.finetune_learning_rate)
+            return _head_phase(data, recipe, trainer, joint, lambda: head)
+
+        best_head = fit(run_dir / "finetune", recipe, build_finetune_phase, progress, epochs=recipe.head.finetune_epochs)
+        head.set_weights(keras.saving.load_model(best_head).get_weights())
+
+    validation_crops = data.crops(data.validation, recipe.run.num_frames, None)
+    head_only = feature_model(build_fused(base, head, "head"))
+    weight, _ = tune_fusion_weight(
+        base_of(base, from_features=True).predict(validation_crops, verbose=0),
+        head_only.predict(validation_crops, verbose=0),
+        data.labels[data.validation],
+    )
+    paths = {}
+    for fusion in ("head", "concat", "score"):
+        paths[fusion] = run_dir / f"fused_{fusion}.keras"
+        if is_chief():
+            save_model(build_fused(base, head, fusion, weight, trained=True), paths[fusion])
+    if is_chief():
+        summary = {"recipe": recipe.to_dict(), "fusion_weight": weight, "base": str(base_checkpoint)}
+        atomic_write_bytes(run_dir / "head.json", json.dumps(summary, indent=2).encode())
+    return paths
+
+
+PHASES = {"classification": train_classifier, "triplet": train_triplet}

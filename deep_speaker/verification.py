@@ -1,0 +1,133 @@
+"""Decisions: scores become "same speaker", "different speakers", a name or "unknown".
+
+`Verifier` is the one place that decides, for the command line, the Python API and the HTTP service
+alike: it scores through a `Scorer`, compares with a threshold (an explicit one, or an operating point
+of the model's calibration, found by the model's fingerprint), and can consult a spoof gate first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import CalibrationError
+from .scoring import CosineScorer, Scorer
+from .scoring.calibration import OPERATING_POINTS, Calibration, find_calibration
+
+UNKNOWN = "unknown"
+SpoofGate = Callable[[object], "str | None"]  # recording -> None if genuine, else the reason to reject it
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verification decision: `accepted` is None when no threshold is available."""
+
+    score: float
+    threshold: float | None
+    source: str
+    accepted: bool | None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.reason:
+            return f"score = {self.score:.4f}  decision: rejected ({self.reason})"
+        if self.threshold is None:
+            return f"score = {self.score:.4f}  decision: none ({self.source})"
+        verdict = "same speaker" if self.accepted else "different speakers"
+        return f"score = {self.score:.4f}  threshold = {self.threshold:.4f} ({self.source})  decision: {verdict}"
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Enrolled speakers ranked by score, and who it is: the best name, or `UNKNOWN` below the threshold."""
+
+    ranked: list[tuple[str, float]]
+    speaker: str
+    threshold: float | None
+    source: str
+    reason: str = ""
+
+    def __str__(self) -> str:
+        lines = [f"{rank}. {name}\t{score:.4f}" for rank, (name, score) in enumerate(self.ranked, start=1)]
+        if self.reason:
+            lines.append(f"speaker: {UNKNOWN} (rejected: {self.reason})")
+        elif self.threshold is None:
+            lines.append(f"speaker: {self.speaker} ({self.source})")
+        else:
+            lines.append(f"speaker: {self.speaker} (threshold {self.threshold:.4f}, {self.source})")
+        return "\n".join(lines)
+
+
+class Verifier:
+    """Turns scores into decisions for one encoder.
+
+    >>> verifier = Verifier(SpeakerEncoder(), operating_point="far1")   # doctest: +SKIP
+    >>> print(verifier.verify("a.wav", "b.wav"))                        # doctest: +SKIP
+    score = 0.7646  threshold = 0.5314 (operating point far1)  decision: same speaker
+    """
+
+    def __init__(
+        self,
+        encoder,
+        scorer: Scorer | None = None,
+        operating_point: str = "far1",
+        threshold: float | None = None,
+        calibration: Calibration | None = None,
+        spoof_gate: SpoofGate | None = None,
+    ):
+        if operating_point not in OPERATING_POINTS:
+            raise CalibrationError(f"unknown operating point {operating_point!r}; choose from {OPERATING_POINTS}")
+        if threshold is not None and not math.isfinite(threshold):
+            raise CalibrationError(f"a threshold must be a finite number, got {threshold!r}")
+        self.encoder = encoder
+        self.scorer = scorer or CosineScorer()
+        self.operating_point = operating_point
+        self.explicit_threshold = threshold
+        self.calibration = calibration or find_calibration(encoder.fingerprint, encoder.checkpoint)
+        self.spoof_gate = spoof_gate
+
+    def threshold(self) -> tuple[float | None, str]:
+        """(threshold, how it was chosen): an explicit threshold wins, else the calibrated operating point."""
+        if self.explicit_threshold is not None:
+            return self.explicit_threshold, "threshold given"
+        if self.calibration is None:
+            return None, f"model {self.encoder.fingerprint} is not calibrated: calibrate it or give a threshold"
+        return self.calibration.threshold(self.operating_point), f"operating point {self.operating_point}"
+
+    def decide(self, score: float) -> Decision:
+        threshold, source = self.threshold()
+        return Decision(score, threshold, source, None if threshold is None else bool(score >= threshold))
+
+    def _spoofed(self, *recordings) -> str:
+        if self.spoof_gate is None:
+            return ""
+        return next((reason for reason in map(self.spoof_gate, recordings) if reason), "")
+
+    def verify(self, recording_a, recording_b) -> Decision:
+        """Are two recordings the same speaker?"""
+        score = self.scorer.score(self.encoder.embed(recording_a), self.encoder.embed(recording_b))
+        return self._with_gate(self.decide(score), recording_a, recording_b)
+
+    def verify_enrolled(self, recording, name: str, registry) -> Decision:
+        """Is `recording` the enrolled speaker `name`?"""
+        score = self.scorer.score(registry.embedding(name), self.encoder.embed(recording))
+        return self._with_gate(self.decide(score), recording)
+
+    def _with_gate(self, decision: Decision, *recordings) -> Decision:
+        reason = self._spoofed(*recordings)
+        if not reason:
+            return decision
+        return Decision(decision.score, decision.threshold, decision.source, False, reason)
+
+    def identify(self, recording, registry, top_k: int = 5) -> Identification:
+        """Who of the enrolled speakers is this? Ranked names, and `UNKNOWN` when the best is below the threshold."""
+        names, matrix = registry.embeddings()
+        scores = self.scorer.score_matrix(matrix, self.encoder.embed(recording)[None])[:, 0]
+        order = scores.argsort()[::-1][:top_k]
+        ranked = [(names[i], float(scores[i])) for i in order]
+        threshold, source = self.threshold()
+        best_name, best_score = ranked[0]
+        reason = self._spoofed(recording)
+        speaker = UNKNOWN if reason or (threshold is not None and best_score < threshold) else best_name
+        return Identification(ranked, speaker, threshold, source, reason)

@@ -1,0 +1,110 @@
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deep_speaker.data.cache import build_feature_cache, read_manifest
+from deep_speaker.errors import CacheError
+from deep_speaker.features import FeatureConfig, file_features
+from tests.helpers import cli_in_process, ROOT, run_cli as _cli, write_corpus
+
+
+
+
+def test_builds_manifest_and_features(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2)
+    summary = build_feature_cache(corpus, tmp_path / "wd", workers=2, progress=False)
+    assert (summary.total, summary.computed, summary.reused, summary.failures) == (6, 6, 0, [])
+    entries = read_manifest(tmp_path / "wd")
+    assert [e.speaker for e in entries] == ["spk0", "spk0", "spk1", "spk1", "spk2", "spk2"]
+    first = entries[0]
+    cached = np.load(first.feature_path)
+    np.testing.assert_array_equal(cached, file_features(corpus / "spk0" / "utt0.flac"))
+    assert first.num_frames == cached.shape[0]
+
+
+def test_rerun_reuses_and_recomputes_only_missing(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=2, utterances=2)
+    build_feature_cache(corpus, tmp_path / "wd", workers=1, progress=False)
+    victim = tmp_path / "wd" / "features" / "spk1" / "utt0.npy"
+    victim.unlink()
+    (victim.parent / ".utt1.npy.abc.tmp").write_bytes(b"half written")
+    summary = build_feature_cache(corpus, tmp_path / "wd", workers=1, progress=False)
+    assert (summary.computed, summary.reused) == (1, 3)
+    assert victim.is_file()
+    assert not list((tmp_path / "wd").rglob("*.tmp"))
+
+
+def test_corrupt_file_is_reported_and_run_continues(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=2, utterances=2)
+    (corpus / "spk0" / "broken.flac").write_bytes(b"not a flac at all")
+    summary = build_feature_cache(corpus, tmp_path / "wd", workers=2, progress=False)
+    assert summary.computed == 4
+    assert len(summary.failures) == 1 and "broken.flac" in summary.failures[0][0]
+    assert "cannot decode" in str(summary)
+    assert len(read_manifest(tmp_path / "wd")) == 4
+    assert "broken.flac" in (tmp_path / "wd" / "failures.csv").read_text()
+
+
+def test_other_feature_config_is_refused(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=1, utterances=1)
+    build_feature_cache(corpus, tmp_path / "wd", workers=1, progress=False)
+    assert json.loads((tmp_path / "wd" / "features.json").read_text())["trim"] == "reference"
+    with pytest.raises(CacheError, match="features were cached with"):
+        build_feature_cache(corpus, tmp_path / "wd", FeatureConfig(trim="energy"), workers=1, progress=False)
+
+
+def test_missing_manifest(tmp_path):
+    with pytest.raises(CacheError, match="not a feature cache"):
+        read_manifest(tmp_path)
+
+
+def test_cli_build_mfcc_and_kill_resume(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=6, utterances=5)
+    working_dir = tmp_path / "wd"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "build-mfcc-cache", "--audio_dir", str(corpus), "--working_dir", str(working_dir), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    features_dir = working_dir / "features"
+    for _ in range(600):
+        if features_dir.exists() and len(list(features_dir.rglob("*.npy"))) >= 3:
+            break
+        process.poll()
+        if process.returncode is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    result = _cli("build-mfcc", "--audio_dir", str(corpus), "--working_dir", str(working_dir), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "30 utterances" in result.stdout and "0 failed" in result.stdout
+    for entry in read_manifest(working_dir):
+        assert np.load(entry.feature_path).shape == (entry.num_frames, 64)
+
+
+def test_cli_reports_bad_source_without_traceback(tmp_path, capsys):
+    result = cli_in_process(capsys, "build-mfcc", "--audio_dir", str(tmp_path / "absent"), "--working_dir", str(tmp_path / "wd"))
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "no such file or folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_log_energies_cache_refuses_a_linear_rerun_and_old_configs_read_as_linear(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=1, utterances=1)
+    build_feature_cache(corpus, tmp_path / "log", FeatureConfig(energies="log"), workers=1, progress=False)
+    np.testing.assert_array_equal(
+        np.load(read_manifest(tmp_path / "log")[0].feature_path), file_features(corpus / "spk0" / "utt0.flac", FeatureConfig(energies="log"))
+    )
+    with pytest.raises(CacheError, match="'energies': 'log'"):
+        build_feature_cache(corpus, tmp_path / "log", workers=1, progress=False)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "features.json").write_text(json.dumps({"sample_rate": 16000, "num_fbanks": 64, "trim": "reference"}))
+    assert build_feature_cache(corpus, old, workers=1, progress=False).computed == 1

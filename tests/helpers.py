@@ -1,0 +1,134 @@
+"""Helpers for the tests: synthetic speech and corpora, tiny speaker models, an encoder stand-in."""
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_speech(seconds: float = 1.5, sample_rate: int = 16000, pitch: float = 120.0, seed: int = 0) -> np.ndarray:
+    """A voiced, syllable-modulated harmonic signal with silence around it: enough like speech for the pipeline."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    harmonics = sum(np.sin(2 * np.pi * pitch * k * t + rng.uniform(0, 6)) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * 3.0 * t), 0, None)
+    voiced = 0.3 * harmonics * envelope + 0.01 * rng.standard_normal(t.size)
+    silence = np.zeros(sample_rate // 4)
+    return np.concatenate([silence, voiced, silence]).astype(np.float32)
+
+
+def write_corpus(root: Path, speakers: int = 3, utterances: int = 2, suffix: str = ".flac") -> Path:
+    """A one-folder-per-speaker corpus of synthetic speech, a different pitch per speaker."""
+    for s in range(speakers):
+        for u in range(utterances):
+            folder = root / f"spk{s}"
+            folder.mkdir(parents=True, exist_ok=True)
+            sf.write(folder / f"utt{u}{suffix}", synthetic_speech(1.0 + 0.1 * u, pitch=100 + 40 * s, seed=u), 16000)
+    return root
+
+
+def tiny_model(width: float = 0.0625, embedding_dim: int = 16, features=None, backbone: str = "rescnn", **backbone_options):
+    """A small speaker model (waveform in), untrained: ResCNN, or `backbone` (e.g. the fast test backbone)."""
+    from deep_speaker.features import FeatureConfig
+    from deep_speaker.models import build_backbone, build_speaker_model
+
+    features = features or FeatureConfig()
+    backbone = build_backbone(backbone, features.num_fbanks, width=width, embedding_dim=embedding_dim, **backbone_options)
+    return build_speaker_model(backbone, features)
+
+
+def save_tiny_model(path: Path, **options) -> Path:
+    from deep_speaker.checkpoints import save_model
+
+    save_model(tiny_model(**options), path)
+    return path
+
+
+class LookupEncoder:
+    """Encoder stand-in: a file 'name_k' embeds to a fixed unit vector of speaker `name` plus small noise k."""
+
+    embedding_dim = 4
+    checkpoint = None
+    directions = {"alice": [1, 0, 0, 0], "bob": [0, 1, 0, 0], "carol": [0, 0, 1, 0], "stranger": [0, 0, 0, 1]}
+
+    def __init__(self, fingerprint: str = "model-a"):
+        self.fingerprint = fingerprint
+
+    def embed(self, path):
+        name, k = Path(path).stem.split("_")
+        vector = np.array(self.directions[name], np.float32) + 0.05 * int(k)
+        return vector / np.linalg.norm(vector)
+
+    def embed_many(self, paths, progress: bool = False):
+        return np.stack([self.embed(p) for p in paths])
+
+
+def run_cli(*args, **kwargs):
+    """`python cli.py ARGS` from the repository root, output captured as text."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kwargs)
+
+
+TINY_RUN = dict(width=0.0625, embedding_dim=32, batch_size=12, num_frames=40, steps_per_epoch=2, validation_fraction=0.4)
+FAST_BACKBONE = "frame_dense"  # a two-layer backbone that traces in a second, for tests of the driver itself
+
+
+def register_fast_backbone() -> str:
+    """Register `FAST_BACKBONE` (features -> Dense `frames` -> mean -> Dense `affine`) once."""
+    import keras
+
+    from deep_speaker.layers import TemporalAverage
+    from deep_speaker.models import BACKBONES, register_backbone
+
+    if FAST_BACKBONE not in BACKBONES:
+
+        @register_backbone(FAST_BACKBONE)
+        def build(num_fbanks=64, width=1.0, embedding_dim=32, dropout=0.0, name="backbone"):
+            features = keras.Input((None, num_fbanks), name="features")
+            frames = keras.layers.Dense(max(1, int(256 * width)), activation="relu", name="frames")(features)
+            pooled = TemporalAverage(name="average")(frames)
+            if dropout:
+                pooled = keras.layers.Dropout(dropout, name="dropout")(pooled)
+            return keras.Model(features, {"frames": frames, "embedding": keras.layers.Dense(embedding_dim, name="affine")(pooled)}, name=name)
+
+    return FAST_BACKBONE
+
+
+def tiny_recipe(phase: str = "classification", **options):
+    """A recipe of `phase` small enough to train in seconds (the fast backbone unless `model` is given)."""
+    from deep_speaker.config import load_recipe
+
+    base = dict(TINY_RUN) if phase != "head" else {k: v for k, v in TINY_RUN.items() if k != "width"}
+    if phase != "head":
+        base["model"] = register_fast_backbone()
+    return load_recipe(phase, **{**base, **options})
+
+
+def feature_cache(root: Path, speakers: int = 4, utterances: int = 5, features=None) -> Path:
+    """A working directory with the features of a synthetic corpus."""
+    from deep_speaker.data.cache import build_feature_cache
+    from deep_speaker.features import FeatureConfig
+
+    corpus = root / "corpus"
+    if not corpus.exists():
+        write_corpus(corpus, speakers=speakers, utterances=utterances)
+    build_feature_cache(corpus, root / "wd", features or FeatureConfig(), workers=1, progress=False)
+    return root / "wd"
+
+
+def cli_in_process(capsys, *args):
+    """The command line run in this process (no interpreter start-up), with `run_cli`'s result attributes."""
+    from types import SimpleNamespace
+
+    from deep_speaker.cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exited:  # argparse refusing an argument
+        code = exited.code
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)

@@ -1,0 +1,95 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli_in_process, ROOT, run_cli, save_tiny_model, write_corpus
+
+
+def _run(*command):
+    return subprocess.run([*map(str, command)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_installed_command_is_cli_py():
+    executable = Path(sys.executable).parent / "deep-speaker"
+    if not executable.exists():
+        executable = shutil.which("deep-speaker")
+    if executable is None:
+        pytest.skip("deep-speaker is not installed in this environment (pip install -e .)")
+    installed, script = _run(executable, "-h"), _run(sys.executable, "cli.py", "-h")
+    assert installed.returncode == script.returncode == 0
+    assert installed.stdout == script.stdout
+    assert "build-mfcc" in script.stdout and "eval-trials" in script.stdout and "train-head" in script.stdout
+
+
+def test_every_subcommand_has_help(capsys):
+    from deep_speaker.cli import main
+
+    for command in ("build-mfcc-cache", "train-softmax", "train-triplet", "train-head", "test-model", "eval-trials",
+                    "embed", "verify", "calibrate", "enroll", "list", "remove", "identify", "convert-checkpoint"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "-h"])
+        assert exited.value.code == 0 and "usage:" in capsys.readouterr().out, command
+
+
+@pytest.mark.parametrize(
+    "arguments,problem",
+    [
+        (["train-head", "--checkpoint_file", "base.keras", "--fusion", "bogus"], "unknown fusion 'bogus'"),
+        (["train-head", "--checkpoint_file", "base.keras", "--head", "lstm"], "unknown head 'lstm'"),
+        (["train-softmax", "--loss", "arcface"], "loss 'arcface' is not one of"),
+        (["train-softmax", "--model", "lstm"], "unknown model 'lstm'"),
+        (["train-softmax", "--epochs", "0"], "epochs must be >= 1"),
+    ],
+)
+def test_enumerated_and_ranged_options_are_refused_before_work(tmp_path, capsys, arguments, problem):
+    from deep_speaker.cli import main
+
+    assert main([*arguments, "--working_dir", str(tmp_path / "wd")]) == 2
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "wd").exists()
+
+
+def test_corrupt_calibration_is_a_clear_error(tmp_path, capsys):
+    checkpoint = save_tiny_model(tmp_path / "m.keras")
+    (tmp_path / "m.keras.calibration.json").write_text("{broken")
+    sample = ROOT / "samples" / "1255-90413-0001.flac"
+    result = cli_in_process(capsys, "verify", sample, sample, "--checkpoint_file", checkpoint)
+    assert result.returncode == 2 and "m.keras.calibration.json: not a readable calibration file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_recipe_option_is_a_clear_error(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("learning_rat: 0.1\n")
+    result = cli_in_process(capsys, "train-softmax", "--working_dir", tmp_path, "--recipe", recipe)
+    assert result.returncode == 2 and "unknown option(s) ['learning_rat']" in result.stderr
+
+
+def test_training_without_cache_is_a_clear_error(tmp_path, capsys):
+    result = cli_in_process(capsys, "train-softmax", "--working_dir", tmp_path / "empty")
+    assert result.returncode == 2 and "run `build-mfcc" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_boolean_recipe_flags_parse_false_as_false(capsys):
+    from deep_speaker.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train-softmax", "--working_dir", "wd", "--spec_augment", "false"]).spec_augment is False
+    assert parser.parse_args(["train-softmax", "--working_dir", "wd", "--spec_augment", "true"]).spec_augment is True
+    result = cli_in_process(capsys, "train-softmax", "--working_dir", "wd", "--spec_augment", "maybe")
+    assert result.returncode == 2 and "expected true or false, got 'maybe'" in result.stderr
+
+
+def test_build_mfcc_log_energies_and_a_mismatched_model_is_refused(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2)
+    wd = tmp_path / "wd"
+    built = _run(sys.executable, "cli.py", "build-mfcc", "--audio_dir", corpus, "--working_dir", wd, "--energies", "log",
+                 "--normalisation", "utterance", "--workers", "1")
+    assert built.returncode == 0, built.stderr
+    assert '"energies": "log"' in (wd / "features.json").read_text()
+    save_tiny_model(tmp_path / "linear.keras")
+    tested = _run(sys.executable, "cli.py", "test-model", "--working_dir", wd, "--checkpoint_file", tmp_path / "linear.keras")
+    assert tested.returncode == 2 and "the model takes linear filterbank energies" in tested.stderr and "Traceback" not in tested.stderr

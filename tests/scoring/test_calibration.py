@@ -1,0 +1,47 @@
+import json
+
+import numpy as np
+import pytest
+
+from deep_speaker.errors import CalibrationError
+from deep_speaker.scoring.calibration import Calibration, beside, find_calibration, save_calibration
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEP_SPEAKER_HOME", str(tmp_path / "home"))
+
+
+def test_thresholds_meet_their_false_accept_rates():
+    rng = np.random.default_rng(0)
+    target, nontarget = rng.normal(0.5, 0.15, 500), rng.normal(0.2, 0.15, 20000)  # EER about 16 %
+    calibration = Calibration.from_scores(target, nontarget, "trials.txt", model="abc")
+    assert calibration.eer < calibration.far1 < calibration.far0_1
+    assert np.mean(nontarget >= calibration.far1) <= 0.01 and np.mean(nontarget >= calibration.far0_1) <= 0.001
+    assert calibration.threshold("far1") == calibration.far1
+
+
+def test_found_by_fingerprint_wherever_the_checkpoint_goes(tmp_path):
+    calibration = Calibration(0.3, 0.5, 0.7, 9.0, "t", model="abc")
+    checkpoint = tmp_path / "m.keras"
+    paths = save_calibration(calibration, checkpoint)
+    assert beside(checkpoint) in paths
+    assert find_calibration("abc", checkpoint) == calibration
+    assert find_calibration("abc", tmp_path / "elsewhere" / "copy.keras") == calibration
+    assert find_calibration("other", checkpoint) is None
+
+
+def test_a_stale_file_beside_the_checkpoint_is_ignored_and_an_old_unkeyed_one_is_used(tmp_path):
+    checkpoint = tmp_path / "m.keras"
+    beside(checkpoint).write_text(json.dumps({"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 5, "trials": "t", "model": "old"}))
+    assert find_calibration("new", checkpoint) is None
+    beside(checkpoint).write_text(json.dumps({"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 5, "trials": "t"}))
+    assert find_calibration("new", checkpoint).far1 == 0.2
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"eer": "high"}', '["a"]', '{"eer": NaN, "far1": 1, "far0_1": 1, "eer_percent": 1, "trials": ""}'])
+def test_corrupt_files_are_one_clear_error(tmp_path, text):
+    checkpoint = tmp_path / "m.keras"
+    beside(checkpoint).write_text(text)
+    with pytest.raises(CalibrationError, match="m.keras.calibration.json: not a readable calibration file"):
+        find_calibration("abc", checkpoint)

@@ -1,0 +1,126 @@
+"""The one training driver: classification, triplet and head phases, resume, reproducibility, refusals."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from deep_speaker.checkpoints import load_model
+from deep_speaker.embedding import SpeakerEncoder
+from deep_speaker.errors import CheckpointError, ConfigError
+from deep_speaker.features import FeatureConfig
+from deep_speaker.layers import CosineLogits
+from deep_speaker.models import feature_config_of
+from deep_speaker.tf.distribute import is_chief
+from deep_speaker.tf.train import train_classifier, train_head, train_triplet
+from tests.helpers import ROOT, feature_cache, register_fast_backbone, save_tiny_model, tiny_recipe
+
+
+def _rows(path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_classification_then_triplet_resume_and_reproducibility(tiny_cache, tmp_path):
+    first, second = shutil.copytree(tiny_cache, tmp_path / "a"), shutil.copytree(tiny_cache, tmp_path / "b")
+    best = train_classifier(first, tiny_recipe(epochs=2), progress=False)
+    train_classifier(second, tiny_recipe(epochs=2), progress=False)
+    assert load_model(best).get_layer("backbone").get_layer("frames").units == 16
+    assert best.is_file() and (first / "softmax" / "last.keras").is_file()
+    rows_a, rows_b = _rows(first / "softmax" / "training.csv"), _rows(second / "softmax" / "training.csv")
+    assert [r["epoch"] for r in rows_a] == ["0", "1"] and [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
+    assert {"val_accuracy", "val_eer", "epoch_seconds"} <= set(rows_a[0])
+
+    train_classifier(first, tiny_recipe(epochs=3), progress=False)
+    assert [r["epoch"] for r in _rows(first / "softmax" / "training.csv")] == ["0", "1", "2"]
+    assert json.loads((first / "softmax" / "state.json").read_text())["epoch"] == 3
+
+    triplet_best = train_triplet(first, tiny_recipe("triplet", epochs=2), progress=False)
+    rows = _rows(first / "triplet" / "training.csv")
+    assert len(rows) == 2 and 0.0 <= float(rows[0]["active_triplets"]) <= 1.0 and "val_eer" in rows[0]
+    assert load_model(triplet_best).output_shape == (None, 32)
+
+
+def test_resume_with_another_recipe_is_refused_and_log_follows_the_resume_point(working_dir):
+    train_classifier(working_dir, tiny_recipe(epochs=1), progress=False)
+    with pytest.raises(ConfigError, match=r"started with other options \(loss.name: 'softmax' -> 'amsoftmax'"):
+        train_classifier(working_dir, tiny_recipe(epochs=2, loss="amsoftmax"), progress=False)
+    log = working_dir / "softmax" / "training.csv"
+    log.write_text(log.read_text() + log.read_text().splitlines()[1].replace("0,", "1,", 1) + "\n")  # a row past the resume point
+    train_classifier(working_dir, tiny_recipe(epochs=2), progress=False)
+    assert [r["epoch"] for r in _rows(log)] == ["0", "1"]
+
+
+def test_triplet_refuses_mismatched_classifier(working_dir):
+    train_classifier(working_dir, tiny_recipe(epochs=1), progress=False)
+    with pytest.raises(CheckpointError, match="other shapes"):
+        train_triplet(working_dir, tiny_recipe("triplet", epochs=1, width=0.125), progress=False)
+
+
+def test_models_carry_the_cache_features_and_other_features_are_refused(tmp_path):
+    log_dir = feature_cache(tmp_path / "log", features=FeatureConfig(energies="log"))
+    linear_dir = feature_cache(tmp_path / "linear")
+    log_model = train_classifier(log_dir, tiny_recipe(epochs=1), progress=False)
+    assert feature_config_of(load_model(log_model)).energies == "log"
+    with pytest.raises(CheckpointError, match="the model takes log filterbank energies"):
+        train_triplet(linear_dir, tiny_recipe("triplet", epochs=1), initial_checkpoint=log_model, progress=False)
+
+
+@pytest.mark.slow
+def test_rescnn_amsoftmax_pretraining_gives_a_unit_embedding_model(working_dir):
+    best = train_classifier(working_dir, tiny_recipe(epochs=1, model="rescnn", loss="amsoftmax", spec_augment=True), progress=False)
+    assert isinstance(keras.saving.load_model(working_dir / "softmax" / "last.keras").get_layer("dense"), CosineLogits)
+    embeddings = load_model(best).predict(np.random.default_rng(0).standard_normal((3, 8000)).astype("float32"), verbose=0)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("head,loss", [("dense", "amsoftmax"), ("tdnn", "triplet")])
+def test_train_head_saves_usable_fused_models(working_dir, tmp_path, head, loss):
+    base = save_tiny_model(tmp_path / "base.keras", embedding_dim=32, backbone=register_fast_backbone())
+    recipe = tiny_recipe(
+        "head", head=head, loss=loss, embedding_dim=8, hidden_units=16, tdnn_channels=16, crops_per_utterance=2, epochs=2,
+        finetune_epochs=1 if head == "dense" else 0,
+    )
+    paths = train_head(working_dir, base, recipe, progress=False)
+    assert set(paths) == {"head", "concat", "score"}
+    dims = {"head": 8, "concat": 40, "score": 40}
+    wav = next((working_dir.parent / "corpus").rglob("*.flac")) if (working_dir.parent / "corpus").exists() else None
+    wav = wav or next(working_dir.parents[1].rglob("*.flac"))
+    for fusion, path in paths.items():
+        embedding = SpeakerEncoder(path).embed(wav)
+        assert embedding.shape == (dims[fusion],) and abs(np.linalg.norm(embedding) - 1) < 1e-4
+    assert (working_dir / f"head_{head}_{loss}" / "head.json").is_file()
+
+
+def test_only_the_chief_writes(monkeypatch):
+    assert is_chief()
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert not is_chief()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert is_chief()
+
+
+@pytest.mark.slow
+def test_cli_training_survives_kill_9(working_dir):
+    flags = ["--validation_fraction", "0.4", "--width", "0.03125", "--embedding_dim", "32", "--batch_size", "12", "--num_frames", "40", "--steps_per_epoch", "2", "--quiet"]
+    command = [sys.executable, str(ROOT / "cli.py"), "train-softmax", "--working_dir", str(working_dir), *flags]
+    process = subprocess.Popen([*command, "--epochs", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = working_dir / "softmax" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (state.is_file() and json.loads(state.read_text())["epoch"] >= 2):
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    done = json.loads(state.read_text())["epoch"]
+    assert done >= 2
+    result = subprocess.run([*command, "--epochs", str(done + 1)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert [int(r["epoch"]) for r in _rows(working_dir / "softmax" / "training.csv")] == list(range(done + 1))
+    assert json.loads(state.read_text())["epoch"] == done + 1
