@@ -15,6 +15,7 @@ import soxr
 
 from .errors import (
     AudioError,
+    AudioLimitError,
     ConfigError,
     CorruptAudioError,
     EmptyAudioError,
@@ -30,6 +31,31 @@ FRAME_LENGTH = 400  # samples in one 25 ms analysis frame at 16 kHz
 FRAME_STEP = 160  # 10 ms hop
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 TRIM_METHODS = ("reference", "energy", "none")
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000
+MAX_SECONDS = 1200.0  # default bound on a recording's declared duration; DEEP_SPEAKER_MAX_AUDIO_SECONDS raises it
+MAX_CHANNELS = 64
+
+
+def max_seconds() -> float:
+    """The longest recording accepted (seconds): `DEEP_SPEAKER_MAX_AUDIO_SECONDS`, else 20 minutes."""
+    return float(os.environ.get("DEEP_SPEAKER_MAX_AUDIO_SECONDS", MAX_SECONDS))
+
+
+def check_declared(num_samples: int, sample_rate: int, channels: int = 1, source=None) -> None:
+    """Refuse, before decoding or resampling anything, a recording whose header promises absurd work.
+
+    A 100 KB file may claim a 1 Hz sample rate (hours of audio once resampled) or 2^36 samples.
+    """
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioLimitError(f"{_describe(source)}: sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioLimitError(f"{_describe(source)}: {channels} channels (at most {MAX_CHANNELS})")
+    seconds, limit = num_samples / sample_rate, max_seconds()
+    if seconds > limit:
+        raise AudioLimitError(
+            f"{_describe(source)}: {seconds:.0f} s of audio, longer than the limit of {limit:.0f} s "
+            "(set DEEP_SPEAKER_MAX_AUDIO_SECONDS to raise it)"
+        )
 
 
 def _describe(source) -> str:
@@ -47,6 +73,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     if path.stat().st_size == 0:
         raise EmptyAudioError(f"{path}: empty file (0 bytes)")
     try:
+        info = sf.info(str(path))
+        check_declared(info.frames, info.samplerate, info.channels, source=path)
         samples, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
         if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
@@ -61,6 +89,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
 def to_model_input(samples: np.ndarray, file_rate: int, sample_rate: int = SAMPLE_RATE, source=None) -> np.ndarray:
     """Validate a waveform (samples,) or (samples, channels) and return mono float32 at `sample_rate`."""
     samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim in (1, 2):
+        check_declared(samples.shape[0], int(file_rate), samples.shape[1] if samples.ndim == 2 else 1, source)
     if samples.ndim == 2:
         samples = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     elif samples.ndim != 1:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import h5py
 import keras
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, DeepSpeakerError
 from .features import NUM_FBANKS, FeatureConfig
 from .fileio import atomic_replace
 from .models import build_backbone, build_speaker_model
@@ -36,10 +39,30 @@ from .models.speaker_model import (
 NATIVE_SUFFIXES = (".keras",)
 LEGACY_SUFFIXES = (".h5", ".hdf5", ".gz")
 RESCNN_FREQUENCY_BINS = NUM_FBANKS // 16  # four stride-2 stages: 64 filterbanks -> 4 bins
+MAX_RESCNN_WIDTH = 4  # 2048 filters in the last stage: 16 times the published model
+MAX_EMBEDDING_DIM = 4096
+MAX_CHECKPOINT_MB = 2048  # a `.gz` checkpoint may inflate to this (the published softmax file is 283 MB)
 
 
 def _decode(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _max_checkpoint_bytes() -> int:
+    return int(float(os.environ.get("DEEP_SPEAKER_MAX_CHECKPOINT_MB", MAX_CHECKPOINT_MB)) * 2**20)
+
+
+def _gunzip(path: Path) -> bytes:
+    """Decompress a `.gz` checkpoint, refusing one that inflates past the checkpoint size limit (a gzip bomb)."""
+    limit = _max_checkpoint_bytes()
+    with gzip.open(path, "rb") as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise CheckpointError(
+            f"{path}: decompresses to more than {limit // 2**20} MB, the checkpoint size limit "
+            "(raise DEEP_SPEAKER_MAX_CHECKPOINT_MB if the file is trusted)"
+        )
+    return data
 
 
 def _open_hdf5(path: Path) -> h5py.File:
@@ -47,48 +70,61 @@ def _open_hdf5(path: Path) -> h5py.File:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         if path.suffix == ".gz":
-            return h5py.File(io.BytesIO(gzip.decompress(path.read_bytes())), "r")
+            return h5py.File(io.BytesIO(_gunzip(path)), "r")
         return h5py.File(path, "r")
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise CheckpointError(f"{path}: not an HDF5 checkpoint ({error})") from error
 
 
-def read_legacy_weights(path) -> dict[str, list[np.ndarray]]:
-    """{layer name: [arrays in the file's weight order]} from a Keras 2 HDF5 file."""
+@contextmanager
+def legacy_weights(path):
+    """{layer name: [HDF5 datasets in the file's weight order]} of a Keras 2 file, read lazily: shapes can be
+    checked against a model before a single value is read (a tiny file may declare gigantic arrays)."""
     path = Path(path)
     with _open_hdf5(path) as h5:
         group = h5["model_weights"] if "model_weights" in h5 else h5
         if "layer_names" not in group.attrs:
             raise CheckpointError(
                 f"{path}: HDF5 file without Keras 2 `layer_names`; a Keras 3 `.weights.h5` holds no architecture: "
-                "build the model (build_rescnn) and call `load_weights`, or save it as `.keras`"
+                "build the model (build_backbone) and call `load_weights`, or save it as `.keras`"
             )
         weights = {}
         for layer_name in map(_decode, group.attrs["layer_names"]):
-            if layer_name not in group:
+            if layer_name not in group or not isinstance(group[layer_name], h5py.Group):
                 continue
             weight_names = [_decode(n) for n in group[layer_name].attrs.get("weight_names", [])]
-            if weight_names:
-                weights[layer_name] = [np.asarray(group[layer_name][n]) for n in weight_names]
-        return weights
+            datasets = [group[layer_name].get(n) for n in weight_names]
+            if datasets and all(isinstance(d, h5py.Dataset) for d in datasets):
+                weights[layer_name] = datasets
+        yield weights
 
 
 def is_legacy_checkpoint(path) -> bool:
     """True for a Keras 2 HDF5 file (what the reference wrote), False for anything else."""
     try:
-        read_legacy_weights(path)
+        with legacy_weights(path):
+            return True
     except CheckpointError:
         return False
-    return True
 
 
-def infer_rescnn_args(weights: dict[str, list[np.ndarray]], source) -> dict:
-    """Width multiplier and embedding size of the ResCNN whose weights these are."""
-    if "affine" not in weights:
-        raise CheckpointError(f"{source}: no `affine` layer; not a Deep Speaker ResCNN checkpoint")
-    affine_in, embedding_dim = weights["affine"][0].shape
-    last_filters = affine_in // RESCNN_FREQUENCY_BINS
-    return {"width": last_filters / STAGE_FILTERS[-1], "embedding_dim": int(embedding_dim)}
+def infer_rescnn_args(weights: dict, source) -> dict:
+    """Width multiplier and embedding size of the ResCNN whose weights (arrays or datasets) these are.
+
+    Refuses sizes no ResCNN of this toolkit has (width up to 4, embedding up to 4096) before anything is built.
+    """
+    affine = weights.get("affine", [])
+    if len(affine) != 2 or len(affine[0].shape) != 2:
+        raise CheckpointError(f"{source}: no `affine` layer (kernel and bias); not a Deep Speaker ResCNN checkpoint")
+    affine_in, embedding_dim = (int(n) for n in affine[0].shape)
+    last_filters, remainder = divmod(affine_in, RESCNN_FREQUENCY_BINS)
+    width = last_filters / STAGE_FILTERS[-1]
+    if remainder or not 0 < width <= MAX_RESCNN_WIDTH or not 0 < embedding_dim <= MAX_EMBEDDING_DIM:
+        raise CheckpointError(
+            f"{source}: `affine` declares shape ({affine_in}, {embedding_dim}), which is no ResCNN of width up to "
+            f"{MAX_RESCNN_WIDTH} and embedding size up to {MAX_EMBEDDING_DIM}; refused before building anything"
+        )
+    return {"width": width, "embedding_dim": embedding_dim}
 
 
 def assign_weights_by_name(model: keras.Model, weights: dict[str, list[np.ndarray]], source, strict: bool = True) -> list[str]:
@@ -106,7 +142,7 @@ def assign_weights_by_name(model: keras.Model, weights: dict[str, list[np.ndarra
             missing.append(layer.name)
             continue
         expected = [tuple(w.shape) for w in layer.weights]
-        found = [tuple(a.shape) for a in weights[layer.name]]
+        found = [tuple(int(n) for n in a.shape) for a in weights[layer.name]]
         if expected != found:
             mismatched.append(f"{layer.name} (model {expected}, file {found})")
             continue
@@ -119,13 +155,14 @@ def assign_weights_by_name(model: keras.Model, weights: dict[str, list[np.ndarra
             problems.append(f"{len(mismatched)} layer(s) with other shapes: {'; '.join(mismatched)}")
         raise CheckpointError(f"{source}: does not match the model; " + " and ".join(problems))
     for name in assigned:
-        model.get_layer(name).set_weights(weights[name])
+        model.get_layer(name).set_weights([np.asarray(array) for array in weights[name]])
     return assigned
 
 
 def load_legacy_checkpoint(path, features: FeatureConfig = FeatureConfig()) -> keras.Model:
     """The speaker model of a Keras 2 file (triplet or softmax; a softmax classifier is ignored)."""
-    return _rescnn_from_weights(read_legacy_weights(path), features, path)
+    with legacy_weights(path) as weights:
+        return _rescnn_from_weights(weights, features, path)
 
 
 def _from_version_0_1(old: keras.Model, source) -> keras.Model:
@@ -157,7 +194,18 @@ def _load_native(path: Path) -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a file it cannot rebuild; none may escape raw
-        raise CheckpointError(f"{path}: cannot load Keras model ({type(error).__name__}: {str(error).splitlines()[0][:300]})") from error
+        cause = _root_cause(error)
+        raise CheckpointError(f"{path}: cannot load Keras model ({type(cause).__name__}: {str(cause).splitlines()[0][:300]})") from error
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """Our own error behind Keras' wrapping (a bad feature recipe, say), else the error itself."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, DeepSpeakerError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error
 
 
 def load_model(path) -> keras.Model:

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from .audio import SAMPLE_RATE, load_speech, to_model_input, trim_silence
 from .checkpoints import load_model
-from .errors import CheckpointError
-from .features import compute_features, crop_or_pad
+from .errors import CheckpointError, ConfigError
+from .features import compute_features, crop_or_pad, require_speech
 from .models import feature_config_of, feature_model, model_fingerprint
 from .models.speaker_model import require_speaker_model
 from .scoring import CosineScorer, Scorer
@@ -67,6 +67,7 @@ class SpeakerEncoder:
         bfloat16: bool = False,
         jit_compile: bool = True,
         waveform_in: bool = False,
+        require_speech: bool = True,
     ):
         if model is None:
             checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
@@ -80,6 +81,11 @@ class SpeakerEncoder:
         self.speaker_model = model
         self.fingerprint = model_fingerprint(model)
         self.waveform_in = waveform_in
+        self.require_speech = require_speech
+        if crop_frames is not None and crop_frames < 16:
+            raise ConfigError(f"crop_frames must be at least 16 (the backbone reduces time by up to 16), got {crop_frames}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.model = feature_model(to_bfloat16(model) if bfloat16 else model)
         self.crop_frames = crop_frames
         self.seed = seed
@@ -94,11 +100,15 @@ class SpeakerEncoder:
             self._compiled_model.compile(jit_compile=True)
 
     def speech(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """The trimmed waveform at the model's rate of a file path or a waveform array at `sample_rate`."""
+        """The trimmed waveform at the model's rate of a file path or a waveform array at `sample_rate`;
+        `NoSpeechError` if it holds no speech (unless `require_speech=False`)."""
         if isinstance(source, (str, os.PathLike)):
-            return load_speech(source, self.feature_config.trim, self.feature_config.sample_rate)
-        waveform = to_model_input(source, sample_rate, self.feature_config.sample_rate)
-        return trim_silence(waveform, self.feature_config.trim)
+            speech = load_speech(source, self.feature_config.trim, self.feature_config.sample_rate)
+        else:
+            speech = trim_silence(to_model_input(source, sample_rate, self.feature_config.sample_rate), self.feature_config.trim)
+        if self.require_speech:
+            require_speech(speech, self.feature_config.sample_rate, source if isinstance(source, (str, os.PathLike)) else None)
+        return speech
 
     def features(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """Model-input features (frames, bands) of a file path or a waveform array at `sample_rate`."""

@@ -42,6 +42,14 @@ class SilentAudioError(AudioError):
     """Every sample is zero (or constant): there is no speech to find."""
 
 
+class AudioLimitError(AudioError):
+    """The file declares a sample rate, channel count or duration beyond the limits (checked before decoding)."""
+
+
+class NoSpeechError(AudioError):
+    """The recording holds no speech: stationary noise, hum, dither, or silence."""
+
+
 class TooShortError(AudioError):
     """After trimming, less than one analysis frame (25 ms) of audio is left."""
 

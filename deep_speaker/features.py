@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from .audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE, TRIM_METHODS, load_speech
-from .errors import ConfigError
+from .errors import ConfigError, NoSpeechError
 
 NUM_FBANKS = 64
 NUM_FRAMES = 160  # training crop: about 1.6 s
@@ -24,6 +24,8 @@ NFFT = 512
 PREEMPHASIS = 0.97
 ENERGY_SCALES = ("linear", "log")
 NORMALISATIONS = ("frame", "utterance")
+SPEECH_BLOCK_FRAMES = 10  # 100 ms: long enough to average out noise, short enough to keep syllables (4 Hz)
+MIN_SPEECH_VARIATION_DB = 8.0  # stationary noise, hum, dither: under 4.5 dB; speech: over 12 dB (speechocean762, samples)
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,17 @@ def frame_signal(signal: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, FRAME_LENGTH)[::FRAME_STEP]
 
 
-def fbank_energies(signal: np.ndarray, num_filters: int = NUM_FBANKS, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Linear (not log) mel filterbank energies (frames, num_filters), float64, zeros replaced by eps."""
-    spectrum = np.fft.rfft(frame_signal(signal), NFFT)
-    power = (spectrum.real**2 + spectrum.imag**2) / NFFT
-    energies = power @ mel_filterbank(num_filters, NFFT, sample_rate).T
+def fbank_energies(signal: np.ndarray, num_filters: int = NUM_FBANKS, sample_rate: int = SAMPLE_RATE, block_frames: int = 4096) -> np.ndarray:
+    """Linear (not log) mel filterbank energies (frames, num_filters), float64, zeros replaced by eps.
+
+    The spectrum is computed `block_frames` frames at a time, so memory stays bounded for long recordings.
+    """
+    frames = frame_signal(signal)
+    filters = mel_filterbank(num_filters, NFFT, sample_rate).T
+    energies = np.empty((frames.shape[0], num_filters))
+    for start in range(0, frames.shape[0], block_frames):
+        spectrum = np.fft.rfft(frames[start : start + block_frames], NFFT)
+        energies[start : start + block_frames] = ((spectrum.real**2 + spectrum.imag**2) / NFFT) @ filters
     energies[energies == 0] = np.finfo(float).eps
     return energies
 
@@ -144,3 +152,29 @@ def crop_or_pad(features: np.ndarray, num_frames: int = NUM_FRAMES, rng: np.rand
         return features[start : start + num_frames]
     padding = np.zeros((num_frames - features.shape[0], features.shape[1]), dtype=features.dtype)
     return np.concatenate([features, padding])
+
+
+def spectro_temporal_variation(signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """How much the spectrum moves over time, in dB: per mel band, the 10-90 % range of its 100 ms log
+    energies; the 90th percentile over bands (speech may fill only part of the band: telephone, children).
+    Stationary noise (white, pink, brown), hum and dither stay under 4.5 dB whatever their level; speech,
+    which starts and stops syllable by syllable, moves by 12-40 dB, quiet or loud. NaN when the signal is
+    too short to judge (under 0.3 s)."""
+    energies = fbank_energies(signal, NUM_FBANKS, sample_rate)
+    blocks = energies.shape[0] // SPEECH_BLOCK_FRAMES
+    if blocks < 3:
+        return float("nan")
+    block_energies = energies[: blocks * SPEECH_BLOCK_FRAMES].reshape(blocks, SPEECH_BLOCK_FRAMES, -1).mean(axis=1)
+    levels = 10 * np.log10(block_energies + 1e-20)
+    return float(np.percentile(np.percentile(levels, 90, axis=0) - np.percentile(levels, 10, axis=0), 90))
+
+
+def require_speech(signal: np.ndarray, sample_rate: int = SAMPLE_RATE, source=None) -> np.ndarray:
+    """`signal` unchanged, or `NoSpeechError` when its spectrum does not move like speech (see above)."""
+    variation = spectro_temporal_variation(signal, sample_rate)
+    if variation < MIN_SPEECH_VARIATION_DB:
+        raise NoSpeechError(
+            f"{source if source is not None else '<waveform>'}: no speech found (the spectrum varies by {variation:.1f} dB over time, "
+            f"speech by more than {MIN_SPEECH_VARIATION_DB:g} dB): stationary noise, hum or dither"
+        )
+    return signal

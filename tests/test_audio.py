@@ -143,3 +143,55 @@ def test_energy_trim_removes_inner_pause():
 def test_unknown_trim_method():
     with pytest.raises(ValueError, match="unknown trim method 'vad'"):
         trim_silence(synthetic_speech(), "vad")
+
+
+def _wav_claiming(path, rate: int, seconds: float = 0.5):
+    import wave
+
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes((np.sin(np.arange(int(16000 * seconds)) / 5) * 3000).astype("<i2").tobytes())
+    return path
+
+
+def _flac_claiming_2_to_the_36_samples(path):
+    sf.write(path, synthetic_speech(0.5), 16000, format="FLAC")
+    data = bytearray(path.read_bytes())
+    streaminfo = 8  # after "fLaC" and the metadata block header
+    data[streaminfo + 13] |= 0x0F
+    data[streaminfo + 14 : streaminfo + 18] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_declared_rate_and_length_are_bounded_before_decoding(tmp_path, monkeypatch):
+    from deep_speaker.errors import AudioLimitError
+
+    with pytest.raises(AudioLimitError, match="one_hz.wav: sample rate 1 Hz is outside 4000-384000 Hz"):
+        read_audio(_wav_claiming(tmp_path / "one_hz.wav", 1))
+    with pytest.raises(AudioLimitError, match=r"huge.flac: \d+ s of audio, longer than the limit of 1200 s \(set DEEP_SPEAKER_MAX_AUDIO_SECONDS"):
+        read_audio(_flac_claiming_2_to_the_36_samples(tmp_path / "huge.flac"))
+    long_file = tmp_path / "long.wav"
+    sf.write(long_file, np.tile(synthetic_speech(1.0), 3), 16000)
+    monkeypatch.setenv("DEEP_SPEAKER_MAX_AUDIO_SECONDS", "2")
+    with pytest.raises(AudioLimitError, match="longer than the limit of 2 s"):
+        read_audio(long_file)
+    monkeypatch.setenv("DEEP_SPEAKER_MAX_AUDIO_SECONDS", "10")
+    assert read_audio(long_file).size == 3 * synthetic_speech(1.0).size
+    with pytest.raises(AudioLimitError, match="sample rate 2 Hz"):
+        to_model_input(np.ones(1000, np.float32), 2)
+
+
+def test_build_mfcc_lists_bombs_with_other_failures(tmp_path):
+    from deep_speaker.data.cache import build_feature_cache
+    from tests.helpers import write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus", speakers=2, utterances=2)
+    _wav_claiming(corpus / "spk0" / "one_hz.wav", 1)
+    _flac_claiming_2_to_the_36_samples(corpus / "spk1" / "huge.flac")
+    summary = build_feature_cache(corpus, tmp_path / "wd", workers=1, progress=False)
+    assert summary.computed == 4 and len(summary.failures) == 2
+    failures = (tmp_path / "wd" / "failures.csv").read_text()
+    assert "one_hz.wav" in failures and "huge.flac" in failures and "outside 4000-384000 Hz" in failures

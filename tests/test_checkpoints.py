@@ -178,3 +178,49 @@ def test_cli_reports_mismatched_checkpoint(legacy_fixtures, tmp_path, capsys):
     assert "Traceback" not in result.stderr
     wrong_target = cli_in_process(capsys, "convert-checkpoint", path, tmp_path / "out.h5")
     assert wrong_target.returncode == 2 and "out.h5: models are saved as Keras 3 files" in wrong_target.stderr
+
+
+def test_tiny_files_declaring_giant_arrays_are_refused_before_allocating(tmp_path, monkeypatch):
+    def legacy_file(path, affine_shape, extra=None):
+        with h5py.File(path, "w") as h5:
+            h5.attrs["layer_names"] = [b"affine"] + ([b"conv64-s"] if extra else [])
+            group = h5.create_group("affine")
+            group.attrs["weight_names"] = [b"affine/kernel:0", b"affine/bias:0"]
+            group.create_dataset("affine/kernel:0", shape=affine_shape, dtype="f4", chunks=True)  # declared, never written
+            group.create_dataset("affine/bias:0", shape=affine_shape[1:], dtype="f4")
+            if extra:
+                conv = h5.create_group("conv64-s")
+                conv.attrs["weight_names"] = [b"conv64-s/kernel:0"]
+                conv.create_dataset("conv64-s/kernel:0", shape=extra, dtype="f4", chunks=True)
+        return path
+
+    width_64 = legacy_file(tmp_path / "width64.h5", (4 * 512 * 64, 512))
+    assert width_64.stat().st_size < 20_000
+    with pytest.raises(CheckpointError, match="width64.h5: `affine` declares shape \\(131072, 512\\).*refused before building"):
+        load_model(width_64)
+    giant_conv = legacy_file(tmp_path / "giant.h5", (2048, 512), extra=(5, 5, 1, 10**8))
+    with pytest.raises(CheckpointError, match=r"giant.h5: does not match the model.*conv64-s \(model \[\(5, 5, 1, 64\)"):
+        load_model(giant_conv)
+    bomb = tmp_path / "bomb.h5.gz"
+    with gzip.open(bomb, "wb") as stream:
+        stream.write(bytes(3 * 2**20))
+    monkeypatch.setenv("DEEP_SPEAKER_MAX_CHECKPOINT_MB", "1")
+    with pytest.raises(CheckpointError, match="bomb.h5.gz: decompresses to more than 1 MB"):
+        load_model(bomb)
+
+
+def test_a_bad_feature_recipe_inside_a_keras_file_is_one_clear_error(tmp_path):
+    import json
+    import zipfile
+
+    good = tmp_path / "good.keras"
+    save_model(tiny_model(), good)
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(bad, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                data = json.dumps(json.loads(data)).replace('"energies": "linear"', '"energies": "cubic"').encode()
+            target.writestr(item, data)
+    with pytest.raises(CheckpointError, match="bad.keras: cannot load Keras model.*cubic"):
+        load_model(bad)

@@ -123,3 +123,22 @@ def test_reference_example_scores(legacy_fixtures, shared_data):
     samples = shared_data / "samples"
     embeddings = encoder.embed_many([samples / "PhilippeRemy" / "PhilippeRemy_001.wav", samples / "1255-90413-0001.flac"])
     assert embeddings.shape == (2, 512) and np.all(np.isfinite(embeddings))
+
+
+def test_noise_is_refused_not_scored(tiny_checkpoint, tmp_path, capsys):
+    from tests.helpers import noise
+
+    files = []
+    for k, kind in enumerate(("white", "white", "dither")):
+        files.append(tmp_path / f"{kind}{k}.wav")
+        sf.write(files[-1], noise(kind, seed=k), 16000)
+    result = cli_in_process(capsys, "verify", files[0], files[1], "--checkpoint_file", tiny_checkpoint, "--threshold", "0.5")
+    assert result.returncode == 2 and "white0.wav: no speech found" in result.stderr
+    enrolled = cli_in_process(capsys, "enroll", "hiss", files[0], "--checkpoint_file", tiny_checkpoint, "--store", tmp_path / "s.db")
+    assert enrolled.returncode == 2 and "no speech found" in enrolled.stderr
+    assert SpeakerEncoder(tiny_checkpoint, require_speech=False).embed(files[0]).shape == (64,)
+
+
+def test_encoder_options_are_checked():
+    with pytest.raises(Exception, match="crop_frames must be at least 16"):
+        SpeakerEncoder(model=tiny_model(), crop_frames=0)

@@ -1,5 +1,6 @@
 """A non-editable install (a wheel) carries the default model and its calibration: it works outside the tree."""
 
+import shutil
 import subprocess
 import sys
 
@@ -10,8 +11,12 @@ from tests.helpers import ROOT
 
 @pytest.mark.slow
 def test_wheel_installed_outside_the_tree_verifies_the_samples(tmp_path):
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the working tree
+    shutil.copytree(ROOT / "deep_speaker", source / "deep_speaker", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
         capture_output=True, text=True,
     )
     assert built.returncode == 0, built.stderr
