@@ -158,6 +158,7 @@ def test_a_store_of_version_0_1_is_rekeyed(tmp_path):
     store = tmp_path / "old.db"
     connection = sqlite3.connect(store)
     connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    connection.execute("CREATE TABLE speakers (name TEXT PRIMARY KEY, embedding BLOB NOT NULL, num_files INTEGER NOT NULL)")
     connection.execute("INSERT INTO meta VALUES ('model_id', ?)", (file_digest(checkpoint),))
     connection.commit()
     connection.close()
@@ -165,3 +166,66 @@ def test_a_store_of_version_0_1_is_rekeyed(tmp_path):
     with SpeakerRegistry(store, encoder) as registry:
         assert registry.model_identity == encoder.fingerprint
     assert dict(sqlite3.connect(store).execute("SELECT key, value FROM meta"))["model_id"] == encoder.fingerprint
+
+
+def test_concurrent_enrolments_of_one_new_name_cannot_both_succeed(tmp_path):
+    """Both pass the early check (the name is new), then race to write: exactly one wins."""
+    first = SpeakerRegistry(tmp_path / "s.db", LookupEncoder("m"))
+    second = SpeakerRegistry(tmp_path / "s.db", LookupEncoder("m"))
+    original = second.encoder.embed_many
+
+    def embed_while_the_other_enrols(paths, progress=False):
+        first.enroll("alice", ["alice_0.wav"])
+        return original(paths)
+
+    second.encoder.embed_many = embed_while_the_other_enrols
+    with pytest.raises(RegistryError, match="'alice' is already enrolled"):
+        second.enroll("alice", ["carol_0.wav"])
+    np.testing.assert_allclose(first.embedding("alice"), LookupEncoder().embed("alice_0.wav"))
+
+
+def test_a_locked_store_waits_then_fails_clearly(tmp_path, monkeypatch):
+    import deep_speaker.enrol as enrol
+
+    monkeypatch.setattr(enrol, "BUSY_TIMEOUT_SECONDS", 0.2)
+    registry = SpeakerRegistry(tmp_path / "s.db", LookupEncoder("m"))
+    holder = sqlite3.connect(tmp_path / "s.db")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(RegistryError, match="cannot (open|write to) the speaker store .*locked by another process"):
+            SpeakerRegistry(tmp_path / "s.db", LookupEncoder("m")).enroll("bob", ["bob_0.wav"])
+    finally:
+        holder.rollback()
+    registry.enroll("bob", ["bob_0.wav"])
+
+
+def test_an_unrelated_database_is_refused_untouched_and_read_only_stores_still_read(tmp_path, monkeypatch):
+    other = tmp_path / "accounts.db"
+    connection = sqlite3.connect(other)
+    connection.execute("CREATE TABLE accounts (id INTEGER)")
+    connection.commit()
+    connection.close()
+    before = other.read_bytes()
+    with pytest.raises(RegistryError, match="accounts.db: an SQLite database but not a speaker store"):
+        SpeakerRegistry(other, LookupEncoder("m"))
+    assert other.read_bytes() == before
+
+    store = tmp_path / "s.db"
+    with SpeakerRegistry(store, LookupEncoder("m")) as registry:
+        registry.enroll("alice", ["alice_0.wav"])
+    before = store.read_bytes()
+    import deep_speaker.enrol as enrol
+
+    monkeypatch.setattr(enrol.os, "access", lambda path, mode: False)  # as for a user without write permission
+    with SpeakerRegistry(store, LookupEncoder("m")) as registry:
+        assert registry.read_only and registry.names() == [("alice", 1)]
+        assert Verifier(registry.encoder, threshold=0.5).identify("alice_1.wav", registry).speaker == "alice"
+        with pytest.raises(RegistryError, match="read-only"):
+            registry.enroll("bob", ["bob_0.wav"])
+    assert store.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["", "   ", "tab\there", "line\nbreak", "x" * 201])
+def test_names_are_validated(registry, name):
+    with pytest.raises(RegistryError, match="speaker name"):
+        registry.enroll(name, ["alice_0.wav"])
