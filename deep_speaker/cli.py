@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -69,6 +70,9 @@ def _verifier(args, encoder=None):
 def cmd_embed(args) -> int:
     from .fileio import atomic_save_npy
 
+    out = Path(args.out)
+    if out.is_dir() or out.suffix != ".npy":
+        raise DeepSpeakerError(f"{out}: --out names the .npy file to write (not a folder)")
     embeddings = _encoder(args).embed_many(args.files, progress=len(args.files) > 1)
     atomic_save_npy(args.out, embeddings)
     print(f"wrote {args.out}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}")
@@ -95,7 +99,7 @@ def cmd_calibrate(args) -> int:
     encoder = _encoder(args)
     result = evaluate_trials(encoder, args.trials, args.audio_root)
     calibration = Calibration.from_scores(result.target_scores, result.nontarget_scores, trials=str(args.trials), model=encoder.fingerprint)
-    paths = save_calibration(calibration, args.checkpoint_file)
+    paths = save_calibration(calibration, _checkpoint(args), force=args.force)
     print(result)
     print(f"thresholds: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}")
     return 0
@@ -257,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser("calibrate", help="thresholds (EER, FAR 1 %%, FAR 0.1 %%) from a trial list, saved beside the model")
     calibrate.add_argument("--trials", required=True)
     calibrate.add_argument("--audio_root", required=True)
+    calibrate.add_argument("--force", action="store_true", help="also replace the calibration shipped with a packaged model")
     _add_encoder_arguments(calibrate)
     calibrate.set_defaults(handler=cmd_calibrate)
 
@@ -316,6 +321,9 @@ def main(argv=None) -> int:
     except DeepSpeakerError as error:
         hint = f" ({error.cli_hint})" if error.cli_hint else ""
         print(f"error: {error}{hint}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk, a read-only folder, a missing permission: the system's own words
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)

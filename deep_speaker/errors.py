@@ -70,6 +70,10 @@ class ConfigError(DeepSpeakerError):
     """A recipe file or option is invalid."""
 
 
+class TrainingError(DeepSpeakerError):
+    """A training run cannot go on or produced nothing usable."""
+
+
 class CalibrationError(DeepSpeakerError):
     """A calibration file cannot be read, or no threshold is available for a decision."""
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import CalibrationError
+from .errors import CalibrationError, ConfigError
 from .scoring import CosineScorer, Scorer
 from .scoring.calibration import OPERATING_POINTS, Calibration, find_calibration
 
@@ -78,10 +78,13 @@ class Verifier:
     ):
         if operating_point not in OPERATING_POINTS:
             raise CalibrationError(f"unknown operating point {operating_point!r}; choose from {OPERATING_POINTS}")
+        self.scorer = scorer or CosineScorer()
         if threshold is not None and not math.isfinite(threshold):
             raise CalibrationError(f"a threshold must be a finite number, got {threshold!r}")
+        bounds = getattr(self.scorer, "score_range", None)
+        if threshold is not None and bounds and not bounds[0] - 0.01 <= threshold <= bounds[1] + 0.01:
+            raise CalibrationError(f"threshold {threshold!r} is outside the {self.scorer.name} score range {bounds[0]:g} to {bounds[1]:g}")
         self.encoder = encoder
-        self.scorer = scorer or CosineScorer()
         self.operating_point = operating_point
         self.explicit_threshold = threshold
         self.calibration = calibration or find_calibration(encoder.fingerprint, encoder.checkpoint)
@@ -122,6 +125,8 @@ class Verifier:
 
     def identify(self, recording, registry, top_k: int = 5) -> Identification:
         """Who of the enrolled speakers is this? Ranked names, and `UNKNOWN` when the best is below the threshold."""
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ConfigError(f"top_k must be a whole number of at least 1, got {top_k!r}")
         names, matrix = registry.embeddings()
         scores = self.scorer.score_matrix(matrix, self.encoder.embed(recording)[None])[:, 0]
         order = scores.argsort()[::-1][:top_k]

@@ -26,6 +26,19 @@ def require_shared(path: Path = SHARED) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_home(tmp_path_factory):
+    """Calibrations written by tests go to a temporary DEEP_SPEAKER_HOME, never the user's (subprocesses inherit it)."""
+    home = tmp_path_factory.mktemp("deep_speaker_home")
+    previous = os.environ.get("DEEP_SPEAKER_HOME")
+    os.environ["DEEP_SPEAKER_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("DEEP_SPEAKER_HOME")
+    else:
+        os.environ["DEEP_SPEAKER_HOME"] = previous
+
+
 @pytest.fixture
 def shared_data() -> Path:
     return require_shared(DATA)

@@ -16,6 +16,8 @@ import csv
 import json
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,8 +58,32 @@ def _compute_one(job: tuple[Utterance, Path, FeatureConfig]) -> tuple[str, int |
         features = file_features(utterance.path, config)
     except AudioError as error:
         return utterance.utterance_id, None, str(error)
-    atomic_save_npy(target, features)
+    except MemoryError:
+        return utterance.utterance_id, None, f"{utterance.path}: out of memory while decoding or featurising it"
+    atomic_save_npy(target, features)  # an OSError here (disk full) ends the run: nothing more could be written
     return utterance.utterance_id, features.shape[0], None
+
+
+def _cached_frames(path: Path, num_fbanks: int) -> int | None:
+    """Frames of a complete cached feature file, or None if it is missing, truncated or not features."""
+    try:
+        features = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return None
+    if features.ndim != 2 or features.shape[1] != num_fbanks or features.dtype != np.float32 or features.shape[0] < 1:
+        return None
+    return int(features.shape[0])
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the process that started it is gone (even after kill -9)."""
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def read_feature_config(working_dir) -> FeatureConfig | None:
@@ -88,6 +114,8 @@ def build_feature_cache(
 ) -> CacheSummary:
     """Compute features for every utterance of `source` into `working_dir` (see module docstring)."""
     working_dir = Path(working_dir)
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise CacheError(f"workers must be a whole number of at least 1, got {workers!r}")
     utterances = discover_utterances(source)
     working_dir.mkdir(parents=True, exist_ok=True)
     _check_config(working_dir, config)
@@ -96,8 +124,12 @@ def build_feature_cache(
         leftover.unlink()
 
     targets = {u.utterance_id: features_dir / f"{u.utterance_id}.npy" for u in utterances}
-    todo = [(u, targets[u.utterance_id], config) for u in utterances if not targets[u.utterance_id].is_file()]
     frames: dict[str, int] = {}
+    for utterance in utterances:
+        cached = _cached_frames(targets[utterance.utterance_id], config.num_fbanks)
+        if cached is not None:
+            frames[utterance.utterance_id] = cached
+    todo = [(u, targets[u.utterance_id], config) for u in utterances if u.utterance_id not in frames]
     errors: dict[str, str] = {}
     workers = workers or os.cpu_count() or 1
     if todo:
@@ -114,7 +146,7 @@ def build_feature_cache(
         if utterance.utterance_id in errors:
             continue
         target = targets[utterance.utterance_id]
-        num_frames = frames.get(utterance.utterance_id) or np.load(target, mmap_mode="r").shape[0]
+        num_frames = frames[utterance.utterance_id]
         rows.append((utterance.utterance_id, utterance.speaker, str(utterance.path), target.relative_to(working_dir).as_posix(), num_frames))
     atomic_write_csv(working_dir / MANIFEST, MANIFEST_FIELDS, rows)
     by_id = {u.utterance_id: u for u in utterances}
@@ -139,7 +171,9 @@ class _InProcess:
 def _pool(workers: int):
     if workers == 1:
         return _InProcess()
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+    )
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ def _unit(vectors) -> np.ndarray:
 
 
 class Scorer:
-    """Compares embeddings. Subclasses implement `score_matrix`; `score_pairs` scores row i with row i."""
+    """Compares embeddings. Subclasses implement `score_matrix`; `score_pairs` scores row i with row i.
+    `score_range` is (lowest, highest) where scores are bounded (a threshold outside it is meaningless)."""
 
     name = "scorer"
+    score_range: tuple[float, float] | None = None
 
     def score_matrix(self, enroll, test) -> np.ndarray:
         """Scores (n, m) of every enrolment embedding (n, dim) against every test embedding (m, dim)."""
@@ -44,6 +46,7 @@ class CosineScorer(Scorer):
     """
 
     name = "cosine"
+    score_range = (-1.0, 1.0)
 
     def score_matrix(self, enroll, test) -> np.ndarray:
         return _unit(enroll) @ _unit(test).T

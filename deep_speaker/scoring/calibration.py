@@ -4,13 +4,15 @@ A calibration belongs to a model's identity (`models.model_fingerprint`), not to
 re-saving, copying or converting a checkpoint keeps it. It is stored as JSON in the user's calibration
 folder under that fingerprint (`$DEEP_SPEAKER_HOME/calibration`, default `~/.deep_speaker/calibration`)
 and beside the checkpoint as `<checkpoint>.calibration.json`; the shipped models' calibrations come with
-the package.
+the package and are only replaced on purpose (`force`). A calibration needs enough trials to mean
+anything, and the one it replaces is kept as a dated backup.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from .metrics import compute_eer, threshold_at_false_accept_rate
 OPERATING_POINTS = ("eer", "far1", "far0.1")
 SUFFIX = ".calibration.json"
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+MIN_TARGET_TRIALS = 50  # the EER threshold sits between target scores: fewer leave it to chance
+MIN_NONTARGET_TRIALS = 1000  # far0.1 is the score of the 1-in-1000 highest impostor: it needs 1000 of them
 
 
 def calibration_home() -> Path:
@@ -41,6 +45,14 @@ class Calibration:
 
     @classmethod
     def from_scores(cls, target_scores, nontarget_scores, trials: str = "", model: str = "", scorer: str = "cosine") -> "Calibration":
+        """Thresholds from scores; refuses lists too small to place them (see MIN_TARGET_TRIALS, MIN_NONTARGET_TRIALS)."""
+        targets, nontargets = len(target_scores), len(nontarget_scores)
+        if targets < MIN_TARGET_TRIALS or nontargets < MIN_NONTARGET_TRIALS:
+            raise CalibrationError(
+                f"{trials or 'calibration'}: {targets} target and {nontargets} non-target trials; calibration needs at least "
+                f"{MIN_TARGET_TRIALS} and {MIN_NONTARGET_TRIALS}: the 0.1 % false-accept threshold is the highest of 1000 "
+                "impostor scores, and a handful of target scores leaves the EER threshold to chance"
+            )
         eer, threshold = compute_eer(target_scores, nontarget_scores)
         return cls(
             eer=threshold,
@@ -79,13 +91,14 @@ def beside(checkpoint) -> Path:
 
 
 def find_calibration(fingerprint: str, checkpoint=None) -> Calibration | None:
-    """The calibration of the model `fingerprint`: beside `checkpoint`, in the user's folder, or shipped.
+    """The calibration of the model `fingerprint`: the user's (by fingerprint), beside `checkpoint`, or shipped.
 
     A file beside the checkpoint that names other weights is ignored (it is stale); one that names none
     (written before calibrations were keyed) is taken, as it sits beside its model.
     """
-    candidates = [beside(checkpoint)] if checkpoint is not None else []
-    candidates += [calibration_home() / f"{fingerprint}.json", *sorted(PRETRAINED_DIR.glob(f"*{SUFFIX}"))]
+    candidates = [calibration_home() / f"{fingerprint}.json"]
+    candidates += [beside(checkpoint)] if checkpoint is not None else []
+    candidates += sorted(PRETRAINED_DIR.glob(f"*{SUFFIX}"))
     for path in candidates:
         if path.is_file():
             calibration = Calibration.read(path)
@@ -94,14 +107,26 @@ def find_calibration(fingerprint: str, checkpoint=None) -> Calibration | None:
     return None
 
 
-def save_calibration(calibration: Calibration, checkpoint=None) -> list[Path]:
-    """Store under the model's fingerprint in the user's folder, and beside `checkpoint` when given."""
+def _is_shipped(path: Path) -> bool:
+    return path.resolve().parent == PRETRAINED_DIR
+
+
+def _back_up(path: Path) -> None:
+    """Keep the calibration about to be replaced as `<file>.<date-time>.bak`."""
+    if path.is_file():
+        path.rename(path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak"))
+
+
+def save_calibration(calibration: Calibration, checkpoint=None, force: bool = False) -> list[Path]:
+    """Store under the model's fingerprint in the user's folder, and beside `checkpoint` when given; each file
+    replaced is backed up. A shipped model's own calibration is replaced only with `force`."""
     if not calibration.model:
         raise CalibrationError("a calibration to save must name its model (fingerprint)")
     data = json.dumps(asdict(calibration), indent=2).encode()
     paths = [calibration_home() / f"{calibration.model}.json"]
-    if checkpoint is not None:
+    if checkpoint is not None and (force or not _is_shipped(beside(checkpoint))):
         paths.append(beside(checkpoint))
     for path in paths:
+        _back_up(path)
         atomic_write_bytes(path, data)
     return paths

@@ -25,7 +25,7 @@ from ..checkpoints import assign_weights_by_name, check_features, load_model, sa
 from ..config import Recipe, validate
 from ..data.batches import ClassificationBatches, PrecomputedInputs, TripletBatches
 from ..data.split import SpeakerFeatures
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_write_bytes
 from ..layers import L2Normalize
 from ..losses import LOSSES
@@ -119,7 +119,12 @@ def fit(run_dir: Path, recipe: Recipe, build: Callable[[dict | None], Phase], pr
             ResumePoint(run_dir, best, recipe.to_dict()),
         ],
     )
-    return run_dir / "best.keras"
+    if is_chief() and not best.path.is_file():
+        raise TrainingError(
+            f"{run_dir}: no epoch gave a finite {phase.monitor}, so there is no best model; "
+            "check the learning rate and the data (training.csv has the losses)"
+        )
+    return best.path
 
 
 def _model_options(recipe: Recipe) -> dict:

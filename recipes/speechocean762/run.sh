@@ -16,4 +16,4 @@ if [ "$HEAD" != none ]; then
   MODEL=$(python -c "import sys; from deep_speaker.config import load_recipe; r = load_recipe('head', sys.argv[1]); print(f'{sys.argv[2]}/head_{r.head.head}_{r.loss.name}/fused_{r.head.fusion}.keras')" "$HEAD" "$WD")
 fi
 cp "$MODEL" deep_speaker/pretrained/deep_speaker.keras
-python cli.py calibrate --checkpoint_file deep_speaker/pretrained/deep_speaker.keras --trials "$DATA/dev_trials.txt" --audio_root "$DATA/dev"
+python cli.py calibrate --force --checkpoint_file deep_speaker/pretrained/deep_speaker.keras --trials "$DATA/dev_trials.txt" --audio_root "$DATA/dev"

@@ -108,3 +108,53 @@ def test_log_energies_cache_refuses_a_linear_rerun_and_old_configs_read_as_linea
     old.mkdir()
     (old / "features.json").write_text(json.dumps({"sample_rate": 16000, "num_fbanks": 64, "trim": "reference"}))
     assert build_feature_cache(corpus, old, workers=1, progress=False).computed == 1
+
+
+def test_truncated_cached_features_are_recomputed(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=2, utterances=2)
+    build_feature_cache(corpus, tmp_path / "wd", workers=1, progress=False)
+    victim = next((tmp_path / "wd" / "features").rglob("*.npy"))
+    good = victim.read_bytes()
+    victim.write_bytes(good[: len(good) // 2])
+    summary = build_feature_cache(corpus, tmp_path / "wd", workers=1, progress=False)
+    assert summary.computed == 1 and summary.reused == 3 and victim.read_bytes() == good
+
+
+def test_bad_worker_counts_are_refused(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus", speakers=2, utterances=1)
+    result = cli_in_process(capsys, "build-mfcc", "--audio_dir", corpus, "--working_dir", tmp_path / "wd", "--workers", "-2")
+    assert result.returncode == 2 and "workers must be a whole number of at least 1, got -2" in result.stderr
+
+
+@pytest.mark.slow
+def test_workers_exit_when_build_mfcc_is_killed(tmp_path):
+    import signal
+
+    corpus = write_corpus(tmp_path / "corpus", speakers=6, utterances=100)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "build-mfcc", "--audio_dir", str(corpus), "--working_dir", str(tmp_path / "wd"), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def children() -> set[int]:
+        found = set()
+        for entry in Path("/proc").iterdir():
+            try:
+                status = (entry / "status").read_text() if entry.name.isdigit() else ""
+            except OSError:
+                continue
+            if f"\nPPid:\t{process.pid}\n" in status and "spawn_main" in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.add(int(entry.name))
+        return found
+
+    deadline = time.time() + 60
+    while time.time() < deadline and len(children()) < 2:
+        time.sleep(0.05)
+    workers = children()
+    assert workers, "no worker started"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli_in_process, ROOT, run_cli, save_tiny_model, write_corpus
+from tests.helpers import ROOT, cli_in_process, run_cli, save_tiny_model, write_corpus
 
 
 def _run(*command):
@@ -93,3 +93,39 @@ def test_build_mfcc_log_energies_and_a_mismatched_model_is_refused(tmp_path):
     save_tiny_model(tmp_path / "linear.keras")
     tested = _run(sys.executable, "cli.py", "test-model", "--working_dir", wd, "--checkpoint_file", tmp_path / "linear.keras")
     assert tested.returncode == 2 and "the model takes linear filterbank energies" in tested.stderr and "Traceback" not in tested.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments,problem",
+    [
+        (["verify", "A", "B", "--threshold", "nan"], "a threshold must be a finite number"),
+        (["verify", "A", "B", "--threshold", "inf"], "a threshold must be a finite number"),
+        (["verify", "A", "B", "--threshold", "5"], "threshold 5.0 is outside the cosine score range -1 to 1"),
+        (["verify", "A", "B", "--crop_frames", "0"], "crop_frames must be at least 16"),
+        (["identify", "A", "--top-k", "0", "--threshold", "0.5"], "top_k must be a whole number of at least 1, got 0"),
+        (["identify", "A", "--top-k", "-1", "--threshold", "0.5"], "top_k must be a whole number of at least 1, got -1"),
+        (["embed", "A", "--out", "."], "--out names the .npy file to write"),
+        (["enroll", "", "A"], "speaker name ''"),
+        (["enroll", "tab\there", "A"], "speaker name 'tab\\there'"),
+    ],
+)
+def test_bad_decision_options_are_one_line_errors(tmp_path, capsys, arguments, problem):
+    checkpoint = save_tiny_model(tmp_path / "m.keras")
+    sample = ROOT / "samples" / "1255-90413-0001.flac"
+    (tmp_path / "s.db").unlink(missing_ok=True)
+    with_store = ["--store", tmp_path / "s.db"] if arguments[0] in ("identify", "enroll") else []
+    if arguments[0] == "identify":
+        assert cli_in_process(capsys, "enroll", "ann", sample, "--checkpoint_file", checkpoint, *with_store).returncode == 0
+    arguments = [sample if a in ("A", "B") else a for a in arguments]
+    result = cli_in_process(capsys, *arguments, "--checkpoint_file", checkpoint, *with_store)
+    assert result.returncode == 2 and problem in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_system_errors_are_one_line(tmp_path, capsys):
+    checkpoint = save_tiny_model(tmp_path / "m.keras")
+    sample = ROOT / "samples" / "1255-90413-0001.flac"
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    result = cli_in_process(capsys, "embed", sample, "--checkpoint_file", checkpoint, "--out", blocked / "e.npy")
+    assert result.returncode == 2 and result.stderr.startswith("error: [Errno") and result.stderr.count("\n") == 1

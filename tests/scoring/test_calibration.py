@@ -45,3 +45,28 @@ def test_corrupt_files_are_one_clear_error(tmp_path, text):
     beside(checkpoint).write_text(text)
     with pytest.raises(CalibrationError, match="m.keras.calibration.json: not a readable calibration file"):
         find_calibration("abc", checkpoint)
+
+
+def test_too_few_trials_are_refused_with_the_reason():
+    with pytest.raises(CalibrationError, match="1 target and 1 non-target trials; calibration needs at least 50 and 1000"):
+        Calibration.from_scores([0.9], [0.1], "tiny.txt", model="abc")
+
+
+def test_replaced_calibrations_are_backed_up_and_shipped_ones_need_force(tmp_path, monkeypatch):
+    import deep_speaker.scoring.calibration as calibration_module
+
+    first, second = Calibration(0.3, 0.5, 0.7, 9.0, "t", model="abc"), Calibration(0.2, 0.4, 0.6, 8.0, "t2", model="abc")
+    checkpoint = tmp_path / "mine.keras"
+    save_calibration(first, checkpoint)
+    save_calibration(second, checkpoint)
+    assert find_calibration("abc", checkpoint) == second
+    backups = sorted(tmp_path.rglob("*.bak"))
+    assert len(backups) == 2 and all(Calibration.read(b) == first for b in backups)
+
+    shipped_dir = tmp_path / "pretrained"
+    shipped_dir.mkdir()
+    monkeypatch.setattr(calibration_module, "PRETRAINED_DIR", shipped_dir.resolve())
+    shipped = shipped_dir / "model.keras"
+    paths = save_calibration(second, shipped)
+    assert beside(shipped) not in paths and not beside(shipped).exists()
+    assert beside(shipped) in save_calibration(second, shipped, force=True)
