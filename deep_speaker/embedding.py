@@ -45,8 +45,9 @@ def to_bfloat16(model: keras.Model) -> keras.Model:
 class SpeakerEncoder:
     """Embed recordings with a speaker model, computing the features that model was trained on.
 
-    `trim` overrides the model's silence removal ('reference', 'energy' or 'none'). `fingerprint` is the
-    model's identity (calibration and enrolment stores are keyed by it). With `jit_compile`,
+    `trim` overrides the model's silence removal ('reference', 'energy' or 'none'). Recordings without
+    speech (stationary noise, hum, dither) raise `NoSpeechError` unless `require_speech=False`.
+    `fingerprint` is the model's identity (calibration and enrolment stores are keyed by it). With `jit_compile`,
     full batches of crops (one fixed shape) run through an XLA-compiled copy of the graph sharing the
     model's weights: about 15-20 % faster on CPU after a one-off compile of a few seconds. Whole
     utterances (a new shape each) and bfloat16 (oneDNN's native bf16 kernels) always run uncompiled.

@@ -29,12 +29,13 @@ def write_corpus(root: Path, speakers: int = 3, utterances: int = 2, suffix: str
     return root
 
 
-def tiny_model(width: float = 0.0625, embedding_dim: int = 16, features=None, backbone: str = "rescnn", **backbone_options):
-    """A small speaker model (waveform in), untrained: ResCNN, or `backbone` (e.g. the fast test backbone)."""
+def tiny_model(width: float = 0.0625, embedding_dim: int = 16, features=None, backbone: str | None = None, **backbone_options):
+    """A small untrained speaker model (waveform in): the fast test backbone unless `backbone` names another."""
     from deep_speaker.features import FeatureConfig
     from deep_speaker.models import build_backbone, build_speaker_model
 
     features = features or FeatureConfig()
+    backbone = backbone or register_fast_backbone()
     backbone = build_backbone(backbone, features.num_fbanks, width=width, embedding_dim=embedding_dim, **backbone_options)
     return build_speaker_model(backbone, features)
 

@@ -124,6 +124,7 @@ def _version_0_1_model(features: dict, fused: bool = False) -> keras.Model:
     return keras.Model(inputs, fusion([embedding, head(embedding)]))
 
 
+@pytest.mark.slow
 def test_version_0_1_feature_spec_files_load_and_behave_as_before(tmp_path):
     features = {"trim": "reference", "energies": "log", "normalisation": "utterance", "sample_rate": 16000, "num_fbanks": 64}
     for fused in (False, True):

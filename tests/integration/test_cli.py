@@ -83,15 +83,15 @@ def test_boolean_recipe_flags_parse_false_as_false(capsys):
     assert result.returncode == 2 and "expected true or false, got 'maybe'" in result.stderr
 
 
-def test_build_mfcc_log_energies_and_a_mismatched_model_is_refused(tmp_path):
+def test_build_mfcc_log_energies_and_a_mismatched_model_is_refused(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2)
     wd = tmp_path / "wd"
-    built = _run(sys.executable, "cli.py", "build-mfcc", "--audio_dir", corpus, "--working_dir", wd, "--energies", "log",
-                 "--normalisation", "utterance", "--workers", "1")
+    built = cli_in_process(capsys, "build-mfcc", "--audio_dir", corpus, "--working_dir", wd, "--energies", "log",
+                           "--normalisation", "utterance", "--workers", "1")
     assert built.returncode == 0, built.stderr
     assert '"energies": "log"' in (wd / "features.json").read_text()
     save_tiny_model(tmp_path / "linear.keras")
-    tested = _run(sys.executable, "cli.py", "test-model", "--working_dir", wd, "--checkpoint_file", tmp_path / "linear.keras")
+    tested = cli_in_process(capsys, "test-model", "--working_dir", wd, "--checkpoint_file", tmp_path / "linear.keras")
     assert tested.returncode == 2 and "the model takes linear filterbank energies" in tested.stderr and "Traceback" not in tested.stderr
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from deep_speaker.embedding import DEFAULT_CHECKPOINT, SpeakerEncoder
 from deep_speaker.scoring.calibration import find_calibration
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, cli_in_process, run_cli
 
 SAMPLES = ROOT / "samples"
 PHILIPPE = [SAMPLES / "PhilippeRemy" / "PhilippeRemy_001.wav", SAMPLES / "PhilippeRemy" / "PhilippeRemy_002.wav"]
@@ -41,7 +41,7 @@ def test_readme_main_command():
     assert result.stdout.strip() == "score = 0.7646  threshold = 0.5314 (operating point far1)  decision: same speaker"
 
 
-def test_other_speaker_is_rejected_at_the_default_operating_point():
-    result = run_cli("verify", PHILIPPE[0], SAMPLES / "1255-90413-0001.flac")
+def test_other_speaker_is_rejected_at_the_default_operating_point(capsys):
+    result = cli_in_process(capsys, "verify", PHILIPPE[0], SAMPLES / "1255-90413-0001.flac")
     assert result.returncode == 0, result.stderr
     assert "decision: different speakers" in result.stdout

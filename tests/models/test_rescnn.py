@@ -20,7 +20,7 @@ def test_full_model_matches_reference_layout():
 
 @pytest.mark.parametrize("frames", [17, 160, 301])
 def test_any_number_of_frames_gives_unit_embeddings(frames):
-    model = tiny_model(width=0.125, embedding_dim=512)
+    model = tiny_model(width=0.125, embedding_dim=512, backbone="rescnn")
     features = np.random.default_rng(0).standard_normal((2, frames, 64)).astype("float32")
     from deep_speaker.models import feature_model
 

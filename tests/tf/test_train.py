@@ -19,7 +19,7 @@ from deep_speaker.layers import CosineLogits
 from deep_speaker.models import feature_config_of
 from deep_speaker.tf.distribute import is_chief
 from deep_speaker.tf.train import train_classifier, train_head, train_triplet
-from tests.helpers import ROOT, feature_cache, register_fast_backbone, save_tiny_model, tiny_recipe
+from tests.helpers import ROOT, feature_cache, save_tiny_model, tiny_recipe
 
 
 def _rows(path) -> list[dict]:
@@ -82,7 +82,7 @@ def test_rescnn_amsoftmax_pretraining_gives_a_unit_embedding_model(working_dir):
 
 @pytest.mark.parametrize("head,loss", [("dense", "amsoftmax"), ("tdnn", "triplet")])
 def test_train_head_saves_usable_fused_models(working_dir, tmp_path, head, loss):
-    base = save_tiny_model(tmp_path / "base.keras", embedding_dim=32, backbone=register_fast_backbone())
+    base = save_tiny_model(tmp_path / "base.keras", embedding_dim=32)
     recipe = tiny_recipe(
         "head", head=head, loss=loss, embedding_dim=8, hidden_units=16, tdnn_channels=16, crops_per_utterance=2, epochs=2,
         finetune_epochs=1 if head == "dense" else 0,
