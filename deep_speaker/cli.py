@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from .audio import TRIM_METHODS  # noqa: E402
 from .errors import DeepSpeakerError  # noqa: E402
 from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
+from .scoring.backends import SCORERS  # noqa: E402
 
 
 def cmd_build_mfcc(args) -> int:
@@ -61,10 +62,17 @@ def _registry(args, encoder=None):
     return SpeakerRegistry(args.store, encoder or _encoder(args))
 
 
+def _scorer(args, encoder):
+    from .scoring import load_scorer
+
+    return load_scorer(args.scorer, encoder.fingerprint)
+
+
 def _verifier(args, encoder=None):
     from .verification import Verifier
 
-    return Verifier(encoder or _encoder(args), operating_point=args.operating_point, threshold=args.threshold)
+    encoder = encoder or _encoder(args)
+    return Verifier(encoder, _scorer(args, encoder), operating_point=args.operating_point, threshold=args.threshold)
 
 
 def cmd_embed(args) -> int:
@@ -97,8 +105,10 @@ def cmd_calibrate(args) -> int:
     from .scoring.calibration import Calibration, save_calibration
 
     encoder = _encoder(args)
-    result = evaluate_trials(encoder, args.trials, args.audio_root)
-    calibration = Calibration.from_scores(result.target_scores, result.nontarget_scores, trials=str(args.trials), model=encoder.fingerprint)
+    result = evaluate_trials(encoder, args.trials, args.audio_root, scorer=_scorer(args, encoder))
+    calibration = Calibration.from_scores(
+        result.target_scores, result.nontarget_scores, trials=str(args.trials), model=encoder.fingerprint, scorer=args.scorer
+    )
     paths = save_calibration(calibration, _checkpoint(args), force=args.force)
     print(result)
     print(f"thresholds: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}")
@@ -169,9 +179,23 @@ def cmd_test_model(args) -> int:
 def cmd_eval_trials(args) -> int:
     from .evaluation import evaluate_trials, save_result
 
-    result = evaluate_trials(_encoder(args), args.trials, args.audio_root)
-    save_result(result, args.json, args.plot, extra={"checkpoint": str(_checkpoint(args)), "trials": str(args.trials)})
+    encoder = _encoder(args)
+    result = evaluate_trials(encoder, args.trials, args.audio_root, scorer=_scorer(args, encoder))
+    save_result(result, args.json, args.plot, extra={"checkpoint": str(_checkpoint(args)), "trials": str(args.trials), "scorer": args.scorer})
     print(result)
+    return 0
+
+
+def cmd_fit_backend(args) -> int:
+    from .evaluation import fit_backend
+    from .scoring import save_scorer
+
+    encoder = _encoder(args)
+    scorer = fit_backend(encoder, args.audio_dir, args.scorer)
+    if not scorer.needs_fit:
+        print(f"the {args.scorer} back end needs no fitting")
+        return 0
+    print(f"fitted {args.scorer} for model {encoder.fingerprint} -> {save_scorer(scorer, encoder.fingerprint)}")
     return 0
 
 
@@ -199,6 +223,7 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint_file", help="model: Keras 2 .h5 (reference) or Keras 3 .keras (default: the shipped model)")
     parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
+    parser.add_argument("--scorer", choices=sorted(SCORERS), default="cosine", help="score back end (all but cosine need `fit-backend` first)")
 
 
 def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -303,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--seed", type=int, default=123)
     _add_encoder_arguments(test)
     test.set_defaults(handler=cmd_test_model)
+
+    backend = commands.add_parser("fit-backend", help="fit a score back end (centered, asnorm, plda) on training speakers' recordings")
+    backend.add_argument("--audio_dir", required=True, help="corpus of training speakers (never the evaluation speakers)")
+    _add_encoder_arguments(backend)
+    backend.set_defaults(handler=cmd_fit_backend)
 
     trials = commands.add_parser("eval-trials", help="open-set verification: EER, minDCF, ROC/DET on a trial list")
     trials.add_argument("--trials", required=True, help="VoxCeleb format: 'label enroll test' per line")

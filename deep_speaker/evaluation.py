@@ -168,3 +168,16 @@ def closed_set_metrics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 1
         scores.append(scorer.score_matrix(embeddings[[positive, *negatives]], embeddings[anchor][None])[:, 0])
         truth.append(np.r_[1, np.zeros(len(negatives))])
     return reference_metrics(np.concatenate(scores), np.concatenate(truth))
+
+
+def fit_backend(encoder, source, name: str, progress: bool = True) -> Scorer:
+    """Fit the back end `name` on embeddings of the corpus `source` (its speakers must not be the evaluation's)."""
+    from .data.corpus import discover_utterances
+    from .scoring import build_scorer
+
+    scorer = build_scorer(name)
+    utterances = discover_utterances(source)
+    if scorer.needs_fit:
+        embeddings = encoder.embed_many([u.path for u in utterances], progress=progress)
+        scorer.fit(embeddings, np.array([u.speaker for u in utterances]))
+    return scorer

@@ -87,7 +87,7 @@ class Verifier:
         self.encoder = encoder
         self.operating_point = operating_point
         self.explicit_threshold = threshold
-        self.calibration = calibration or find_calibration(encoder.fingerprint, encoder.checkpoint)
+        self.calibration = calibration or find_calibration(encoder.fingerprint, encoder.checkpoint, self.scorer.name)
         self.spoof_gate = spoof_gate
 
     def threshold(self) -> tuple[float | None, str]:
@@ -95,7 +95,7 @@ class Verifier:
         if self.explicit_threshold is not None:
             return self.explicit_threshold, "threshold given"
         if self.calibration is None:
-            return None, f"model {self.encoder.fingerprint} is not calibrated: calibrate it or give a threshold"
+            return None, f"model {self.encoder.fingerprint} is not calibrated for {self.scorer.name} scores: calibrate it or give a threshold"
         return self.calibration.threshold(self.operating_point), f"operating point {self.operating_point}"
 
     def decide(self, score: float) -> Decision:

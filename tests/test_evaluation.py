@@ -5,7 +5,7 @@ import pytest
 
 from deep_speaker.errors import TrialsError
 from deep_speaker.evaluation import Trials, closed_set_metrics, closed_set_trials, score_trials
-from tests.helpers import cli_in_process, run_cli, save_tiny_model, write_corpus
+from tests.helpers import cli_in_process, save_tiny_model, write_corpus
 
 def test_trials_read_and_files(tmp_path):
     path = tmp_path / "trials.txt"
@@ -76,3 +76,20 @@ def test_cli_eval_trials_missing_audio(tmp_path, capsys):
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     result = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", tmp_path)
     assert result.returncode == 2 and "a.wav: no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_fits_a_back_end_and_scores_and_calibrates_with_it(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus", speakers=4, utterances=3, suffix=".wav")
+    checkpoint = save_tiny_model(tmp_path / "tiny.keras")
+    sample = corpus / "spk0" / "utt0.wav"
+    missing = cli_in_process(capsys, "verify", sample, sample, "--checkpoint_file", checkpoint, "--scorer", "asnorm", "--threshold", "0")
+    assert missing.returncode == 2 and "no asnorm back end fitted for model" in missing.stderr and "(run `fit-backend` first)" in missing.stderr
+    fitted = cli_in_process(capsys, "fit-backend", "--audio_dir", corpus, "--checkpoint_file", checkpoint, "--scorer", "asnorm")
+    assert fitted.returncode == 0 and "fitted asnorm for model" in fitted.stdout
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 spk0/utt0.wav spk0/utt1.wav\n0 spk0/utt0.wav spk1/utt0.wav\n0 spk2/utt1.wav spk3/utt0.wav\n")
+    result = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus,
+                            "--scorer", "asnorm", "--json", tmp_path / "r.json")
+    assert result.returncode == 0 and json.loads((tmp_path / "r.json").read_text())["scorer"] == "asnorm"
+    verified = cli_in_process(capsys, "verify", sample, sample, "--checkpoint_file", checkpoint, "--scorer", "asnorm")
+    assert verified.returncode == 0 and "not calibrated for asnorm scores" in verified.stdout

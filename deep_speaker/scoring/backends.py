@@ -1,15 +1,26 @@
 """Score back ends: the one place that compares embeddings.
 
-A `Scorer` turns enrolment and test embeddings into scores; cosine now, cohort normalisation (AS-norm)
-and LDA/PLDA plug in behind the same two methods. Embeddings may be unnormalised: each back end
-defines its own comparison.
+A `Scorer` turns enrolment and test embeddings into scores. `cosine` needs nothing; the others are fitted
+on embeddings of training speakers (never the evaluation speakers) and saved keyed to the model
+(`save_scorer`/`load_scorer`):
+- `centered`: cosine after subtracting the training embeddings' mean (removes the direction every
+  embedding shares, often a channel);
+- `asnorm`: adaptive symmetric score normalisation (Matejka et al. 2017): each raw cosine is standardised
+  by the mean and deviation of the enrolment's and the test's top-N scores against a cohort;
+- `plda`: centring, LDA, length normalisation, then a two-covariance PLDA log-likelihood ratio
+  (Garcia-Romero and Espy-Wilson 2011).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import CalibrationError, ConfigError
+from ..fileio import atomic_replace
 
 
 def _unit(vectors) -> np.ndarray:
@@ -19,10 +30,20 @@ def _unit(vectors) -> np.ndarray:
 
 class Scorer:
     """Compares embeddings. Subclasses implement `score_matrix`; `score_pairs` scores row i with row i.
-    `score_range` is (lowest, highest) where scores are bounded (a threshold outside it is meaningless)."""
+    `score_range` is (lowest, highest) where scores are bounded (a threshold outside it is meaningless).
+    Fitted back ends keep their state in `state` (arrays) and `options` (numbers), which is what is saved."""
 
     name = "scorer"
     score_range: tuple[float, float] | None = None
+    needs_fit = False
+
+    def __init__(self, **options):
+        self.options = options
+        self.state: dict[str, np.ndarray] = {}
+
+    def fit(self, embeddings, labels) -> "Scorer":
+        """Learn from embeddings (n, dim) of training speakers `labels` (n,); a no-op for cosine."""
+        return self
 
     def score_matrix(self, enroll, test) -> np.ndarray:
         """Scores (n, m) of every enrolment embedding (n, dim) against every test embedding (m, dim)."""
@@ -36,6 +57,10 @@ class Scorer:
     def score(self, enroll, test) -> float:
         """Score of one enrolment embedding against one test embedding."""
         return float(self.score_matrix(np.ravel(enroll)[None], np.ravel(test)[None])[0, 0])
+
+    def _require_fit(self) -> None:
+        if self.needs_fit and not self.state:
+            raise ConfigError(f"the {self.name} back end is not fitted: fit it on training-speaker embeddings first")
 
 
 class CosineScorer(Scorer):
@@ -55,10 +80,154 @@ class CosineScorer(Scorer):
         return np.sum(_unit(enroll) * _unit(test), axis=1)
 
 
-SCORERS = {"cosine": CosineScorer}
+class CenteredCosineScorer(CosineScorer):
+    """Cosine after subtracting the mean of the (unit) training embeddings."""
+
+    name = "centered"
+    needs_fit = True
+
+    def fit(self, embeddings, labels=None):
+        self.state = {"mean": _unit(embeddings).mean(axis=0)}
+        return self
+
+    def score_matrix(self, enroll, test) -> np.ndarray:
+        self._require_fit()
+        return super().score_matrix(_unit(enroll) - self.state["mean"], _unit(test) - self.state["mean"])
+
+    def score_pairs(self, enroll, test) -> np.ndarray:
+        self._require_fit()
+        return super().score_pairs(_unit(enroll) - self.state["mean"], _unit(test) - self.state["mean"])
+
+
+class ASNormScorer(Scorer):
+    """Adaptive symmetric normalisation of cosine scores against a cohort of training-speaker embeddings.
+
+    The cohort is one mean embedding per training speaker; `top_n` of its scores (the closest impostors)
+    give each side's mean and deviation.
+    """
+
+    name = "asnorm"
+    needs_fit = True
+
+    def __init__(self, top_n: int = 100):
+        if int(top_n) < 2:
+            raise ConfigError(f"AS-norm top_n must be at least 2, got {top_n}")
+        super().__init__(top_n=int(top_n))
+
+    def fit(self, embeddings, labels):
+        labels = np.asarray(labels)
+        units = _unit(embeddings)
+        self.state = {"cohort": _unit(np.stack([units[labels == label].mean(axis=0) for label in np.unique(labels)]))}
+        return self
+
+    def _cohort_statistics(self, vectors) -> tuple[np.ndarray, np.ndarray]:
+        scores = _unit(vectors) @ self.state["cohort"].T
+        top = -np.sort(-scores, axis=1)[:, : min(self.options["top_n"], scores.shape[1])]
+        return top.mean(axis=1), np.maximum(top.std(axis=1), 1e-6)
+
+    def score_matrix(self, enroll, test) -> np.ndarray:
+        self._require_fit()
+        raw = _unit(enroll) @ _unit(test).T
+        enroll_mean, enroll_std = self._cohort_statistics(enroll)
+        test_mean, test_std = self._cohort_statistics(test)
+        return 0.5 * ((raw - enroll_mean[:, None]) / enroll_std[:, None] + (raw - test_mean[None, :]) / test_std[None, :])
+
+
+class PLDAScorer(Scorer):
+    """LDA to `lda_dim` dimensions, length normalisation, two-covariance PLDA log-likelihood ratios.
+
+    Two-covariance model: x = y + e, speaker y ~ N(0, B), residual e ~ N(0, W); the score of (x1, x2) is
+    log p(x1, x2 | same) - log p(x1, x2 | different) = 1/2 x1'Q x1 + 1/2 x2'Q x2 + x1'P x2 + constant.
+    """
+
+    name = "plda"
+    needs_fit = True
+
+    def __init__(self, lda_dim: int = 100):
+        if int(lda_dim) < 1:
+            raise ConfigError(f"PLDA lda_dim must be at least 1, got {lda_dim}")
+        super().__init__(lda_dim=int(lda_dim))
+
+    def _project(self, vectors) -> np.ndarray:
+        projected = (_unit(vectors) - self.state["mean"]) @ self.state["lda"]
+        return projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12) * np.sqrt(projected.shape[1])
+
+    def fit(self, embeddings, labels):
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+        labels = np.asarray(labels)
+        speakers = np.unique(labels)
+        if speakers.size < 3:
+            raise ConfigError(f"PLDA needs embeddings of at least 3 speakers, got {speakers.size}")
+        units = _unit(embeddings)
+        dim = min(self.options["lda_dim"], speakers.size - 1, units.shape[1])
+        lda = LinearDiscriminantAnalysis(n_components=dim, solver="eigen", shrinkage=1e-3).fit(units, labels)
+        self.state = {"mean": units.mean(axis=0), "lda": lda.scalings_[:, :dim]}
+        x = self._project(units)
+        x = x - x.mean(axis=0)
+        centroids = np.stack([x[labels == s].mean(axis=0) for s in speakers])
+        between = np.cov(centroids, rowvar=False, bias=True) + 1e-6 * np.eye(dim)
+        within = sum(np.cov(x[labels == s], rowvar=False, bias=True) * np.sum(labels == s) for s in speakers) / len(x) + 1e-6 * np.eye(dim)
+        total = between + within
+        total_inverse = np.linalg.inv(total)
+        inner = np.linalg.inv(total - between @ total_inverse @ between)
+        self.state.update(Q=total_inverse - inner, P=total_inverse @ between @ inner)
+        return self
+
+    def score_matrix(self, enroll, test) -> np.ndarray:
+        self._require_fit()
+        a, b = self._project(enroll), self._project(test)
+        Q, P = self.state["Q"], self.state["P"]
+        return 0.5 * np.einsum("ij,jk,ik->i", a, Q, a)[:, None] + 0.5 * np.einsum("ij,jk,ik->i", b, Q, b)[None, :] + a @ P @ b.T
+
+
+SCORERS = {"cosine": CosineScorer, "centered": CenteredCosineScorer, "asnorm": ASNormScorer, "plda": PLDAScorer}
 
 
 def build_scorer(name: str = "cosine", **options) -> Scorer:
     if name not in SCORERS:
         raise ConfigError(f"unknown scorer {name!r}; choose from {sorted(SCORERS)}")
     return SCORERS[name](**options)
+
+
+def backends_home() -> Path:
+    return Path(os.environ.get("DEEP_SPEAKER_HOME", Path.home() / ".deep_speaker")) / "backends"
+
+
+def scorer_path(fingerprint: str, name: str) -> Path:
+    return backends_home() / f"{fingerprint}.{name}.npz"
+
+
+def save_scorer(scorer: Scorer, fingerprint: str) -> Path:
+    """Save a fitted back end under the model's fingerprint (plain arrays and JSON options: nothing to execute)."""
+    path = scorer_path(fingerprint, scorer.name)
+    arrays = {f"state_{key}": value for key, value in scorer.state.items()}
+    header = json.dumps({"name": scorer.name, "model": fingerprint, "options": scorer.options})
+
+    def write(temporary):
+        with open(temporary, "wb") as stream:
+            np.savez(stream, header=np.array(header), **arrays)
+
+    atomic_replace(path, write)
+    return path
+
+
+def load_scorer(name: str, fingerprint: str) -> Scorer:
+    """The back end `name` fitted for the model `fingerprint` (cosine needs none)."""
+    scorer = build_scorer(name)
+    if not scorer.needs_fit:
+        return scorer
+    path = scorer_path(fingerprint, name)
+    if not path.is_file():
+        raise CalibrationError(f"no {name} back end fitted for model {fingerprint} ({path})", cli_hint="run `fit-backend` first")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            state = {key.removeprefix("state_"): data[key] for key in data.files if key.startswith("state_")}
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+        raise CalibrationError(f"{path}: not a readable back-end file ({error})") from error
+    if header.get("model") != fingerprint or header.get("name") != name:
+        raise CalibrationError(f"{path}: fitted for model {header.get('model')}, not {fingerprint}")
+    scorer = build_scorer(name, **header.get("options", {}))
+    scorer.state = state
+    return scorer

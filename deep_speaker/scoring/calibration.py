@@ -85,24 +85,34 @@ class Calibration:
         return {"eer": self.eer, "far1": self.far1, "far0.1": self.far0_1}[operating_point]
 
 
-def beside(checkpoint) -> Path:
+def _scorer_part(scorer: str) -> str:
+    return "" if scorer == "cosine" else f".{scorer}"
+
+
+def beside(checkpoint, scorer: str = "cosine") -> Path:
     checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.name + SUFFIX)
+    return checkpoint.with_name(f"{checkpoint.name}{_scorer_part(scorer)}{SUFFIX}")
 
 
-def find_calibration(fingerprint: str, checkpoint=None) -> Calibration | None:
-    """The calibration of the model `fingerprint`: the user's (by fingerprint), beside `checkpoint`, or shipped.
+def _home_path(fingerprint: str, scorer: str) -> Path:
+    return calibration_home() / f"{fingerprint}{_scorer_part(scorer)}.json"
+
+
+def find_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine") -> Calibration | None:
+    """The calibration of the model `fingerprint` for the back end `scorer`: the user's (by fingerprint),
+    beside `checkpoint`, or shipped.
 
     A file beside the checkpoint that names other weights is ignored (it is stale); one that names none
     (written before calibrations were keyed) is taken, as it sits beside its model.
     """
-    candidates = [calibration_home() / f"{fingerprint}.json"]
-    candidates += [beside(checkpoint)] if checkpoint is not None else []
+    candidates = [_home_path(fingerprint, scorer)]
+    candidates += [beside(checkpoint, scorer)] if checkpoint is not None else []
     candidates += sorted(PRETRAINED_DIR.glob(f"*{SUFFIX}"))
     for path in candidates:
         if path.is_file():
             calibration = Calibration.read(path)
-            if calibration.model == fingerprint or (not calibration.model and checkpoint is not None and path == beside(checkpoint)):
+            unkeyed_beside = not calibration.model and checkpoint is not None and path == beside(checkpoint, scorer)
+            if (calibration.model == fingerprint or unkeyed_beside) and calibration.scorer == scorer:
                 return calibration
     return None
 
@@ -123,9 +133,9 @@ def save_calibration(calibration: Calibration, checkpoint=None, force: bool = Fa
     if not calibration.model:
         raise CalibrationError("a calibration to save must name its model (fingerprint)")
     data = json.dumps(asdict(calibration), indent=2).encode()
-    paths = [calibration_home() / f"{calibration.model}.json"]
-    if checkpoint is not None and (force or not _is_shipped(beside(checkpoint))):
-        paths.append(beside(checkpoint))
+    paths = [_home_path(calibration.model, calibration.scorer)]
+    if checkpoint is not None and (force or not _is_shipped(beside(checkpoint, calibration.scorer))):
+        paths.append(beside(checkpoint, calibration.scorer))
     for path in paths:
         _back_up(path)
         atomic_write_bytes(path, data)

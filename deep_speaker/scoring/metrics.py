@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 
 def _roc(target_scores, nontarget_scores):
     """(false-accept rates, miss rates, thresholds) from scikit-learn's ROC, thresholds descending."""
+    from sklearn.metrics import roc_curve  # imported here: the command line starts without scikit-learn
+
     target_scores = np.asarray(target_scores, dtype=np.float64)
     nontarget_scores = np.asarray(nontarget_scores, dtype=np.float64)
     if target_scores.size == 0 or nontarget_scores.size == 0:

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from deep_speaker.errors import ConfigError
-from deep_speaker.scoring import CosineScorer, build_scorer
+from deep_speaker.errors import CalibrationError, ConfigError
+from deep_speaker.scoring import CosineScorer, all_pairs_eer, build_scorer, load_scorer, save_scorer
+from deep_speaker.scoring.backends import ASNormScorer, CenteredCosineScorer, PLDAScorer, scorer_path
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEP_SPEAKER_HOME", str(tmp_path))
 
 
 def test_cosine_matrix_pairs_and_single_agree():
@@ -17,7 +23,59 @@ def test_cosine_matrix_pairs_and_single_agree():
     assert scorer.score([3, 4], [6, 8]) == pytest.approx(1.0) and scorer.score([1, 0], [0, 1]) == 0.0
 
 
-def test_registry():
-    assert isinstance(build_scorer("cosine"), CosineScorer)
-    with pytest.raises(ConfigError, match="unknown scorer 'plda'"):
-        build_scorer("plda")
+def _speakers(count: int, per_speaker: int, seed: int, nuisance: float = 0.0, hubs: float = 0.0):
+    """Embeddings of `count` speakers: identity in 16 dims, session noise of size `nuisance` in 16 others,
+    and a shared direction whose weight differs per speaker (`hubs`: some speakers score high with everyone)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(count), per_speaker)
+    identity = np.zeros((count, 33))
+    identity[:, :16] = rng.standard_normal((count, 16))
+    identity[:, 32] = hubs * rng.uniform(0, 1, count) * 4
+    x = identity[labels] + 0.4 * rng.standard_normal((labels.size, 33))
+    x[:, 16:32] += nuisance * rng.standard_normal((labels.size, 16))
+    return x, labels
+
+
+def _eer(scorer, x, labels):
+    return all_pairs_eer(scorer.score_matrix(x, x), labels)
+
+
+def test_plda_learns_to_ignore_session_variability():
+    train_x, train_y = _speakers(60, 10, seed=1, nuisance=2.0)
+    test_x, test_y = _speakers(20, 6, seed=2, nuisance=2.0)  # unseen speakers
+    cosine, plda = _eer(CosineScorer(), test_x, test_y), _eer(PLDAScorer(lda_dim=20).fit(train_x, train_y), test_x, test_y)
+    assert plda < cosine - 0.05, (plda, cosine)
+
+
+def test_as_norm_and_centering_tame_hub_speakers():
+    train_x, train_y = _speakers(60, 10, seed=3, hubs=1.0)
+    test_x, test_y = _speakers(20, 6, seed=4, hubs=1.0)
+    cosine = _eer(CosineScorer(), test_x, test_y)
+    asnorm = _eer(ASNormScorer(top_n=20).fit(train_x, train_y), test_x, test_y)
+    centered = _eer(CenteredCosineScorer().fit(train_x, train_y), test_x, test_y)
+    assert asnorm < cosine / 2 and centered < cosine / 2, (asnorm, centered, cosine)
+
+
+@pytest.mark.parametrize("name", ["centered", "asnorm", "plda"])
+def test_fitted_back_ends_save_and_load_keyed_to_the_model(name):
+    x, y = _speakers(10, 4, seed=5)
+    scorer = build_scorer(name).fit(x, y)
+    path = save_scorer(scorer, "model-a")
+    assert path == scorer_path("model-a", name)
+    loaded = load_scorer(name, "model-a")
+    np.testing.assert_allclose(loaded.score_matrix(x[:3], x[3:6]), scorer.score_matrix(x[:3], x[3:6]))
+    with pytest.raises(CalibrationError, match=f"no {name} back end fitted for model model-b"):
+        load_scorer(name, "model-b")
+    path.write_bytes(b"not numpy")
+    with pytest.raises(CalibrationError, match="not a readable back-end file"):
+        load_scorer(name, "model-a")
+
+
+def test_unfitted_unknown_and_bad_options_are_refused():
+    with pytest.raises(ConfigError, match="not fitted"):
+        ASNormScorer().score([1.0, 0.0], [0.0, 1.0])
+    with pytest.raises(ConfigError, match="unknown scorer 'lda'"):
+        build_scorer("lda")
+    with pytest.raises(ConfigError, match="top_n must be at least 2"):
+        ASNormScorer(top_n=1)
+    assert isinstance(load_scorer("cosine", "any"), CosineScorer)
