@@ -4,6 +4,21 @@ from .frontend import Fbank, FeatureSpec
 from .fusion import EmbeddingFusion
 from .margins import CosineLogits
 from .normalization import L2Normalize, l2_normalize
-from .pooling import StatsPooling, TemporalAverage
+from .pooling import AttentiveStatsPooling, StatsPooling, TemporalAverage
+from .tdnn import ChannelSplit, ReflectPadding1D, SqueezeExcitation, tdnn_block
 
-__all__ = ["CosineLogits", "EmbeddingFusion", "Fbank", "FeatureSpec", "L2Normalize", "StatsPooling", "TemporalAverage", "l2_normalize"]
+__all__ = [
+    "AttentiveStatsPooling",
+    "ChannelSplit",
+    "CosineLogits",
+    "EmbeddingFusion",
+    "Fbank",
+    "FeatureSpec",
+    "L2Normalize",
+    "ReflectPadding1D",
+    "SqueezeExcitation",
+    "StatsPooling",
+    "TemporalAverage",
+    "l2_normalize",
+    "tdnn_block",
+]

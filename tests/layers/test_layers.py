@@ -6,7 +6,19 @@ import pytest
 
 from deep_speaker import layers as toolkit_layers
 from deep_speaker.errors import ConfigError
-from deep_speaker.layers import CosineLogits, EmbeddingFusion, Fbank, FeatureSpec, L2Normalize, StatsPooling, TemporalAverage
+from deep_speaker.layers import (
+    AttentiveStatsPooling,
+    ChannelSplit,
+    CosineLogits,
+    EmbeddingFusion,
+    Fbank,
+    FeatureSpec,
+    L2Normalize,
+    ReflectPadding1D,
+    SqueezeExcitation,
+    StatsPooling,
+    TemporalAverage,
+)
 
 # One configured instance and one input for each registered layer class.
 CASES = {
@@ -17,6 +29,10 @@ CASES = {
     L2Normalize: (L2Normalize(epsilon=1e-9), np.arange(6, dtype="float32").reshape(2, 3) + 1),
     CosineLogits: (CosineLogits(7), np.arange(6, dtype="float32").reshape(2, 3) + 1),
     EmbeddingFusion: (EmbeddingFusion("score", 0.3, True, "abc"), [np.eye(2, 3, dtype="float32"), np.eye(2, 4, dtype="float32")]),
+    AttentiveStatsPooling: (AttentiveStatsPooling(4), np.random.default_rng(0).standard_normal((2, 7, 6)).astype("float32")),
+    ReflectPadding1D: (ReflectPadding1D(2, 1), np.arange(30, dtype="float32").reshape(2, 5, 3)),
+    ChannelSplit: (ChannelSplit(2), np.arange(24, dtype="float32").reshape(2, 3, 4)),
+    SqueezeExcitation: (SqueezeExcitation(3), np.random.default_rng(1).standard_normal((2, 5, 6)).astype("float32")),
 }
 
 
@@ -62,3 +78,28 @@ def test_score_fusion_cosine_is_weighted_sum_of_cosines():
     np.testing.assert_allclose(np.sum(fused * other, -1), expected, rtol=1e-5)
     with pytest.raises(ConfigError, match="unknown fusion"):
         EmbeddingFusion("sum")
+
+
+def test_reflect_padding_and_channel_split_values():
+    x = np.arange(10, dtype="float32").reshape(1, 5, 2)
+    np.testing.assert_array_equal(ReflectPadding1D(2, 1)(x), np.pad(x, [(0, 0), (2, 1), (0, 0)], mode="reflect"))
+    first, second = ChannelSplit(2)(x)
+    np.testing.assert_array_equal(first, x[..., :1])
+    np.testing.assert_array_equal(second, x[..., 1:])
+
+
+def test_attentive_pooling_with_flat_attention_is_statistics_pooling():
+    x = np.random.default_rng(0).standard_normal((2, 9, 4)).astype("float32")
+    layer = AttentiveStatsPooling(3)
+    layer(x)
+    layer.conv.set_weights([np.zeros_like(w) for w in layer.conv.get_weights()])  # equal scores: uniform weights
+    expected = np.concatenate([x.mean(axis=1), x.std(axis=1)], axis=-1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_squeeze_excitation_gates_channels_within_zero_and_one():
+    x = np.abs(np.random.default_rng(2).standard_normal((2, 5, 6))).astype("float32") + 0.1
+    out = keras.ops.convert_to_numpy(SqueezeExcitation(3)(x))
+    ratio = out / x
+    assert np.all((ratio > 0) & (ratio < 1))
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), rtol=1e-5)  # one gate per channel, all frames
