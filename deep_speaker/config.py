@@ -30,10 +30,11 @@ class ModelRecipe:
 
 @dataclass(frozen=True)
 class LossRecipe:
-    name: str = "softmax"  # classification: softmax | amsoftmax; triplet: triplet; head: amsoftmax | triplet
-    margin: float = 0.2  # AM-softmax additive cosine margin, or the triplet margin
+    name: str = "softmax"  # classification: softmax | amsoftmax | aamsoftmax; triplet: triplet; head: amsoftmax | aamsoftmax | triplet
+    margin: float = 0.2  # AM-softmax cosine margin, AAM-softmax angular margin (radians), or the triplet margin
     scale: float = 30.0  # AM-softmax logit scale
     negative_candidates: int = 32  # triplet: random other-speaker utterances per anchor; the closest is its negative
+    margin_warmup_epochs: int = 0  # AAM-softmax: the margin grows linearly from 0 over this many epochs
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ PHASE_GROUPS = {
     "triplet": ("model", "loss", "optimiser", "run"),
     "head": ("head", "loss", "optimiser", "run"),
 }
-PHASE_LOSSES = {"classification": ("softmax", "amsoftmax"), "triplet": ("triplet",), "head": ("amsoftmax", "triplet")}
+PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet",), "head": ("amsoftmax", "aamsoftmax", "triplet")}
 PHASE_DEFAULTS = {
     # reference: Adam, dropout 0.5, early stopping after 20 epochs, LR halved after 10
     "classification": Recipe("classification", model=ModelRecipe(dropout=0.5)),
@@ -216,6 +217,8 @@ def validate(recipe: Recipe) -> Recipe:
     _check(math.isfinite(loss.margin) and loss.margin >= 0, f"margin must be >= 0, got {loss.margin}")
     _check(math.isfinite(loss.scale) and loss.scale > 0, f"scale must be > 0, got {loss.scale}")
     _check(loss.negative_candidates >= 1, f"negative_candidates must be >= 1, got {loss.negative_candidates}")
+    _check(loss.margin_warmup_epochs >= 0, f"margin_warmup_epochs must be >= 0, got {loss.margin_warmup_epochs}")
+    _check(loss.name != "aamsoftmax" or loss.margin < 1.5, f"an angular margin is in radians (below pi/2), got {loss.margin}")
     _check(math.isfinite(optimiser.learning_rate) and optimiser.learning_rate > 0, f"learning_rate must be > 0, got {optimiser.learning_rate}")
     _check(optimiser.reduce_lr_patience >= 1, f"reduce_lr_patience must be >= 1, got {optimiser.reduce_lr_patience}")
     _check(0 < optimiser.reduce_lr_factor < 1, f"reduce_lr_factor must be in (0, 1), got {optimiser.reduce_lr_factor}")

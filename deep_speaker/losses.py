@@ -2,6 +2,7 @@
 
 - `softmax`: the reference's Dense softmax layer `dense` over the training speakers, cross-entropy;
 - `amsoftmax`: additive-margin softmax on cosine logits (`CosineLogits`, also named `dense`);
+- `aamsoftmax`: additive angular margin (ArcFace) on the same cosine logits, margin optionally warmed up;
 - `triplet`: cosine triplet loss on L2-normalised embeddings, batches laid out [anchors; positives; negatives].
 """
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from .layers import CosineLogits, L2Normalize
@@ -74,6 +76,44 @@ class AMSoftmaxLoss(keras.losses.Loss):
         return {**super().get_config(), "margin": self.margin, "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class AAMSoftmaxLoss(keras.losses.Loss):
+    """Additive angular margin softmax (ArcFace): cross-entropy of scale * cos(theta + m) on the true class.
+
+    Where theta + m would pass pi, cos(theta) - m sin(m) keeps the logit decreasing in theta (as InsightFace
+    and WeSpeaker do). `current_margin` is a variable, so `MarginWarmup` can raise it epoch by epoch.
+    """
+
+    def __init__(self, margin: float = 0.2, scale: float = 30.0, name: str = "aam_softmax", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin, self.scale = float(margin), float(scale)
+        self.current_margin = keras.Variable(self.margin, trainable=False, name="current_margin")
+
+    def call(self, y_true, y_pred):
+        one_hot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), ops.shape(y_pred)[-1])
+        cosine = ops.clip(y_pred, -1.0 + 1e-7, 1.0 - 1e-7)
+        sine = ops.sqrt(1.0 - ops.square(cosine))
+        margin = ops.convert_to_tensor(self.current_margin)
+        shifted = cosine * ops.cos(margin) - sine * ops.sin(margin)
+        shifted = ops.where(cosine > ops.cos(np.pi - margin), shifted, cosine - margin * ops.sin(margin))
+        logits = self.scale * ops.where(one_hot > 0, shifted, cosine)
+        return keras.losses.categorical_crossentropy(one_hot, logits, from_logits=True)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin, "scale": self.scale}
+
+
+class MarginWarmup(keras.callbacks.Callback):
+    """Raise a margin loss's margin linearly from 0 (first epoch) to its full value after `epochs` epochs."""
+
+    def __init__(self, loss: AAMSoftmaxLoss, epochs: int):
+        super().__init__()
+        self.loss, self.epochs = loss, int(epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.loss.current_margin.assign(self.loss.margin * min(1.0, epoch / self.epochs))
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """How a loss trains: the output layer on the embedding, the Keras loss, its metrics, its batches."""
@@ -98,6 +138,12 @@ LOSSES = {
     "amsoftmax": LossSpec(
         lambda classes: CosineLogits(classes, name=CLASSIFIER),
         lambda recipe: AMSoftmaxLoss(recipe.margin, recipe.scale),
+        _accuracy,
+        "classification",
+    ),
+    "aamsoftmax": LossSpec(
+        lambda classes: CosineLogits(classes, name=CLASSIFIER),
+        lambda recipe: AAMSoftmaxLoss(recipe.margin, recipe.scale),
         _accuracy,
         "classification",
     ),

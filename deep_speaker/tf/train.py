@@ -28,7 +28,7 @@ from ..data.split import SpeakerFeatures
 from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_write_bytes
 from ..layers import L2Normalize
-from ..losses import LOSSES
+from ..losses import LOSSES, AAMSoftmaxLoss, MarginWarmup
 from ..models import build_backbone, build_speaker_model
 from ..models.heads import HEAD_TAPS, build_head
 from ..models.speaker_model import backbone_of, base_of, build_fused, feature_model
@@ -148,6 +148,13 @@ def _compile(trainer: keras.Model, recipe: Recipe, learning_rate: float | None =
     return trainer
 
 
+def _margin_callbacks(trainer: keras.Model, recipe: Recipe) -> list:
+    """The margin warm-up of an AAM-softmax trainer, if the recipe asks for one."""
+    if recipe.loss.margin_warmup_epochs and isinstance(trainer.loss, AAMSoftmaxLoss):
+        return [MarginWarmup(trainer.loss, recipe.loss.margin_warmup_epochs)]
+    return []
+
+
 def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.Model, backbone: keras.Model) -> Phase:
     export = build_speaker_model(backbone, data.feature_config)
     run = recipe.run
@@ -160,7 +167,7 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
         "val_accuracy",
         "max",
         lambda: export,
-        [reduce_lr, ValidationEER(data, run.num_frames, _normalised(backbone))],
+        [reduce_lr, *_margin_callbacks(trainer, recipe), ValidationEER(data, run.num_frames, _normalised(backbone))],
         (data.crops(data.validation, run.num_frames, None), data.labels[data.validation]),
     )
 
@@ -235,7 +242,7 @@ def _head_phase(data, recipe: Recipe, trainer: keras.Model, embedder: keras.Mode
         batches = TripletBatches(data, run, loss.negative_candidates)
         callbacks = [RefreshNegatives(batches)]
     else:
-        batches, callbacks = ClassificationBatches(data, run), []
+        batches, callbacks = ClassificationBatches(data, run), _margin_callbacks(trainer, recipe)
     return Phase(trainer, batches, "val_eer", "min", export, [*callbacks, ValidationEER(data, run.num_frames, embedder)])
 
 

@@ -124,3 +124,13 @@ def test_cli_training_survives_kill_9(working_dir):
     assert result.returncode == 0, result.stderr
     assert [int(r["epoch"]) for r in _rows(working_dir / "softmax" / "training.csv")] == list(range(done + 1))
     assert json.loads(state.read_text())["epoch"] == done + 1
+
+
+def test_aam_softmax_with_margin_warmup_trains_and_resumes(working_dir):
+    recipe = tiny_recipe(epochs=2, loss="aamsoftmax", margin_warmup_epochs=2)
+    best = train_classifier(working_dir, recipe, progress=False)
+    assert load_model(best).output_shape == (None, 32)
+    trainer = keras.saving.load_model(working_dir / "softmax" / "last.keras")
+    assert trainer.loss.margin == 0.2
+    train_classifier(working_dir, tiny_recipe(epochs=3, loss="aamsoftmax", margin_warmup_epochs=2), progress=False)
+    assert [r["epoch"] for r in _rows(working_dir / "softmax" / "training.csv")] == ["0", "1", "2"]
