@@ -20,7 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from .audio import SAMPLE_RATE, load_speech, to_model_input, trim_silence
+from .audio import FRAME_STEP, SAMPLE_RATE, load_speech, to_model_input, trim_silence
 from .checkpoints import load_model
 from .errors import CheckpointError, ConfigError
 from .features import compute_features, crop_or_pad, require_speech
@@ -47,7 +47,9 @@ class SpeakerEncoder:
 
     `trim` overrides the model's silence removal ('reference', 'energy' or 'none'). Recordings without
     speech (stationary noise, hum, dither) raise `NoSpeechError` unless `require_speech=False`.
-    `fingerprint` is the model's identity (calibration and enrolment stores are keyed by it). With `jit_compile`,
+    Utterances longer than `max_frames` (60 s) are embedded as the mean of equal windows of at most that
+    length, so memory does not grow with duration. `fingerprint` is the model's identity (calibration and
+    enrolment stores are keyed by it). With `jit_compile`,
     full batches of crops (one fixed shape) run through an XLA-compiled copy of the graph sharing the
     model's weights: about 15-20 % faster on CPU after a one-off compile of a few seconds. Whole
     utterances (a new shape each) and bfloat16 (oneDNN's native bf16 kernels) always run uncompiled.
@@ -69,6 +71,7 @@ class SpeakerEncoder:
         jit_compile: bool = True,
         waveform_in: bool = False,
         require_speech: bool = True,
+        max_frames: int = 6000,
     ):
         if model is None:
             checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
@@ -87,6 +90,9 @@ class SpeakerEncoder:
             raise ConfigError(f"crop_frames must be at least 16 (the backbone reduces time by up to 16), got {crop_frames}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if max_frames < 100:
+            raise ConfigError(f"max_frames must be at least 100 (1 s), got {max_frames}")
+        self.max_frames = max_frames
         self.model = feature_model(to_bfloat16(model) if bfloat16 else model)
         self.crop_frames = crop_frames
         self.seed = seed
@@ -136,11 +142,20 @@ class SpeakerEncoder:
         if not feature_list:
             return np.zeros((0, self.embedding_dim), np.float32)
         if self.waveform_in:
-            return np.stack([np.asarray(self.speaker_model.predict_on_batch(w[None]), np.float32)[0] for w in feature_list])
+            return np.stack([self._whole(w, self.max_frames * FRAME_STEP, self.speaker_model.predict_on_batch) for w in feature_list])
         if self.crop_frames is None:
-            return np.stack([self._forward(f[None])[0] for f in feature_list])
+            return np.stack([self._whole(f, self.max_frames, self._forward) for f in feature_list])
         crops = np.stack([self._crop(f) for f in feature_list])
         return np.concatenate([self._forward(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)])
+
+    @staticmethod
+    def _whole(utterance: np.ndarray, window: int, forward) -> np.ndarray:
+        """A whole utterance's embedding; one longer than `window` (frames, or samples) is cut into equal
+        windows whose embeddings are averaged, so memory stays bounded however long the recording."""
+        windows = max(1, int(np.ceil(len(utterance) / window)))
+        parts = np.array_split(utterance, windows)
+        embedding = np.mean([np.asarray(forward(part[None]), np.float32)[0] for part in parts], axis=0)
+        return (embedding / max(np.linalg.norm(embedding), 1e-12)).astype(np.float32)
 
     def embed(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """L2-normalised float32 embedding of one file or waveform."""

@@ -225,3 +225,14 @@ def test_a_bad_feature_recipe_inside_a_keras_file_is_one_clear_error(tmp_path):
             target.writestr(item, data)
     with pytest.raises(CheckpointError, match="bad.keras: cannot load Keras model.*cubic"):
         load_model(bad)
+
+
+def test_a_planted_lambda_is_refused_and_never_runs(tmp_path):
+    marker = str(tmp_path / "ran")
+    inputs = keras.Input((None,))
+    planted = keras.layers.Lambda(lambda x: x + float(bool(open(marker, "w").close() or 0)), name="payload")(inputs)
+    keras.Model(inputs, planted).save(tmp_path / "planted.keras")
+    Path(marker).unlink()
+    with pytest.raises(CheckpointError, match="planted.keras: cannot load Keras model"):
+        load_model(tmp_path / "planted.keras")
+    assert not Path(marker).exists()

@@ -142,3 +142,29 @@ def test_noise_is_refused_not_scored(tiny_checkpoint, tmp_path, capsys):
 def test_encoder_options_are_checked():
     with pytest.raises(Exception, match="crop_frames must be at least 16"):
         SpeakerEncoder(model=tiny_model(), crop_frames=0)
+
+
+def test_long_recordings_are_embedded_in_bounded_windows(tmp_path):
+    """Beyond max_frames an utterance is the mean of equal windows: each forward pass sees at most that many."""
+    model = tiny_model()
+    long_speech = np.tile(synthetic_speech(1.0), 6)
+    seen = []
+    for waveform_in in (False, True):
+        encoder = SpeakerEncoder(model=model, max_frames=200, waveform_in=waveform_in)
+        forward = encoder.speaker_model.predict_on_batch if waveform_in else encoder._forward
+        limit = 200 * 160 if waveform_in else 200
+
+        def spy(batch, forward=forward, limit=limit):
+            assert batch.shape[1] <= limit
+            seen.append(batch.shape[1])
+            return forward(batch)
+
+        if waveform_in:
+            encoder.speaker_model = type("Spy", (), {"predict_on_batch": staticmethod(spy)})()
+        else:
+            encoder._forward = spy
+        embedding = encoder.embed(long_speech)
+        assert embedding.shape == (16,) and abs(np.linalg.norm(embedding) - 1) < 1e-5
+    assert len(seen) >= 6
+    short = SpeakerEncoder(model=model, max_frames=200)
+    np.testing.assert_allclose(short.embed(synthetic_speech(1.0)), SpeakerEncoder(model=model).embed(synthetic_speech(1.0)), atol=1e-6)
