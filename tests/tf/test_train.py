@@ -19,7 +19,7 @@ from deep_speaker.layers import CosineLogits
 from deep_speaker.models import feature_config_of
 from deep_speaker.tf.distribute import is_chief
 from deep_speaker.tf.train import train_classifier, train_head, train_triplet
-from tests.helpers import ROOT, feature_cache, save_tiny_model, tiny_recipe
+from tests.helpers import ROOT, feature_cache, save_tiny_model, synthetic_speech, tiny_recipe
 
 
 def _rows(path) -> list[dict]:
@@ -134,3 +134,11 @@ def test_aam_softmax_with_margin_warmup_trains_and_resumes(working_dir):
     assert trainer.loss.margin == 0.2
     train_classifier(working_dir, tiny_recipe(epochs=3, loss="aamsoftmax", margin_warmup_epochs=2), progress=False)
     assert [r["epoch"] for r in _rows(working_dir / "softmax" / "training.csv")] == ["0", "1", "2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["xvector", "ecapa_tdnn"])
+def test_tdnn_backbones_train_with_aam_softmax(working_dir, model):
+    best = train_classifier(working_dir, tiny_recipe(epochs=1, model=model, width=0.125, loss="aamsoftmax"), progress=False)
+    embedding = SpeakerEncoder(best).embed(synthetic_speech(1.0))
+    assert embedding.shape == (32,) and abs(np.linalg.norm(embedding) - 1) < 1e-5
