@@ -125,7 +125,7 @@ def test_cli_enrolment_workflow(tmp_path, capsys):
     claim = cli_in_process(capsys, "verify", files["ann", 0], "--speaker", "ann", "--threshold", "0.0", *common)
     assert claim.returncode == 0 and "decision: same speaker" in claim.stdout
     uncalibrated = cli_in_process(capsys, "verify", files["ann", 0], files["ben", 0], *common)
-    assert uncalibrated.returncode == 0 and "is not calibrated: calibrate it or give a threshold" in uncalibrated.stdout
+    assert uncalibrated.returncode == 0 and "is not calibrated for cosine scores: calibrate it or give a threshold" in uncalibrated.stdout
     assert cli_in_process(capsys, "remove", "ben", *common).returncode == 0
     wrong_model = cli_in_process(capsys, "list", "--checkpoint_file", other, "--store", tmp_path / "s.db")
     assert wrong_model.returncode == 2 and "embeddings of different models cannot be compared" in wrong_model.stderr

@@ -5,6 +5,7 @@ import pytest
 
 from deep_speaker.enrol import SpeakerRegistry
 from deep_speaker.errors import CalibrationError
+from deep_speaker.scoring import Scorer
 from deep_speaker.scoring.calibration import Calibration
 from deep_speaker.verification import UNKNOWN, Verifier
 from tests.helpers import LookupEncoder
@@ -63,9 +64,11 @@ def test_spoof_gate_rejects_with_its_reason(tmp_path, home):
 
 
 def test_scores_come_from_the_scorer(home):
-    class Negated:
-        def score(self, a, b):
-            return -float(np.dot(a, b))
+    class Negated(Scorer):
+        name = "negated"
+
+        def score_matrix(self, enroll, test):
+            return -np.atleast_2d(enroll) @ np.atleast_2d(test).T
 
     decision = Verifier(LookupEncoder(), scorer=Negated(), threshold=0.0).verify("alice_0.wav", "alice_0.wav")
     assert decision.score == pytest.approx(-1.0) and decision.accepted is False
