@@ -40,6 +40,15 @@ class LossRecipe:
 @dataclass(frozen=True)
 class AugmentRecipe:
     spec_augment: bool = False  # zero one band of up to 8 filterbanks and one span of up to 20 frames per crop
+    waveform: bool = False  # crop waveforms and augment them on the fly (below) instead of cropping cached features
+    speed_perturbation: bool = False  # speeds 0.9 / 1.0 / 1.1, each speed its own speaker classes
+    noise_probability: float = 0.6  # noise from noise_dir, babble of other training speakers, or coloured noise
+    snr_min_db: float = 0.0
+    snr_max_db: float = 20.0
+    reverb_probability: float = 0.3  # a room response from rir_dir or a simulated room (RT60 0.2-0.8 s)
+    channel_probability: float = 0.2  # MP3, Opus or the telephone band
+    noise_dir: str = ""  # folder of noise recordings (e.g. ../shared/data/noise); empty: coloured noise and babble
+    rir_dir: str = ""  # folder of room impulse responses (e.g. ../shared/data/rir); empty: simulated rooms
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class RunRecipe:
     validation_fraction: float = 0.2
     early_stopping_patience: int = 20
     seed: int = 123
+    workers: int = 1  # threads preparing batches ahead of the model (waveform augmentation)
 
 
 @dataclass(frozen=True)
@@ -229,4 +239,11 @@ def validate(recipe: Recipe) -> Recipe:
     _check(run.steps_per_epoch >= 1, f"steps_per_epoch must be >= 1, got {run.steps_per_epoch}")
     _check(0 < run.validation_fraction < 1, f"validation_fraction must be in (0, 1), got {run.validation_fraction}")
     _check(run.early_stopping_patience >= 1, f"early_stopping_patience must be >= 1, got {run.early_stopping_patience}")
+    _check(run.workers >= 1, f"workers must be >= 1, got {run.workers}")
+    aug = recipe.augment
+    for name in ("noise_probability", "reverb_probability", "channel_probability"):
+        _check(0 <= getattr(aug, name) <= 1, f"{name} must be in [0, 1], got {getattr(aug, name)}")
+    _check(aug.snr_min_db <= aug.snr_max_db, f"snr_min_db ({aug.snr_min_db}) must not exceed snr_max_db ({aug.snr_max_db})")
+    for name in ("noise_dir", "rir_dir"):
+        _check(not getattr(aug, name) or Path(getattr(aug, name)).is_dir(), f"{name} {getattr(aug, name)!r} is not a folder")
     return recipe

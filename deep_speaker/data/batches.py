@@ -3,6 +3,7 @@ run sees the same batches as an uninterrupted one.
 
 - `ClassificationBatches`: random crops of random training utterances with speaker labels;
 - `TripletBatches`: [anchors; positives; hard negatives], negatives mined with the current model;
+- `AugmentedBatches`: waveform crops, speed-perturbed (each speed its own classes), augmented, featurised;
 - `PrecomputedInputs`: what a frozen base feeds a head, computed once, with the `SpeakerFeatures` interface.
 """
 
@@ -11,9 +12,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ..audio import FRAME_LENGTH, FRAME_STEP
 from ..errors import CacheError
-from .augment import mask_spans
-from .split import SpeakerFeatures
+from ..features import compute_features
+from .augment import WaveformAugmentation, augment, fit_length, fit_length_exact, mask_spans, speed_perturb
+from .split import SpeakerFeatures, SpeakerWaveforms
 
 
 class ClassificationBatches(keras.utils.PyDataset):
@@ -36,6 +39,56 @@ class ClassificationBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.epoch += 1
+
+
+class AugmentedBatches(ClassificationBatches):
+    """(features, labels) of random training utterances cut from their waveforms, augmented on the fly.
+
+    Each example gets a speed from `speeds`; a perturbed copy counts as a new speaker (label + speed index x
+    speakers), as WeSpeaker does, so `num_classes` is speakers x speeds. Then `augment` (rooms, noise,
+    babble from other speakers, gain, channels), the features of the segment, and masking if `spec_augment`.
+    `workers` threads prepare batches ahead of the model.
+    """
+
+    def __init__(
+        self,
+        data: SpeakerFeatures,
+        waveforms: SpeakerWaveforms,
+        run,
+        augmentation: WaveformAugmentation = WaveformAugmentation(),
+        speeds=(1.0,),
+        noises=(),
+        rirs=(),
+        initial_epoch: int = 0,
+        spec_augment: bool = False,
+        workers: int = 1,
+    ):
+        super().__init__(data, run, initial_epoch, spec_augment)
+        keras.utils.PyDataset.__init__(self, workers=workers, use_multiprocessing=False)
+        self.waveforms, self.augmentation, self.speeds = waveforms.waveforms, augmentation, tuple(speeds)
+        self.noises, self.rirs = list(noises), list(rirs)
+        self.num_classes = len(data.speakers) * len(self.speeds)
+        self.samples = (run.num_frames - 1) * FRAME_STEP + FRAME_LENGTH
+
+    def example(self, utterance: int, speed: int, rng: np.random.Generator) -> np.ndarray:
+        """Features (num_frames, bands) of one augmented segment of `utterance` at speed index `speed`."""
+        factor = self.speeds[speed]
+        segment = fit_length(self.waveforms[utterance], int(np.ceil(self.samples * factor)) + 1, rng)
+        segment = fit_length_exact(speed_perturb(segment, factor), self.samples)
+        label = self.data.labels[utterance]
+        impostors = self.data.train[self.data.labels[self.data.train] != label]
+        others = [self.waveforms[i] for i in rng.choice(impostors, min(7, impostors.size), replace=False)]
+        segment = augment(segment, rng, self.augmentation, self.noises, self.rirs, others)
+        return compute_features(segment, self.data.feature_config)
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.run.seed, self.epoch, index])
+        chosen = rng.choice(self.data.train, self.run.batch_size)
+        speeds = rng.integers(0, len(self.speeds), self.run.batch_size)
+        crops = np.stack([self.example(u, s, rng) for u, s in zip(chosen, speeds)])
+        if self.augment:
+            mask_spans(crops, rng)
+        return crops, self.data.labels[chosen] + speeds * len(self.data.speakers)
 
 
 class TripletBatches(keras.utils.PyDataset):

@@ -182,6 +182,7 @@ class CachedUtterance:
     speaker: str
     feature_path: Path
     num_frames: int
+    audio_path: Path
 
 
 def read_manifest(working_dir) -> list[CachedUtterance]:
@@ -195,6 +196,6 @@ def read_manifest(working_dir) -> list[CachedUtterance]:
         )
     with manifest.open(newline="") as handle:
         return [
-            CachedUtterance(row["utterance_id"], row["speaker"], working_dir / row["feature_path"], int(row["num_frames"]))
+            CachedUtterance(row["utterance_id"], row["speaker"], working_dir / row["feature_path"], int(row["num_frames"]), Path(row["audio_path"]))
             for row in csv.DictReader(handle)
         ]

@@ -49,3 +49,17 @@ class SpeakerFeatures:
     def crops(self, indices, num_frames: int, rng: np.random.Generator | None) -> np.ndarray:
         """(len(indices), num_frames, bands) crops; random positions if `rng`, else the first frames."""
         return np.stack([crop_or_pad(self.features[i], num_frames, rng) for i in indices])
+
+
+class SpeakerWaveforms:
+    """The trimmed waveforms of a working directory's utterances, in memory, beside its features (same order
+    and split): what on-the-fly waveform augmentation crops from."""
+
+    def __init__(self, data: SpeakerFeatures, progress: bool = True):
+        from tqdm import tqdm
+
+        from ..audio import load_speech
+
+        config = data.feature_config
+        entries = read_manifest(data.working_dir)
+        self.waveforms = [load_speech(e.audio_path, config.trim, config.sample_rate) for e in tqdm(entries, desc="waveforms", disable=not progress)]

@@ -23,8 +23,9 @@ import numpy as np
 
 from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
 from ..config import Recipe, validate
-from ..data.batches import ClassificationBatches, PrecomputedInputs, TripletBatches
-from ..data.split import SpeakerFeatures
+from ..data.augment import WaveformAugmentation, read_clips
+from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedInputs, TripletBatches
+from ..data.split import SpeakerFeatures, SpeakerWaveforms
 from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_write_bytes
 from ..layers import L2Normalize
@@ -155,7 +156,37 @@ def _margin_callbacks(trainer: keras.Model, recipe: Recipe) -> list:
     return []
 
 
-def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.Model, backbone: keras.Model) -> Phase:
+SPEEDS = (1.0, 0.9, 1.1)  # 1.0 first: the unperturbed classes keep the speakers' own labels
+
+
+def _classification_batches(data: SpeakerFeatures, recipe: Recipe, initial_epoch: int, progress: bool) -> ClassificationBatches:
+    """Crops of cached features, or (`augment.waveform`) augmented waveform crops featurised on the fly."""
+    aug, run = recipe.augment, recipe.run
+    if not aug.waveform:
+        return ClassificationBatches(data, run, initial_epoch, augment=aug.spec_augment)
+    augmentation = WaveformAugmentation(
+        noise_probability=aug.noise_probability,
+        snr_db=(aug.snr_min_db, aug.snr_max_db),
+        reverb_probability=aug.reverb_probability,
+        channel_probability=aug.channel_probability,
+    )
+    clips = {name: read_clips(sorted(Path(folder).glob("*.*"))) if folder else [] for name, folder in (("noise", aug.noise_dir), ("rir", aug.rir_dir))}
+    return AugmentedBatches(
+        data,
+        SpeakerWaveforms(data, progress),
+        run,
+        augmentation,
+        SPEEDS if aug.speed_perturbation else (1.0,),
+        clips["noise"],
+        clips["rir"],
+        initial_epoch,
+        aug.spec_augment,
+        run.workers,
+    )
+
+
+def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.Model, batches) -> Phase:
+    backbone = trainer.get_layer("backbone")
     export = build_speaker_model(backbone, data.feature_config)
     run = recipe.run
     reduce_lr = keras.callbacks.ReduceLROnPlateau(
@@ -163,7 +194,7 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
     )
     return Phase(
         trainer,
-        ClassificationBatches(data, run, augment=recipe.augment.spec_augment),
+        batches,
         "val_accuracy",
         "max",
         lambda: export,
@@ -179,15 +210,14 @@ def train_classifier(working_dir, recipe: Recipe, progress: bool = True) -> Path
     run_dir = Path(working_dir) / RUN_DIRS["classification"]
 
     def build(state):
+        batches = _classification_batches(data, recipe, state["epoch"] if state else 0, progress)
         if state:
             trainer = keras.saving.load_model(run_dir / "last.keras")
         else:
             backbone = build_backbone(recipe.model.name, data.feature_config.num_fbanks, **_model_options(recipe))
-            classifier = LOSSES[recipe.loss.name].output(len(data.speakers))
+            classifier = LOSSES[recipe.loss.name].output(getattr(batches, "num_classes", len(data.speakers)))
             trainer = _compile(_on_features(backbone, lambda taps: classifier(taps["embedding"]), "classification"), recipe)
-        phase = _classification_phase(data, recipe, trainer, trainer.get_layer("backbone"))
-        phase.batches.epoch = state["epoch"] if state else 0
-        return phase
+        return _classification_phase(data, recipe, trainer, batches)
 
     return fit(run_dir, recipe, build, progress)
 

@@ -58,3 +58,21 @@ def test_mask_spans_zeroes_one_band_and_one_span_per_crop():
         kept[zero_frames] = False
         assert (crop[kept] == 1).all()
     assert (crops == 0).any()
+
+
+def test_augmented_batches_perturb_speed_into_new_classes_and_reproduce(working_dir):
+    from deep_speaker.data.augment import WaveformAugmentation
+    from deep_speaker.data.batches import AugmentedBatches
+    from deep_speaker.data.split import SpeakerWaveforms
+
+    data = SpeakerFeatures(working_dir, 0.4)
+    run = load_recipe("classification", batch_size=8, num_frames=40).run
+    waveforms = SpeakerWaveforms(data, progress=False)
+    config = WaveformAugmentation(noise_probability=1.0, reverb_probability=1.0, channel_probability=1.0)
+    batches = AugmentedBatches(data, waveforms, run, config, speeds=(1.0, 0.9, 1.1), spec_augment=True)
+    x, y = batches[3]
+    assert x.shape == (8, 40, 64) and np.all(np.isfinite(x)) and batches.num_classes == 3 * len(data.speakers)
+    assert set(y // len(data.speakers)) <= {0, 1, 2} and set(y % len(data.speakers)) <= set(data.labels[data.train])
+    again, _ = AugmentedBatches(data, waveforms, run, config, speeds=(1.0, 0.9, 1.1), spec_augment=True)[3]
+    np.testing.assert_array_equal(again, x)
+    assert not np.array_equal(batches[4][0], x)

@@ -142,3 +142,13 @@ def test_tdnn_backbones_train_with_aam_softmax(working_dir, model):
     best = train_classifier(working_dir, tiny_recipe(epochs=1, model=model, width=0.125, loss="aamsoftmax"), progress=False)
     embedding = SpeakerEncoder(best).embed(synthetic_speech(1.0))
     assert embedding.shape == (32,) and abs(np.linalg.norm(embedding) - 1) < 1e-5
+
+
+def test_classification_with_waveform_augmentation_trains(working_dir, shared_data):
+    recipe = tiny_recipe(
+        epochs=1, waveform=True, speed_perturbation=True, noise_dir=str(shared_data / "noise"), rir_dir=str(shared_data / "rir"), workers=2
+    )
+    best = train_classifier(working_dir, recipe, progress=False)
+    trainer = keras.saving.load_model(working_dir / "softmax" / "last.keras")
+    assert trainer.output_shape == (None, 3 * 4)  # four speakers at three speeds
+    assert load_model(best).output_shape == (None, 32)
