@@ -46,7 +46,7 @@ class AugmentRecipe:
     snr_min_db: float = 0.0
     snr_max_db: float = 20.0
     reverb_probability: float = 0.3  # a room response from rir_dir or a simulated room (RT60 0.2-0.8 s)
-    channel_probability: float = 0.2  # MP3, Opus or the telephone band
+    channel_probability: float = 0.1  # MP3, Opus or the telephone band (Opus encoding costs ~50 ms a segment)
     noise_dir: str = ""  # folder of noise recordings (e.g. ../shared/data/noise); empty: coloured noise and babble
     rir_dir: str = ""  # folder of room impulse responses (e.g. ../shared/data/rir); empty: simulated rooms
 

@@ -128,7 +128,7 @@ class WaveformAugmentation:
     reverb_probability: float = 0.3
     rt60: tuple[float, float] = (0.2, 0.8)
     gain_db: tuple[float, float] = (-6.0, 6.0)
-    channel_probability: float = 0.2
+    channel_probability: float = 0.1
     channels: tuple[str, ...] = CODECS
 
     def __post_init__(self):
