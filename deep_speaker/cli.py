@@ -186,6 +186,22 @@ def cmd_eval_trials(args) -> int:
     return 0
 
 
+def cmd_augment_cache(args) -> int:
+    from .data.augment import WaveformAugmentation
+    from .data.copies import build_augmented_copies
+    from .tf.train import SPEEDS
+
+    augmentation = WaveformAugmentation(
+        noise_probability=args.noise_probability, reverb_probability=args.reverb_probability, channel_probability=args.channel_probability
+    )
+    computed = build_augmented_copies(
+        args.working_dir, args.copies, augmentation, SPEEDS if args.speed_perturbation else (1.0,),
+        args.noise_dir or "", args.rir_dir or "", workers=args.workers,
+    )
+    print(f"{computed} augmented copies computed in {args.working_dir}/augmented (train with --cached_copies true)")
+    return 0
+
+
 def cmd_fit_backend(args) -> int:
     from .evaluation import fit_backend
     from .scoring import save_scorer
@@ -264,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--normalisation", choices=NORMALISATIONS, default="frame", help="standardise each frame (the reference) or the whole utterance"
     )
     build.set_defaults(handler=cmd_build_mfcc)
+
+    copies = commands.add_parser("augment-cache", help="augmented copies of every cached utterance (speed, rooms, noise, channels)")
+    copies.add_argument("--working_dir", required=True, help="a feature cache from build-mfcc")
+    copies.add_argument("--copies", type=int, default=4)
+    copies.add_argument("--speed_perturbation", action="store_true", help="copies cycle through speeds 1.0, 0.9, 1.1 (new classes)")
+    copies.add_argument("--noise_dir", help="noise recordings (default: babble and coloured noise)")
+    copies.add_argument("--rir_dir", help="room impulse responses (default: simulated rooms)")
+    copies.add_argument("--noise_probability", type=float, default=0.6)
+    copies.add_argument("--reverb_probability", type=float, default=0.3)
+    copies.add_argument("--channel_probability", type=float, default=0.2)
+    copies.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    copies.set_defaults(handler=cmd_augment_cache)
 
     convert = commands.add_parser("convert-checkpoint", help="legacy Keras 2 .h5 -> native .keras")
     convert.add_argument("source")

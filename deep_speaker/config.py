@@ -40,6 +40,7 @@ class LossRecipe:
 @dataclass(frozen=True)
 class AugmentRecipe:
     spec_augment: bool = False  # zero one band of up to 8 filterbanks and one span of up to 20 frames per crop
+    cached_copies: bool = False  # also train on the cache's augmented copies (`augment-cache`): no per-step cost
     waveform: bool = False  # crop waveforms and augment them on the fly (below) instead of cropping cached features
     speed_perturbation: bool = False  # speeds 0.9 / 1.0 / 1.1, each speed its own speaker classes
     noise_probability: float = 0.6  # noise from noise_dir, babble of other training speakers, or coloured noise

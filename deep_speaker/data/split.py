@@ -21,7 +21,9 @@ class SpeakerFeatures:
     `split.json` the first time, so every phase and `test-model` use the same held-out utterances.
     """
 
-    def __init__(self, working_dir, validation_fraction: float = 0.2):
+    def __init__(self, working_dir, validation_fraction: float = 0.2, augmented_copies: bool = False):
+        """With `augmented_copies`, the cache's augmented copies of the *training* utterances join the training
+        set (a copy at another speed as a speaker of its own: label + speed index x speakers)."""
         self.working_dir = Path(working_dir)
         entries = read_manifest(self.working_dir)
         self.feature_config = read_feature_config(self.working_dir) or FeatureConfig()
@@ -31,6 +33,26 @@ class SpeakerFeatures:
         self.labels = np.array([speaker_index[e.speaker] for e in entries])
         self.features = [np.load(e.feature_path) for e in entries]
         self.train, self.validation = self._split(validation_fraction)
+        self.num_classes = len(self.speakers)
+        if augmented_copies:
+            self._add_copies()
+
+    def _add_copies(self) -> None:
+        from .copies import read_augmented_copies
+
+        index_of = {u: i for i, u in enumerate(self.utterance_ids)}
+        training = set(self.train.tolist())
+        rows = [r for r in read_augmented_copies(self.working_dir) if index_of.get(r["utterance_id"]) in training]
+        speeds = sorted({r["speed"] for r in rows}, key=lambda speed: (speed != 1.0, speed))  # 1.0 first: own labels
+        added = []
+        for row in rows:
+            source = index_of[row["utterance_id"]]
+            self.features.append(np.load(row["feature_path"]))
+            self.labels = np.append(self.labels, self.labels[source] + speeds.index(row["speed"]) * len(self.speakers))
+            self.utterance_ids.append(f"{row['utterance_id']}#{row['copy']}")
+            added.append(len(self.features) - 1)
+        self.train = np.concatenate([self.train, np.array(added, dtype=int)])
+        self.num_classes = len(self.speakers) * max(1, len(speeds))
 
     def _split(self, validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:
         split_path = self.working_dir / SPLIT_FILE

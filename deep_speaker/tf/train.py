@@ -206,7 +206,7 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
 def train_classifier(working_dir, recipe: Recipe, progress: bool = True) -> Path:
     """Softmax or AM-softmax pre-training of a registered backbone; returns the best speaker model (by validation accuracy)."""
     validate(recipe)
-    data = SpeakerFeatures(working_dir, recipe.run.validation_fraction)
+    data = SpeakerFeatures(working_dir, recipe.run.validation_fraction, augmented_copies=recipe.augment.cached_copies)
     run_dir = Path(working_dir) / RUN_DIRS["classification"]
 
     def build(state):
@@ -215,7 +215,7 @@ def train_classifier(working_dir, recipe: Recipe, progress: bool = True) -> Path
             trainer = keras.saving.load_model(run_dir / "last.keras")
         else:
             backbone = build_backbone(recipe.model.name, data.feature_config.num_fbanks, **_model_options(recipe))
-            classifier = LOSSES[recipe.loss.name].output(getattr(batches, "num_classes", len(data.speakers)))
+            classifier = LOSSES[recipe.loss.name].output(getattr(batches, "num_classes", data.num_classes))
             trainer = _compile(_on_features(backbone, lambda taps: classifier(taps["embedding"]), "classification"), recipe)
         return _classification_phase(data, recipe, trainer, batches)
 
