@@ -149,35 +149,3 @@ def noise(kind: str, seconds: float = 3.0, level: float = 0.5, seed: int = 0) ->
     else:
         signal = coloured_noise(kind, n, rng)
     return (level * signal / np.abs(signal).max()).astype(np.float32)
-
-
-def cli_in_process(capsys, *args):
-    """The command line run in this process (no interpreter start-up), with `run_cli`'s result attributes."""
-    from types import SimpleNamespace
-
-    from deep_speaker.cli import main
-
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exited:  # argparse refusing an argument
-        code = exited.code
-    captured = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
-
-
-def noise(kind: str, seconds: float = 3.0, level: float = 0.5, seed: int = 0) -> np.ndarray:
-    """Non-speech test signals: white, pink, brown noise, mains hum, or 1-bit dither, float32 at 16 kHz."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * 16000)
-    t = np.arange(n) / 16000
-    if kind == "dither":
-        return (rng.integers(-1, 2, n) / 32768.0).astype(np.float32)
-    signal = {
-        "white": lambda: rng.standard_normal(n),
-        "pink": lambda: np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) / np.sqrt(np.arange(1, n // 2 + 2)), n),
-        "brown": lambda: np.cumsum(rng.standard_normal(n)),
-        "hum": lambda: np.sin(2 * np.pi * 50 * t) + 0.3 * np.sin(2 * np.pi * 150 * t),
-    }[kind]()
-    if kind == "brown":
-        signal = signal - np.convolve(signal, np.ones(1601) / 1601, "same")  # remove the random walk's drift
-    return (level * signal / np.abs(signal).max()).astype(np.float32)

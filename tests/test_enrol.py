@@ -12,7 +12,7 @@ import soundfile as sf
 from deep_speaker.enrol import SpeakerRegistry, file_digest
 from deep_speaker.errors import RegistryError
 from deep_speaker.verification import Verifier
-from tests.helpers import cli_in_process, ROOT, LookupEncoder, run_cli as _cli, save_tiny_model, synthetic_speech
+from tests.helpers import ROOT, cli_in_process, LookupEncoder, run_cli as _cli, save_tiny_model, synthetic_speech
 
 
 @pytest.fixture

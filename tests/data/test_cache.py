@@ -11,7 +11,7 @@ import pytest
 from deep_speaker.data.cache import build_feature_cache, read_manifest
 from deep_speaker.errors import CacheError
 from deep_speaker.features import FeatureConfig, file_features
-from tests.helpers import cli_in_process, ROOT, run_cli as _cli, write_corpus
+from tests.helpers import ROOT, cli_in_process, run_cli as _cli, write_corpus
 
 
 
