@@ -8,7 +8,7 @@ from deep_speaker.embedding import SpeakerEncoder, to_bfloat16
 from deep_speaker.errors import CheckpointError
 from deep_speaker.features import FeatureConfig
 from deep_speaker.scoring import CosineScorer
-from tests.helpers import cli_in_process, run_cli as _cli, save_tiny_model, synthetic_speech, tiny_model
+from tests.helpers import cli_in_process, save_tiny_model, synthetic_speech, tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import soundfile as sf
 from deep_speaker.enrol import SpeakerRegistry, file_digest
 from deep_speaker.errors import RegistryError
 from deep_speaker.verification import Verifier
-from tests.helpers import ROOT, cli_in_process, LookupEncoder, run_cli as _cli, save_tiny_model, synthetic_speech
+from tests.helpers import ROOT, LookupEncoder, cli_in_process, save_tiny_model, synthetic_speech
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from deep_speaker.config import load_recipe
 from deep_speaker.data.augment import mask_spans

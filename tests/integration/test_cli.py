@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, cli_in_process, run_cli, save_tiny_model, write_corpus
+from tests.helpers import ROOT, cli_in_process, save_tiny_model, write_corpus
 
 
 def _run(*command):
