@@ -47,18 +47,19 @@ def check_declared(num_samples: int, sample_rate: int, channels: int = 1, source
     A 100 KB file may claim a 1 Hz sample rate (hours of audio once resampled) or 2^36 samples.
     """
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise AudioLimitError(f"{_describe(source)}: sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+        raise AudioLimitError(f"{describe_source(source)}: sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
     if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioLimitError(f"{_describe(source)}: {channels} channels (at most {MAX_CHANNELS})")
+        raise AudioLimitError(f"{describe_source(source)}: {channels} channels (at most {MAX_CHANNELS})")
     seconds, limit = num_samples / sample_rate, max_seconds()
     if seconds > limit:
         raise AudioLimitError(
-            f"{_describe(source)}: {seconds:.0f} s of audio, longer than the limit of {limit:.0f} s "
+            f"{describe_source(source)}: {seconds:.0f} s of audio, longer than the limit of {limit:.0f} s "
             "(set DEEP_SPEAKER_MAX_AUDIO_SECONDS to raise it)"
         )
 
 
-def _describe(source) -> str:
+def describe_source(source) -> str:
+    """How messages name a recording: its path, or `<waveform>` for an array."""
     return str(source) if source is not None else "<waveform>"
 
 
@@ -94,15 +95,15 @@ def to_model_input(samples: np.ndarray, file_rate: int, sample_rate: int = SAMPL
     if samples.ndim == 2:
         samples = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     elif samples.ndim != 1:
-        raise AudioError(f"{_describe(source)}: waveform must be 1-D or (samples, channels), got shape {samples.shape}")
+        raise AudioError(f"{describe_source(source)}: waveform must be 1-D or (samples, channels), got shape {samples.shape}")
     if samples.size == 0:
-        raise EmptyAudioError(f"{_describe(source)}: contains no samples")
+        raise EmptyAudioError(f"{describe_source(source)}: contains no samples")
     if not np.all(np.isfinite(samples)):
-        raise InvalidSamplesError(f"{_describe(source)}: contains NaN or infinite samples")
+        raise InvalidSamplesError(f"{describe_source(source)}: contains NaN or infinite samples")
     if file_rate != sample_rate:
         samples = _resample(samples, file_rate, sample_rate)
     if not np.any(samples):
-        raise SilentAudioError(f"{_describe(source)}: silent (every sample is zero)")
+        raise SilentAudioError(f"{describe_source(source)}: silent (every sample is zero)")
     return samples
 
 
@@ -158,7 +159,7 @@ def trim_silence(samples: np.ndarray, method: str = "reference", source=None) ->
         raise ConfigError(f"unknown trim method {method!r}; choose from {TRIM_METHODS}")
     if trimmed.size < FRAME_LENGTH:
         raise TooShortError(
-            f"{_describe(source)}: only {trimmed.size} samples of speech after '{method}' trimming; "
+            f"{describe_source(source)}: only {trimmed.size} samples of speech after '{method}' trimming; "
             f"at least {FRAME_LENGTH} (25 ms) are needed"
         )
     return trimmed

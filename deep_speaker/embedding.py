@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .audio import FRAME_STEP, SAMPLE_RATE, load_speech, to_model_input, trim_silence
 from .checkpoints import load_model
 from .errors import CheckpointError, ConfigError
-from .features import compute_features, crop_or_pad, require_speech
+from .features import crop_or_pad, fbank_energies, features_from_energies, require_speech
 from .models import feature_config_of, feature_model, model_fingerprint
 from .models.speaker_model import require_speaker_model
 from .scoring import CosineScorer, Scorer
@@ -80,7 +80,7 @@ class SpeakerEncoder:
             model = load_model(checkpoint)
         require_speaker_model(model, checkpoint or "model")
         if crop_frames is not None and waveform_in:
-            raise CheckpointError("crops are cut from features: crop_frames and waveform_in exclude each other")
+            raise ConfigError("crops are cut from features: crop_frames and waveform_in exclude each other")
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.speaker_model = model
         self.fingerprint = model_fingerprint(model)
@@ -107,23 +107,31 @@ class SpeakerEncoder:
             self._compiled_model.compile(jit_compile=True)
 
     def speech(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """The trimmed waveform at the model's rate of a file path or a waveform array at `sample_rate`;
-        `NoSpeechError` if it holds no speech (unless `require_speech=False`)."""
+        """The trimmed waveform at the model's rate of a file path or a waveform array at `sample_rate`."""
         if isinstance(source, (str, os.PathLike)):
-            speech = load_speech(source, self.feature_config.trim, self.feature_config.sample_rate)
-        else:
-            speech = trim_silence(to_model_input(source, sample_rate, self.feature_config.sample_rate), self.feature_config.trim)
+            return load_speech(source, self.feature_config.trim, self.feature_config.sample_rate)
+        return trim_silence(to_model_input(source, sample_rate, self.feature_config.sample_rate), self.feature_config.trim)
+
+    def _energies(self, speech: np.ndarray, source) -> np.ndarray:
+        """Filterbank energies of `speech`; `NoSpeechError` if they do not move like speech (unless `require_speech=False`)."""
+        energies = fbank_energies(speech, self.feature_config.num_fbanks, self.feature_config.sample_rate)
         if self.require_speech:
-            require_speech(speech, self.feature_config.sample_rate, source if isinstance(source, (str, os.PathLike)) else None)
-        return speech
+            require_speech(energies, source if isinstance(source, (str, os.PathLike)) else None)
+        return energies
 
     def features(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """Model-input features (frames, bands) of a file path or a waveform array at `sample_rate`."""
-        return compute_features(self.speech(source, sample_rate), self.feature_config)
+        """Model-input features (frames, bands) of a file path or a waveform array at `sample_rate`; one
+        filterbank pass serves both the speech check and the features."""
+        return features_from_energies(self._energies(self.speech(source, sample_rate), source), self.feature_config)
 
     def _prepare(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """What one recording contributes to a batch: its features, or its trimmed waveform if `waveform_in`."""
-        return self.speech(source, sample_rate) if self.waveform_in else self.features(source, sample_rate)
+        """What one recording contributes to a batch: its features, or (`waveform_in`) its checked trimmed waveform."""
+        if not self.waveform_in:
+            return self.features(source, sample_rate)
+        speech = self.speech(source, sample_rate)
+        if self.require_speech:
+            self._energies(speech, source)
+        return speech
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """Graph-mode inference (retraces little: Keras relaxes the frame axis after a few lengths);
