@@ -37,7 +37,6 @@ from .models.speaker_model import (
 )
 
 NATIVE_SUFFIXES = (".keras",)
-LEGACY_SUFFIXES = (".h5", ".hdf5", ".gz")
 RESCNN_FREQUENCY_BINS = NUM_FBANKS // 16  # four stride-2 stages: 64 filterbanks -> 4 bins
 MAX_RESCNN_WIDTH = 4  # 2048 filters in the last stage: 16 times the published model
 MAX_EMBEDDING_DIM = 4096

@@ -191,9 +191,8 @@ def cmd_augment_cache(args) -> int:
     from .data.copies import build_augmented_copies
     from .tf.train import SPEEDS
 
-    augmentation = WaveformAugmentation(
-        noise_probability=args.noise_probability, reverb_probability=args.reverb_probability, channel_probability=args.channel_probability
-    )
+    probabilities = ("noise_probability", "reverb_probability", "channel_probability")
+    augmentation = WaveformAugmentation(**{name: getattr(args, name) for name in probabilities if getattr(args, name) is not None})
     computed = build_augmented_copies(
         args.working_dir, args.copies, augmentation, SPEEDS if args.speed_perturbation else (1.0,),
         args.noise_dir or "", args.rir_dir or "", workers=args.workers,
@@ -239,6 +238,9 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint_file", help="model: Keras 2 .h5 (reference) or Keras 3 .keras (default: the shipped model)")
     parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
+
+
+def _add_scorer_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scorer", choices=sorted(SCORERS), default="cosine", help="score back end (all but cosine need `fit-backend` first)")
 
 
@@ -258,8 +260,9 @@ def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
         default="far1",
         help="calibrated threshold: false accepts = misses (eer), or 1 %% / 0.1 %% false accepts (default far1)",
     )
-    parser.add_argument("--threshold", type=float, default=None, help="explicit cosine threshold (overrides the operating point)")
+    parser.add_argument("--threshold", type=float, default=None, help="explicit score threshold (overrides the operating point)")
     _add_store_arguments(parser)
+    _add_scorer_argument(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,9 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     copies.add_argument("--speed_perturbation", action="store_true", help="copies cycle through speeds 1.0, 0.9, 1.1 (new classes)")
     copies.add_argument("--noise_dir", help="noise recordings (default: babble and coloured noise)")
     copies.add_argument("--rir_dir", help="room impulse responses (default: simulated rooms)")
-    copies.add_argument("--noise_probability", type=float, default=0.6)
-    copies.add_argument("--reverb_probability", type=float, default=0.3)
-    copies.add_argument("--channel_probability", type=float, default=0.2)
+    for name in ("noise_probability", "reverb_probability", "channel_probability"):
+        copies.add_argument(f"--{name}", type=float, default=None, help="default: the augmentation's (deep_speaker/data/augment.py)")
     copies.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     copies.set_defaults(handler=cmd_augment_cache)
 
@@ -316,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--audio_root", required=True)
     calibrate.add_argument("--force", action="store_true", help="also replace the calibration shipped with a packaged model")
     _add_encoder_arguments(calibrate)
+    _add_scorer_argument(calibrate)
     calibrate.set_defaults(handler=cmd_calibrate)
 
     enroll = commands.add_parser("enroll", help="enrol a speaker from one or more recordings (embeddings averaged)")
@@ -360,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     backend = commands.add_parser("fit-backend", help="fit a score back end (centered, asnorm, plda) on training speakers' recordings")
     backend.add_argument("--audio_dir", required=True, help="corpus of training speakers (never the evaluation speakers)")
     _add_encoder_arguments(backend)
+    _add_scorer_argument(backend)
     backend.set_defaults(handler=cmd_fit_backend)
 
     trials = commands.add_parser("eval-trials", help="open-set verification: EER, minDCF, ROC/DET on a trial list")
@@ -368,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     trials.add_argument("--json", help="write the numbers here")
     trials.add_argument("--plot", help="write ROC and DET curves to this PNG")
     _add_encoder_arguments(trials)
+    _add_scorer_argument(trials)
     trials.set_defaults(handler=cmd_eval_trials)
     return parser
 

@@ -11,6 +11,12 @@ from pathlib import Path
 import numpy as np
 
 
+def toolkit_home() -> Path:
+    """Where the toolkit keeps what belongs to a model rather than a file (calibrations, fitted back ends):
+    `$DEEP_SPEAKER_HOME`, default `~/.deep_speaker`."""
+    return Path(os.environ.get("DEEP_SPEAKER_HOME", Path.home() / ".deep_speaker"))
+
+
 def _default_file_mode() -> int:
     """0o666 minus the process umask: what a plain open() would give (mkstemp gives 0o600)."""
     umask = os.umask(0)

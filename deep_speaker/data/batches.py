@@ -22,8 +22,8 @@ from .split import SpeakerFeatures, SpeakerWaveforms
 class ClassificationBatches(keras.utils.PyDataset):
     """(crops, speaker labels) of random training utterances; with `augment`, each crop is masked (`mask_spans`)."""
 
-    def __init__(self, data, run, initial_epoch: int = 0, augment: bool = False):
-        super().__init__()
+    def __init__(self, data, run, initial_epoch: int = 0, augment: bool = False, workers: int = 1):
+        super().__init__(workers=workers, use_multiprocessing=False)
         self.data, self.run, self.epoch, self.augment = data, run, initial_epoch, augment
 
     def __len__(self):
@@ -63,8 +63,7 @@ class AugmentedBatches(ClassificationBatches):
         spec_augment: bool = False,
         workers: int = 1,
     ):
-        super().__init__(data, run, initial_epoch, spec_augment)
-        keras.utils.PyDataset.__init__(self, workers=workers, use_multiprocessing=False)
+        super().__init__(data, run, initial_epoch, spec_augment, workers)
         self.waveforms, self.augmentation, self.speeds = waveforms.waveforms, augmentation, tuple(speeds)
         self.noises, self.rirs = list(noises), list(rirs)
         self.num_classes = len(data.speakers) * len(self.speeds)

@@ -64,7 +64,7 @@ def _compute_one(job: tuple[Utterance, Path, FeatureConfig]) -> tuple[str, int |
     return utterance.utterance_id, features.shape[0], None
 
 
-def _cached_frames(path: Path, num_fbanks: int) -> int | None:
+def cached_frames(path: Path, num_fbanks: int) -> int | None:
     """Frames of a complete cached feature file, or None if it is missing, truncated or not features."""
     try:
         features = np.load(path, mmap_mode="r")
@@ -126,14 +126,14 @@ def build_feature_cache(
     targets = {u.utterance_id: features_dir / f"{u.utterance_id}.npy" for u in utterances}
     frames: dict[str, int] = {}
     for utterance in utterances:
-        cached = _cached_frames(targets[utterance.utterance_id], config.num_fbanks)
+        cached = cached_frames(targets[utterance.utterance_id], config.num_fbanks)
         if cached is not None:
             frames[utterance.utterance_id] = cached
     todo = [(u, targets[u.utterance_id], config) for u in utterances if u.utterance_id not in frames]
     errors: dict[str, str] = {}
     workers = workers or os.cpu_count() or 1
     if todo:
-        with _pool(workers) as pool:
+        with worker_pool(workers) as pool:
             results = pool.map(_compute_one, todo, chunksize=max(1, min(16, len(todo) // (8 * workers))))
             for utterance_id, num_frames, error in tqdm(results, total=len(todo), desc="features", disable=not progress, unit="utt"):
                 if error is None:
@@ -168,7 +168,8 @@ class _InProcess:
         return map(function, items)
 
 
-def _pool(workers: int):
+def worker_pool(workers: int):
+    """Processes for per-file work (spawned, exiting with their parent), or this process for one worker."""
     if workers == 1:
         return _InProcess()
     return ProcessPoolExecutor(

@@ -26,7 +26,7 @@ from ..errors import AudioError, CacheError
 from ..features import FeatureConfig, compute_features
 from ..fileio import atomic_save_npy, atomic_write_bytes, atomic_write_csv
 from .augment import WaveformAugmentation, augment, read_clips, speed_perturb
-from .cache import _cached_frames, _pool, read_feature_config, read_manifest
+from .cache import cached_frames, read_feature_config, read_manifest, worker_pool
 
 COPIES_DIR = "augmented"
 COPIES_MANIFEST = "augmented.csv"
@@ -90,7 +90,7 @@ def build_augmented_copies(
     atomic_write_bytes(config_path, json.dumps(settings, indent=2).encode())
     speed_of = [speeds[k % len(speeds)] for k in range(copies)]
     targets = {e.utterance_id: [working_dir / COPIES_DIR / f"{e.utterance_id}.{k}.npy" for k in range(copies)] for e in entries}
-    frames = {(e.utterance_id, k): _cached_frames(t, features.num_fbanks) for e in entries for k, t in enumerate(targets[e.utterance_id])}
+    frames = {(e.utterance_id, k): cached_frames(t, features.num_fbanks) for e in entries for k, t in enumerate(targets[e.utterance_id])}
     jobs, ids = [], []
     for index, entry in enumerate(entries):
         missing = {k: t for k, t in enumerate(targets[entry.utterance_id]) if frames[entry.utterance_id, k] is None}
@@ -104,7 +104,7 @@ def build_augmented_copies(
     computed = 0
     workers = workers or os.cpu_count() or 1
     if jobs:
-        with _pool(workers) as pool:
+        with worker_pool(workers) as pool:
             results = pool.map(_augment_one, jobs, chunksize=max(1, min(8, len(jobs) // (8 * workers))))
             for utterance_id, copy_results in tqdm(zip(ids, results), total=len(jobs), desc="augmented copies", disable=not progress, unit="utt"):
                 for k, num_frames, _ in copy_results:

@@ -14,13 +14,12 @@ on embeddings of training speakers (never the evaluation speakers) and saved key
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CalibrationError, ConfigError
-from ..fileio import atomic_replace
+from ..fileio import atomic_replace, toolkit_home
 
 
 def _unit(vectors) -> np.ndarray:
@@ -191,7 +190,7 @@ def build_scorer(name: str = "cosine", **options) -> Scorer:
 
 
 def backends_home() -> Path:
-    return Path(os.environ.get("DEEP_SPEAKER_HOME", Path.home() / ".deep_speaker")) / "backends"
+    return toolkit_home() / "backends"
 
 
 def scorer_path(fingerprint: str, name: str) -> Path:

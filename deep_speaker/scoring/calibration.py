@@ -11,13 +11,12 @@ anything, and the one it replaces is kept as a dated backup.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import CalibrationError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, toolkit_home
 from .metrics import compute_eer, threshold_at_false_accept_rate
 
 OPERATING_POINTS = ("eer", "far1", "far0.1")
@@ -28,7 +27,7 @@ MIN_NONTARGET_TRIALS = 1000  # far0.1 is the score of the 1-in-1000 highest impo
 
 
 def calibration_home() -> Path:
-    return Path(os.environ.get("DEEP_SPEAKER_HOME", Path.home() / ".deep_speaker")) / "calibration"
+    return toolkit_home() / "calibration"
 
 
 @dataclass(frozen=True)

@@ -59,18 +59,24 @@ def compute_min_dcf(target_scores, nontarget_scores, p_target: float = 0.01, c_m
     return float(costs[best] / min(c_miss * p_target, c_fa * (1 - p_target))), float(thresholds[best])
 
 
+def pair_masks(labels) -> tuple[np.ndarray, np.ndarray]:
+    """(same-speaker, different-speaker) masks of the unordered pairs i < j of a labelled set."""
+    labels = np.asarray(labels)
+    same = labels[:, None] == labels[None, :]
+    upper = np.triu(np.ones_like(same), k=1)
+    return upper & same, upper & ~same
+
+
 def all_pairs_eer(scores: np.ndarray, labels) -> float:
     """EER over every unordered pair (i < j) of a set scored against itself: `scores` (n, n), speaker `labels` (n,).
 
     >>> all_pairs_eer(np.array([[1, .9, .1], [.9, 1, .2], [.1, .2, 1]]), np.array([0, 0, 1]))
     0.0
     """
-    labels = np.asarray(labels)
-    same = labels[:, None] == labels[None, :]
-    upper = np.triu(np.ones_like(same), k=1)
-    if not np.any(upper & same) or not np.any(upper & ~same):
+    same, different = pair_masks(labels)
+    if not np.any(same) or not np.any(different):
         raise ValueError("all-pairs EER needs a speaker with two utterances and two speakers")
-    return compute_eer(scores[upper & same], scores[upper & ~same])[0]
+    return compute_eer(scores[same], scores[different])[0]
 
 
 def threshold_at_false_accept_rate(nontarget_scores, rate: float) -> float:

@@ -14,6 +14,7 @@ from ..checkpoints import save_model
 from ..errors import CacheError
 from ..fileio import atomic_write_bytes
 from ..scoring import CosineScorer, all_pairs_eer
+from ..scoring.metrics import pair_masks
 from .distribute import is_chief
 
 
@@ -35,8 +36,7 @@ class ValidationEER(keras.callbacks.Callback):
         super().__init__()
         self.crops = data.crops(data.validation, num_frames, None)
         self.labels = data.labels[data.validation]
-        same = self.labels[:, None] == self.labels[None, :]
-        if not np.any(np.triu(same, k=1)):
+        if not np.any(pair_masks(self.labels)[0]):
             raise CacheError(
                 f"{data.working_dir}: no speaker has two held-out utterances, so validation EER is undefined; "
                 "raise validation_fraction or add utterances (or delete split.json to split again)"

@@ -297,11 +297,10 @@ def train_head(working_dir, base_checkpoint, recipe: Recipe, progress: bool = Tr
     classes = len(data.speakers)
 
     def build_head_phase(state):
-        trainer = keras.saving.load_model(run_dir / "last.keras") if state else None
-        if trainer is None:
-            trainer = _compile(_on_features(head, LOSSES[recipe.loss.name].output(classes), "head_training"), recipe)
+        if state:  # the trainer holds its own copy of the head; `head` takes the best weights after `fit`
+            trainer = keras.saving.load_model(run_dir / "last.keras")
         else:
-            head.set_weights(trainer.get_layer(head.name).get_weights())
+            trainer = _compile(_on_features(head, LOSSES[recipe.loss.name].output(classes), "head_training"), recipe)
         trained_head = trainer.get_layer(head.name)
         return _head_phase(inputs, recipe, trainer, trained_head, lambda: trained_head)
 
