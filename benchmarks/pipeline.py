@@ -21,13 +21,12 @@ from common import ROOT, require_shared_data, write_result
 import keras
 
 from deep_speaker.config import load_recipe
-from deep_speaker.data.augment import WaveformAugmentation, read_clips
+from deep_speaker.data.augment import SPEEDS, WaveformAugmentation, read_clips
 from deep_speaker.data.batches import AugmentedBatches, ClassificationBatches
 from deep_speaker.data.cache import build_feature_cache
 from deep_speaker.data.copies import COPIES_MANIFEST, build_augmented_copies
 from deep_speaker.data.split import SpeakerFeatures, SpeakerWaveforms
 from deep_speaker.models import build_backbone
-from deep_speaker.tf.train import SPEEDS
 
 
 def timed_fit(model, data, steps: int, **kwargs) -> float:

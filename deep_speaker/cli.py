@@ -187,9 +187,8 @@ def cmd_eval_trials(args) -> int:
 
 
 def cmd_augment_cache(args) -> int:
-    from .data.augment import WaveformAugmentation
+    from .data.augment import SPEEDS, WaveformAugmentation
     from .data.copies import build_augmented_copies
-    from .tf.train import SPEEDS
 
     probabilities = ("noise_probability", "reverb_probability", "channel_probability")
     augmentation = WaveformAugmentation(**{name: getattr(args, name) for name in probabilities if getattr(args, name) is not None})

@@ -20,6 +20,7 @@ from ..errors import ConfigError
 
 NOISE_COLOURS = ("white", "pink", "brown")
 CODECS = ("mp3", "opus", "telephone")
+SPEEDS = (1.0, 0.9, 1.1)  # speed perturbation; 1.0 first: the unperturbed classes keep the speakers' own labels
 
 
 def power(signal: np.ndarray) -> float:

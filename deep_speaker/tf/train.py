@@ -23,7 +23,7 @@ import numpy as np
 
 from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
 from ..config import Recipe, validate
-from ..data.augment import WaveformAugmentation, read_clips
+from ..data.augment import SPEEDS, WaveformAugmentation, read_clips
 from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedInputs, TripletBatches
 from ..data.split import SpeakerFeatures, SpeakerWaveforms
 from ..errors import ConfigError, TrainingError
@@ -154,9 +154,6 @@ def _margin_callbacks(trainer: keras.Model, recipe: Recipe) -> list:
     if recipe.loss.margin_warmup_epochs and isinstance(trainer.loss, AAMSoftmaxLoss):
         return [MarginWarmup(trainer.loss, recipe.loss.margin_warmup_epochs)]
     return []
-
-
-SPEEDS = (1.0, 0.9, 1.1)  # 1.0 first: the unperturbed classes keep the speakers' own labels
 
 
 def _classification_batches(data: SpeakerFeatures, recipe: Recipe, initial_epoch: int, progress: bool) -> ClassificationBatches:
