@@ -112,6 +112,7 @@ def cmd_calibrate(args) -> int:
     paths = save_calibration(calibration, _checkpoint(args), force=args.force)
     print(result)
     print(f"thresholds: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}")
+    print(f"calibrated log-likelihood ratio = {calibration.llr_scale:.3f} x score {calibration.llr_offset:+.3f}")
     return 0
 
 

@@ -70,6 +70,7 @@ class RunRecipe:
     early_stopping_patience: int = 20
     seed: int = 123
     workers: int = 1  # threads preparing batches ahead of the model (waveform augmentation)
+    select_by: str = "val_accuracy"  # the best epoch: held-out accuracy or held-out verification EER (val_eer)
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,17 @@ PHASE_DEFAULTS = {
     # reference: Adam, dropout 0.5, early stopping after 20 epochs, LR halved after 10
     "classification": Recipe("classification", model=ModelRecipe(dropout=0.5)),
     # reference: SGD, margin 0.1, batch 96 = 32 anchors + 32 positives + 32 negatives
-    "triplet": Recipe("triplet", loss=LossRecipe("triplet", margin=0.1), optimiser=OptimiserRecipe("sgd", 0.01)),
+    "triplet": Recipe(
+        "triplet", loss=LossRecipe("triplet", margin=0.1), optimiser=OptimiserRecipe("sgd", 0.01), run=RunRecipe(select_by="val_eer")
+    ),
     "head": Recipe(
         "head",
         loss=LossRecipe("amsoftmax", negative_candidates=16),
-        run=RunRecipe(epochs=30, early_stopping_patience=8),
+        run=RunRecipe(epochs=30, early_stopping_patience=8, select_by="val_eer"),
     ),
 }
 OPTIMISERS = ("adam", "sgd")
+SELECTION = {"val_accuracy": "max", "val_eer": "min"}  # criterion -> which way is better
 
 
 def flat_options(phase: str) -> dict[str, tuple[str, str, type, object]]:
@@ -241,6 +245,8 @@ def validate(recipe: Recipe) -> Recipe:
     _check(0 < run.validation_fraction < 1, f"validation_fraction must be in (0, 1), got {run.validation_fraction}")
     _check(run.early_stopping_patience >= 1, f"early_stopping_patience must be >= 1, got {run.early_stopping_patience}")
     _check(run.workers >= 1, f"workers must be >= 1, got {run.workers}")
+    _check(run.select_by in SELECTION, f"select_by must be one of {sorted(SELECTION)}, got {run.select_by!r}")
+    _check(phase == "classification" or run.select_by == "val_eer", f"{phase} training selects its best epoch by val_eer only")
     aug = recipe.augment
     for name in ("noise_probability", "reverb_probability", "channel_probability"):
         _check(0 <= getattr(aug, name) <= 1, f"{name} must be in [0, 1], got {getattr(aug, name)}")

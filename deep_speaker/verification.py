@@ -13,7 +13,7 @@ from typing import Callable
 
 from .errors import CalibrationError, ConfigError
 from .scoring import CosineScorer, Scorer
-from .scoring.calibration import OPERATING_POINTS, Calibration, find_calibration
+from .scoring.calibration import OPERATING_POINTS, Calibration, find_calibration, probability
 
 UNKNOWN = "unknown"
 SpoofGate = Callable[[object], "str | None"]  # recording -> None if genuine, else the reason to reject it
@@ -28,14 +28,23 @@ class Decision:
     source: str
     accepted: bool | None
     reason: str = ""
+    llr: float | None = None  # calibrated log-likelihood ratio, when the calibration has one
+
+    @property
+    def probability(self) -> float | None:
+        """P(same speaker) at even prior odds, from the calibrated LLR."""
+        return None if self.llr is None else probability(self.llr)
 
     def __str__(self) -> str:
+        score = f"score = {self.score:.4f}"
+        if self.llr is not None:
+            score += f"  LLR = {self.llr:+.2f} (P(same) = {self.probability:.3f} at prior 0.5)"
         if self.reason:
-            return f"score = {self.score:.4f}  decision: rejected ({self.reason})"
+            return f"{score}  decision: rejected ({self.reason})"
         if self.threshold is None:
-            return f"score = {self.score:.4f}  decision: none ({self.source})"
+            return f"{score}  decision: none ({self.source})"
         verdict = "same speaker" if self.accepted else "different speakers"
-        return f"score = {self.score:.4f}  threshold = {self.threshold:.4f} ({self.source})  decision: {verdict}"
+        return f"{score}  threshold = {self.threshold:.4f} ({self.source})  decision: {verdict}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,8 @@ class Verifier:
 
     def decide(self, score: float) -> Decision:
         threshold, source = self.threshold()
-        return Decision(score, threshold, source, None if threshold is None else bool(score >= threshold))
+        llr = self.calibration.llr(score) if self.calibration is not None else None
+        return Decision(score, threshold, source, None if threshold is None else bool(score >= threshold), llr=llr)
 
     def _spoofed(self, *recordings) -> str:
         if self.spoof_gate is None:
@@ -121,7 +131,7 @@ class Verifier:
         reason = self._spoofed(*recordings)
         if not reason:
             return decision
-        return Decision(decision.score, decision.threshold, decision.source, False, reason)
+        return Decision(decision.score, decision.threshold, decision.source, False, reason, decision.llr)
 
     def identify(self, recording, registry, top_k: int = 5) -> Identification:
         """Who of the enrolled speakers is this? Ranked names, and `UNKNOWN` when the best is below the threshold."""

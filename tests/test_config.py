@@ -58,6 +58,8 @@ def test_bad_recipes(tmp_path, text, problem):
         ("classification", {"scale": 0.0}, "scale must be > 0"),
         ("head", {"epochs": 0}, "epochs must be >= 1"),
         ("triplet", {"batch_size": 2}, "batch_size must be >= 3"),
+        ("classification", {"select_by": "val_loss"}, "select_by must be one of"),
+        ("triplet", {"select_by": "val_accuracy"}, "triplet training selects its best epoch by val_eer only"),
     ],
 )
 def test_every_option_is_checked_before_any_work(phase, options, problem):

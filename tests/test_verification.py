@@ -30,6 +30,15 @@ def test_decisions_follow_the_operating_point(home):
     assert given.accepted is True and given.source == "threshold given"
 
 
+def test_a_calibration_with_an_llr_map_reports_the_llr_and_probability(home):
+    calibration = Calibration(eer=0.3, far1=0.5, far0_1=0.7, eer_percent=9.0, trials="t", model="model-a", llr_scale=20.0, llr_offset=-6.0)
+    decision = Verifier(LookupEncoder(), calibration=calibration).verify("alice_0.wav", "alice_1.wav")
+    assert decision.llr == pytest.approx(20.0 * decision.score - 6.0)
+    assert decision.probability == pytest.approx(1 / (1 + np.exp(-decision.llr)))
+    assert f"LLR = {decision.llr:+.2f}" in str(decision)
+    assert Verifier(LookupEncoder(), calibration=_calibration()).verify("alice_0.wav", "alice_1.wav").llr is None
+
+
 def test_no_calibration_gives_no_decision_and_bad_thresholds_are_refused(home):
     decision = Verifier(LookupEncoder("uncalibrated")).verify("alice_0.wav", "alice_1.wav")
     assert decision.accepted is None and "not calibrated" in str(decision)

@@ -11,9 +11,12 @@ anything, and the one it replaces is kept as a dated backup.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import CalibrationError
 from ..fileio import atomic_write_bytes, toolkit_home
@@ -41,6 +44,8 @@ class Calibration:
     trials: str
     model: str = ""
     scorer: str = "cosine"
+    llr_scale: float | None = None  # log-likelihood ratio = llr_scale * score + llr_offset (logistic regression)
+    llr_offset: float | None = None
 
     @classmethod
     def from_scores(cls, target_scores, nontarget_scores, trials: str = "", model: str = "", scorer: str = "cosine") -> "Calibration":
@@ -53,6 +58,7 @@ class Calibration:
                 "impostor scores, and a handful of target scores leaves the EER threshold to chance"
             )
         eer, threshold = compute_eer(target_scores, nontarget_scores)
+        llr_scale, llr_offset = fit_llr(target_scores, nontarget_scores)
         return cls(
             eer=threshold,
             far1=threshold_at_false_accept_rate(nontarget_scores, 0.01),
@@ -61,6 +67,8 @@ class Calibration:
             trials=trials,
             model=model,
             scorer=scorer,
+            llr_scale=llr_scale,
+            llr_offset=llr_offset,
         )
 
     @classmethod
@@ -74,14 +82,42 @@ class Calibration:
             thresholds = [calibration.eer, calibration.far1, calibration.far0_1]
             if not all(isinstance(t, (int, float)) and abs(t) < float("inf") for t in thresholds):
                 raise ValueError(f"thresholds must be finite numbers, got {thresholds}")
+            llr = [calibration.llr_scale, calibration.llr_offset]
+            if llr != [None, None] and not all(isinstance(v, (int, float)) and abs(v) < float("inf") for v in llr):
+                raise ValueError(f"llr_scale and llr_offset must be finite numbers, got {llr}")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
             raise CalibrationError(f"{path}: not a readable calibration file ({error})") from error
         return calibration
+
+    def llr(self, score: float) -> float | None:
+        """The calibrated log-likelihood ratio of a score (natural log; None in files calibrated before LLRs)."""
+        if self.llr_scale is None or self.llr_offset is None:
+            return None
+        return self.llr_scale * float(score) + self.llr_offset
 
     def threshold(self, operating_point: str) -> float:
         if operating_point not in OPERATING_POINTS:
             raise CalibrationError(f"unknown operating point {operating_point!r}; choose from {OPERATING_POINTS}")
         return {"eer": self.eer, "far1": self.far1, "far0.1": self.far0_1}[operating_point]
+
+
+def fit_llr(target_scores, nontarget_scores) -> tuple[float, float]:
+    """Linear score-to-LLR map by logistic regression with the two classes weighted equally (prior 0.5),
+    so its log-odds are log-likelihood ratios (as in BOSARIS / Brummer's linear calibration)."""
+    from sklearn.linear_model import LogisticRegression  # here: the command line imports this module to parse
+
+    scores = np.concatenate([target_scores, nontarget_scores]).astype(np.float64)[:, None]
+    labels = np.concatenate([np.ones(len(target_scores)), np.zeros(len(nontarget_scores))])
+    model = LogisticRegression(C=1e6, class_weight="balanced").fit(scores, labels)
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+def probability(llr: float, prior: float = 0.5) -> float:
+    """P(same speaker) for a calibrated LLR and a prior probability of a target trial."""
+    if not 0 < prior < 1:
+        raise CalibrationError(f"a prior must be in (0, 1), got {prior!r}")
+    log_odds = llr + math.log(prior / (1 - prior))
+    return 1 / (1 + math.exp(-log_odds)) if log_odds > -700 else 0.0
 
 
 def _scorer_part(scorer: str) -> str:

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
-from ..config import Recipe, validate
+from ..config import SELECTION, Recipe, validate
 from ..data.augment import SPEEDS, WaveformAugmentation, read_clips
 from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedInputs, TripletBatches
 from ..data.split import SpeakerFeatures, SpeakerWaveforms
@@ -186,16 +186,17 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
     backbone = trainer.get_layer("backbone")
     export = build_speaker_model(backbone, data.feature_config)
     run = recipe.run
+    monitor, mode = run.select_by, SELECTION[run.select_by]
     reduce_lr = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_accuracy", mode="max", factor=recipe.optimiser.reduce_lr_factor, patience=recipe.optimiser.reduce_lr_patience
+        monitor=monitor, mode=mode, factor=recipe.optimiser.reduce_lr_factor, patience=recipe.optimiser.reduce_lr_patience
     )
     return Phase(
         trainer,
         batches,
-        "val_accuracy",
-        "max",
+        monitor,
+        mode,
         lambda: export,
-        [reduce_lr, *_margin_callbacks(trainer, recipe), ValidationEER(data, run.num_frames, _normalised(backbone))],
+        [ValidationEER(data, run.num_frames, _normalised(backbone)), reduce_lr, *_margin_callbacks(trainer, recipe)],  # val_eer first: the others may read it
         (data.crops(data.validation, run.num_frames, None), data.labels[data.validation]),
     )
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deep_speaker.errors import CalibrationError
-from deep_speaker.scoring.calibration import Calibration, beside, find_calibration, save_calibration
+from deep_speaker.scoring.calibration import Calibration, beside, find_calibration, probability, save_calibration
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +19,24 @@ def test_thresholds_meet_their_false_accept_rates():
     assert calibration.eer < calibration.far1 < calibration.far0_1
     assert np.mean(nontarget >= calibration.far1) <= 0.01 and np.mean(nontarget >= calibration.far0_1) <= 0.001
     assert calibration.threshold("far1") == calibration.far1
+
+
+def test_llr_recovers_the_true_likelihood_ratio_of_gaussian_scores():
+    """Equal-variance Gaussians N(mu_t, sd), N(mu_n, sd): the true LLR is (mu_t - mu_n) / sd^2 * (s - (mu_t + mu_n) / 2)."""
+    rng = np.random.default_rng(1)
+    target, nontarget = rng.normal(0.5, 0.1, 2000), rng.normal(0.2, 0.1, 20000)
+    calibration = Calibration.from_scores(target, nontarget, model="abc")
+    assert calibration.llr_scale == pytest.approx(30.0, rel=0.1)
+    assert calibration.llr(0.35) == pytest.approx(0.0, abs=0.3)
+    assert calibration.llr(0.5) == pytest.approx(4.5, abs=0.5)
+    assert probability(calibration.llr(0.5)) > 0.98 and probability(calibration.llr(0.2)) < 0.02
+    assert probability(0.0, prior=0.01) == pytest.approx(0.01)
+
+
+def test_an_old_file_without_llr_reads_and_reports_none(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"eer": 0.3, "far1": 0.5, "far0_1": 0.7, "eer_percent": 9.0, "trials": "t", "model": "abc"}))
+    assert Calibration.read(path).llr(0.5) is None
 
 
 def test_found_by_fingerprint_wherever_the_checkpoint_goes(tmp_path):
@@ -39,7 +57,10 @@ def test_a_stale_file_beside_the_checkpoint_is_ignored_and_an_old_unkeyed_one_is
     assert find_calibration("new", checkpoint).far1 == 0.2
 
 
-@pytest.mark.parametrize("text", ["{not json", '{"eer": "high"}', '["a"]', '{"eer": NaN, "far1": 1, "far0_1": 1, "eer_percent": 1, "trials": ""}'])
+@pytest.mark.parametrize(
+    "text",
+    ["{not json", '{"eer": "high"}', '["a"]', '{"eer": NaN, "far1": 1, "far0_1": 1, "eer_percent": 1, "trials": ""}', '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "llr_scale": "steep", "llr_offset": 0}'],
+)
 def test_corrupt_files_are_one_clear_error(tmp_path, text):
     checkpoint = tmp_path / "m.keras"
     beside(checkpoint).write_text(text)

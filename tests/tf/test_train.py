@@ -47,6 +47,12 @@ def test_classification_then_triplet_resume_and_reproducibility(tiny_cache, tmp_
     assert load_model(triplet_best).output_shape == (None, 32)
 
 
+def test_classification_can_keep_the_epoch_with_the_best_held_out_eer(working_dir):
+    train_classifier(working_dir, tiny_recipe(epochs=3, select_by="val_eer"), progress=False)
+    eers = [float(r["val_eer"]) for r in _rows(working_dir / "softmax" / "training.csv")]
+    assert json.loads((working_dir / "softmax" / "state.json").read_text())["best"] == pytest.approx(min(eers))
+
+
 def test_resume_with_another_recipe_is_refused_and_log_follows_the_resume_point(working_dir):
     train_classifier(working_dir, tiny_recipe(epochs=1), progress=False)
     with pytest.raises(ConfigError, match=r"started with other options \(loss.name: 'softmax' -> 'amsoftmax'"):
