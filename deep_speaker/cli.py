@@ -39,6 +39,17 @@ def cmd_convert_checkpoint(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from .checkpoints import check_save_path, load_model, save_model
+    from .models.ensemble import build_ensemble
+
+    check_save_path(args.target)
+    model = build_ensemble([load_model(path) for path in args.models], args.weights)
+    save_model(model, args.target)
+    print(f"wrote {args.target}: {len(args.models)} models fused by score weights {model.get_layer('backbone').get_layer('score_fusion').fusion_weights} ({model.count_params():,} weights)")
+    return 0
+
+
 def _checkpoint(args):
     from .embedding import DEFAULT_CHECKPOINT
 
@@ -299,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source")
     convert.add_argument("target")
     convert.set_defaults(handler=cmd_convert_checkpoint)
+
+    ensemble = commands.add_parser("ensemble", help="fuse trained models with one front end into one model (weighted score fusion)")
+    ensemble.add_argument("models", nargs="+", help="speaker models (.keras or legacy .h5), two or more")
+    ensemble.add_argument("target", help="the fused model (.keras)")
+    ensemble.add_argument("--weights", type=float, nargs="+", help="score weights, one per model (default: equal)")
+    ensemble.set_defaults(handler=cmd_ensemble)
 
     embed = commands.add_parser("embed", help="embed audio files into an .npy (n, 512)")
     embed.add_argument("files", nargs="+")

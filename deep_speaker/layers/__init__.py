@@ -1,7 +1,7 @@
 """Keras 3 layers of the toolkit: keras.ops only (every backend), registered and serialisable."""
 
 from .frontend import Fbank, FeatureSpec
-from .fusion import EmbeddingFusion
+from .fusion import EmbeddingFusion, ScoreFusion
 from .margins import CosineLogits
 from .normalization import L2Normalize, l2_normalize
 from .pooling import AttentiveStatsPooling, StatsPooling, TemporalAverage
@@ -16,6 +16,7 @@ __all__ = [
     "FeatureSpec",
     "L2Normalize",
     "ReflectPadding1D",
+    "ScoreFusion",
     "SqueezeExcitation",
     "StatsPooling",
     "TemporalAverage",

@@ -1,4 +1,4 @@
-"""Fusion of a base embedding and a refinement head's embedding into one unit vector."""
+"""Fusion of unit embeddings into one unit vector: a base and its refinement head, or the members of an ensemble."""
 
 from __future__ import annotations
 
@@ -47,3 +47,27 @@ class EmbeddingFusion(keras.layers.Layer):
             "trained": self.trained,
             "base_fingerprint": self.base_fingerprint,
         }
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class ScoreFusion(keras.layers.Layer):
+    """[sqrt(w_1) e_1, ..., sqrt(w_n) e_n] for unit vectors e_i and weights summing to 1: its cosine with another
+    such vector is exactly sum_i w_i cos(e_i, e'_i), i.e. weighted score-level fusion in one dot product."""
+
+    def __init__(self, weights=(0.5, 0.5), **kwargs):
+        super().__init__(**kwargs)
+        weights = [float(w) for w in weights]
+        if len(weights) < 2 or not all(w > 0 for w in weights):
+            raise ConfigError(f"score fusion takes two or more positive weights, got {weights}")
+        self.fusion_weights = [w / sum(weights) for w in weights]
+
+    def call(self, inputs):
+        if len(inputs) != len(self.fusion_weights):
+            raise ConfigError(f"score fusion has {len(self.fusion_weights)} weights but got {len(inputs)} embeddings")
+        return ops.concatenate([x * w**0.5 for x, w in zip(inputs, self.fusion_weights)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], sum(shape[-1] for shape in input_shape))
+
+    def get_config(self):
+        return {**super().get_config(), "weights": self.fusion_weights}
