@@ -169,7 +169,9 @@ def cmd_train(args) -> int:
         for fusion, path in paths.items():
             print(f"fused model ({fusion}): {path}" + ("  <- selected by --fusion" if fusion == recipe.head.fusion else ""))
         return 0
-    extra = {"initial_checkpoint": args.initial_checkpoint} if args.phase == "triplet" else {}
+    extra = {"initial_checkpoint": args.initial_checkpoint} if args.phase in ("triplet", "classification") else {}
+    if args.phase == "classification":
+        extra["run_name"] = args.run_name
     best = train.PHASES[args.phase](args.working_dir, recipe, progress=not args.quiet, **extra)
     print(f"best {args.phase} checkpoint: {best}")
     return 0
@@ -360,8 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decision_arguments(identify)
     identify.set_defaults(handler=cmd_identify)
 
-    softmax = commands.add_parser("train-softmax", help="classification pre-training (softmax or AM-softmax) on a feature cache")
+    softmax = commands.add_parser("train-softmax", help="classification training (softmax, AM- or AAM-softmax) on a feature cache")
     _add_recipe_arguments(softmax, "classification")
+    softmax.add_argument(
+        "--initial_checkpoint", help="fine-tune this speaker model (same backbone and features; margin classes start at class means) instead of training from scratch"
+    )
+    softmax.add_argument("--run_name", help="the run's folder under WORKING_DIR (default softmax), e.g. softmax_lmf for large-margin fine-tuning")
 
     triplet = commands.add_parser("train-triplet", help="hard-negative triplet training from the classification checkpoint")
     _add_recipe_arguments(triplet, "triplet")

@@ -28,7 +28,7 @@ from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedI
 from ..data.split import SpeakerFeatures, SpeakerWaveforms
 from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_write_bytes
-from ..layers import L2Normalize
+from ..layers import CosineLogits, L2Normalize
 from ..losses import LOSSES, AAMSoftmaxLoss, MarginWarmup
 from ..models import build_backbone, build_speaker_model
 from ..models.heads import HEAD_TAPS, build_head
@@ -201,11 +201,18 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
     )
 
 
-def train_classifier(working_dir, recipe: Recipe, progress: bool = True) -> Path:
-    """Softmax or AM-softmax pre-training of a registered backbone; returns the best speaker model (by validation accuracy)."""
+def train_classifier(working_dir, recipe: Recipe, progress: bool = True, initial_checkpoint=None, run_name: str | None = None) -> Path:
+    """Softmax, AM- or AAM-softmax training of a registered backbone; returns the best speaker model (by
+    `run.select_by`).
+
+    From scratch by default. With `initial_checkpoint` (a speaker model of the same backbone and features) it
+    fine-tunes: the backbone starts from its weights and each class direction of a margin classifier from its
+    class's mean embedding, which is large-margin fine-tuning when the recipe raises the margin and the crop
+    length. `run_name` names the run folder under `working_dir` (default `softmax`).
+    """
     validate(recipe)
     data = SpeakerFeatures(working_dir, recipe.run.validation_fraction, augmented_copies=recipe.augment.cached_copies)
-    run_dir = Path(working_dir) / RUN_DIRS["classification"]
+    run_dir = Path(working_dir) / (run_name or RUN_DIRS["classification"])
 
     def build(state):
         batches = _classification_batches(data, recipe, state["epoch"] if state else 0, progress)
@@ -213,11 +220,33 @@ def train_classifier(working_dir, recipe: Recipe, progress: bool = True) -> Path
             trainer = keras.saving.load_model(run_dir / "last.keras")
         else:
             backbone = build_backbone(recipe.model.name, data.feature_config.num_fbanks, **_model_options(recipe))
-            classifier = LOSSES[recipe.loss.name].output(getattr(batches, "num_classes", data.num_classes))
-            trainer = _compile(_on_features(backbone, lambda taps: classifier(taps["embedding"]), "classification"), recipe)
+            num_classes = getattr(batches, "num_classes", data.num_classes)
+            classifier = LOSSES[recipe.loss.name].output(num_classes)
+            trainer = _on_features(backbone, lambda taps: classifier(taps["embedding"]), "classification")
+            if initial_checkpoint is not None:
+                _start_from(backbone, initial_checkpoint, data)
+                if isinstance(classifier, CosineLogits):
+                    classifier.directions.assign(_class_means(backbone, data, num_classes, recipe.run.num_frames))
+            trainer = _compile(trainer, recipe)
         return _classification_phase(data, recipe, trainer, batches)
 
     return fit(run_dir, recipe, build, progress)
+
+
+def _start_from(backbone: keras.Model, checkpoint, data: SpeakerFeatures) -> None:
+    """Copy a speaker model's backbone weights into `backbone` (same architecture and features, else refused)."""
+    pretrained = load_model(checkpoint)
+    check_features(pretrained, data.feature_config, checkpoint)
+    weights = {layer.name: layer.get_weights() for layer in backbone_of(pretrained).layers if layer.weights}
+    assign_weights_by_name(backbone, weights, checkpoint)
+
+
+def _class_means(backbone: keras.Model, data: SpeakerFeatures, num_classes: int, num_frames: int) -> np.ndarray:
+    """(dim, classes): each class's mean unit embedding over its training utterances (first `num_frames`), unit length."""
+    embeddings = _normalised(backbone).predict(data.crops(data.train, num_frames, None), batch_size=64, verbose=0)
+    labels = data.labels[data.train]
+    means = np.stack([embeddings[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(embeddings.shape[1]) for c in range(num_classes)])
+    return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).T
 
 
 def train_triplet(working_dir, recipe: Recipe, initial_checkpoint=None, progress: bool = True) -> Path:

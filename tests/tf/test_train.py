@@ -16,7 +16,7 @@ from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.features import FeatureConfig
 from deep_speaker.layers import CosineLogits
-from deep_speaker.models import feature_config_of
+from deep_speaker.models import feature_config_of, feature_model
 from deep_speaker.tf.distribute import is_chief
 from deep_speaker.tf.train import train_classifier, train_head, train_triplet
 from tests.helpers import ROOT, feature_cache, save_tiny_model, synthetic_speech, tiny_recipe
@@ -67,6 +67,27 @@ def test_triplet_refuses_mismatched_classifier(working_dir):
     train_classifier(working_dir, tiny_recipe(epochs=1), progress=False)
     with pytest.raises(CheckpointError, match="other shapes"):
         train_triplet(working_dir, tiny_recipe("triplet", epochs=1, width=0.125), progress=False)
+
+
+def test_large_margin_fine_tuning_starts_from_the_checkpoint_and_class_means(working_dir):
+    from deep_speaker.data.split import SpeakerFeatures
+
+    first = train_classifier(working_dir, tiny_recipe(epochs=1, loss="aamsoftmax"), progress=False)
+    still = tiny_recipe(epochs=1, loss="aamsoftmax", margin=0.3, learning_rate=1e-12)  # fine-tuning that moves nothing
+    train_classifier(working_dir, still, progress=False, initial_checkpoint=first, run_name="softmax_lmf")
+    trainer = keras.saving.load_model(working_dir / "softmax_lmf" / "last.keras")
+    for layer in load_model(first).get_layer("backbone").layers:
+        for before, after in zip(layer.get_weights(), trainer.get_layer("backbone").get_layer(layer.name).get_weights()):
+            np.testing.assert_allclose(after, before, atol=1e-6)
+    data = SpeakerFeatures(working_dir)
+    embeddings = feature_model(load_model(first)).predict(data.crops(data.train, still.run.num_frames, None), verbose=0)
+    directions = next(layer for layer in trainer.layers if isinstance(layer, CosineLogits)).directions.numpy()
+    for speaker in range(data.num_classes):
+        mean = embeddings[data.labels[data.train] == speaker].mean(axis=0)
+        cosine = mean @ directions[:, speaker] / np.linalg.norm(mean) / np.linalg.norm(directions[:, speaker])
+        assert cosine > 0.999
+    with pytest.raises(CheckpointError, match="other shapes"):
+        train_classifier(working_dir, tiny_recipe(epochs=1, width=0.125), progress=False, initial_checkpoint=first, run_name="other")
 
 
 def test_models_carry_the_cache_features_and_other_features_are_refused(tmp_path):
