@@ -25,12 +25,11 @@ import soundfile as sf
 
 from common import RESULTS, ROOT, require_shared_data, write_result
 from deep_speaker.audio import read_audio
-from deep_speaker.data.augment import through_channel
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.evaluation import Trials, score_trials, verification_result
-from deep_speaker.scoring import build_scorer
 from deep_speaker.fileio import atomic_write_bytes
+from deep_speaker.scoring import build_scorer
 
 WORK = ROOT / "benchmarks" / "work" / "accuracy"
 CONDITIONS = ("clean", "mp3", "telephone")
