@@ -47,13 +47,13 @@ def _decode(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _max_checkpoint_bytes() -> int:
+def max_checkpoint_bytes() -> int:
     return int(float(os.environ.get("DEEP_SPEAKER_MAX_CHECKPOINT_MB", MAX_CHECKPOINT_MB)) * 2**20)
 
 
 def _gunzip(path: Path) -> bytes:
     """Decompress a `.gz` checkpoint, refusing one that inflates past the checkpoint size limit (a gzip bomb)."""
-    limit = _max_checkpoint_bytes()
+    limit = max_checkpoint_bytes()
     with gzip.open(path, "rb") as stream:
         data = stream.read(limit + 1)
     if len(data) > limit:

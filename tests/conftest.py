@@ -13,6 +13,7 @@ from tests.helpers import synthetic_speech
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LEGACY = SHARED / "fixtures" / "deep_speaker_legacy"
+PYTORCH_IMPORT = SHARED / "fixtures" / "pytorch_import"
 DATA = SHARED / "data"
 
 
@@ -47,6 +48,11 @@ def shared_data() -> Path:
 @pytest.fixture
 def legacy_fixtures() -> Path:
     return require_shared(LEGACY)
+
+
+@pytest.fixture
+def pytorch_fixtures() -> Path:
+    return require_shared(PYTORCH_IMPORT)
 
 
 @pytest.fixture
