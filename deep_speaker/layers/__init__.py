@@ -4,6 +4,7 @@ from .frontend import Fbank, FeatureSpec
 from .fusion import EmbeddingFusion, ScoreFusion
 from .margins import CosineLogits
 from .normalization import L2Normalize, l2_normalize
+from .partials import PartialAverage, PartialWindows
 from .pooling import AttentiveStatsPooling, StatsPooling, TemporalAverage
 from .tdnn import ChannelSplit, ReflectPadding1D, SqueezeExcitation, tdnn_block
 
@@ -15,6 +16,8 @@ __all__ = [
     "Fbank",
     "FeatureSpec",
     "L2Normalize",
+    "PartialAverage",
+    "PartialWindows",
     "ReflectPadding1D",
     "ScoreFusion",
     "SqueezeExcitation",
