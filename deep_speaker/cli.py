@@ -39,6 +39,17 @@ def cmd_convert_checkpoint(args) -> int:
     return 0
 
 
+def cmd_import_model(args) -> int:
+    from .checkpoints import check_save_path, save_model
+    from .importers import IMPORTERS
+
+    check_save_path(args.target)
+    model = IMPORTERS[args.kind](args.source)
+    save_model(model, args.target)
+    print(f"wrote {args.target}: {args.kind} model from {args.source} ({model.count_params():,} weights)")
+    return 0
+
+
 def cmd_ensemble(args) -> int:
     from .checkpoints import check_save_path, load_model, save_model
     from .models.ensemble import build_ensemble
@@ -312,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source")
     convert.add_argument("target")
     convert.set_defaults(handler=cmd_convert_checkpoint)
+
+    imported = commands.add_parser("import-model", help="a pretrained model of another toolkit (PyTorch checkpoint, read without torch) -> .keras")
+    imported.add_argument("kind", choices=["resemblyzer"], help="resemblyzer: the GE2E encoder's pretrained.pt")
+    imported.add_argument("source")
+    imported.add_argument("target")
+    imported.set_defaults(handler=cmd_import_model)
 
     ensemble = commands.add_parser("ensemble", help="fuse trained models with one front end into one model (weighted score fusion)")
     ensemble.add_argument("models", nargs="+", help="speaker models (.keras or legacy .h5), two or more")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .audio import FRAME_STEP, SAMPLE_RATE, load_speech, to_model_input, trim_silence
 from .checkpoints import load_model
 from .errors import CheckpointError, ConfigError
-from .features import crop_or_pad, fbank_energies, features_from_energies, require_speech
+from .features import compute_features, crop_or_pad, fbank_energies, features_from_energies, require_speech
 from .models import feature_config_of, feature_model, model_fingerprint
 from .models.speaker_model import require_speaker_model
 from .scoring import CosineScorer, Scorer
@@ -120,9 +120,13 @@ class SpeakerEncoder:
         return energies
 
     def features(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """Model-input features (frames, bands) of a file path or a waveform array at `sample_rate`; one
-        filterbank pass serves both the speech check and the features."""
-        return features_from_energies(self._energies(self.speech(source, sample_rate), source), self.feature_config)
+        """Model-input features (frames, bands) of a file path or a waveform array at `sample_rate`; for our own
+        front end one filterbank pass serves both the speech check and the features."""
+        speech = self.speech(source, sample_rate)
+        energies = self._energies(speech, source)
+        if self.feature_config.kind != "deep_speaker":  # another toolkit's front end: the energies only checked the speech
+            return compute_features(speech, self.feature_config)
+        return features_from_energies(energies, self.feature_config)
 
     def _prepare(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """What one recording contributes to a batch: its features, or (`waveform_in`) its checked trimmed waveform."""

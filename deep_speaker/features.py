@@ -23,6 +23,9 @@ NUM_FRAMES = 160  # training crop: about 1.6 s
 NFFT = 512
 PREEMPHASIS = 0.97
 ENERGY_SCALES = ("linear", "log")
+KINDS = ("deep_speaker", "resemblyzer")  # the reference's filterbanks, or GE2E's mel spectrogram (Resemblyzer)
+RESEMBLYZER_NFFT = 400  # librosa.feature.melspectrogram(sr=16000, n_fft=400, hop_length=160): hann window, centred
+PARTIAL_FRAMES, PARTIAL_STEP, PARTIAL_MIN_COVERAGE = 160, 77, 0.75  # Resemblyzer's partial utterances
 NORMALISATIONS = ("frame", "utterance")
 SPEECH_BLOCK_FRAMES = 10  # 100 ms: long enough to average out noise, short enough to keep syllables (4 Hz)
 MIN_SPEECH_VARIATION_DB = 8.0  # stationary noise, hum, dither: under 4.5 dB; speech: over 12 dB (speechocean762, samples)
@@ -37,8 +40,13 @@ class FeatureConfig:
     trim: str = "reference"  # reference | energy | none
     energies: str = "linear"  # linear (reference) | log
     normalisation: str = "frame"  # frame (reference) | utterance
+    kind: str = "deep_speaker"  # deep_speaker | resemblyzer (GE2E: 40-band power mel, no normalisation)
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown front end {self.kind!r}; choose from {KINDS}")
+        if self.kind == "resemblyzer" and (self.energies, self.normalisation, self.sample_rate) != ("linear", "frame", SAMPLE_RATE):
+            raise ConfigError("the resemblyzer front end is fixed: linear (power) mel energies, 16 kHz, no options")
         if self.trim not in TRIM_METHODS:
             raise ConfigError(f"unknown trim method {self.trim!r}; choose from {TRIM_METHODS}")
         if self.energies not in ENERGY_SCALES:
@@ -52,6 +60,8 @@ class FeatureConfig:
 
     def describe(self) -> str:
         """In words, for error messages."""
+        if self.kind == "resemblyzer":
+            return f"Resemblyzer's power mel spectrogram ({self.num_fbanks} bands, {self.sample_rate} Hz, padded to its partial windows)"
         return (
             f"{self.energies} filterbank energies ({self.num_fbanks} bands, {self.sample_rate} Hz, "
             f"{self.normalisation} normalisation)"
@@ -132,8 +142,55 @@ def normalize_utterance(features: np.ndarray, epsilon: float = 1e-12) -> np.ndar
 
 
 def compute_features(signal: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
-    """Waveform (already trimmed) -> normalised filterbank features (frames, num_fbanks) float32."""
+    """Waveform (already trimmed) -> the model input of `config` (frames, num_fbanks) float32."""
+    if config.kind == "resemblyzer":
+        return resemblyzer_mel(signal, config.num_fbanks)
     return features_from_energies(fbank_energies(signal, config.num_fbanks, config.sample_rate), config)
+
+
+def partial_grid_length(num_samples: int) -> int:
+    """Samples Resemblyzer pads an utterance to: the end of its last partial window of 160 frames every 77
+    (a last window covering under 75 % of its span is dropped, and then nothing is padded)."""
+    frames = num_samples // FRAME_STEP + 1
+    last = (max(1, frames - PARTIAL_FRAMES + PARTIAL_STEP + 1) - 1) // PARTIAL_STEP * PARTIAL_STEP
+    if last > 0 and (num_samples - last * FRAME_STEP) / (PARTIAL_FRAMES * FRAME_STEP) < PARTIAL_MIN_COVERAGE:
+        last -= PARTIAL_STEP
+    return max(num_samples, (last + PARTIAL_FRAMES) * FRAME_STEP)
+
+
+def _slaney_hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's Auditory Toolbox mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, hz / (200.0 / 3))
+
+
+def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mel - 15.0)), mel * (200.0 / 3))
+
+
+@lru_cache(maxsize=4)
+def slaney_mel_filterbank(num_filters: int, nfft: int = RESEMBLYZER_NFFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(num_filters, nfft // 2 + 1): librosa's default mel filters (Slaney scale, area-normalised triangles,
+    0 Hz to Nyquist), which Resemblyzer uses; tested against `librosa.filters.mel`."""
+    edges = _slaney_mel_to_hz(np.linspace(0.0, _slaney_hz_to_mel(sample_rate / 2.0), num_filters + 2))
+    ramps = edges[:, None] - np.fft.rfftfreq(nfft, 1.0 / sample_rate)[None, :]
+    widths = np.diff(edges)
+    rising, falling = -ramps[:-2] / widths[:-1, None], ramps[2:] / widths[1:, None]
+    return np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+def resemblyzer_mel(signal: np.ndarray, num_filters: int = 40) -> np.ndarray:
+    """GE2E input as Resemblyzer computes it: padded to its partial grid, centred 25 ms hann frames every 10 ms
+    (zero padding), power spectrum, Slaney mel, no log, no normalisation. (frames, num_filters) float32."""
+    signal = np.asarray(signal, dtype=np.float64)
+    signal = np.pad(signal, (RESEMBLYZER_NFFT // 2, partial_grid_length(signal.size) - signal.size + RESEMBLYZER_NFFT // 2))
+    frames = np.lib.stride_tricks.sliding_window_view(signal, RESEMBLYZER_NFFT)[::FRAME_STEP]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(RESEMBLYZER_NFFT) / RESEMBLYZER_NFFT)  # periodic hann
+    spectrum = np.fft.rfft(frames * window, RESEMBLYZER_NFFT)
+    power = spectrum.real**2 + spectrum.imag**2
+    return (power @ slaney_mel_filterbank(num_filters).T).astype(np.float32)
 
 
 def features_from_energies(energies: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:

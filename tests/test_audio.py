@@ -195,3 +195,15 @@ def test_build_mfcc_lists_bombs_with_other_failures(tmp_path):
     assert summary.computed == 4 and len(summary.failures) == 2
     failures = (tmp_path / "wd" / "failures.csv").read_text()
     assert "one_hz.wav" in failures and "huge.flac" in failures and "outside 4000-384000 Hz" in failures
+
+
+def test_resemblyzer_trim_raises_quiet_audio_and_cuts_long_silences():
+    from deep_speaker.audio import normalize_volume, trim_silence
+
+    speech = synthetic_speech(1.5) * 0.01
+    louder = normalize_volume(speech)
+    assert 10 * np.log10(np.mean(louder**2)) == pytest.approx(-30.0, abs=0.01)
+    np.testing.assert_array_equal(normalize_volume(louder * 10), louder * 10)  # never lowered
+    gap = np.zeros(32000, dtype=np.float32)  # 2 s of silence between two utterances
+    trimmed = trim_silence(np.concatenate([speech, gap, speech]), "resemblyzer")
+    assert trimmed.size % 480 == 0 and 2 * speech.size - 9600 < trimmed.size < 2 * speech.size + 12000

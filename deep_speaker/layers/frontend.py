@@ -16,15 +16,27 @@ from keras import ops
 
 from ..audio import FRAME_LENGTH, FRAME_STEP
 from ..errors import ConfigError
-from ..features import NFFT, PREEMPHASIS, FeatureConfig, mel_filterbank
+from ..features import (
+    NFFT,
+    PARTIAL_FRAMES,
+    PARTIAL_MIN_COVERAGE,
+    PARTIAL_STEP,
+    PREEMPHASIS,
+    RESEMBLYZER_NFFT,
+    FeatureConfig,
+    mel_filterbank,
+    slaney_mel_filterbank,
+)
 
 PRECISIONS = ("float64", "float32")
 
 
-def _dft_basis(dtype: str) -> np.ndarray:
-    """(frame length, 2 * bins): a frame times it gives the real and imaginary parts of its NFFT-point rfft."""
-    angles = 2 * np.pi * np.outer(np.arange(FRAME_LENGTH), np.arange(NFFT // 2 + 1)) / NFFT
-    return np.concatenate([np.cos(angles), -np.sin(angles)], axis=1).astype(dtype)
+def _dft_basis(dtype: str, nfft: int = NFFT, window=None) -> np.ndarray:
+    """(frame length, 2 * bins): a frame times it gives the real and imaginary parts of its `nfft`-point rfft
+    (of the frame times `window`, if given)."""
+    angles = 2 * np.pi * np.outer(np.arange(FRAME_LENGTH), np.arange(nfft // 2 + 1)) / nfft
+    basis = np.concatenate([np.cos(angles), -np.sin(angles)], axis=1)
+    return (basis if window is None else window[:, None] * basis).astype(dtype)
 
 
 @keras.saving.register_keras_serializable(package="deep_speaker")
@@ -52,18 +64,42 @@ class Fbank(keras.layers.Layer):
         energies: str = "linear",
         normalisation: str = "frame",
         precision: str = "float64",
+        kind: str = "deep_speaker",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.feature_config = FeatureConfig(sample_rate, num_fbanks, trim, energies, normalisation)
+        self.feature_config = FeatureConfig(sample_rate, num_fbanks, trim, energies, normalisation, kind)
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown front-end precision {precision!r}; choose from {PRECISIONS}")
         self.precision = precision
-        self._dft = _dft_basis(precision)
-        self._mel = mel_filterbank(num_fbanks, NFFT, sample_rate).T.astype(precision)
+        if kind == "resemblyzer":
+            hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME_LENGTH) / RESEMBLYZER_NFFT)
+            self._dft = _dft_basis(precision, RESEMBLYZER_NFFT, hann)
+            self._mel = slaney_mel_filterbank(num_fbanks, RESEMBLYZER_NFFT, sample_rate).T.astype(precision)
+        else:
+            self._dft = _dft_basis(precision)
+            self._mel = mel_filterbank(num_fbanks, NFFT, sample_rate).T.astype(precision)
+
+    def _resemblyzer(self, samples):
+        """`features.resemblyzer_mel` in the graph: partial-grid padding, centred hann frames, power, Slaney mel."""
+        num_samples = ops.shape(samples)[1]
+        frames = num_samples // FRAME_STEP + 1
+        last = (ops.maximum(frames - PARTIAL_FRAMES + PARTIAL_STEP + 1, 1) - 1) // PARTIAL_STEP * PARTIAL_STEP
+        coverage = ops.cast(num_samples - last * FRAME_STEP, "float32") / (PARTIAL_FRAMES * FRAME_STEP)
+        last = ops.where(ops.logical_and(last > 0, coverage < PARTIAL_MIN_COVERAGE), last - PARTIAL_STEP, last)
+        length = ops.maximum(num_samples, (last + PARTIAL_FRAMES) * FRAME_STEP)
+        half = RESEMBLYZER_NFFT // 2
+        padded = ops.pad(ops.cast(samples, self.precision), [[0, 0], [half, length - num_samples + half]])
+        starts = ops.expand_dims(ops.arange(length // FRAME_STEP + 1) * FRAME_STEP, 1)
+        spectrum = ops.matmul(ops.take(padded, starts + ops.arange(RESEMBLYZER_NFFT)[None, :], axis=1), ops.convert_to_tensor(self._dft))
+        bins = RESEMBLYZER_NFFT // 2 + 1
+        power = spectrum[..., :bins] ** 2 + spectrum[..., bins:] ** 2
+        return ops.cast(ops.matmul(power, ops.convert_to_tensor(self._mel)), "float32")
 
     def call(self, waveform):
         samples = ops.cast(waveform, "float32")
+        if self.feature_config.kind == "resemblyzer":
+            return self._resemblyzer(samples)
         emphasised = ops.concatenate([samples[:, :1], samples[:, 1:] - PREEMPHASIS * samples[:, :-1]], axis=1)
         emphasised = ops.pad(ops.cast(emphasised, self.precision), [[0, 0], [0, FRAME_LENGTH]])
         num_samples = ops.shape(samples)[1]
@@ -83,6 +119,8 @@ class Fbank(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[1]
+        if self.feature_config.kind == "resemblyzer":
+            return (input_shape[0], None, self.feature_config.num_fbanks)
         frames = None if samples is None else 1 + max(samples - FRAME_LENGTH, 0) // FRAME_STEP + (max(samples - FRAME_LENGTH, 0) % FRAME_STEP > 0)
         return (input_shape[0], frames, self.feature_config.num_fbanks)
 

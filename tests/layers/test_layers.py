@@ -14,7 +14,10 @@ from deep_speaker.layers import (
     Fbank,
     FeatureSpec,
     L2Normalize,
+    PartialAverage,
+    PartialWindows,
     ReflectPadding1D,
+    ScoreFusion,
     SqueezeExcitation,
     StatsPooling,
     TemporalAverage,
@@ -33,6 +36,9 @@ CASES = {
     ReflectPadding1D: (ReflectPadding1D(2, 1), np.arange(30, dtype="float32").reshape(2, 5, 3)),
     ChannelSplit: (ChannelSplit(2), np.arange(24, dtype="float32").reshape(2, 3, 4)),
     SqueezeExcitation: (SqueezeExcitation(3), np.random.default_rng(1).standard_normal((2, 5, 6)).astype("float32")),
+    ScoreFusion: (ScoreFusion([3.0, 1.0]), [np.eye(2, 3, dtype="float32"), np.eye(2, 4, dtype="float32")]),
+    PartialWindows: (PartialWindows(4, 2), np.arange(2 * 9 * 3, dtype="float32").reshape(2, 9, 3)),
+    PartialAverage: (PartialAverage(), [np.arange(2 * 3, dtype="float32").reshape(2, 3), np.ones((2, 9, 3), "float32")]),  # one window each
 }
 
 

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from deep_speaker.errors import CheckpointError
+from deep_speaker.errors import CheckpointError, ConfigError
+from deep_speaker.features import FeatureConfig, partial_grid_length, resemblyzer_mel, slaney_mel_filterbank
 from deep_speaker.importers import read_torch_checkpoint
 from deep_speaker.layers.partials import PartialAverage, PartialWindows
 from deep_speaker.models import build_backbone
@@ -23,25 +24,12 @@ def test_partial_windows_are_every_full_window_at_the_step(frames, windows):
     np.testing.assert_allclose(means[1], folded[windows:, 0, :].mean(axis=0))
 
 
-def _resemblyzer_mel(wav: np.ndarray) -> np.ndarray:
-    """Resemblyzer's embed_utterance input: the waveform padded to its last partial's end (a partial covering
-    less than 75 % is dropped), librosa's 40-band power mel spectrogram (25 ms / 10 ms)."""
-    import librosa
-
-    frames = len(wav) // 160 + 1
-    starts = list(range(0, max(1, frames - 160 + 77 + 1), 77))
-    if (len(wav) - starts[-1] * 160) / (160 * 160) < 0.75 and len(starts) > 1:
-        starts.pop()
-    wav = np.pad(wav, (0, max(0, (starts[-1] + 160) * 160 - len(wav))))
-    return librosa.feature.melspectrogram(y=wav, sr=16000, n_fft=400, hop_length=160, n_mels=40).astype(np.float32).T
-
-
 def test_the_converted_published_encoder_reproduces_resemblyzer(pytorch_fixtures):
     expected = np.load(pytorch_fixtures / "resemblyzer" / "expected.npz")
     backbone = build_backbone("ge2e", 40)
     ge2e_weights(backbone, read_torch_checkpoint(pytorch_fixtures / "resemblyzer" / "pretrained.pt")["model_state"], "pretrained.pt")
-    mel = _resemblyzer_mel(expected["preprocessed_0"])
-    np.testing.assert_allclose(mel[: len(expected["mel_0"])], expected["mel_0"], atol=1e-6)
+    mel = resemblyzer_mel(expected["preprocessed_0"])
+    np.testing.assert_allclose(mel, expected["mel_0"], atol=1e-6)
     partials = keras.Model(backbone.input, backbone.get_layer("partial_ln").output).predict(mel[None], verbose=0)
     np.testing.assert_allclose(partials, expected["partials_0"], atol=1e-4)
     embedding = backbone.predict(mel[None], verbose=0)["embedding"][0]
@@ -56,3 +44,43 @@ def test_a_state_dict_of_another_model_is_refused():
     state.update({f"lstm.bias_{kind}_l{i}": np.zeros(1024) for i in range(3) for kind in ("ih", "hh")})
     with pytest.raises(CheckpointError, match="layer lstm_0 needs weights of shapes"):
         ge2e_weights(backbone, state, "wide.pt")
+
+
+def test_the_front_end_matches_librosa_and_pads_to_the_partial_grid():
+    import librosa
+
+    from deep_speaker.layers import Fbank
+
+    np.testing.assert_allclose(slaney_mel_filterbank(40), librosa.filters.mel(sr=16000, n_fft=400, n_mels=40), atol=1e-8)
+    layer = Fbank(num_fbanks=40, trim="resemblyzer", kind="resemblyzer")
+    for samples in (1000, 25600, 30240, 37000, 50880):
+        wave = np.random.default_rng(samples).standard_normal(samples).astype("float32") * 0.1
+        padded = np.pad(wave, (0, partial_grid_length(samples) - samples))
+        reference = librosa.feature.melspectrogram(y=padded, sr=16000, n_fft=400, hop_length=160, n_mels=40).T
+        np.testing.assert_allclose(resemblyzer_mel(wave), reference, rtol=1e-4, atol=1e-6 * reference.max())
+        np.testing.assert_allclose(np.asarray(layer(wave[None]))[0], resemblyzer_mel(wave), rtol=1e-5, atol=1e-7 * reference.max())
+    assert partial_grid_length(1000) == 25600 and partial_grid_length(116640) == 116640  # a 71 % last partial is dropped
+    with pytest.raises(ConfigError, match="resemblyzer front end is fixed"):
+        FeatureConfig(num_fbanks=40, kind="resemblyzer", energies="log")
+
+
+def test_import_model_gives_resemblyzers_embeddings_through_the_encoder(pytorch_fixtures, tmp_path, capsys):
+    from deep_speaker.audio import load_speech
+    from deep_speaker.embedding import SpeakerEncoder
+    from tests.helpers import cli_in_process
+
+    expected = np.load(pytorch_fixtures / "resemblyzer" / "expected.npz")
+    target = tmp_path / "ge2e.keras"
+    result = cli_in_process(capsys, "import-model", "resemblyzer", pytorch_fixtures / "resemblyzer" / "pretrained.pt", target)
+    assert result.returncode == 0 and "1,420,544 weights" in result.stdout
+    data = pytorch_fixtures.parents[1] / "data"
+    files = [data / name for name in expected["files"]]
+    for index, path in enumerate(files):
+        assert len(load_speech(path, trim="resemblyzer")) == int(expected[f"preprocessed_len_{index}"])
+    np.testing.assert_array_equal(load_speech(files[0], trim="resemblyzer"), expected["preprocessed_0"])
+    for waveform_in in (False, True):
+        embeddings = SpeakerEncoder(target, waveform_in=waveform_in).embed_many(files)
+        for index, embedding in enumerate(embeddings):
+            np.testing.assert_allclose(embedding, expected[f"utterance_{index}"], atol=1e-4)
+    refused = cli_in_process(capsys, "import-model", "resemblyzer", pytorch_fixtures / "speechbrain" / "ecapa_embedding_model.ckpt", tmp_path / "x.keras")
+    assert refused.returncode != 0 and "not a GE2E (Resemblyzer) state dict" in refused.stderr
