@@ -50,6 +50,16 @@ def cmd_import_model(args) -> int:
     return 0
 
 
+def cmd_fuse(args) -> int:
+    from .data.corpus import discover_utterances
+    from .score_fusion import fit_fusion
+
+    recordings = discover_utterances(args.audio_dir)
+    target = fit_fusion(args.models, [r.path for r in recordings], [r.speaker for r in recordings], args.target, args.weights, progress=not args.quiet)
+    print(f"wrote {target}: score fusion of {len(args.models)} models (impostor spreads from {len(recordings)} recordings in {args.audio_dir})")
+    return 0
+
+
 def cmd_ensemble(args) -> int:
     from .checkpoints import check_save_path, load_model, save_model
     from .models.ensemble import build_ensemble
@@ -68,9 +78,9 @@ def _checkpoint(args):
 
 
 def _encoder(args):
-    from .embedding import SpeakerEncoder
+    from .score_fusion import load_encoder
 
-    return SpeakerEncoder(
+    return load_encoder(
         _checkpoint(args),
         crop_frames=args.crop_frames,
         trim=args.trim,
@@ -195,6 +205,8 @@ def cmd_test_model(args) -> int:
 
     data = SpeakerFeatures(args.working_dir)
     encoder = _encoder(args)
+    if not hasattr(encoder, "speaker_model"):
+        raise DeepSpeakerError(f"{_checkpoint(args)}: test-model runs one model on cached features; a score fusion is several")
     check_features(encoder.speaker_model, data.feature_config, _checkpoint(args))
     embeddings = encoder.embed_features([data.features[i] for i in data.validation])
     print(closed_set_metrics(embeddings, data.labels[data.validation], seed=args.seed))
@@ -335,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("target", help="the fused model (.keras)")
     ensemble.add_argument("--weights", type=float, nargs="+", help="score weights, one per model (default: equal)")
     ensemble.set_defaults(handler=cmd_ensemble)
+
+    fuse = commands.add_parser("fuse", help="score fusion of models with different front ends (e.g. GE2E + our own) -> NAME.fusion.json")
+    fuse.add_argument("models", nargs="+", help="speaker models, two or more")
+    fuse.add_argument("target", help="the fusion file (NAME.fusion.json); use it wherever a --checkpoint_file goes")
+    fuse.add_argument("--audio_dir", required=True, help="recordings of training speakers (not the evaluation speakers): each model's impostor-score spread")
+    fuse.add_argument("--weights", type=float, nargs="+", help="one per model (default: equal)")
+    fuse.add_argument("--quiet", action="store_true", help="no progress bar")
+    fuse.set_defaults(handler=cmd_fuse)
 
     embed = commands.add_parser("embed", help="embed audio files into an .npy (n, 512)")
     embed.add_argument("files", nargs="+")

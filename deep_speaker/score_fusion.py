@@ -1,0 +1,130 @@
+"""Score fusion of speaker models that need different inputs (e.g. GE2E and our ECAPA-TDNN).
+
+Each member embeds a recording with its own trimming and front end. The fused embedding is the members'
+unit embeddings side by side, member i scaled by sqrt(w_i / sigma_i), where sigma_i is the spread of its
+impostor scores on training speakers: the cosine of two fused embeddings is then a weighted sum of the
+members' z-normalised cosines (up to a constant), so scores on different scales fuse fairly. Everything that
+takes an encoder (Verifier, SpeakerRegistry, eval-trials, calibrate, identify) takes a `FusedEncoder` as is.
+(Models with the same front end can instead be fused into one graph: `models.ensemble`.)
+
+A fusion is a small JSON file, `NAME.fusion.json`, naming its members' checkpoints (relative to the file),
+their weights and impostor spreads; `fit_fusion` measures the spreads and writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .errors import CheckpointError, ConfigError
+from .fileio import atomic_write_bytes
+
+FUSION_SUFFIX = ".fusion.json"
+FORMAT = "deep-speaker-score-fusion"
+MAX_FIT_RECORDINGS = 3000  # impostor spread from at most this many recordings (4.5 M pairs)
+
+
+@dataclass(frozen=True)
+class FusionMember:
+    checkpoint: str  # relative to the fusion file
+    weight: float
+    impostor_std: float
+
+
+def read_fusion(path) -> list[FusionMember]:
+    """The members of a fusion file; anything malformed is one `CheckpointError` naming the file."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+        if document.get("format") != FORMAT:
+            raise ValueError(f"format is not {FORMAT!r}")
+        members = [FusionMember(str(m["checkpoint"]), float(m["weight"]), float(m["impostor_std"])) for m in document["members"]]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable score-fusion file ({error})") from error
+    if len(members) < 2:
+        raise CheckpointError(f"{path}: a fusion needs two or more members, found {len(members)}")
+    for member in members:
+        if not (np.isfinite(member.weight) and member.weight > 0 and np.isfinite(member.impostor_std) and member.impostor_std > 0):
+            raise CheckpointError(f"{path}: member {member.checkpoint}: weight and impostor_std must be positive numbers")
+    return members
+
+
+class FusedEncoder:
+    """Several speaker encoders as one (see the module docstring); `encoder_options` go to every member.
+
+    >>> encoder = FusedEncoder("deep_speaker/pretrained/default.fusion.json")   # doctest: +SKIP
+    >>> encoder.embed("a.wav").shape                                           # doctest: +SKIP
+    (448,)
+    """
+
+    def __init__(self, path, **encoder_options):
+        from .embedding import SpeakerEncoder
+
+        self.checkpoint = Path(path)
+        members = read_fusion(self.checkpoint)
+        self.members = [SpeakerEncoder(self.checkpoint.parent / m.checkpoint, **encoder_options) for m in members]
+        shares = np.array([m.weight / m.impostor_std for m in members])
+        self.scales = np.sqrt(shares / shares.sum()).astype(np.float32)
+        identity = json.dumps([[encoder.fingerprint, round(float(s), 6)] for encoder, s in zip(self.members, self.scales)])
+        self.fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        self.embedding_dim = sum(encoder.embedding_dim for encoder in self.members)
+
+    def _join(self, parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([part * scale for part, scale in zip(parts, self.scales)], axis=-1).astype(np.float32)
+
+    def embed(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """The fused unit embedding of one file or waveform."""
+        return self._join([encoder.embed(source, sample_rate) for encoder in self.members])
+
+    def embed_many(self, paths, progress: bool = False, workers: int = 2) -> np.ndarray:
+        paths = list(paths)
+        return self._join([encoder.embed_many(paths, progress, workers) for encoder in self.members])
+
+
+def impostor_std(embeddings: np.ndarray, labels: np.ndarray, seed: int = 123) -> float:
+    """Standard deviation of the cosine scores between recordings of different speakers."""
+    if len(embeddings) > MAX_FIT_RECORDINGS:
+        keep = np.random.default_rng(seed).choice(len(embeddings), MAX_FIT_RECORDINGS, replace=False)
+        embeddings, labels = embeddings[keep], labels[keep]
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    scores = unit @ unit.T
+    impostors = np.triu(labels[:, None] != labels[None, :], 1)
+    if not impostors.any():
+        raise ConfigError("the fusion's training recordings need at least two speakers")
+    return float(scores[impostors].std())
+
+
+def fit_fusion(checkpoints, paths, labels, target, weights=None, progress: bool = True) -> Path:
+    """Write `target` (`*.fusion.json`): the models `checkpoints`, weighted by `weights` (default equal), each
+    with its impostor-score spread on the recordings `paths` of training speakers `labels`."""
+    from .embedding import SpeakerEncoder
+
+    target = Path(target)
+    if not target.name.endswith(FUSION_SUFFIX):
+        raise ConfigError(f"{target}: a score-fusion file is named *{FUSION_SUFFIX}")
+    weights = [1.0] * len(checkpoints) if weights is None else [float(w) for w in weights]
+    if len(checkpoints) < 2 or len(weights) != len(checkpoints) or not all(w > 0 for w in weights):
+        raise ConfigError(f"a fusion takes two or more models with one positive weight each, got {len(checkpoints)} models and weights {weights}")
+    labels = np.asarray(labels)
+    members = []
+    for checkpoint, weight in zip(checkpoints, weights):
+        embeddings = SpeakerEncoder(checkpoint).embed_many(paths, progress=progress)
+        relative = os.path.relpath(Path(checkpoint).resolve(), target.resolve().parent)
+        members.append(FusionMember(relative, weight, impostor_std(embeddings, labels)))
+    atomic_write_bytes(target, json.dumps({"format": FORMAT, "members": [asdict(m) for m in members]}, indent=2).encode())
+    return target
+
+
+def load_encoder(path=None, **encoder_options):
+    """A `FusedEncoder` for a `*.fusion.json` file, else a `SpeakerEncoder` (None: the shipped default model)."""
+    from .embedding import SpeakerEncoder
+
+    if path is not None and str(path).endswith(FUSION_SUFFIX):
+        return FusedEncoder(path, **encoder_options)
+    return SpeakerEncoder(path, **encoder_options)
