@@ -26,19 +26,20 @@ import soundfile as sf
 from common import RESULTS, ROOT, require_shared_data, write_result
 from deep_speaker.audio import read_audio
 from deep_speaker.data.corpus import discover_utterances
-from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.evaluation import Trials, score_trials, verification_result
 from deep_speaker.fileio import atomic_write_bytes
+from deep_speaker.score_fusion import load_encoder
 from deep_speaker.scoring import build_scorer
 
 WORK = ROOT / "benchmarks" / "work" / "accuracy"
 CONDITIONS = ("clean", "mp3", "telephone")
-DEFAULT_SYSTEMS = [
-    "ResCNN 0.25, 8 utt/spk, AM-softmax + triplet + dense head (previous default)=wd/speechocean762/rescnn_previous.keras"
-    "@wd/speechocean762/softmax,wd/speechocean762/triplet,wd/speechocean762/head_dense_amsoftmax",
-    "ECAPA-TDNN 0.5, 16 utt/spk + 6 augmented copies (speed, noise, rooms, codecs), AAM-softmax=wd/so/softmax/best.keras@wd/so/softmax",
-    "ResCNN + ECAPA-TDNN ensemble (score fusion 0.5 / 0.5)=wd/so/ensemble.keras@wd/speechocean762/softmax,wd/speechocean762/triplet,"
-    "wd/speechocean762/head_dense_amsoftmax,wd/so/softmax",
+DEFAULT_SYSTEMS = [  # label=checkpoint@run folders (their training.csv give the training time); recipes/speechocean762/run.sh
+    "ResCNN 0.25, 8 utt/spk, AM-softmax + triplet + dense head (previous default)=wd/speechocean762/rescnn_previous.keras",
+    "ResCNN 0.25, 16 utt/spk + 6 augmented copies, AAM-softmax=wd/so_rescnn/softmax/best.keras@wd/so_rescnn/softmax",
+    "ECAPA-TDNN 0.5, same data and loss=wd/so/softmax/best.keras@wd/so/softmax",
+    "ResCNN + ECAPA-TDNN, one model (score fusion 0.5 / 0.5)=wd/so/ensemble.keras@wd/so_rescnn/softmax,wd/so/softmax",
+    "GE2E (Resemblyzer's pretrained encoder, imported; not trained here)=wd/ge2e.keras",
+    "GE2E + ECAPA-TDNN + ResCNN, z-normalised score fusion=wd/so/default.fusion.json@wd/so_rescnn/softmax,wd/so/softmax",
 ]
 
 
@@ -60,7 +61,7 @@ def channel_copy(source: Path, condition: str, root: Path) -> Path:
     return target
 
 
-def embeddings(encoder: SpeakerEncoder, name: str, paths: list[Path]) -> np.ndarray:
+def embeddings(encoder, name: str, paths: list[Path]) -> np.ndarray:
     """Embeddings of `paths`, cached by the model's fingerprint and `name`."""
     cache = WORK / "embeddings" / f"{encoder.fingerprint}_{name}.npy"
     if cache.is_file():
@@ -86,14 +87,14 @@ def training_seconds(run_dirs: list[Path]) -> float | None:
 
 
 def evaluate(label: str, checkpoint: Path, run_dirs: list[Path], corpus: Path, trials: Trials, train) -> dict:
-    encoder = SpeakerEncoder(checkpoint)
+    encoder = load_encoder(checkpoint)
     files = trials.files()
     dev = {"clean": dict(zip(files, embeddings(encoder, "dev", [corpus / "dev" / f for f in files])))}
     tests = list(dict.fromkeys(trials.test))
     for condition in CONDITIONS[1:]:
         copies = [channel_copy(corpus / "dev" / f, condition, WORK / "audio") for f in tests]
         dev[condition] = {**dev["clean"], **dict(zip(tests, embeddings(encoder, f"dev_{condition}", copies)))}
-    row = {"system": label, "checkpoint": str(checkpoint), "model": encoder.fingerprint, "parameters": int(encoder.model.count_params())}
+    row = {"system": label, "checkpoint": str(checkpoint), "model": encoder.fingerprint, "parameters": sum(int(member.model.count_params()) for member in getattr(encoder, "members", [encoder]))}
     for condition in CONDITIONS:
         row[condition] = verification_result(score_trials(dev[condition], trials), trials.labels).summary()
     train_vectors = embeddings(encoder, "train", [u.path for u in train])
