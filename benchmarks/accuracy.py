@@ -1,6 +1,8 @@
 """Ablation table on the speechocean762 dev trials: each system's EER and minDCF(0.01), clean and with the test
 side of every trial re-encoded (MP3 16 kHz, 8 kHz telephone band), with AS-norm, its training time and size.
 
+The first column, the all-pairs EER of the held-out utterances of the training speakers (the training runs'
+validation split, whole utterances), is what systems are chosen by; dev is reported, not tuned to.
 Systems are speaker models (`label=PATH[@RUN_DIR,...]`: the run folders' training.csv give the training time),
 listed in ablation order; the classical floor (benchmarks/baseline.py) heads the table. Back ends are
 fitted on the training speakers (defaults, not tuned on dev). Embeddings are cached per model fingerprint
@@ -25,11 +27,12 @@ import soundfile as sf
 
 from common import RESULTS, ROOT, require_shared_data, write_result
 from deep_speaker.audio import read_audio
+from deep_speaker.data.cache import read_manifest
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.evaluation import Trials, score_trials, verification_result
 from deep_speaker.fileio import atomic_write_bytes
 from deep_speaker.score_fusion import load_encoder
-from deep_speaker.scoring import build_scorer
+from deep_speaker.scoring import all_pairs_eer, build_scorer
 
 WORK = ROOT / "benchmarks" / "work" / "accuracy"
 CONDITIONS = ("clean", "mp3", "telephone")
@@ -86,7 +89,14 @@ def training_seconds(run_dirs: list[Path]) -> float | None:
     return total
 
 
-def evaluate(label: str, checkpoint: Path, run_dirs: list[Path], corpus: Path, trials: Trials, train) -> dict:
+def held_out(working_dir: Path) -> tuple[list[Path], np.ndarray]:
+    """The held-out utterances of the training speakers (the training runs' validation split) and their speakers."""
+    validation = set(json.loads((working_dir / "split.json").read_text())["validation"])
+    rows = [e for e in read_manifest(working_dir) if e.utterance_id in validation]
+    return [ROOT / e.audio_path for e in rows], np.array([e.speaker for e in rows])
+
+
+def evaluate(label: str, checkpoint: Path, run_dirs: list[Path], corpus: Path, trials: Trials, train, validation) -> dict:
     encoder = load_encoder(checkpoint)
     files = trials.files()
     dev = {"clean": dict(zip(files, embeddings(encoder, "dev", [corpus / "dev" / f for f in files])))}
@@ -95,6 +105,8 @@ def evaluate(label: str, checkpoint: Path, run_dirs: list[Path], corpus: Path, t
         copies = [channel_copy(corpus / "dev" / f, condition, WORK / "audio") for f in tests]
         dev[condition] = {**dev["clean"], **dict(zip(tests, embeddings(encoder, f"dev_{condition}", copies)))}
     row = {"system": label, "checkpoint": str(checkpoint), "model": encoder.fingerprint, "parameters": sum(int(member.model.count_params()) for member in getattr(encoder, "members", [encoder]))}
+    held_out_embeddings = embeddings(encoder, "validation", validation[0])
+    row["validation_eer"] = all_pairs_eer(held_out_embeddings @ held_out_embeddings.T, validation[1])
     for condition in CONDITIONS:
         row[condition] = verification_result(score_trials(dev[condition], trials), trials.labels).summary()
     train_vectors = embeddings(encoder, "train", [u.path for u in train])
@@ -119,24 +131,27 @@ def markdown(rows: list[dict]) -> str:
         return f"{100 * row[key]['eer']:.2f} % / {row[key]['min_dcf_p0.01']:.3f}" if key in row else "-"
 
     lines = [
-        "| system | dev EER / minDCF(0.01) | + AS-norm | test side MP3 16 kHz | test side 8 kHz telephone | training (2-core CPU) | weights |",
-        "|---|---|---|---|---|---|---|",
+        "| system | held-out train-speaker EER | dev EER / minDCF(0.01) | + AS-norm | test side MP3 16 kHz | test side 8 kHz telephone | training (2-core CPU) | weights |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         seconds = row.get("training_seconds")
         hours = f"{seconds / 3600:.2f} h" if seconds else "-"
         size = f"{row['parameters'] / 1e6:.2f} M" if "parameters" in row else "-"
-        lines.append(f"| {row['system']} | {cell(row, 'clean')} | {cell(row, 'asnorm')} | {cell(row, 'mp3')} | {cell(row, 'telephone')} | {hours} | {size} |")
+        validation = f"{100 * row['validation_eer']:.2f} %" if "validation_eer" in row else "-"
+        lines.append(f"| {row['system']} | {validation} | {cell(row, 'clean')} | {cell(row, 'asnorm')} | {cell(row, 'mp3')} | {cell(row, 'telephone')} | {hours} | {size} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--validation_dir", default="wd/so", help="feature cache whose split.json holds the held-out training utterances")
     parser.add_argument("--system", action="append", help="label=CHECKPOINT[@RUN_DIR,...] (repeatable; default: the recipes' systems)")
     args = parser.parse_args()
     corpus = require_shared_data() / "speechocean762"
     trials = Trials.read(corpus / "dev_trials.txt")
     train = discover_utterances(corpus / "train")
+    validation = held_out(ROOT / args.validation_dir)
     start = time.perf_counter()
     rows = [row for row in [baseline_row()] if row]
     for spec in args.system or DEFAULT_SYSTEMS:
@@ -146,7 +161,7 @@ def main() -> None:
         if not checkpoint.is_file():
             print(f"skipped {label!r}: {checkpoint} not found (train it with its recipe first)")
             continue
-        rows.append(evaluate(label, checkpoint, [ROOT / r for r in runs.split(",") if r], corpus, trials, train))
+        rows.append(evaluate(label, checkpoint, [ROOT / r for r in runs.split(",") if r], corpus, trials, train, validation))
     path = write_result("accuracy", {"trials": "speechocean762/dev_trials.txt", "seconds": time.perf_counter() - start, "systems": rows})
     atomic_write_bytes(RESULTS / "accuracy.md", markdown(rows).encode())
     summary = "; ".join(f"{row['system'].split(' (')[0][:40]}: {100 * row['clean']['eer']:.2f} %" for row in rows)
