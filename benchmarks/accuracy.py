@@ -65,7 +65,9 @@ def channel_copy(source: Path, condition: str, root: Path) -> Path:
 
 
 def embeddings(encoder, name: str, paths: list[Path]) -> np.ndarray:
-    """Embeddings of `paths`, cached by the model's fingerprint and `name`."""
+    """Embeddings of `paths`, cached by the model's fingerprint and `name` (a fusion's from its members' caches)."""
+    if hasattr(encoder, "members"):
+        return encoder.join([embeddings(member, name, paths) for member in encoder.members])
     cache = WORK / "embeddings" / f"{encoder.fingerprint}_{name}.npy"
     if cache.is_file():
         return np.load(cache)

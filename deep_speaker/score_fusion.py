@@ -75,16 +75,17 @@ class FusedEncoder:
         self.fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
         self.embedding_dim = sum(encoder.embedding_dim for encoder in self.members)
 
-    def _join(self, parts: list[np.ndarray]) -> np.ndarray:
+    def join(self, parts: list[np.ndarray]) -> np.ndarray:
+        """The fused embeddings from each member's embeddings of the same recordings (in member order)."""
         return np.concatenate([part * scale for part, scale in zip(parts, self.scales)], axis=-1).astype(np.float32)
 
     def embed(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """The fused unit embedding of one file or waveform."""
-        return self._join([encoder.embed(source, sample_rate) for encoder in self.members])
+        return self.join([encoder.embed(source, sample_rate) for encoder in self.members])
 
     def embed_many(self, paths, progress: bool = False, workers: int = 2) -> np.ndarray:
         paths = list(paths)
-        return self._join([encoder.embed_many(paths, progress, workers) for encoder in self.members])
+        return self.join([encoder.embed_many(paths, progress, workers) for encoder in self.members])
 
 
 def impostor_std(embeddings: np.ndarray, labels: np.ndarray, seed: int = 123) -> float:
