@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(handler=cmd_convert_checkpoint)
 
     imported = commands.add_parser("import-model", help="a pretrained model of another toolkit (PyTorch checkpoint, read without torch) -> .keras")
-    imported.add_argument("kind", choices=["resemblyzer"], help="resemblyzer: the GE2E encoder's pretrained.pt")
+    imported.add_argument("kind", choices=["resemblyzer", "speechbrain"], help="resemblyzer: the GE2E encoder's pretrained.pt; speechbrain: an ECAPA-TDNN or x-vector embedding_model.ckpt")
     imported.add_argument("source")
     imported.add_argument("target")
     imported.set_defaults(handler=cmd_import_model)

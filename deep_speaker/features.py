@@ -23,7 +23,8 @@ NUM_FRAMES = 160  # training crop: about 1.6 s
 NFFT = 512
 PREEMPHASIS = 0.97
 ENERGY_SCALES = ("linear", "log")
-KINDS = ("deep_speaker", "resemblyzer")  # the reference's filterbanks, or GE2E's mel spectrogram (Resemblyzer)
+KINDS = ("deep_speaker", "resemblyzer", "speechbrain")  # ours (the reference's), GE2E's (Resemblyzer), SpeechBrain's Fbank
+SPEECHBRAIN_TOP_DB = 80.0  # SpeechBrain's Fbank clamps each utterance to 80 dB below its loudest band
 RESEMBLYZER_NFFT = 400  # librosa.feature.melspectrogram(sr=16000, n_fft=400, hop_length=160): hann window, centred
 PARTIAL_FRAMES, PARTIAL_STEP, PARTIAL_MIN_COVERAGE = 160, 77, 0.75  # Resemblyzer's partial utterances
 NORMALISATIONS = ("frame", "utterance")
@@ -45,8 +46,8 @@ class FeatureConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ConfigError(f"unknown front end {self.kind!r}; choose from {KINDS}")
-        if self.kind == "resemblyzer" and (self.energies, self.normalisation, self.sample_rate) != ("linear", "frame", SAMPLE_RATE):
-            raise ConfigError("the resemblyzer front end is fixed: linear (power) mel energies, 16 kHz, no options")
+        if self.kind != "deep_speaker" and (self.energies, self.normalisation, self.sample_rate) != ("linear", "frame", SAMPLE_RATE):
+            raise ConfigError(f"the {self.kind} front end is fixed: 16 kHz, its own energies and normalisation (leave those options unset)")
         if self.trim not in TRIM_METHODS:
             raise ConfigError(f"unknown trim method {self.trim!r}; choose from {TRIM_METHODS}")
         if self.energies not in ENERGY_SCALES:
@@ -60,6 +61,8 @@ class FeatureConfig:
 
     def describe(self) -> str:
         """In words, for error messages."""
+        if self.kind == "speechbrain":
+            return f"SpeechBrain's Fbank ({self.num_fbanks} bands, {self.sample_rate} Hz, log, sentence mean normalisation)"
         if self.kind == "resemblyzer":
             return f"Resemblyzer's power mel spectrogram ({self.num_fbanks} bands, {self.sample_rate} Hz, padded to its partial windows)"
         return (
@@ -145,6 +148,8 @@ def compute_features(signal: np.ndarray, config: FeatureConfig = FeatureConfig()
     """Waveform (already trimmed) -> the model input of `config` (frames, num_fbanks) float32."""
     if config.kind == "resemblyzer":
         return resemblyzer_mel(signal, config.num_fbanks)
+    if config.kind == "speechbrain":
+        return speechbrain_fbank(signal, config.num_fbanks)
     return features_from_energies(fbank_energies(signal, config.num_fbanks, config.sample_rate), config)
 
 
@@ -179,6 +184,28 @@ def slaney_mel_filterbank(num_filters: int, nfft: int = RESEMBLYZER_NFFT, sample
     widths = np.diff(edges)
     rising, falling = -ramps[:-2] / widths[:-1, None], ramps[2:] / widths[1:, None]
     return np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+def speechbrain_mel_filterbank(num_filters: int, nfft: int = RESEMBLYZER_NFFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(num_filters, nfft // 2 + 1): SpeechBrain's triangular filters (HTK mel scale, 0 Hz to Nyquist); as in its
+    `Filterbank`, each triangle's both slopes take the width of its left band."""
+    to_mel, to_hz = (lambda hz: 2595 * np.log10(1 + hz / 700)), (lambda mel: 700 * (10 ** (mel / 2595) - 1))
+    edges = to_hz(np.linspace(to_mel(0.0), to_mel(sample_rate / 2), num_filters + 2))
+    slope = (np.linspace(0, sample_rate // 2, nfft // 2 + 1)[None, :] - edges[1:-1, None]) / np.diff(edges)[:-1, None]
+    return np.maximum(0.0, np.minimum(slope + 1.0, 1.0 - slope))
+
+
+def speechbrain_fbank(signal: np.ndarray, num_filters: int = 80) -> np.ndarray:
+    """SpeechBrain's `Fbank` then sentence mean normalisation: centred 25 ms hamming frames every 10 ms (zero
+    padding), power spectrum, its filters, 10 log10 (floor 1e-10, then 80 dB below the utterance's maximum),
+    each band's mean over the utterance subtracted. (frames, num_filters) float32."""
+    signal = np.pad(np.asarray(signal, dtype=np.float64), RESEMBLYZER_NFFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(signal, RESEMBLYZER_NFFT)[::FRAME_STEP]
+    window = 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(RESEMBLYZER_NFFT) / RESEMBLYZER_NFFT)  # periodic hamming
+    spectrum = np.fft.rfft(frames * window, RESEMBLYZER_NFFT)
+    decibels = 10 * np.log10(np.maximum((spectrum.real**2 + spectrum.imag**2) @ speechbrain_mel_filterbank(num_filters).T, 1e-10))
+    decibels = np.maximum(decibels, decibels.max() - SPEECHBRAIN_TOP_DB)
+    return (decibels - decibels.mean(axis=0)).astype(np.float32)
 
 
 def resemblyzer_mel(signal: np.ndarray, num_filters: int = 40) -> np.ndarray:

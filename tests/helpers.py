@@ -149,3 +149,21 @@ def noise(kind: str, seconds: float = 3.0, level: float = 0.5, seed: int = 0) ->
     else:
         signal = coloured_noise(kind, n, rng)
     return (level * signal / np.abs(signal).max()).astype(np.float32)
+
+
+def torchaudio_resample(signal: np.ndarray, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6, rolloff: float = 0.99) -> np.ndarray:
+    """torchaudio.functional.resample (sinc_interp_hann, its defaults) in NumPy: how SpeechBrain's fixture
+    outputs were made from 48 kHz files; the toolkit itself resamples with soxr."""
+    import math
+
+    divisor = math.gcd(orig_freq, new_freq)
+    orig, new = orig_freq // divisor, new_freq // divisor
+    base = min(orig, new) * rolloff
+    width = math.ceil(lowpass_filter_width * orig / base)
+    times = (np.arange(0, -new, -1)[:, None] / new + np.arange(-width, width + orig)[None, :] / orig) * base
+    times = np.clip(times, -lowpass_filter_width, lowpass_filter_width)
+    window = np.cos(times * np.pi / lowpass_filter_width / 2) ** 2
+    kernels = np.sinc(times) * window * base / orig  # sin(pi t) / (pi t)
+    padded = np.pad(np.asarray(signal, np.float64), (width, width + orig))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, kernels.shape[1])[::orig]
+    return (frames @ kernels.T).reshape(-1)[: math.ceil(new * len(signal) / orig)].astype(np.float32)

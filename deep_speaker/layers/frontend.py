@@ -23,9 +23,11 @@ from ..features import (
     PARTIAL_STEP,
     PREEMPHASIS,
     RESEMBLYZER_NFFT,
+    SPEECHBRAIN_TOP_DB,
     FeatureConfig,
     mel_filterbank,
     slaney_mel_filterbank,
+    speechbrain_mel_filterbank,
 )
 
 PRECISIONS = ("float64", "float32")
@@ -76,9 +78,29 @@ class Fbank(keras.layers.Layer):
             hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME_LENGTH) / RESEMBLYZER_NFFT)
             self._dft = _dft_basis(precision, RESEMBLYZER_NFFT, hann)
             self._mel = slaney_mel_filterbank(num_fbanks, RESEMBLYZER_NFFT, sample_rate).T.astype(precision)
+        elif kind == "speechbrain":
+            hamming = 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(FRAME_LENGTH) / RESEMBLYZER_NFFT)
+            self._dft = _dft_basis(precision, RESEMBLYZER_NFFT, hamming)
+            self._mel = speechbrain_mel_filterbank(num_fbanks, RESEMBLYZER_NFFT, sample_rate).T.astype(precision)
         else:
             self._dft = _dft_basis(precision)
             self._mel = mel_filterbank(num_fbanks, NFFT, sample_rate).T.astype(precision)
+
+    def _centred_mel(self, samples, pad_end=0):
+        """Mel energies of centred 25 ms frames every 10 ms (zero padding; `pad_end` more zeros at the end)."""
+        half = RESEMBLYZER_NFFT // 2
+        padded = ops.pad(ops.cast(samples, self.precision), [[0, 0], [half, pad_end + half]])
+        length = ops.shape(samples)[1] + pad_end
+        starts = ops.expand_dims(ops.arange(length // FRAME_STEP + 1) * FRAME_STEP, 1)
+        spectrum = ops.matmul(ops.take(padded, starts + ops.arange(RESEMBLYZER_NFFT)[None, :], axis=1), ops.convert_to_tensor(self._dft))
+        bins = RESEMBLYZER_NFFT // 2 + 1
+        return ops.matmul(spectrum[..., :bins] ** 2 + spectrum[..., bins:] ** 2, ops.convert_to_tensor(self._mel))
+
+    def _speechbrain(self, samples):
+        """`features.speechbrain_fbank` in the graph: dB with an 80 dB floor below each row's maximum, mean removed."""
+        decibels = 10 * ops.log10(ops.maximum(self._centred_mel(samples), 1e-10))
+        decibels = ops.maximum(decibels, ops.max(decibels, axis=(1, 2), keepdims=True) - SPEECHBRAIN_TOP_DB)
+        return ops.cast(decibels - ops.mean(decibels, axis=1, keepdims=True), "float32")
 
     def _resemblyzer(self, samples):
         """`features.resemblyzer_mel` in the graph: partial-grid padding, centred hann frames, power, Slaney mel."""
@@ -88,18 +110,14 @@ class Fbank(keras.layers.Layer):
         coverage = ops.cast(num_samples - last * FRAME_STEP, "float32") / (PARTIAL_FRAMES * FRAME_STEP)
         last = ops.where(ops.logical_and(last > 0, coverage < PARTIAL_MIN_COVERAGE), last - PARTIAL_STEP, last)
         length = ops.maximum(num_samples, (last + PARTIAL_FRAMES) * FRAME_STEP)
-        half = RESEMBLYZER_NFFT // 2
-        padded = ops.pad(ops.cast(samples, self.precision), [[0, 0], [half, length - num_samples + half]])
-        starts = ops.expand_dims(ops.arange(length // FRAME_STEP + 1) * FRAME_STEP, 1)
-        spectrum = ops.matmul(ops.take(padded, starts + ops.arange(RESEMBLYZER_NFFT)[None, :], axis=1), ops.convert_to_tensor(self._dft))
-        bins = RESEMBLYZER_NFFT // 2 + 1
-        power = spectrum[..., :bins] ** 2 + spectrum[..., bins:] ** 2
-        return ops.cast(ops.matmul(power, ops.convert_to_tensor(self._mel)), "float32")
+        return ops.cast(self._centred_mel(samples, length - num_samples), "float32")
 
     def call(self, waveform):
         samples = ops.cast(waveform, "float32")
         if self.feature_config.kind == "resemblyzer":
             return self._resemblyzer(samples)
+        if self.feature_config.kind == "speechbrain":
+            return self._speechbrain(samples)
         emphasised = ops.concatenate([samples[:, :1], samples[:, 1:] - PREEMPHASIS * samples[:, :-1]], axis=1)
         emphasised = ops.pad(ops.cast(emphasised, self.precision), [[0, 0], [0, FRAME_LENGTH]])
         num_samples = ops.shape(samples)[1]
@@ -119,7 +137,7 @@ class Fbank(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[1]
-        if self.feature_config.kind == "resemblyzer":
+        if self.feature_config.kind != "deep_speaker":
             return (input_shape[0], None, self.feature_config.num_fbanks)
         frames = None if samples is None else 1 + max(samples - FRAME_LENGTH, 0) // FRAME_STEP + (max(samples - FRAME_LENGTH, 0) % FRAME_STEP > 0)
         return (input_shape[0], frames, self.feature_config.num_fbanks)

@@ -74,5 +74,8 @@ def tdnn_block(x, channels: int, kernel_size: int, dilation: int, name: str, act
     if total:
         x = ReflectPadding1D(total // 2, total - total // 2, name=f"{name}_pad")(x)
     x = keras.layers.Conv1D(channels, kernel_size, dilation_rate=dilation, name=f"{name}_conv")(x)
-    x = keras.layers.Activation(activation, name=f"{name}_activation")(x)
+    if activation == "leaky_relu":  # PyTorch's slope (0.01), as SpeechBrain's x-vector has it, not Keras's 0.2
+        x = keras.layers.LeakyReLU(negative_slope=0.01, name=f"{name}_activation")(x)
+    else:
+        x = keras.layers.Activation(activation, name=f"{name}_activation")(x)
     return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_norm")(x)
