@@ -1,0 +1,63 @@
+"""RTTM, the NIST rich-transcription format diarization tools exchange:
+`SPEAKER <file> <channel> <start> <duration> <NA> <NA> <speaker> <NA> <NA>` per turn, times in seconds."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DeepSpeakerError
+from ..fileio import atomic_write_bytes
+
+
+class RTTMError(DeepSpeakerError):
+    """An RTTM file that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One speaker turn of a recording: [start, end) in seconds."""
+
+    start: float
+    end: float
+    speaker: str
+    recording: str = "recording"
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def write_rttm(path, segments: list[Segment]) -> Path:
+    """Write `segments` (sorted by recording and start) as RTTM, atomically."""
+    lines = [
+        f"SPEAKER {s.recording} 1 {s.start:.3f} {s.duration:.3f} <NA> <NA> {s.speaker} <NA> <NA>\n"
+        for s in sorted(segments, key=lambda s: (s.recording, s.start, s.end, s.speaker))
+    ]
+    atomic_write_bytes(Path(path), "".join(lines).encode())
+    return Path(path)
+
+
+def read_rttm(path) -> list[Segment]:
+    """The SPEAKER lines of an RTTM file as segments; a malformed line is an error naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RTTMError(f"{path}: cannot read RTTM ({error})") from error
+    segments = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0] != "SPEAKER":
+            continue
+        try:
+            if len(fields) < 8:
+                raise ValueError(f"{len(fields)} fields, expected 10")
+            start, duration = float(fields[3]), float(fields[4])
+            if not (math.isfinite(start) and math.isfinite(duration)) or start < 0 or duration < 0:
+                raise ValueError("start and duration must be finite and non-negative")
+        except ValueError as error:
+            raise RTTMError(f"{path}:{number}: not an RTTM SPEAKER line ({error}): {line!r}") from None
+        segments.append(Segment(start, start + duration, fields[7], fields[1]))
+    return segments
