@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
-from ..config import SELECTION, Recipe, validate
+from ..config import PHASE_DEFAULTS, SELECTION, Recipe, validate
 from ..data.augment import SPEEDS, WaveformAugmentation, read_clips
 from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedInputs, TripletBatches
 from ..data.split import SpeakerFeatures, SpeakerWaveforms
@@ -65,12 +65,17 @@ def _resume_state(run_dir: Path, recipe: Recipe) -> dict | None:
         return None
     state = json.loads(state_path.read_text())
     before, now = state.get("recipe", {}), recipe.to_dict()
+    defaults = PHASE_DEFAULTS[recipe.phase].to_dict()  # an option added since the run started had its default
+
+    def earlier(group: str, key: str):
+        return before.get(group, {}).get(key, defaults[group][key])
+
     changed = sorted(
-        f"{group}.{key}: {before.get(group, {}).get(key)!r} -> {value!r}"
+        f"{group}.{key}: {earlier(group, key)!r} -> {value!r}"
         for group, values in now.items()
         if isinstance(values, dict)
         for key, value in values.items()
-        if (group, key) not in CONTINUABLE and before.get(group, {}).get(key) != value
+        if (group, key) not in CONTINUABLE and earlier(group, key) != value
     )
     if changed:
         raise ConfigError(

@@ -59,6 +59,10 @@ def test_resume_with_another_recipe_is_refused_and_log_follows_the_resume_point(
         train_classifier(working_dir, tiny_recipe(epochs=2, loss="amsoftmax"), progress=False)
     log = working_dir / "softmax" / "training.csv"
     log.write_text(log.read_text() + log.read_text().splitlines()[1].replace("0,", "1,", 1) + "\n")  # a row past the resume point
+    state_path = working_dir / "softmax" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["recipe"]["run"]["select_by"]  # a run started before this option existed: it had the default
+    state_path.write_text(json.dumps(state))
     train_classifier(working_dir, tiny_recipe(epochs=2), progress=False)
     assert [r["epoch"] for r in _rows(log)] == ["0", "1"]
 
