@@ -72,9 +72,9 @@ def cmd_ensemble(args) -> int:
 
 
 def _checkpoint(args):
-    from .embedding import DEFAULT_CHECKPOINT
+    from .score_fusion import DEFAULT_SYSTEM
 
-    return args.checkpoint_file or DEFAULT_CHECKPOINT
+    return args.checkpoint_file or DEFAULT_SYSTEM
 
 
 def _encoder(args):
@@ -271,7 +271,7 @@ def _parse_bool(text: str) -> bool:
 
 
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint_file", help="model: Keras 2 .h5 (reference) or Keras 3 .keras (default: the shipped model)")
+    parser.add_argument("--checkpoint_file", help="model: Keras 2 .h5 (reference), Keras 3 .keras, or a score fusion NAME.fusion.json (default: the shipped default system)")
     parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
 

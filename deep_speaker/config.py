@@ -35,6 +35,8 @@ class LossRecipe:
     scale: float = 30.0  # AM-softmax logit scale
     negative_candidates: int = 32  # triplet: random other-speaker utterances per anchor; the closest is its negative
     margin_warmup_epochs: int = 0  # AAM-softmax: the margin grows linearly from 0 over this many epochs
+    distill_from: str = ""  # classification: a teacher model (.keras or .fusion.json) whose embeddings the student also learns
+    distill_weight: float = 1.0  # weight of the cosine distillation loss next to the classification loss
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,12 @@ def validate(recipe: Recipe) -> Recipe:
     _check(math.isfinite(loss.scale) and loss.scale > 0, f"scale must be > 0, got {loss.scale}")
     _check(loss.negative_candidates >= 1, f"negative_candidates must be >= 1, got {loss.negative_candidates}")
     _check(loss.margin_warmup_epochs >= 0, f"margin_warmup_epochs must be >= 0, got {loss.margin_warmup_epochs}")
+    if loss.distill_from:
+        _check(phase == "classification", "distill_from is for classification training")
+        _check(Path(loss.distill_from).is_file(), f"distill_from {loss.distill_from!r}: no such teacher model")
+        _check(recipe.run.select_by == "val_eer", "distillation selects its best epoch by val_eer (set select_by: val_eer)")
+        _check(not recipe.augment.waveform, "distillation trains on cached features (and cached_copies), not on-the-fly waveforms")
+    _check(math.isfinite(loss.distill_weight) and loss.distill_weight > 0, f"distill_weight must be > 0, got {loss.distill_weight}")
     _check(loss.name != "aamsoftmax" or loss.margin < 1.5, f"an angular margin is in radians (below pi/2), got {loss.margin}")
     _check(math.isfinite(optimiser.learning_rate) and optimiser.learning_rate > 0, f"learning_rate must be > 0, got {optimiser.learning_rate}")
     _check(optimiser.reduce_lr_patience >= 1, f"reduce_lr_patience must be >= 1, got {optimiser.reduce_lr_patience}")

@@ -26,6 +26,7 @@ from .errors import CheckpointError, ConfigError
 from .fileio import atomic_write_bytes
 
 FUSION_SUFFIX = ".fusion.json"
+DEFAULT_SYSTEM = Path(__file__).resolve().parent / "pretrained" / f"default{FUSION_SUFFIX}"  # what commands use by default
 FORMAT = "deep-speaker-score-fusion"
 MAX_FIT_RECORDINGS = 3000  # impostor spread from at most this many recordings (4.5 M pairs)
 
@@ -123,9 +124,10 @@ def fit_fusion(checkpoints, paths, labels, target, weights=None, progress: bool 
 
 
 def load_encoder(path=None, **encoder_options):
-    """A `FusedEncoder` for a `*.fusion.json` file, else a `SpeakerEncoder` (None: the shipped default model)."""
+    """A `FusedEncoder` for a `*.fusion.json` file, else a `SpeakerEncoder`; None: the shipped default system."""
     from .embedding import SpeakerEncoder
 
-    if path is not None and str(path).endswith(FUSION_SUFFIX):
+    path = DEFAULT_SYSTEM if path is None else path
+    if str(path).endswith(FUSION_SUFFIX):
         return FusedEncoder(path, **encoder_options)
     return SpeakerEncoder(path, **encoder_options)

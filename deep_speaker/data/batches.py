@@ -20,11 +20,14 @@ from .split import SpeakerFeatures, SpeakerWaveforms
 
 
 class ClassificationBatches(keras.utils.PyDataset):
-    """(crops, speaker labels) of random training utterances; with `augment`, each crop is masked (`mask_spans`)."""
+    """(crops, speaker labels) of random training utterances; with `augment`, each crop is masked (`mask_spans`).
 
-    def __init__(self, data, run, initial_epoch: int = 0, augment: bool = False, workers: int = 1):
+    With `teacher` (one target embedding per cached utterance) the targets are {"classes": labels, "teacher":
+    the embedding of each crop's source utterance}, for distillation."""
+
+    def __init__(self, data, run, initial_epoch: int = 0, augment: bool = False, workers: int = 1, teacher: np.ndarray | None = None):
         super().__init__(workers=workers, use_multiprocessing=False)
-        self.data, self.run, self.epoch, self.augment = data, run, initial_epoch, augment
+        self.data, self.run, self.epoch, self.augment, self.teacher = data, run, initial_epoch, augment, teacher
 
     def __len__(self):
         return self.run.steps_per_epoch
@@ -35,10 +38,16 @@ class ClassificationBatches(keras.utils.PyDataset):
         crops = self.data.crops(chosen, self.run.num_frames, rng)
         if self.augment:
             mask_spans(crops, rng)
-        return crops, self.data.labels[chosen]
+        return crops, targets(self.data, chosen, self.teacher)
 
     def on_epoch_end(self):
         self.epoch += 1
+
+
+def targets(data, chosen, teacher: np.ndarray | None = None):
+    """Speaker labels of examples `chosen`, with their source utterances' teacher embeddings if distilling."""
+    labels = data.labels[chosen]
+    return labels if teacher is None else {"classes": labels, "teacher": teacher[data.sources[chosen]]}
 
 
 class AugmentedBatches(ClassificationBatches):

@@ -32,6 +32,7 @@ class SpeakerFeatures:
         speaker_index = {s: i for i, s in enumerate(self.speakers)}
         self.labels = np.array([speaker_index[e.speaker] for e in entries])
         self.features = [np.load(e.feature_path) for e in entries]
+        self.sources = np.arange(len(entries))  # the cached utterance each example comes from (copies: their original)
         self.train, self.validation = self._split(validation_fraction)
         self.num_classes = len(self.speakers)
         if augmented_copies:
@@ -49,6 +50,7 @@ class SpeakerFeatures:
             source = index_of[row["utterance_id"]]
             self.features.append(np.load(row["feature_path"]))
             self.labels = np.append(self.labels, self.labels[source] + speeds.index(row["speed"]) * len(self.speakers))
+            self.sources = np.append(self.sources, source)
             self.utterance_ids.append(f"{row['utterance_id']}#{row['copy']}")
             added.append(len(self.features) - 1)
         self.train = np.concatenate([self.train, np.array(added, dtype=int)])

@@ -24,7 +24,7 @@ import numpy as np
 from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
 from ..config import PHASE_DEFAULTS, SELECTION, Recipe, validate
 from ..data.augment import SPEEDS, WaveformAugmentation, read_clips
-from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedInputs, TripletBatches
+from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedInputs, TripletBatches, targets
 from ..data.split import SpeakerFeatures, SpeakerWaveforms
 from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_write_bytes
@@ -150,22 +150,51 @@ def _normalised(backbone: keras.Model) -> keras.Model:
 
 def _compile(trainer: keras.Model, recipe: Recipe, learning_rate: float | None = None) -> keras.Model:
     spec = LOSSES[recipe.loss.name]
-    trainer.compile(optimizer=_optimizer(recipe, learning_rate), loss=spec.loss(recipe.loss), metrics=spec.metrics(recipe.loss))
+    loss, metrics = spec.loss(recipe.loss), spec.metrics(recipe.loss)
+    if recipe.loss.distill_from:  # the classification loss on "classes", a cosine loss towards the teacher on "teacher"
+        trainer.compile(
+            optimizer=_optimizer(recipe, learning_rate),
+            loss={"classes": loss, "teacher": keras.losses.CosineSimilarity(name="distillation")},
+            loss_weights={"classes": 1.0, "teacher": recipe.loss.distill_weight},
+            metrics={"classes": metrics},
+        )
+    else:
+        trainer.compile(optimizer=_optimizer(recipe, learning_rate), loss=loss, metrics=metrics)
     return trainer
 
 
 def _margin_callbacks(trainer: keras.Model, recipe: Recipe) -> list:
     """The margin warm-up of an AAM-softmax trainer, if the recipe asks for one."""
-    if recipe.loss.margin_warmup_epochs and isinstance(trainer.loss, AAMSoftmaxLoss):
-        return [MarginWarmup(trainer.loss, recipe.loss.margin_warmup_epochs)]
+    losses = trainer.loss.values() if isinstance(trainer.loss, dict) else [trainer.loss]
+    margin = next((loss for loss in losses if isinstance(loss, AAMSoftmaxLoss)), None)
+    if recipe.loss.margin_warmup_epochs and margin is not None:
+        return [MarginWarmup(margin, recipe.loss.margin_warmup_epochs)]
     return []
 
 
-def _classification_batches(data: SpeakerFeatures, recipe: Recipe, initial_epoch: int, progress: bool) -> ClassificationBatches:
-    """Crops of cached features, or (`augment.waveform`) augmented waveform crops featurised on the fly."""
+def teacher_embeddings(data: SpeakerFeatures, teacher, progress: bool = True) -> np.ndarray:
+    """The teacher's embedding of every cached utterance (whole recordings, through its own front end), computed
+    once and kept in the working directory under the teacher's fingerprint."""
+    from ..data.cache import read_manifest
+    from ..score_fusion import load_encoder
+
+    encoder = load_encoder(teacher)
+    path = data.working_dir / f"teacher_{encoder.fingerprint}.npy"
+    if path.is_file():
+        return np.load(path)
+    embeddings = encoder.embed_many([entry.audio_path for entry in read_manifest(data.working_dir)], progress=progress)
+    buffer = io.BytesIO()
+    np.save(buffer, embeddings)
+    atomic_write_bytes(path, buffer.getvalue())
+    return embeddings
+
+
+def _classification_batches(data: SpeakerFeatures, recipe: Recipe, initial_epoch: int, progress: bool, teacher=None) -> ClassificationBatches:
+    """Crops of cached features (with the teacher's targets when distilling), or (`augment.waveform`) augmented
+    waveform crops featurised on the fly."""
     aug, run = recipe.augment, recipe.run
     if not aug.waveform:
-        return ClassificationBatches(data, run, initial_epoch, augment=aug.spec_augment)
+        return ClassificationBatches(data, run, initial_epoch, augment=aug.spec_augment, teacher=teacher)
     augmentation = WaveformAugmentation(
         noise_probability=aug.noise_probability,
         snr_db=(aug.snr_min_db, aug.snr_max_db),
@@ -187,7 +216,7 @@ def _classification_batches(data: SpeakerFeatures, recipe: Recipe, initial_epoch
     )
 
 
-def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.Model, batches) -> Phase:
+def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.Model, batches, teacher=None) -> Phase:
     backbone = trainer.get_layer("backbone")
     export = build_speaker_model(backbone, data.feature_config)
     run = recipe.run
@@ -202,7 +231,7 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
         mode,
         lambda: export,
         [ValidationEER(data, run.num_frames, _normalised(backbone)), reduce_lr, *_margin_callbacks(trainer, recipe)],  # val_eer first: the others may read it
-        (data.crops(data.validation, run.num_frames, None), data.labels[data.validation]),
+        (data.crops(data.validation, run.num_frames, None), targets(data, data.validation, teacher)),
     )
 
 
@@ -213,27 +242,38 @@ def train_classifier(working_dir, recipe: Recipe, progress: bool = True, initial
     From scratch by default. With `initial_checkpoint` (a speaker model of the same backbone and features) it
     fine-tunes: the backbone starts from its weights and each class direction of a margin classifier from its
     class's mean embedding, which is large-margin fine-tuning when the recipe raises the margin and the crop
-    length. `run_name` names the run folder under `working_dir` (default `softmax`).
+    length. With `loss.distill_from` a teacher model's embeddings of the training recordings are learnt too
+    (a linear projection of the student's embedding, cosine loss, `loss.distill_weight`): knowledge distillation
+    from any model the toolkit loads. `run_name` names the run folder under `working_dir` (default `softmax`).
     """
     validate(recipe)
     data = SpeakerFeatures(working_dir, recipe.run.validation_fraction, augmented_copies=recipe.augment.cached_copies)
     run_dir = Path(working_dir) / (run_name or RUN_DIRS["classification"])
 
+    teacher = teacher_embeddings(data, recipe.loss.distill_from, progress) if recipe.loss.distill_from else None
+
     def build(state):
-        batches = _classification_batches(data, recipe, state["epoch"] if state else 0, progress)
+        batches = _classification_batches(data, recipe, state["epoch"] if state else 0, progress, teacher)
         if state:
             trainer = keras.saving.load_model(run_dir / "last.keras")
         else:
             backbone = build_backbone(recipe.model.name, data.feature_config.num_fbanks, **_model_options(recipe))
             num_classes = getattr(batches, "num_classes", data.num_classes)
             classifier = LOSSES[recipe.loss.name].output(num_classes)
-            trainer = _on_features(backbone, lambda taps: classifier(taps["embedding"]), "classification")
+
+            def outputs(taps):
+                if teacher is None:
+                    return classifier(taps["embedding"])
+                projection = keras.layers.Dense(teacher.shape[1], name="teacher_projection")(taps["embedding"])
+                return {"classes": classifier(taps["embedding"]), "teacher": projection}
+
+            trainer = _on_features(backbone, outputs, "classification")
             if initial_checkpoint is not None:
                 _start_from(backbone, initial_checkpoint, data)
                 if isinstance(classifier, CosineLogits):
                     classifier.directions.assign(_class_means(backbone, data, num_classes, recipe.run.num_frames))
             trainer = _compile(trainer, recipe)
-        return _classification_phase(data, recipe, trainer, batches)
+        return _classification_phase(data, recipe, trainer, batches, teacher)
 
     return fit(run_dir, recipe, build, progress)
 

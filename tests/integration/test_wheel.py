@@ -24,7 +24,8 @@ def test_wheel_installed_outside_the_tree_verifies_the_samples(tmp_path):
     target = tmp_path / "site"
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr
-    assert (target / "deep_speaker" / "pretrained" / "deep_speaker.keras").is_file()
+    for shipped in ("deep_speaker.keras", "ge2e_resemblyzer.keras", "default.fusion.json", "LICENSE.resemblyzer", "README.md"):
+        assert (target / "deep_speaker" / "pretrained" / shipped).is_file(), shipped
     samples = ROOT / "samples"
     environment = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "DEEP_SPEAKER_HOME": str(tmp_path / "home")}
     script = (
@@ -36,4 +37,4 @@ def test_wheel_installed_outside_the_tree_verifies_the_samples(tmp_path):
         capture_output=True, text=True, cwd=tmp_path, env=environment,
     )
     assert result.returncode == 0, result.stderr
-    assert "score = 0.7646  threshold = 0.5314 (operating point far1)  decision: same speaker" in result.stdout
+    assert "(operating point far1)  decision: same speaker" in result.stdout  # the shipped default system, calibrated

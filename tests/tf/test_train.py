@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -92,6 +93,22 @@ def test_large_margin_fine_tuning_starts_from_the_checkpoint_and_class_means(wor
         assert cosine > 0.999
     with pytest.raises(CheckpointError, match="other shapes"):
         train_classifier(working_dir, tiny_recipe(epochs=1, width=0.125), progress=False, initial_checkpoint=first, run_name="other")
+
+
+def test_distillation_learns_the_teachers_embeddings_and_exports_a_plain_model(working_dir, tmp_path):
+    teacher = save_tiny_model(tmp_path / "teacher.keras", embedding_dim=8)
+    recipe = tiny_recipe(epochs=3, steps_per_epoch=6, loss="aamsoftmax", distill_from=str(teacher), distill_weight=10.0, select_by="val_eer")
+    best = train_classifier(working_dir, recipe, progress=False)
+    cached = list(working_dir.glob("teacher_*.npy"))
+    assert len(cached) == 1 and np.load(cached[0]).shape[1] == 8
+    losses = [float(row["teacher_loss"]) for row in _rows(working_dir / "softmax" / "training.csv")]
+    assert losses[-1] < losses[0] and -1.0 <= losses[-1] <= 1.0  # negative cosine to the teacher, improving
+    model = load_model(best)
+    assert model.output_shape == (None, 32) and all(layer.name != "teacher_projection" for layer in model.get_layer("backbone").layers)
+    train_classifier(working_dir, replace(recipe, run=replace(recipe.run, epochs=4)), progress=False)  # resumes the two-output trainer
+    assert len(_rows(working_dir / "softmax" / "training.csv")) == 4
+    with pytest.raises(ConfigError, match="select_by: val_eer"):
+        tiny_recipe(loss="aamsoftmax", distill_from=str(teacher))
 
 
 def test_models_carry_the_cache_features_and_other_features_are_refused(tmp_path):
