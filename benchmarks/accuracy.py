@@ -36,13 +36,14 @@ from deep_speaker.scoring import all_pairs_eer, build_scorer
 
 WORK = ROOT / "benchmarks" / "work" / "accuracy"
 CONDITIONS = ("clean", "mp3", "telephone")
-DEFAULT_SYSTEMS = [  # label=checkpoint@run folders (their training.csv give the training time); recipes/speechocean762/run.sh
+DEFAULT_SYSTEMS = [  # label=checkpoint@run folders (their training.csv give the training time): recipes/speechocean762/run.sh
     "ResCNN 0.25, 8 utt/spk, AM-softmax + triplet + dense head (previous default)=wd/speechocean762/rescnn_previous.keras",
-    "ResCNN 0.25, 16 utt/spk + 6 augmented copies, AAM-softmax=wd/so_rescnn/softmax/best.keras@wd/so_rescnn/softmax",
+    "ResCNN 0.25, 16 utt/spk + 6 augmented copies, AAM-softmax=wd/so/softmax_rescnn/best.keras@wd/so/softmax_rescnn",
     "ECAPA-TDNN 0.5, same data and loss=wd/so/softmax/best.keras@wd/so/softmax",
-    "ResCNN + ECAPA-TDNN, one model (score fusion 0.5 / 0.5)=wd/so/ensemble.keras@wd/so_rescnn/softmax,wd/so/softmax",
+    "ECAPA-TDNN + large-margin fine-tuning=wd/so/softmax_lmf/best.keras@wd/so/softmax,wd/so/softmax_lmf",
+    "ResCNN + ECAPA-TDNN, one model (score fusion 0.5 / 0.5)=wd/so/ensemble.keras@wd/so/softmax_rescnn,wd/so/softmax",
     "GE2E (Resemblyzer's pretrained encoder, imported; not trained here)=wd/ge2e.keras",
-    "GE2E + ECAPA-TDNN + ResCNN, z-normalised score fusion=wd/so/default.fusion.json@wd/so_rescnn/softmax,wd/so/softmax",
+    "GE2E + ResCNN + ECAPA-TDNN, z-normalised score fusion=wd/so/default.fusion.json@wd/so/softmax_rescnn,wd/so/softmax",
 ]
 
 
