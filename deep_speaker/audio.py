@@ -128,22 +128,30 @@ def trim_silence_reference(samples: np.ndarray) -> np.ndarray:
     return samples[loud[0] : loud[-1]]
 
 
-def trim_silence_energy(samples: np.ndarray, dynamic_range_db: float = 35.0, context_frames: int = 5) -> np.ndarray:
-    """Energy voice-activity detection: keep 10 ms frames within `dynamic_range_db` of the loud frames.
-
-    Unlike the reference trim, this also removes pauses inside the utterance. A frame is kept when
-    any frame within `context_frames` of it is loud, so word onsets and endings survive.
-    """
+def speech_blocks(samples: np.ndarray, dynamic_range_db: float = 35.0, context_frames: int = 5) -> np.ndarray:
+    """Energy voice activity per 10 ms block (bool, one per FRAME_STEP samples): blocks of 25 ms frames within
+    `dynamic_range_db` of the loud frames, each loud frame keeping `context_frames` either side so word
+    onsets and endings survive."""
+    num_blocks = -(-samples.size // FRAME_STEP)
     if samples.size < FRAME_LENGTH:
-        return samples[:0]
+        return np.zeros(num_blocks, dtype=bool)
     frames = np.lib.stride_tricks.sliding_window_view(samples, FRAME_LENGTH)[::FRAME_STEP]
     energy_db = 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
     loud = energy_db > np.percentile(energy_db, 95) - dynamic_range_db
     kernel = np.ones(2 * context_frames + 1)
     voiced = np.convolve(loud.astype(float), kernel, mode="same") > 0
     blocks_per_frame = -(-FRAME_LENGTH // FRAME_STEP)
-    num_blocks = -(-samples.size // FRAME_STEP)
-    voiced_blocks = np.convolve(voiced, np.ones(blocks_per_frame))[:num_blocks] > 0
+    return np.convolve(voiced, np.ones(blocks_per_frame))[:num_blocks] > 0
+
+
+def trim_silence_energy(samples: np.ndarray, dynamic_range_db: float = 35.0, context_frames: int = 5) -> np.ndarray:
+    """Energy voice-activity detection: keep the 10 ms blocks of `speech_blocks`.
+
+    Unlike the reference trim, this also removes pauses inside the utterance.
+    """
+    if samples.size < FRAME_LENGTH:
+        return samples[:0]
+    voiced_blocks = speech_blocks(samples, dynamic_range_db, context_frames)
     return samples[np.repeat(voiced_blocks, FRAME_STEP)[: samples.size]]
 
 

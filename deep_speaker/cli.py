@@ -50,6 +50,28 @@ def cmd_import_model(args) -> int:
     return 0
 
 
+def cmd_diarize(args) -> int:
+    from .diarization import write_rttm
+    from .diarization.output import plot_timeline, write_json
+    from .diarization.pipeline import DiarizationConfig, Diarizer
+    from .score_fusion import load_encoder
+
+    config = DiarizationConfig(
+        window=args.window, hop=args.hop, clustering=args.clustering, num_speakers=args.num_speakers,
+        min_speakers=args.min_speakers, max_speakers=args.max_speakers, ahc_threshold=args.threshold,
+    )
+    frames = int(round(config.window * 100))
+    encoder = load_encoder(_checkpoint(args), trim="none", require_speech=False, crop_frames=frames)
+    segments = Diarizer(encoder, config).diarize(args.audio, progress=not args.quiet)
+    for segment in segments:
+        print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.speaker}")
+    print(f"{len({s.speaker for s in segments})} speaker(s), {len(segments)} turn(s)")
+    for path, write in ((args.rttm, write_rttm), (args.json, write_json), (args.plot, plot_timeline)):
+        if path:
+            write(path, segments)
+    return 0
+
+
 def cmd_fuse(args) -> int:
     from .data.corpus import discover_utterances
     from .score_fusion import fit_fusion
@@ -347,6 +369,22 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("target", help="the fused model (.keras)")
     ensemble.add_argument("--weights", type=float, nargs="+", help="score weights, one per model (default: equal)")
     ensemble.set_defaults(handler=cmd_ensemble)
+
+    diarize = commands.add_parser("diarize", help="who spoke when: speaker turns of a recording (RTTM, JSON, timeline plot)")
+    diarize.add_argument("audio")
+    diarize.add_argument("--rttm", help="write the turns as RTTM")
+    diarize.add_argument("--json", help="write the turns as JSON")
+    diarize.add_argument("--plot", help="write a timeline PNG")
+    diarize.add_argument("--num-speakers", "--num_speakers", dest="num_speakers", type=int, help="the speaker count, if known")
+    diarize.add_argument("--min-speakers", "--min_speakers", dest="min_speakers", type=int, default=1)
+    diarize.add_argument("--max-speakers", "--max_speakers", dest="max_speakers", type=int, default=10)
+    diarize.add_argument("--clustering", choices=["spectral", "ahc"], default="spectral", help="spectral (eigengap) or agglomerative (calibrated threshold)")
+    diarize.add_argument("--threshold", type=float, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)")
+    diarize.add_argument("--window", type=float, default=1.5, help="seconds per embedded window")
+    diarize.add_argument("--hop", type=float, default=0.75, help="seconds between windows")
+    diarize.add_argument("--quiet", action="store_true", help="no progress bar")
+    diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
+    diarize.set_defaults(handler=cmd_diarize)
 
     fuse = commands.add_parser("fuse", help="score fusion of models with different front ends (e.g. GE2E + our own) -> NAME.fusion.json")
     fuse.add_argument("models", nargs="+", help="speaker models, two or more")

@@ -173,6 +173,10 @@ class SpeakerEncoder:
         """L2-normalised float32 embedding of one file or waveform."""
         return self.embed_features([self._prepare(source, sample_rate)])[0]
 
+    def embed_waveforms(self, waveforms, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """Embeddings (n, dim) of waveform arrays, each prepared as a file would be; crops run in batches."""
+        return self.embed_features([self._prepare(waveform, sample_rate) for waveform in waveforms])
+
     def embed_many(self, paths, progress: bool = False, workers: int = 2) -> np.ndarray:
         """Embeddings (n, dim) of many files, in order.
 

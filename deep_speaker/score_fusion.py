@@ -84,6 +84,10 @@ class FusedEncoder:
         """The fused unit embedding of one file or waveform."""
         return self.join([encoder.embed(source, sample_rate) for encoder in self.members])
 
+    def embed_waveforms(self, waveforms, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        waveforms = list(waveforms)
+        return self.join([encoder.embed_waveforms(waveforms, sample_rate) for encoder in self.members])
+
     def embed_many(self, paths, progress: bool = False, workers: int = 2) -> np.ndarray:
         paths = list(paths)
         return self.join([encoder.embed_many(paths, progress, workers) for encoder in self.members])

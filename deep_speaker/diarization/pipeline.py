@@ -1,0 +1,236 @@
+"""Who spoke when: speech regions, sliding-window embeddings, clustering, frame-level turns.
+
+    recording -> energy voice activity (10 ms blocks) -> speech regions (that move like speech)
+              -> windows (1.5 s every 0.75 s) -> embeddings with any encoder the toolkit loads
+              -> clustering: spectral with the eigengap rule (speaker count found) or a given count, or
+                 average-linkage clustering stopped at the model's calibrated EER threshold
+              -> each 10 ms block of speech takes the speaker of the windows covering it (their votes
+                 weighted by closeness to the window centre) -> turns, short ones merged into neighbours
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..audio import FRAME_STEP, SAMPLE_RATE, speech_blocks
+from ..errors import ConfigError
+from ..features import MIN_SPEECH_VARIATION_DB, fbank_energies, spectro_temporal_variation
+from .rttm import Segment
+
+BLOCK_SECONDS = FRAME_STEP / SAMPLE_RATE  # 10 ms
+CLUSTERINGS = ("spectral", "ahc")
+
+
+@dataclass(frozen=True)
+class DiarizationConfig:
+    window: float = 1.5  # seconds per embedded window
+    hop: float = 0.75  # seconds between window starts
+    min_region: float = 0.3  # speech regions shorter than this are dropped
+    max_gap: float = 0.3  # pauses shorter than this do not split a speech region
+    min_turn: float = 0.3  # turns shorter than this join a neighbouring turn
+    clustering: str = "spectral"  # spectral (eigengap) | ahc (calibrated threshold)
+    num_speakers: int | None = None  # known count: no estimation
+    min_speakers: int = 1
+    max_speakers: int = 10
+    ahc_threshold: float | None = None  # cosine score joining two clusters; default: the encoder's calibrated EER threshold
+
+    def __post_init__(self):
+        if self.clustering not in CLUSTERINGS:
+            raise ConfigError(f"unknown clustering {self.clustering!r}; choose from {CLUSTERINGS}")
+        if not 0 < self.hop <= self.window:
+            raise ConfigError(f"the hop ({self.hop} s) must be positive and at most the window ({self.window} s)")
+        if not 1 <= self.min_speakers <= self.max_speakers:
+            raise ConfigError(f"need 1 <= min_speakers ({self.min_speakers}) <= max_speakers ({self.max_speakers})")
+        if self.num_speakers is not None and self.num_speakers < 1:
+            raise ConfigError(f"num_speakers must be at least 1, got {self.num_speakers}")
+
+
+def speech_regions(samples: np.ndarray, config: DiarizationConfig = DiarizationConfig()) -> list[tuple[int, int]]:
+    """[start, end) block indices of speech: energy activity, pauses under `max_gap` bridged, short regions and
+    regions whose spectrum does not move like speech (stationary noise, hum: `features.require_speech`) dropped."""
+    active = speech_blocks(samples)
+    energies = fbank_energies(samples)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+    regions = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+    merged: list[tuple[int, int]] = []
+    for start, end in regions:
+        if merged and (start - merged[-1][1]) * BLOCK_SECONDS < config.max_gap:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return [
+        (a, b)
+        for a, b in merged
+        if (b - a) * BLOCK_SECONDS >= config.min_region and spectro_temporal_variation(energies[a:b]) >= MIN_SPEECH_VARIATION_DB
+    ]
+
+
+def windows(regions: list[tuple[int, int]], config: DiarizationConfig = DiarizationConfig()) -> list[tuple[int, int]]:
+    """[start, end) blocks of the windows to embed: every `hop` inside each region, the last one ending at the
+    region's end; a region shorter than a window is one window."""
+    length, hop = int(round(config.window / BLOCK_SECONDS)), int(round(config.hop / BLOCK_SECONDS))
+    spans = []
+    for start, end in regions:
+        if end - start <= length:
+            spans.append((start, end))
+            continue
+        starts = list(range(start, end - length + 1, hop))
+        if starts[-1] + length < end:
+            starts.append(end - length)
+        spans.extend((s, s + length) for s in starts)
+    return spans
+
+
+def _eigengap_count(affinity: np.ndarray, low: int, high: int) -> int:
+    """Speakers by the eigengap of the normalised Laplacian's spectrum of a pruned affinity (Park et al. 2019)."""
+    laplacian = _laplacian(affinity)
+    values = np.linalg.eigvalsh(laplacian)
+    high = min(high, len(values) - 1)
+    if high <= low:
+        return max(1, min(low, len(values)))
+    gaps = np.diff(values[: high + 1])
+    return int(np.argmax(gaps[low - 1 : high]) + low)
+
+
+def _pruned(similarity: np.ndarray, keep: float = 0.3) -> np.ndarray:
+    """Each row keeps its `keep` most similar entries (at least 2), symmetrised; scores below 0 count as 0."""
+    n = len(similarity)
+    count = max(2, int(np.ceil(keep * n)))
+    affinity = np.zeros_like(similarity)
+    order = np.argsort(-similarity, axis=1)[:, :count]
+    rows = np.repeat(np.arange(n), count)
+    affinity[rows, order.ravel()] = np.maximum(similarity[rows, order.ravel()], 0)
+    return (affinity + affinity.T) / 2
+
+
+def _laplacian(affinity: np.ndarray) -> np.ndarray:
+    degree = affinity.sum(axis=1)
+    scale = 1 / np.sqrt(np.maximum(degree, 1e-12))
+    return np.eye(len(affinity)) - scale[:, None] * affinity * scale[None, :]
+
+
+def cluster(embeddings: np.ndarray, config: DiarizationConfig = DiarizationConfig(), threshold: float | None = None) -> np.ndarray:
+    """Speaker label per embedding (0..k-1). Spectral clustering of the pruned cosine affinity with k given or
+    by eigengap; or (`ahc`) average linkage stopped where clusters are less similar than `threshold`."""
+    n = len(embeddings)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    similarity = np.clip(unit @ unit.T, -1.0, 1.0)
+    if n == 1 or config.num_speakers == 1:
+        return np.zeros(n, dtype=int)
+    if config.clustering == "ahc" and config.num_speakers is None:
+        from scipy.cluster.hierarchy import fcluster, linkage
+        from scipy.spatial.distance import squareform
+
+        if threshold is None:
+            raise ConfigError("agglomerative clustering needs a threshold: calibrate the model, or give ahc_threshold")
+        distances = squareform(1 - similarity, checks=False)
+        labels = fcluster(linkage(distances, method="average"), t=1 - threshold, criterion="distance") - 1
+        return _bounded(labels, unit, config)
+    affinity = _pruned(similarity)
+    count = config.num_speakers or _eigengap_count(affinity, config.min_speakers, min(config.max_speakers, n - 1))
+    if count == 1:
+        return np.zeros(n, dtype=int)
+    import warnings
+
+    from sklearn.cluster import SpectralClustering
+
+    with warnings.catch_warnings():  # well-separated speakers leave the pruned graph disconnected: the ideal case
+        warnings.filterwarnings("ignore", message="Graph is not fully connected")
+        return SpectralClustering(count, affinity="precomputed", random_state=0, assign_labels="cluster_qr").fit_predict(affinity)
+
+
+def _bounded(labels: np.ndarray, unit: np.ndarray, config: DiarizationConfig) -> np.ndarray:
+    """AHC labels within [min_speakers, max_speakers]: re-cut the tree at the nearest allowed count if needed."""
+    count = len(np.unique(labels))
+    if config.min_speakers <= count <= config.max_speakers:
+        return np.unique(labels, return_inverse=True)[1]
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    target = min(max(count, config.min_speakers), config.max_speakers, len(unit))
+    tree = linkage(squareform(1 - np.clip(unit @ unit.T, -1, 1), checks=False), method="average")
+    return fcluster(tree, t=target, criterion="maxclust") - 1
+
+
+def turns(spans: list[tuple[int, int]], labels: np.ndarray, regions: list[tuple[int, int]], config: DiarizationConfig, recording: str) -> list[Segment]:
+    """Frame-level turns: each speech block takes the label with the largest vote of the windows covering it,
+    a window's vote falling off linearly from its centre; turns under `min_turn` join their neighbour."""
+    if not spans:
+        return []
+    end = max(b for _, b in regions)
+    votes = np.zeros((end, int(labels.max()) + 1))
+    for (start, stop), label in zip(spans, labels):
+        centre, half = (start + stop) / 2, max((stop - start) / 2, 1)
+        blocks = np.arange(start, stop)
+        votes[blocks, label] += 1.0 - np.abs(blocks + 0.5 - centre) / (half + 1)
+    block_labels = np.full(end, -1)
+    for start, stop in regions:
+        block_labels[start:stop] = votes[start:stop].argmax(axis=1)
+    runs = _runs(block_labels)
+    minimum = int(round(config.min_turn / BLOCK_SECONDS))
+    changed = True
+    while changed:  # short turns join the longer neighbour inside the same region
+        changed = False
+        for index, (start, stop, label) in enumerate(runs):
+            if label < 0 or stop - start >= minimum:
+                continue
+            neighbours = [runs[i] for i in (index - 1, index + 1) if 0 <= i < len(runs) and runs[i][2] >= 0 and (runs[i][1] == start or runs[i][0] == stop)]
+            if neighbours:
+                block_labels[start:stop] = max(neighbours, key=lambda run: run[1] - run[0])[2]
+                runs, changed = _runs(block_labels), True
+                break
+    return [Segment(start * BLOCK_SECONDS, stop * BLOCK_SECONDS, f"speaker_{label}", recording) for start, stop, label in runs if label >= 0]
+
+
+def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, end, label) of each run of equal labels."""
+    changes = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], changes])
+    ends = np.concatenate([changes, [len(labels)]])
+    return [(int(a), int(b), int(labels[a])) for a, b in zip(starts, ends)]
+
+
+class Diarizer:
+    """Diarize recordings with an encoder (`SpeakerEncoder` or `FusedEncoder`; the AHC threshold defaults to its
+    calibrated EER threshold).
+
+    >>> segments = Diarizer(load_encoder(trim="none", require_speech=False)).diarize("meeting.wav")  # doctest: +SKIP
+    """
+
+    def __init__(self, encoder, config: DiarizationConfig = DiarizationConfig(), batch_windows: int = 256):
+        self.encoder, self.config, self.batch_windows = encoder, config, batch_windows
+
+    def _threshold(self) -> float | None:
+        if self.config.ahc_threshold is not None:
+            return self.config.ahc_threshold
+        from ..scoring.calibration import find_calibration
+
+        calibration = find_calibration(self.encoder.fingerprint, getattr(self.encoder, "checkpoint", None))
+        return None if calibration is None else calibration.eer
+
+    def diarize_waveform(self, samples: np.ndarray, recording: str = "recording", progress: bool = False) -> list[Segment]:
+        """Turns of a 16 kHz mono waveform."""
+        from tqdm import tqdm
+
+        regions = speech_regions(samples, self.config)
+        spans = windows(regions, self.config)
+        embeddings = []
+        for first in tqdm(range(0, len(spans), self.batch_windows), desc="windows", disable=not progress, unit="batch"):
+            batch = spans[first : first + self.batch_windows]
+            embeddings.append(self.encoder.embed_waveforms([samples[a * FRAME_STEP : b * FRAME_STEP] for a, b in batch]))
+        if not spans:
+            return []
+        labels = cluster(np.concatenate(embeddings), self.config, self._threshold())
+        return turns(spans, labels, regions, self.config, recording)
+
+    def diarize(self, path, progress: bool = False) -> list[Segment]:
+        """Turns of an audio file (named in the segments by its stem)."""
+        from pathlib import Path
+
+        from ..audio import read_audio
+
+        return self.diarize_waveform(read_audio(path), Path(path).stem, progress)

@@ -1,0 +1,106 @@
+"""The diarization pipeline: speech regions, windows, clustering with and without a known count, turns."""
+
+import numpy as np
+import pytest
+
+from deep_speaker.diarization import Segment, diarization_error_rate
+from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer, cluster, speech_regions, windows
+from deep_speaker.errors import ConfigError
+from tests.helpers import synthetic_speech
+
+
+class SpectrumEncoder:
+    """Stand-in encoder: the unit-normalised coarse spectrum below 1 kHz, which tells synthetic voices apart by pitch."""
+
+    fingerprint, checkpoint = "spectrum", None
+
+    def embed_waveforms(self, waveforms, sample_rate=16000):
+        vectors = []
+        for wave in waveforms:
+            spectrum = np.abs(np.fft.rfft(wave, 16000))[:1000]
+            vector = spectrum.reshape(50, 20).sum(axis=1)
+            vectors.append(vector / np.linalg.norm(vector))
+        return np.array(vectors, np.float32)
+
+
+def _conversation(turns, pause=0.5):
+    """Synthetic speakers (by pitch) taking turns with pauses; returns the waveform and the reference turns
+    (where each voice actually sounds)."""
+    pieces, reference, time = [], [], 0.0
+    for index, (pitch, seconds) in enumerate(turns):
+        voice = synthetic_speech(seconds, pitch=pitch, seed=index)
+        sounding = np.flatnonzero(np.abs(voice) > 1e-3)
+        reference.append(Segment(time + sounding[0] / 16000, time + sounding[-1] / 16000, f"pitch{pitch}"))
+        pieces += [voice, np.zeros(int(pause * 16000), np.float32)]
+        time += (len(voice) + int(pause * 16000)) / 16000
+    return np.concatenate(pieces), reference
+
+
+def test_speech_regions_and_windows():
+    wave, _ = _conversation([(120, 1.0), (200, 3.2)], pause=1.0)
+    regions = speech_regions(wave)
+    assert len(regions) == 2
+    voiced = np.flatnonzero(np.abs(wave) > 1e-3) // 160  # 10 ms blocks with signal
+    first = voiced[voiced < 150]
+    assert abs(regions[0][0] - first[0]) <= 9 and abs(regions[0][1] - first[-1]) <= 9  # 5 frames of context, 25 ms frames
+    assert 200 <= regions[1][0] and abs(regions[1][1] - voiced[-1]) <= 9
+    spans = windows(regions, DiarizationConfig(window=1.5, hop=0.75))
+    assert spans[0] == regions[0]  # shorter than a window: itself
+    inside = spans[1:]
+    assert all(b - a == 150 for a, b in inside) and inside[-1][1] == regions[1][1] and inside[1][0] - inside[0][0] == 75
+
+
+def test_clustering_recovers_planted_speakers():
+    rng = np.random.default_rng(0)
+    centres = np.eye(16)[:3]
+    points = np.concatenate([centre + 0.15 * rng.standard_normal((20, 16)) for centre in centres])
+    truth = np.repeat(np.arange(3), 20)
+    for config, threshold in ((DiarizationConfig(), None), (DiarizationConfig(clustering="ahc"), 0.5), (DiarizationConfig(num_speakers=3), None)):
+        labels = cluster(points, config, threshold)
+        assert len(np.unique(labels)) == 3
+        assert all(len(np.unique(labels[truth == k])) == 1 for k in range(3))
+    assert len(np.unique(cluster(points, DiarizationConfig(clustering="ahc", max_speakers=2), 0.5))) == 2
+    with pytest.raises(ConfigError, match="needs a threshold"):
+        cluster(points, DiarizationConfig(clustering="ahc"), None)
+
+
+@pytest.mark.parametrize("config", [DiarizationConfig(), DiarizationConfig(num_speakers=2), DiarizationConfig(clustering="ahc", ahc_threshold=0.5)])
+def test_a_synthetic_conversation_is_diarized(config):
+    wave, reference = _conversation([(110, 2.5), (230, 2.0), (110, 1.5), (230, 3.0)])
+    hypothesis = Diarizer(SpectrumEncoder(), config).diarize_waveform(wave)
+    assert len({segment.speaker for segment in hypothesis}) == 2
+    assert diarization_error_rate(reference, hypothesis).rate < 0.05
+
+
+def test_a_tiny_model_runs_the_whole_pipeline(tmp_path):
+    from deep_speaker.embedding import SpeakerEncoder
+    from tests.helpers import save_tiny_model
+
+    wave, _ = _conversation([(110, 2.0), (230, 2.0)])
+    encoder = SpeakerEncoder(save_tiny_model(tmp_path / "tiny.keras"), trim="none", require_speech=False, crop_frames=150)
+    segments = Diarizer(encoder, DiarizationConfig(num_speakers=2)).diarize_waveform(wave)
+    assert segments and all(0 <= s.start < s.end <= len(wave) / 16000 for s in segments)
+    assert Diarizer(encoder).diarize_waveform(np.zeros(16000, np.float32) + 1e-4) == []  # no speech, no turns
+
+
+def test_the_diarize_command_writes_rttm_json_and_plot_and_refuses_bad_audio(tmp_path, capsys):
+    import json
+
+    import soundfile as sf
+
+    from deep_speaker.diarization import read_rttm
+    from tests.helpers import cli_in_process, save_tiny_model
+
+    wave, _ = _conversation([(110, 2.0), (230, 2.0)])
+    sf.write(tmp_path / "talk.wav", wave, 16000)
+    model = save_tiny_model(tmp_path / "tiny.keras")
+    outputs = [tmp_path / name for name in ("talk.rttm", "talk.json", "talk.png")]
+    result = cli_in_process(capsys, "diarize", tmp_path / "talk.wav", "--checkpoint_file", model, "--num-speakers", "2", "--quiet",
+                            "--rttm", outputs[0], "--json", outputs[1], "--plot", outputs[2])
+    assert result.returncode == 0, result.stderr
+    segments = read_rttm(outputs[0])
+    assert segments and {s.recording for s in segments} == {"talk"} and f"{len(segments)} turn(s)" in result.stdout
+    assert len(json.loads(outputs[1].read_text())) == len(segments) and outputs[2].read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
+    refused = cli_in_process(capsys, "diarize", tmp_path / "broken.wav", "--checkpoint_file", model)
+    assert refused.returncode == 2 and "broken.wav" in refused.stderr and "Traceback" not in refused.stderr
