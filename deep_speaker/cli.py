@@ -268,7 +268,7 @@ def cmd_fit_backend(args) -> int:
     if not scorer.needs_fit:
         print(f"the {args.scorer} back end needs no fitting")
         return 0
-    print(f"fitted {args.scorer} for model {encoder.fingerprint} -> {save_scorer(scorer, encoder.fingerprint)}")
+    print(f"fitted {args.scorer} for model {encoder.fingerprint} -> {save_scorer(scorer, encoder.fingerprint, args.save_to)}")
     return 0
 
 
@@ -460,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     backend = commands.add_parser("fit-backend", help="fit a score back end (centered, asnorm, plda) on training speakers' recordings")
     backend.add_argument("--audio_dir", required=True, help="corpus of training speakers (never the evaluation speakers)")
+    backend.add_argument("--save_to", help="folder to save it in (default: the user's back-end folder); deep_speaker/pretrained ships it")
     _add_encoder_arguments(backend)
     _add_scorer_argument(backend)
     backend.set_defaults(handler=cmd_fit_backend)

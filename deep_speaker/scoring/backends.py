@@ -193,13 +193,17 @@ def backends_home() -> Path:
     return toolkit_home() / "backends"
 
 
-def scorer_path(fingerprint: str, name: str) -> Path:
-    return backends_home() / f"{fingerprint}.{name}.npz"
+SHIPPED_BACKENDS = Path(__file__).resolve().parent.parent / "pretrained"  # back ends of the shipped models
 
 
-def save_scorer(scorer: Scorer, fingerprint: str) -> Path:
-    """Save a fitted back end under the model's fingerprint (plain arrays and JSON options: nothing to execute)."""
-    path = scorer_path(fingerprint, scorer.name)
+def scorer_path(fingerprint: str, name: str, folder: Path | None = None) -> Path:
+    return (folder or backends_home()) / f"{fingerprint}.{name}.npz"
+
+
+def save_scorer(scorer: Scorer, fingerprint: str, folder=None) -> Path:
+    """Save a fitted back end under the model's fingerprint (plain arrays and JSON options: nothing to execute),
+    in the user's back-end folder or in `folder` (e.g. beside a model to ship)."""
+    path = scorer_path(fingerprint, scorer.name, Path(folder) if folder else None)
     arrays = {f"state_{key}": value for key, value in scorer.state.items()}
     header = json.dumps({"name": scorer.name, "model": fingerprint, "options": scorer.options})
 
@@ -212,13 +216,13 @@ def save_scorer(scorer: Scorer, fingerprint: str) -> Path:
 
 
 def load_scorer(name: str, fingerprint: str) -> Scorer:
-    """The back end `name` fitted for the model `fingerprint` (cosine needs none)."""
+    """The back end `name` fitted for the model `fingerprint` (cosine needs none): the user's, else a shipped one."""
     scorer = build_scorer(name)
     if not scorer.needs_fit:
         return scorer
-    path = scorer_path(fingerprint, name)
-    if not path.is_file():
-        raise CalibrationError(f"no {name} back end fitted for model {fingerprint} ({path})", cli_hint="run `fit-backend` first")
+    path = next((p for p in (scorer_path(fingerprint, name), scorer_path(fingerprint, name, SHIPPED_BACKENDS)) if p.is_file()), None)
+    if path is None:
+        raise CalibrationError(f"no {name} back end fitted for model {fingerprint} ({scorer_path(fingerprint, name)})", cli_hint="run `fit-backend` first")
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))

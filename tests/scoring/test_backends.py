@@ -71,6 +71,16 @@ def test_fitted_back_ends_save_and_load_keyed_to_the_model(name):
         load_scorer(name, "model-a")
 
 
+def test_a_shipped_back_end_is_found_when_the_user_has_none(tmp_path, monkeypatch):
+    from deep_speaker.scoring import backends
+
+    monkeypatch.setattr(backends, "SHIPPED_BACKENDS", tmp_path / "pretrained")
+    x, y = _speakers(10, 4, seed=6)
+    shipped = save_scorer(build_scorer("asnorm").fit(x, y), "shipped-model", tmp_path / "pretrained")
+    assert shipped.parent == tmp_path / "pretrained" and not scorer_path("shipped-model", "asnorm").exists()
+    np.testing.assert_allclose(load_scorer("asnorm", "shipped-model").score_matrix(x[:2], x[2:4]), build_scorer("asnorm").fit(x, y).score_matrix(x[:2], x[2:4]))
+
+
 def test_unfitted_unknown_and_bad_options_are_refused():
     with pytest.raises(ConfigError, match="not fitted"):
         ASNormScorer().score([1.0, 0.0], [0.0, 1.0])
