@@ -39,12 +39,12 @@ WORK = ROOT / "benchmarks" / "work" / "accuracy"
 CONDITIONS = ("clean", "mp3", "telephone")
 DEFAULT_SYSTEMS = [  # label=checkpoint@run folders (their training.csv give the training time): recipes/speechocean762/run.sh
     "ResCNN 0.25, 8 utt/spk, AM-softmax + triplet + dense head (previous default)=wd/speechocean762/rescnn_previous.keras",
-    "ResCNN 0.25, 16 utt/spk + 6 augmented copies, AAM-softmax=wd/so/softmax_rescnn/best.keras@wd/so/softmax_rescnn",
-    "ECAPA-TDNN 0.5, same data and loss=wd/so/softmax/best.keras@wd/so/softmax",
-    "ECAPA-TDNN + large-margin fine-tuning=wd/so/softmax_lmf/best.keras@wd/so/softmax,wd/so/softmax_lmf",
-    "ResCNN + ECAPA-TDNN, one model (score fusion 0.5 / 0.5)=wd/so/ensemble.keras@wd/so/softmax_rescnn,wd/so/softmax",
+    "ECAPA-TDNN 0.5, 16 utt/spk + 6 augmented copies (speed, noise, rooms, codecs), AAM-softmax=wd/so/softmax/best.keras@wd/so/softmax",
+    "ECAPA-TDNN + large-margin fine-tuning (3 s crops, margin 0.3)=wd/so/softmax_lmf/best.keras@wd/so/softmax,wd/so/softmax_lmf",
+    "ResCNN (previous) + ECAPA-TDNN, one model, score fusion 0.5 / 0.5=wd/so/ensemble_prev.keras@wd/so/softmax",
     "GE2E (Resemblyzer's pretrained encoder, imported; not trained here)=wd/ge2e.keras",
-    "GE2E + ResCNN + ECAPA-TDNN, z-normalised score fusion=wd/so/default.fusion.json@wd/so/softmax_rescnn,wd/so/softmax",
+    "GE2E + ECAPA-TDNN, z-normalised score fusion (shipped default)=wd/so/default.fusion.json@wd/so/softmax,wd/so/softmax_lmf",
+    "GE2E + ResCNN (previous) + ECAPA-TDNN, z-normalised score fusion=wd/so/ge2e_ensprev.fusion.json@wd/so/softmax",
 ]
 
 
