@@ -43,7 +43,7 @@ DEFAULT_SYSTEMS = [  # label=checkpoint@run folders (their training.csv give the
     "ECAPA-TDNN + large-margin fine-tuning (3 s crops, margin 0.3)=wd/so/softmax_lmf/best.keras@wd/so/softmax,wd/so/softmax_lmf",
     "ResCNN (previous) + ECAPA-TDNN, one model, score fusion 0.5 / 0.5=wd/so/ensemble_prev.keras@wd/so/softmax",
     "GE2E (Resemblyzer's pretrained encoder, imported; not trained here)=wd/ge2e.keras",
-    "GE2E + ECAPA-TDNN, z-normalised score fusion (shipped default)=wd/so/default.fusion.json@wd/so/softmax,wd/so/softmax_lmf",
+    "GE2E + ECAPA-TDNN, z-normalised score fusion (shipped default)=wd/so/default.fusion.json@wd/so/softmax",
     "GE2E + ResCNN (previous) + ECAPA-TDNN, z-normalised score fusion=wd/so/ge2e_ensprev.fusion.json@wd/so/softmax",
 ]
 

@@ -1,7 +1,7 @@
 """deep-speaker: speaker recognition with Deep Speaker (ResCNN) in Keras 3.
 
 Light modules (audio, features, data) import without TensorFlow; the model API (`load_model`,
-`SpeakerEncoder`, `Verifier`, `build_backbone`, ...) loads Keras on first use.
+`SpeakerEncoder`, `load_encoder`, `Verifier`, `build_backbone`, ...) loads Keras on first use.
 """
 
 import os
@@ -14,6 +14,8 @@ _LAZY = {
     "load_model": "checkpoints",
     "save_model": "checkpoints",
     "SpeakerEncoder": "embedding",
+    "FusedEncoder": "score_fusion",
+    "load_encoder": "score_fusion",
     "SpeakerRegistry": "enrol",
     "Verifier": "verification",
     "build_backbone": "models",

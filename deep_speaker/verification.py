@@ -71,9 +71,9 @@ class Identification:
 class Verifier:
     """Turns scores into decisions for one encoder.
 
-    >>> verifier = Verifier(SpeakerEncoder(), operating_point="far1")   # doctest: +SKIP
+    >>> verifier = Verifier(load_encoder(), operating_point="far1")     # doctest: +SKIP
     >>> print(verifier.verify("a.wav", "b.wav"))                        # doctest: +SKIP
-    score = 0.7646  threshold = 0.5314 (operating point far1)  decision: same speaker
+    score = 0.8751  LLR = +11.83 (P(same) = 1.000 at prior 0.5)  threshold = 0.5995 (operating point far1)  decision: same speaker
     """
 
     def __init__(
