@@ -40,6 +40,7 @@ def test_features_match_speechbrains_fbank_and_sentence_normalisation(speechbrai
         np.testing.assert_allclose(graph, ours, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_imported_models_reproduce_speechbrains_embeddings(speechbrain, model, tmp_path, capsys):
     root, expected, data = speechbrain

@@ -34,6 +34,7 @@ def test_default_system_separates_the_sample_speakers():
     assert float(a @ b) > float(a @ other) + 0.1
 
 
+@pytest.mark.slow
 def test_our_model_scores_the_same_from_numpy_features_and_in_the_graph():
     features, graph = SpeakerEncoder(), SpeakerEncoder(waveform_in=True)
     for pair in (PHILIPPE, [PHILIPPE[0], OTHER]):
