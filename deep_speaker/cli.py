@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=cmd_fuse)
 
-    embed = commands.add_parser("embed", help="embed audio files into an .npy (n, 512)")
+    embed = commands.add_parser("embed", help="embed audio files into an .npy (n, dim)")
     embed.add_argument("files", nargs="+")
     embed.add_argument("--out", required=True)
     _add_encoder_arguments(embed)
