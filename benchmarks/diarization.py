@@ -5,7 +5,7 @@ Each conversation: 2-5 speakers, turns of one or two utterances (silence-trimmed
 (0.25 s collar, overlap scored) with the speaker count found and with it given, the share of conversations
 whose count was found, the real-time factor on this machine, and the one-speaker anchor.
 
-    python benchmarks/diarization.py [--conversations 20] [--checkpoint_file MODEL]
+    python benchmarks/diarization.py [--conversations 20] [--checkpoint_file MODEL] [--plot docs/diarization.png]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from common import require_shared_data, write_result
 from deep_speaker.audio import load_speech
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.diarization import Segment, diarization_error_rate
+from deep_speaker.diarization.output import plot_timeline
 from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer
 from deep_speaker.score_fusion import load_encoder
 
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--plot", help="write the first conversation's timeline (found turns above the reference) to this PNG")
     args = parser.parse_args()
     dev = discover_utterances(require_shared_data() / "speechocean762" / "dev")
     by_speaker: dict[str, list] = {}
@@ -64,11 +66,13 @@ def main() -> None:
     encoder = load_encoder(args.checkpoint_file, trim="none", require_speech=False, crop_frames=150)
     totals = {"auto": [0.0, 0.0], "given": [0.0, 0.0], "one_speaker": [0.0, 0.0]}
     counted, seconds, audio_seconds = 0, 0.0, 0.0
-    for signal, reference in conversations:
+    for index, (signal, reference) in enumerate(conversations):
         speakers = len({s.speaker for s in reference})
         start = time.perf_counter()
         found = Diarizer(encoder, DiarizationConfig()).diarize_waveform(signal, "conversation")
         seconds += time.perf_counter() - start
+        if args.plot and index == 0:
+            plot_timeline(args.plot, found, reference)
         audio_seconds += len(signal) / RATE
         given = Diarizer(encoder, DiarizationConfig(num_speakers=speakers)).diarize_waveform(signal, "conversation")
         one = [Segment(0.0, len(signal) / RATE, "everyone", "conversation")]
