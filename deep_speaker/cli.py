@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--num-speakers", "--num_speakers", dest="num_speakers", type=int, help="the speaker count, if known")
     diarize.add_argument("--min-speakers", "--min_speakers", dest="min_speakers", type=int, default=1)
     diarize.add_argument("--max-speakers", "--max_speakers", dest="max_speakers", type=int, default=10)
-    diarize.add_argument("--clustering", choices=["spectral", "ahc"], default="spectral", help="spectral (eigengap) or agglomerative (calibrated threshold)")
+    diarize.add_argument("--clustering", choices=["ahc", "spectral"], default="ahc", help="agglomerative (calibrated threshold) or spectral (eigengap)")
     diarize.add_argument("--threshold", type=float, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)")
     diarize.add_argument("--window", type=float, default=1.5, help="seconds per embedded window")
     diarize.add_argument("--hop", type=float, default=0.75, help="seconds between windows")

@@ -55,7 +55,8 @@ def test_clustering_recovers_planted_speakers():
     centres = np.eye(16)[:3]
     points = np.concatenate([centre + 0.15 * rng.standard_normal((20, 16)) for centre in centres])
     truth = np.repeat(np.arange(3), 20)
-    for config, threshold in ((DiarizationConfig(), None), (DiarizationConfig(clustering="ahc"), 0.5), (DiarizationConfig(num_speakers=3), None)):
+    configs = [(DiarizationConfig(clustering="spectral"), None), (DiarizationConfig(clustering="ahc"), 0.5), (DiarizationConfig(num_speakers=3), None)]
+    for config, threshold in configs + [(DiarizationConfig(clustering="spectral", num_speakers=3), None)]:
         labels = cluster(points, config, threshold)
         assert len(np.unique(labels)) == 3
         assert all(len(np.unique(labels[truth == k])) == 1 for k in range(3))
@@ -64,7 +65,9 @@ def test_clustering_recovers_planted_speakers():
         cluster(points, DiarizationConfig(clustering="ahc"), None)
 
 
-@pytest.mark.parametrize("config", [DiarizationConfig(), DiarizationConfig(num_speakers=2), DiarizationConfig(clustering="ahc", ahc_threshold=0.5)])
+@pytest.mark.parametrize(
+    "config", [DiarizationConfig(clustering="spectral"), DiarizationConfig(num_speakers=2), DiarizationConfig(clustering="spectral", num_speakers=2), DiarizationConfig(ahc_threshold=0.5)]
+)
 def test_a_synthetic_conversation_is_diarized(config):
     wave, reference = _conversation([(110, 2.5), (230, 2.0), (110, 1.5), (230, 3.0)])
     hypothesis = Diarizer(SpectrumEncoder(), config).diarize_waveform(wave)
