@@ -30,7 +30,7 @@ from deep_speaker.audio import read_audio
 from deep_speaker.data.cache import read_manifest
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.evaluation import Trials, score_trials, verification_result
-from deep_speaker.fileio import atomic_write_bytes
+from deep_speaker.fileio import atomic_save_npy, atomic_write_bytes
 from deep_speaker.score_fusion import load_encoder
 from deep_speaker.scoring import all_pairs_eer, build_scorer
 from deep_speaker.scoring.metrics import threshold_at_false_accept_rate
@@ -75,7 +75,7 @@ def embeddings(encoder, name: str, paths: list[Path]) -> np.ndarray:
         return np.load(cache)
     vectors = encoder.embed_many(paths, progress=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, vectors)
+    atomic_save_npy(cache, vectors)
     return vectors
 
 

@@ -21,7 +21,6 @@ from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.diarization import Segment, diarization_error_rate
 from deep_speaker.diarization.output import plot_timeline
 from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer
-from deep_speaker.score_fusion import load_encoder
 
 RATE = 16000
 
@@ -63,7 +62,7 @@ def main() -> None:
         by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
     rng = np.random.default_rng(args.seed)
     conversations = [conversation(by_speaker, rng) for _ in range(args.conversations)]
-    encoder = load_encoder(args.checkpoint_file, trim="none", require_speech=False, crop_frames=150)
+    encoder = Diarizer.from_checkpoint(args.checkpoint_file).encoder  # one encoder for both configurations below
     totals = {"auto": [0.0, 0.0], "given": [0.0, 0.0], "one_speaker": [0.0, 0.0]}
     counted, seconds, audio_seconds = 0, 0.0, 0.0
     for index, (signal, reference) in enumerate(conversations):

@@ -54,15 +54,12 @@ def cmd_diarize(args) -> int:
     from .diarization import write_rttm
     from .diarization.output import plot_timeline, write_json
     from .diarization.pipeline import DiarizationConfig, Diarizer
-    from .score_fusion import load_encoder
 
     config = DiarizationConfig(
         window=args.window, hop=args.hop, clustering=args.clustering, num_speakers=args.num_speakers,
         min_speakers=args.min_speakers, max_speakers=args.max_speakers, ahc_threshold=args.threshold,
     )
-    frames = int(round(config.window * 100))
-    encoder = load_encoder(_checkpoint(args), trim="none", require_speech=False, crop_frames=frames)
-    segments = Diarizer(encoder, config).diarize(args.audio, progress=not args.quiet)
+    segments = Diarizer.from_checkpoint(_checkpoint(args), config).diarize(args.audio, progress=not args.quiet)
     for segment in segments:
         print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.speaker}")
     print(f"{len({s.speaker for s in segments})} speaker(s), {len(segments)} turn(s)")

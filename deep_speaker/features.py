@@ -26,7 +26,8 @@ ENERGY_SCALES = ("linear", "log")
 KINDS = ("deep_speaker", "resemblyzer", "speechbrain")  # ours (the reference's), GE2E's (Resemblyzer), SpeechBrain's Fbank
 SPEECHBRAIN_TOP_DB = 80.0  # SpeechBrain's Fbank clamps each utterance to 80 dB below its loudest band
 RESEMBLYZER_NFFT = 400  # librosa.feature.melspectrogram(sr=16000, n_fft=400, hop_length=160): hann window, centred
-PARTIAL_FRAMES, PARTIAL_STEP, PARTIAL_MIN_COVERAGE = 160, 77, 0.75  # Resemblyzer's partial utterances
+# Resemblyzer's partial utterances: 160 frames every round(16000 / 1.3 / 160) = 77 (1.3 a second), the last kept if it covers 75 %
+PARTIAL_FRAMES, PARTIAL_STEP, PARTIAL_MIN_COVERAGE = 160, 77, 0.75
 NORMALISATIONS = ("frame", "utterance")
 SPEECH_BLOCK_FRAMES = 10  # 100 ms: long enough to average out noise, short enough to keep syllables (4 Hz)
 MIN_SPEECH_VARIATION_DB = 8.0  # stationary noise, hum, dither: under 4.5 dB; speech: over 12 dB (speechocean762, samples)
@@ -189,21 +190,34 @@ def slaney_mel_filterbank(num_filters: int, nfft: int = RESEMBLYZER_NFFT, sample
 def speechbrain_mel_filterbank(num_filters: int, nfft: int = RESEMBLYZER_NFFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """(num_filters, nfft // 2 + 1): SpeechBrain's triangular filters (HTK mel scale, 0 Hz to Nyquist); as in its
     `Filterbank`, each triangle's both slopes take the width of its left band."""
-    to_mel, to_hz = (lambda hz: 2595 * np.log10(1 + hz / 700)), (lambda mel: 700 * (10 ** (mel / 2595) - 1))
-    edges = to_hz(np.linspace(to_mel(0.0), to_mel(sample_rate / 2), num_filters + 2))
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), num_filters + 2))
     slope = (np.linspace(0, sample_rate // 2, nfft // 2 + 1)[None, :] - edges[1:-1, None]) / np.diff(edges)[:-1, None]
     return np.maximum(0.0, np.minimum(slope + 1.0, 1.0 - slope))
+
+
+def cosine_window(alpha: float, length: int = RESEMBLYZER_NFFT) -> np.ndarray:
+    """Periodic generalised cosine window alpha - (1 - alpha) cos(2 pi n / length): hann 0.5, hamming 0.54 (torch's and
+    librosa's STFT windows)."""
+    return alpha - (1 - alpha) * np.cos(2 * np.pi * np.arange(length) / length)
+
+
+HANN, HAMMING = 0.5, 0.54
+
+
+def centred_power_mel(signal: np.ndarray, window_alpha: float, filters: np.ndarray, pad_end: int = 0) -> np.ndarray:
+    """Mel energies (frames, filters) float64 of centred 25 ms frames every 10 ms (zero padding, `pad_end` more zeros
+    at the end) under a periodic cosine window: the STFT that librosa and torch compute with `center=True`."""
+    signal = np.pad(np.asarray(signal, dtype=np.float64), (RESEMBLYZER_NFFT // 2, pad_end + RESEMBLYZER_NFFT // 2))
+    frames = np.lib.stride_tricks.sliding_window_view(signal, RESEMBLYZER_NFFT)[::FRAME_STEP]
+    spectrum = np.fft.rfft(frames * cosine_window(window_alpha), RESEMBLYZER_NFFT)
+    return (spectrum.real**2 + spectrum.imag**2) @ filters.T
 
 
 def speechbrain_fbank(signal: np.ndarray, num_filters: int = 80) -> np.ndarray:
     """SpeechBrain's `Fbank` then sentence mean normalisation: centred 25 ms hamming frames every 10 ms (zero
     padding), power spectrum, its filters, 10 log10 (floor 1e-10, then 80 dB below the utterance's maximum),
     each band's mean over the utterance subtracted. (frames, num_filters) float32."""
-    signal = np.pad(np.asarray(signal, dtype=np.float64), RESEMBLYZER_NFFT // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(signal, RESEMBLYZER_NFFT)[::FRAME_STEP]
-    window = 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(RESEMBLYZER_NFFT) / RESEMBLYZER_NFFT)  # periodic hamming
-    spectrum = np.fft.rfft(frames * window, RESEMBLYZER_NFFT)
-    decibels = 10 * np.log10(np.maximum((spectrum.real**2 + spectrum.imag**2) @ speechbrain_mel_filterbank(num_filters).T, 1e-10))
+    decibels = 10 * np.log10(np.maximum(centred_power_mel(signal, HAMMING, speechbrain_mel_filterbank(num_filters)), 1e-10))
     decibels = np.maximum(decibels, decibels.max() - SPEECHBRAIN_TOP_DB)
     return (decibels - decibels.mean(axis=0)).astype(np.float32)
 
@@ -211,13 +225,8 @@ def speechbrain_fbank(signal: np.ndarray, num_filters: int = 80) -> np.ndarray:
 def resemblyzer_mel(signal: np.ndarray, num_filters: int = 40) -> np.ndarray:
     """GE2E input as Resemblyzer computes it: padded to its partial grid, centred 25 ms hann frames every 10 ms
     (zero padding), power spectrum, Slaney mel, no log, no normalisation. (frames, num_filters) float32."""
-    signal = np.asarray(signal, dtype=np.float64)
-    signal = np.pad(signal, (RESEMBLYZER_NFFT // 2, partial_grid_length(signal.size) - signal.size + RESEMBLYZER_NFFT // 2))
-    frames = np.lib.stride_tricks.sliding_window_view(signal, RESEMBLYZER_NFFT)[::FRAME_STEP]
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(RESEMBLYZER_NFFT) / RESEMBLYZER_NFFT)  # periodic hann
-    spectrum = np.fft.rfft(frames * window, RESEMBLYZER_NFFT)
-    power = spectrum.real**2 + spectrum.imag**2
-    return (power @ slaney_mel_filterbank(num_filters).T).astype(np.float32)
+    padding = partial_grid_length(len(signal)) - len(signal)
+    return centred_power_mel(signal, HANN, slaney_mel_filterbank(num_filters), padding).astype(np.float32)
 
 
 def features_from_energies(energies: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:

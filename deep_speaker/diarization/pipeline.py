@@ -199,11 +199,20 @@ class Diarizer:
     """Diarize recordings with an encoder (`SpeakerEncoder` or `FusedEncoder`; the AHC threshold defaults to its
     calibrated EER threshold).
 
-    >>> segments = Diarizer(load_encoder(trim="none", require_speech=False)).diarize("meeting.wav")  # doctest: +SKIP
+    >>> segments = Diarizer.from_checkpoint().diarize("meeting.wav")   # doctest: +SKIP
     """
 
     def __init__(self, encoder, config: DiarizationConfig = DiarizationConfig(), batch_windows: int = 256):
         self.encoder, self.config, self.batch_windows = encoder, config, batch_windows
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint=None, config: DiarizationConfig = DiarizationConfig()) -> "Diarizer":
+        """A diarizer with a model or fusion file (None: the default system), its encoder set for windows: no
+        trimming and no speech check (the regions are speech already), crops of exactly one window (batched)."""
+        from ..score_fusion import load_encoder
+
+        window_frames = int(round(config.window / BLOCK_SECONDS))
+        return cls(load_encoder(checkpoint, trim="none", require_speech=False, crop_frames=window_frames), config)
 
     def _threshold(self) -> float | None:
         if self.config.ahc_threshold is not None:

@@ -8,12 +8,28 @@ from pathlib import Path
 
 import keras
 
+from ..checkpoints import assign_weights_by_name
+from ..errors import CheckpointError
 from ..features import FeatureConfig
 from ..models import build_backbone, build_speaker_model
-from ..models.ge2e import ge2e_weights
 from .torch_checkpoint import read_torch_checkpoint
 
 RESEMBLYZER_FEATURES = FeatureConfig(num_fbanks=40, trim="resemblyzer", kind="resemblyzer")
+
+
+def ge2e_weights(backbone: keras.Model, state: dict, source) -> None:
+    """Set a `ge2e` backbone's weights from Resemblyzer's `model_state` (PyTorch LSTM gates i, f, g, o are
+    Keras's i, f, c, o; PyTorch's two biases add up); shapes are checked by `assign_weights_by_name`."""
+    layers = sum(1 for layer in backbone.layers if layer.name.startswith("lstm_"))
+    try:
+        weights = {
+            f"lstm_{i}": [state[f"lstm.weight_ih_l{i}"].T, state[f"lstm.weight_hh_l{i}"].T, state[f"lstm.bias_ih_l{i}"] + state[f"lstm.bias_hh_l{i}"]]
+            for i in range(layers)
+        }
+        weights["linear"] = [state["linear.weight"].T, state["linear.bias"]]
+    except KeyError as error:
+        raise CheckpointError(f"{source}: not a GE2E (Resemblyzer) state dict: no tensor {error}") from None
+    assign_weights_by_name(backbone, weights, source)
 
 
 def import_resemblyzer(path) -> keras.Model:

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ..checkpoints import assign_weights_by_name
 from ..errors import CheckpointError
 from ..features import FeatureConfig
 from ..models import build_backbone, build_speaker_model
@@ -138,16 +139,12 @@ def import_speechbrain(path, dilations=None) -> keras.Model:
         options["dilations"] = tuple(dilations)
     num_fbanks = options.pop("num_fbanks")
     backbone = build_backbone(backbone_name, num_fbanks, width=1.0, **options)
-    for layer in backbone.layers:
-        if not layer.weights:
-            continue
+    weights = {}
+    for layer in (layer for layer in backbone.layers if layer.weights):
         try:
-            values = layer_weights(layer, state)
+            weights[layer.name] = layer_weights(layer, state)
         except KeyError as error:
             raise CheckpointError(f"{source}: no tensor {error} for layer {layer.name}") from None
-        expected = [tuple(w.shape) for w in layer.weights]
-        if [tuple(v.shape) for v in values] != expected:
-            raise CheckpointError(f"{source}: layer {layer.name} needs shapes {expected}, the checkpoint has {[v.shape for v in values]}")
-        layer.set_weights([np.asarray(v, np.float32) for v in values])
+    assign_weights_by_name(backbone, weights, source)
     features = FeatureConfig(num_fbanks=num_fbanks, trim="none", kind="speechbrain")
     return build_speaker_model(backbone, features, name=f"{architecture}_speechbrain")

@@ -17,6 +17,8 @@ from keras import ops
 from ..audio import FRAME_LENGTH, FRAME_STEP
 from ..errors import ConfigError
 from ..features import (
+    HAMMING,
+    HANN,
     NFFT,
     PARTIAL_FRAMES,
     PARTIAL_MIN_COVERAGE,
@@ -25,6 +27,7 @@ from ..features import (
     RESEMBLYZER_NFFT,
     SPEECHBRAIN_TOP_DB,
     FeatureConfig,
+    cosine_window,
     mel_filterbank,
     slaney_mel_filterbank,
     speechbrain_mel_filterbank,
@@ -75,19 +78,17 @@ class Fbank(keras.layers.Layer):
             raise ConfigError(f"unknown front-end precision {precision!r}; choose from {PRECISIONS}")
         self.precision = precision
         if kind == "resemblyzer":
-            hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FRAME_LENGTH) / RESEMBLYZER_NFFT)
-            self._dft = _dft_basis(precision, RESEMBLYZER_NFFT, hann)
+            self._dft = _dft_basis(precision, RESEMBLYZER_NFFT, cosine_window(HANN))
             self._mel = slaney_mel_filterbank(num_fbanks, RESEMBLYZER_NFFT, sample_rate).T.astype(precision)
         elif kind == "speechbrain":
-            hamming = 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(FRAME_LENGTH) / RESEMBLYZER_NFFT)
-            self._dft = _dft_basis(precision, RESEMBLYZER_NFFT, hamming)
+            self._dft = _dft_basis(precision, RESEMBLYZER_NFFT, cosine_window(HAMMING))
             self._mel = speechbrain_mel_filterbank(num_fbanks, RESEMBLYZER_NFFT, sample_rate).T.astype(precision)
         else:
             self._dft = _dft_basis(precision)
             self._mel = mel_filterbank(num_fbanks, NFFT, sample_rate).T.astype(precision)
 
     def _centred_mel(self, samples, pad_end=0):
-        """Mel energies of centred 25 ms frames every 10 ms (zero padding; `pad_end` more zeros at the end)."""
+        """`features.centred_power_mel` in the graph (the layer's window and filters)."""
         half = RESEMBLYZER_NFFT // 2
         padded = ops.pad(ops.cast(samples, self.precision), [[0, 0], [half, pad_end + half]])
         length = ops.shape(samples)[1] + pad_end

@@ -8,6 +8,12 @@ from keras import ops
 from ..errors import ConfigError
 
 
+def weighted_concatenation(vectors, weights):
+    """[sqrt(w_1) v_1, ..., sqrt(w_n) v_n]: for unit vectors and weights summing to 1, a unit vector whose cosine with
+    another such vector is the weighted sum of the parts' cosines."""
+    return ops.concatenate([vector * weight**0.5 for vector, weight in zip(vectors, weights)], axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="deep_speaker")
 class EmbeddingFusion(keras.layers.Layer):
     """One unit vector from the base and head embeddings (both L2-normalised).
@@ -33,7 +39,7 @@ class EmbeddingFusion(keras.layers.Layer):
         if self.mode == "head":
             return head
         weight = 0.5 if self.mode == "concat" else self.weight
-        return ops.concatenate([base * weight**0.5, head * (1.0 - weight) ** 0.5], axis=-1)
+        return weighted_concatenation([base, head], [weight, 1.0 - weight])
 
     def compute_output_shape(self, input_shape):
         base, head = input_shape
@@ -64,7 +70,7 @@ class ScoreFusion(keras.layers.Layer):
     def call(self, inputs):
         if len(inputs) != len(self.fusion_weights):
             raise ConfigError(f"score fusion has {len(self.fusion_weights)} weights but got {len(inputs)} embeddings")
-        return ops.concatenate([x * w**0.5 for x, w in zip(inputs, self.fusion_weights)], axis=-1)
+        return weighted_concatenation(inputs, self.fusion_weights)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], sum(shape[-1] for shape in input_shape))

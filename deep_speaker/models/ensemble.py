@@ -16,19 +16,7 @@ import keras
 from ..errors import ConfigError
 from ..layers import ScoreFusion
 from .registry import BACKBONE_NAME, check_backbone
-from .speaker_model import _parts, build_speaker_model, feature_config_of, head_tap
-
-
-def _member(model: keras.Model, index: int) -> keras.Model:
-    """features -> {frames, unit embedding} of one speaker model (fused head included), sharing its weights."""
-    parts = _parts(model)
-    inputs = keras.Input(shape=(None, parts["fbank"].feature_config.num_fbanks), name=f"member_{index}_features")
-    taps = parts["backbone"](inputs)
-    embedding = parts["ln"](taps["embedding"])
-    if parts["head"] is not None:
-        head = parts["head"]
-        embedding = parts["fusion"]([embedding, head(embedding if head_tap(head) == "embedding" else taps["frames"])])
-    return keras.Model(inputs, {"frames": taps["frames"], "embedding": embedding}, name=f"member_{index}")
+from .speaker_model import _assemble, _parts, build_speaker_model, feature_config_of
 
 
 def build_ensemble(models: list[keras.Model], weights=None, name: str = "ensemble") -> keras.Model:
@@ -43,7 +31,7 @@ def build_ensemble(models: list[keras.Model], weights=None, name: str = "ensembl
     if len(weights) != len(models):
         raise ConfigError(f"{len(models)} models but {len(weights)} weights")
     inputs = keras.Input(shape=(None, configs[0].num_fbanks), name="features")
-    outputs = [_member(model, index)(inputs) for index, model in enumerate(models)]
+    outputs = [_assemble(**_parts(model), name=f"member_{index}", as_backbone=True)(inputs) for index, model in enumerate(models)]
     embedding = ScoreFusion(weights, name="score_fusion")([taps["embedding"] for taps in outputs])
     backbone = keras.Model(inputs, {"frames": outputs[0]["frames"], "embedding": embedding}, name=BACKBONE_NAME)
     precision = models[0].get_layer("fbank").precision

@@ -27,10 +27,13 @@ BASE_EMBEDDING = "ln"
 FUSION = "fusion"
 
 
-def _assemble(fbank: Fbank, backbone: keras.Model, ln: L2Normalize, head=None, fusion=None, from_features: bool = False, name: str = "speaker_model") -> keras.Model:
-    """Wire the parts (shared, not copied) into a new graph, waveform-in or features-in."""
-    if from_features:
-        inputs = keras.Input(shape=(None, fbank.feature_config.num_fbanks), name="features")
+def _assemble(
+    fbank: Fbank, backbone: keras.Model, ln: L2Normalize, head=None, fusion=None, from_features: bool = False, name: str = "speaker_model", as_backbone: bool = False
+) -> keras.Model:
+    """Wire the parts (shared, not copied) into a new graph, waveform-in or features-in; `as_backbone`: features-in
+    with the backbone's taps, the final embedding as `embedding` (a whole speaker model inside another)."""
+    if from_features or as_backbone:
+        inputs = keras.Input(shape=(None, fbank.feature_config.num_fbanks), name=f"{name}_features" if as_backbone else "features")
         taps = backbone(inputs)
     else:
         inputs = keras.Input(shape=(None,), name="waveform")
@@ -38,7 +41,7 @@ def _assemble(fbank: Fbank, backbone: keras.Model, ln: L2Normalize, head=None, f
     outputs = ln(taps["embedding"])
     if head is not None:
         outputs = fusion([outputs, head(outputs if head_tap(head) == "embedding" else taps["frames"])])
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, {"frames": taps["frames"], "embedding": outputs} if as_backbone else outputs, name=name)
 
 
 def head_tap(head: keras.Model) -> str:

@@ -27,7 +27,7 @@ from ..data.augment import SPEEDS, WaveformAugmentation, read_clips
 from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedInputs, TripletBatches, targets
 from ..data.split import SpeakerFeatures, SpeakerWaveforms
 from ..errors import ConfigError, TrainingError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_save_npy, atomic_write_bytes
 from ..layers import CosineLogits, L2Normalize
 from ..losses import LOSSES, AAMSoftmaxLoss, MarginWarmup
 from ..models import build_backbone, build_speaker_model
@@ -183,9 +183,7 @@ def teacher_embeddings(data: SpeakerFeatures, teacher, progress: bool = True) ->
     if path.is_file():
         return np.load(path)
     embeddings = encoder.embed_many([entry.audio_path for entry in read_manifest(data.working_dir)], progress=progress)
-    buffer = io.BytesIO()
-    np.save(buffer, embeddings)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_save_npy(path, embeddings)
     return embeddings
 
 

@@ -9,7 +9,7 @@ from deep_speaker.features import FeatureConfig, partial_grid_length, resemblyze
 from deep_speaker.importers import read_torch_checkpoint
 from deep_speaker.layers.partials import PartialAverage, PartialWindows
 from deep_speaker.models import build_backbone
-from deep_speaker.models.ge2e import ge2e_weights
+from deep_speaker.importers.resemblyzer import ge2e_weights
 
 
 @pytest.mark.parametrize("frames,windows", [(100, 1), (160, 1), (236, 1), (237, 2), (730, 8)])
@@ -42,7 +42,8 @@ def test_a_state_dict_of_another_model_is_refused():
         ge2e_weights(backbone, {"linear.weight": np.zeros((256, 256))}, "other.pt")
     state = {f"lstm.{kind}_l{i}": np.zeros((1024, 40 if (kind == "weight_ih" and i == 0) else 256)) for i in range(3) for kind in ("weight_ih", "weight_hh")}
     state.update({f"lstm.bias_{kind}_l{i}": np.zeros(1024) for i in range(3) for kind in ("ih", "hh")})
-    with pytest.raises(CheckpointError, match="layer lstm_0 needs weights of shapes"):
+    state.update({"linear.weight": np.zeros((256, 256)), "linear.bias": np.zeros(256)})
+    with pytest.raises(CheckpointError, match=r"wide.pt: does not match the model; .* with other shapes: lstm_0 \(model \[\(40, 256\)"):
         ge2e_weights(backbone, state, "wide.pt")
 
 
