@@ -6,6 +6,7 @@ Each conversation: 2-5 speakers, turns of one or two utterances (silence-trimmed
 whose count was found, the real-time factor on this machine, and the one-speaker anchor.
 
     python benchmarks/diarization.py [--conversations 20] [--checkpoint_file MODEL] [--plot docs/diarization.png]
+    python benchmarks/diarization.py --speakers train --conversations 8 --seed 11 --clustering ahc|spectral   # choosing
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--speakers", choices=["dev", "train"], default="dev", help="train: conversations of training speakers, to choose methods on")
+    parser.add_argument("--clustering", choices=["ahc", "spectral"], default="ahc")
     parser.add_argument("--plot", help="write the first conversation's timeline (found turns above the reference) to this PNG")
     args = parser.parse_args()
-    dev = discover_utterances(require_shared_data() / "speechocean762" / "dev")
+    utterances = discover_utterances(require_shared_data() / "speechocean762" / args.speakers)
     by_speaker: dict[str, list] = {}
-    for utterance in dev:
+    for utterance in utterances:
         by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
     rng = np.random.default_rng(args.seed)
     conversations = [conversation(by_speaker, rng) for _ in range(args.conversations)]
@@ -68,12 +71,12 @@ def main() -> None:
     for index, (signal, reference) in enumerate(conversations):
         speakers = len({s.speaker for s in reference})
         start = time.perf_counter()
-        found = Diarizer(encoder, DiarizationConfig()).diarize_waveform(signal, "conversation")
+        found = Diarizer(encoder, DiarizationConfig(clustering=args.clustering)).diarize_waveform(signal, "conversation")
         seconds += time.perf_counter() - start
         if args.plot and index == 0:
             plot_timeline(args.plot, found, reference)
         audio_seconds += len(signal) / RATE
-        given = Diarizer(encoder, DiarizationConfig(num_speakers=speakers)).diarize_waveform(signal, "conversation")
+        given = Diarizer(encoder, DiarizationConfig(clustering=args.clustering, num_speakers=speakers)).diarize_waveform(signal, "conversation")
         one = [Segment(0.0, len(signal) / RATE, "everyone", "conversation")]
         counted += len({s.speaker for s in found}) == speakers
         for name, hypothesis in (("auto", found), ("given", given), ("one_speaker", one)):
@@ -82,13 +85,13 @@ def main() -> None:
             totals[name][1] += error.reference
     der = {name: errors / reference for name, (errors, reference) in totals.items()}
     result = {
-        "conversations": args.conversations, "audio_seconds": audio_seconds, "model": encoder.fingerprint,
+        "speakers": args.speakers, "clustering": args.clustering, "conversations": args.conversations, "audio_seconds": audio_seconds, "model": encoder.fingerprint,
         "der_auto_count": der["auto"], "der_given_count": der["given"], "der_one_speaker": der["one_speaker"],
         "count_accuracy": counted / args.conversations, "real_time_factor": seconds / audio_seconds,
     }
-    path = write_result("diarization", result)
+    path = write_result("diarization" if args.speakers == "dev" else f"diarization_{args.speakers}_{args.clustering}", result)
     print(
-        f"diarization ({args.conversations} conversations, {audio_seconds / 60:.1f} min): DER {100 * der['auto']:.2f} % with the count found "
+        f"diarization ({args.speakers} speakers, {args.clustering}, {args.conversations} conversations, {audio_seconds / 60:.1f} min): DER {100 * der['auto']:.2f} % with the count found "
         f"({100 * counted / args.conversations:.0f} % counts right), {100 * der['given']:.2f} % with it given, one-speaker anchor "
         f"{100 * der['one_speaker']:.2f} %; real-time factor {seconds / audio_seconds:.3f} [{path.name}]"
     )
