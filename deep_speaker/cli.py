@@ -50,6 +50,37 @@ def cmd_import_model(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .checkpoints import load_model
+    from .score_fusion import FUSION_SUFFIX
+    from .tf.export import export_model
+
+    if str(args.model).endswith(FUSION_SUFFIX):
+        raise DeepSpeakerError(f"{args.model}: a score fusion runs several models, each with its own trimming; export each member model")
+    quantisation = "float16" if args.float16 else "int8" if args.int8 else None
+    metadata = export_model(load_model(args.model), args.target, args.format, quantisation, force=args.force, source=args.model)
+    print(
+        f"wrote {args.target}: {args.format}{f' ({quantisation})' if quantisation else ''}, waveform (batch, samples) at "
+        f"{metadata.feature_config.sample_rate} Hz -> embedding ({metadata.embedding_dim}); trim before it: {metadata.feature_config.trim}"
+    )
+    print(f"parity with Keras on probe waveforms: max |difference| {metadata.max_abs_difference:.2e}, min cosine {metadata.min_cosine:.6f}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from .service import ServiceLimits, SpeakerService, create_app
+
+    keys = list(args.api_key or []) + [k for k in os.environ.get("DEEP_SPEAKER_API_KEYS", "").split(",") if k]
+    limits = ServiceLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_seconds=args.max_seconds, max_concurrent=args.max_concurrent)
+    encoder = _encoder(args)
+    service = SpeakerService(encoder, args.store, keys, limits, operating_point=args.operating_point, scorer=_scorer(args, encoder))
+    print(f"serving model {encoder.fingerprint} on http://{args.host}:{args.port}/ (store {args.store}; writing {'enabled' if keys else 'disabled: no API key'})")
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_diarize(args) -> int:
     from .diarization import write_rttm
     from .diarization.output import plot_timeline, write_json
@@ -104,6 +135,7 @@ def _encoder(args):
         crop_frames=args.crop_frames,
         trim=args.trim,
         bfloat16=args.bfloat16,
+        runtime=args.runtime,
     )
 
 
@@ -224,8 +256,8 @@ def cmd_test_model(args) -> int:
 
     data = SpeakerFeatures(args.working_dir)
     encoder = _encoder(args)
-    if not hasattr(encoder, "speaker_model"):
-        raise DeepSpeakerError(f"{_checkpoint(args)}: test-model runs one model on cached features; a score fusion is several")
+    if getattr(encoder, "speaker_model", None) is None:
+        raise DeepSpeakerError(f"{_checkpoint(args)}: test-model runs one Keras model on cached features (not a score fusion or an exported model)")
     check_features(encoder.speaker_model, data.feature_config, _checkpoint(args))
     embeddings = encoder.embed_features([data.features[i] for i in data.validation])
     print(closed_set_metrics(embeddings, data.labels[data.validation], seed=args.seed))
@@ -290,9 +322,13 @@ def _parse_bool(text: str) -> bool:
 
 
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint_file", help="model: Keras 2 .h5 (reference), Keras 3 .keras, or a score fusion NAME.fusion.json (default: the shipped default system)")
+    parser.add_argument(
+        "--checkpoint_file",
+        help="model: Keras 2 .h5 (reference), Keras 3 .keras, a score fusion NAME.fusion.json, or an export (.onnx, .tflite, SavedModel folder) (default: the shipped default system)",
+    )
     parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
+    parser.add_argument("--runtime", choices=["keras", "onnx"], default="keras", help="onnx: the model exported once (cached) and run by ONNX Runtime")
 
 
 def _add_scorer_argument(parser: argparse.ArgumentParser) -> None:
@@ -360,6 +396,26 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("source")
     imported.add_argument("target")
     imported.set_defaults(handler=cmd_import_model)
+
+    export = commands.add_parser("export", help="waveform-in ONNX / TFLite / SavedModel of a model, front end included, parity-checked")
+    export.add_argument("model", help="a .keras or Keras 2 .h5 speaker model")
+    export.add_argument("target", help="NAME.onnx, NAME.tflite, or a SavedModel folder")
+    export.add_argument("--format", choices=["onnx", "tflite", "savedmodel"], required=True)
+    precision = export.add_mutually_exclusive_group()
+    precision.add_argument("--float16", action="store_true", help="TFLite: float16 weights")
+    precision.add_argument("--int8", action="store_true", help="ONNX or TFLite: int8 weights (dynamic range)")
+    export.add_argument("--force", action="store_true", help="replace an existing export")
+    export.set_defaults(handler=cmd_export)
+
+    serve = commands.add_parser("serve", help="HTTP service and web page: embed, verify, enrol, identify, list, remove")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", "--api_key", dest="api_key", action="append", help="a key for enrolling and removing (repeatable; also DEEP_SPEAKER_API_KEYS=k1,k2)")
+    serve.add_argument("--max-upload-mb", "--max_upload_mb", dest="max_upload_mb", type=float, default=20.0, help="largest request body (default 20 MB)")
+    serve.add_argument("--max-seconds", "--max_seconds", dest="max_seconds", type=float, default=120.0, help="longest recording (default 120 s)")
+    serve.add_argument("--max-concurrent", "--max_concurrent", dest="max_concurrent", type=int, default=2, help="requests running the model at once (default 2)")
+    _add_decision_arguments(serve)
+    serve.set_defaults(handler=cmd_serve)
 
     ensemble = commands.add_parser("ensemble", help="fuse trained models with one front end into one model (weighted score fusion)")
     ensemble.add_argument("models", nargs="+", help="speaker models (.keras or legacy .h5), two or more")

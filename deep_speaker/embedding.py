@@ -5,6 +5,9 @@ utterance (deterministic: the same file always gives the same embedding, where t
 160-frame crop did not); `crop_frames=160` reproduces the reference's input, with a seeded crop.
 Features are computed on the host in NumPy (the oracle, overlapped with the model) and fed to the
 model's feature-in view; `waveform_in=True` feeds the trimmed waveform to the model's own `Fbank` instead.
+An exported model (NAME.onnx, NAME.tflite, a SavedModel folder; `deep-speaker export`) or `runtime="onnx"`
+(the Keras model exported once, cached by fingerprint, run by ONNX Runtime) is always waveform-in; trimming,
+the speech check and long-recording windows stay here, identical for every runtime.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from tqdm import tqdm
 from .audio import FRAME_STEP, SAMPLE_RATE, load_speech, to_model_input, trim_silence
 from .checkpoints import load_model
 from .errors import CheckpointError, ConfigError
+from .exported import SUFFIXES, load_exported
 from .features import compute_features, crop_or_pad, fbank_energies, features_from_energies, require_speech
 from .models import feature_config_of, feature_model, model_fingerprint
 from .models.speaker_model import require_speaker_model
 from .scoring import CosineScorer, Scorer
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "deep_speaker.keras"
+RUNTIMES = ("keras", "onnx")
 
 
 def to_bfloat16(model: keras.Model) -> keras.Model:
@@ -72,19 +77,34 @@ class SpeakerEncoder:
         waveform_in: bool = False,
         require_speech: bool = True,
         max_frames: int = 6000,
+        runtime: str = "keras",
     ):
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime {runtime!r}; choose from {RUNTIMES}")
+        exported = None
         if model is None:
             checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
             if not checkpoint.exists():
                 raise CheckpointError(f"{checkpoint}: no such checkpoint file", cli_hint="pass --checkpoint_file")
-            model = load_model(checkpoint)
-        require_speaker_model(model, checkpoint or "model")
-        if crop_frames is not None and waveform_in:
-            raise ConfigError("crops are cut from features: crop_frames and waveform_in exclude each other")
+            if checkpoint.suffix in SUFFIXES or checkpoint.is_dir():
+                exported = load_exported(checkpoint)
+            else:
+                model = load_model(checkpoint)
+        if exported is None:
+            require_speaker_model(model, checkpoint or "model")
+            if runtime == "onnx":
+                from .tf.export import onnx_copy
+
+                exported = onnx_copy(model, checkpoint or "model")
+        if crop_frames is not None and (waveform_in or exported is not None):
+            raise ConfigError("crops are cut from features: crop_frames needs the Keras runtime without waveform_in")
+        if bfloat16 and exported is not None:
+            raise ConfigError("bfloat16 is a Keras-runtime option; an exported model computes in its own precision")
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.speaker_model = model
-        self.fingerprint = model_fingerprint(model)
-        self.waveform_in = waveform_in
+        self.speaker_model = model if exported is None else None
+        self.runtime = "keras" if exported is None else exported.metadata.model_format
+        self.waveform_in = waveform_in or exported is not None
+        self._waveform_forward = exported if exported is not None else model.predict_on_batch
         self.require_speech = require_speech
         if crop_frames is not None and crop_frames < 16:
             raise ConfigError(f"crop_frames must be at least 16 (the backbone reduces time by up to 16), got {crop_frames}")
@@ -93,15 +113,22 @@ class SpeakerEncoder:
         if max_frames < 100:
             raise ConfigError(f"max_frames must be at least 100 (1 s), got {max_frames}")
         self.max_frames = max_frames
-        self.model = feature_model(to_bfloat16(model) if bfloat16 else model)
         self.crop_frames = crop_frames
         self.seed = seed
         self.batch_size = batch_size
-        self.feature_config = feature_config_of(model)
+        self._compiled_model = None
+        if exported is not None:
+            self.model = None
+            self.fingerprint = exported.metadata.fingerprint
+            self.feature_config = exported.metadata.feature_config
+            self.embedding_dim = exported.metadata.embedding_dim
+        else:
+            self.model = feature_model(to_bfloat16(model) if bfloat16 else model)
+            self.fingerprint = model_fingerprint(model)
+            self.feature_config = feature_config_of(model)
+            self.embedding_dim = int(self.model.output_shape[-1])
         if trim is not None:
             self.feature_config = replace(self.feature_config, trim=trim)
-        self.embedding_dim = int(self.model.output_shape[-1])
-        self._compiled_model = None
         if jit_compile and crop_frames is not None and not bfloat16:
             self._compiled_model = keras.Model(self.model.inputs, self.model.outputs, name=f"{self.model.name}_xla")
             self._compiled_model.compile(jit_compile=True)
@@ -154,7 +181,7 @@ class SpeakerEncoder:
         if not feature_list:
             return np.zeros((0, self.embedding_dim), np.float32)
         if self.waveform_in:
-            return np.stack([self._whole(w, self.max_frames * FRAME_STEP, self.speaker_model.predict_on_batch) for w in feature_list])
+            return np.stack([self._whole(w, self.max_frames * FRAME_STEP, self._waveform_forward) for w in feature_list])
         if self.crop_frames is None:
             return np.stack([self._whole(f, self.max_frames, self._forward) for f in feature_list])
         crops = np.stack([self._crop(f) for f in feature_list])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RegistryError
+from .errors import RegistryError, SpeakerExistsError, UnknownSpeakerError
 
 
 def file_digest(path) -> str:
@@ -52,8 +52,9 @@ class SpeakerRegistry:
     >>> Verifier(registry.encoder).identify("who.wav", registry)   # doctest: +SKIP
     """
 
-    def __init__(self, path, encoder, read_only: bool | None = None):
-        """`read_only`: open for reading only (default: when the file exists and cannot be written)."""
+    def __init__(self, path, encoder, read_only: bool | None = None, concurrent: bool = False):
+        """`read_only`: open for reading only (default: when the file exists and cannot be written).
+        `concurrent`: write-ahead logging, so readers never wait for a writer (one registry per thread; the service)."""
         self.path = Path(path)
         self.encoder = encoder
         self.model_identity = encoder.fingerprint
@@ -70,6 +71,8 @@ class SpeakerRegistry:
                 raise RegistryError(f"{self.path}: an SQLite database but not a speaker store (tables {sorted(tables)}); left untouched")
             if not tables:
                 self._create()
+            if concurrent and not self.read_only:
+                self.connection.execute("PRAGMA journal_mode=WAL")
             stored = dict(self.connection.execute("SELECT key, value FROM meta")).get("model_id")
         if stored != self.model_identity and encoder.checkpoint is not None and stored == file_digest(encoder.checkpoint) and not self.read_only:
             with self._sqlite_errors("update"), self.connection:  # a store of version 0.1, keyed by the file's bytes
@@ -131,7 +134,7 @@ class SpeakerRegistry:
         files = list(files)
         if not files:
             raise RegistryError(f"enrolling {name!r}: no files given")
-        already = RegistryError(f"{self.path}: {name!r} is already enrolled (replace=True overwrites)", cli_hint="pass --replace")
+        already = SpeakerExistsError(f"{self.path}: {name!r} is already enrolled (replace=True overwrites)", cli_hint="pass --replace")
         with self._sqlite_errors("read"):
             if not replace and self.connection.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone():
                 raise already  # before the embedding work; the insert below decides races
@@ -153,7 +156,7 @@ class SpeakerRegistry:
         with self._sqlite_errors("write to"), self.connection:
             removed = self.connection.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount
         if not removed:
-            raise RegistryError(f"{self.path}: no speaker named {name!r}")
+            raise UnknownSpeakerError(f"{self.path}: no speaker named {name!r}")
 
     def embeddings(self) -> tuple[list[str], np.ndarray]:
         """(names sorted, their embeddings (n, dim)); raises when the store is empty."""
@@ -167,5 +170,5 @@ class SpeakerRegistry:
         with self._sqlite_errors("read"):
             row = self.connection.execute("SELECT embedding FROM speakers WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise RegistryError(f"{self.path}: no speaker named {name!r}")
+            raise UnknownSpeakerError(f"{self.path}: no speaker named {name!r}")
         return np.frombuffer(row[0], dtype=np.float32)

@@ -82,5 +82,13 @@ class RegistryError(DeepSpeakerError):
     """The enrolment store cannot do what was asked (unknown name, other model, empty store...)."""
 
 
+class UnknownSpeakerError(RegistryError):
+    """No speaker of that name is enrolled."""
+
+
+class SpeakerExistsError(RegistryError):
+    """A speaker of that name is already enrolled (and replacing was not asked for)."""
+
+
 class TrialsError(DeepSpeakerError):
     """A trial list cannot be read."""

@@ -128,12 +128,14 @@ class Fbank(keras.layers.Layer):
         spectrum = ops.matmul(frames, ops.convert_to_tensor(self._dft))
         real, imaginary = spectrum[..., : NFFT // 2 + 1], spectrum[..., NFFT // 2 + 1 :]
         energies = ops.matmul((real * real + imaginary * imaginary) / NFFT, ops.convert_to_tensor(self._mel))
-        energies = ops.where(ops.equal(energies, 0), np.finfo(float).eps, energies)
+        energies = ops.where(ops.equal(energies, 0), float(np.finfo(float).eps), energies)  # a Python float: stays in `precision`
         if self.feature_config.energies == "log":
             energies = ops.log(energies)
         axes = (1, 2) if self.feature_config.normalisation == "utterance" else (2,)
-        mean = ops.mean(energies, axis=axes, keepdims=True)
-        std = ops.std(energies, axis=axes, keepdims=True)
+        count = ops.cast(ops.prod(ops.take(ops.shape(energies), axes)), self.precision)
+        # mean and std as sums: ONNX Runtime has no float64 kernel for the pooling tf2onnx makes of a mean
+        mean = ops.sum(energies, axis=axes, keepdims=True) / count
+        std = ops.sqrt(ops.sum(ops.square(energies - mean), axis=axes, keepdims=True) / count)
         return ops.cast((energies - mean) / ops.maximum(std, 1e-12), "float32")
 
     def compute_output_shape(self, input_shape):

@@ -1,0 +1,295 @@
+"""The HTTP service: embed, verify, enrol, identify, list, remove, health, and a web page, on FastAPI.
+
+Decisions are the library's `Verifier`'s (calibrated operating points, "unknown", the spoof gate when one is
+given); the enrolment store is the library's `SpeakerRegistry` (SQLite in WAL mode, one connection per worker
+thread). Safety: uploads above `max_upload_bytes` and recordings above `max_seconds` are refused with 413 before
+any decoding; at most `max_concurrent` requests run the model at once (others wait up to `queue_seconds`, then
+503); enrolling and removing need an API key; audio is decoded by libsndfile from a private temporary file, never
+unpickled or executed; every error is JSON `{"error": {"code", "message"}}` with no stack trace.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import tempfile
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import soundfile as sf
+from fastapi import FastAPI, File, Form, Header, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException
+
+from ..enrol import SpeakerRegistry
+from ..errors import AudioError, AudioLimitError, DeepSpeakerError, SpeakerExistsError, UnknownSpeakerError
+from ..scoring.calibration import OPERATING_POINTS
+from ..verification import Decision, Identification, Verifier
+
+PAGE = Path(__file__).resolve().parent / "page.html"
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    max_upload_bytes: int = 20 * 1024 * 1024  # a whole request, all files together
+    max_seconds: float = 120.0  # per recording, from its header, before decoding
+    max_concurrent: int = 2  # requests running the model at once (the machine's cores)
+    queue_seconds: float = 30.0  # how long a request waits for a free slot before 503
+    max_files: int = 20  # per enrolment
+
+
+class ServiceError(Exception):
+    """An HTTP error with a stable code, rendered as JSON."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _code(error: Exception) -> str:
+    """CorruptAudioError -> corrupt_audio: the class names the problem."""
+    name = type(error).__name__.removesuffix("Error") or "error"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _status(error: DeepSpeakerError) -> int:
+    if isinstance(error, AudioLimitError):
+        return 413
+    if isinstance(error, UnknownSpeakerError):
+        return 404
+    if isinstance(error, SpeakerExistsError):
+        return 409
+    if isinstance(error, AudioError):
+        return 422
+    return 400
+
+
+class UploadLimit:
+    """ASGI middleware: a request body larger than `max_bytes` gets 413, by its Content-Length before it is read,
+    or while it streams in when it declares none."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise ServiceError(413, "upload_too_large", self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self) -> str:
+        return f"upload larger than the limit of {self.max_bytes:,} bytes"
+
+    async def _refuse(self, scope, receive, send):
+        await error_response(413, "upload_too_large", self._message())(scope, receive, send)
+
+
+class SpeakerService:
+    """What the endpoints share: the encoder, the verifier, the store, the limits and the keys."""
+
+    def __init__(self, encoder, store, api_keys=(), limits: ServiceLimits = ServiceLimits(), operating_point: str = "far1", scorer=None, spoof_gate=None):
+        self.encoder = encoder
+        self.store = Path(store)
+        self.api_keys = tuple(k for k in api_keys if k)
+        self.limits = limits
+        self.verifiers = {
+            point: Verifier(encoder, scorer, operating_point=point, spoof_gate=spoof_gate) for point in OPERATING_POINTS
+        }
+        self.default_operating_point = operating_point
+        self._slots = threading.BoundedSemaphore(limits.max_concurrent)
+        self._local = threading.local()
+        with self._open_registry():  # create the store (and check it belongs to this model) at start-up
+            pass
+
+    def _open_registry(self) -> SpeakerRegistry:
+        return SpeakerRegistry(self.store, self.encoder, concurrent=True)
+
+    @property
+    def registry(self) -> SpeakerRegistry:
+        """This worker thread's own connection to the store."""
+        if getattr(self._local, "registry", None) is None:
+            self._local.registry = self._open_registry()
+        return self._local.registry
+
+    def verifier(self, operating_point: str | None) -> Verifier:
+        point = operating_point or self.default_operating_point
+        if point not in self.verifiers:
+            raise ServiceError(400, "bad_operating_point", f"unknown operating point {point!r}; choose from {', '.join(OPERATING_POINTS)}")
+        return self.verifiers[point]
+
+    def check_key(self, key: str | None) -> None:
+        if not self.api_keys:
+            raise ServiceError(403, "writing_disabled", "this service was started without API keys: enrolling and removing are disabled")
+        if key is None or not any(hmac.compare_digest(key.encode(), k.encode()) for k in self.api_keys):
+            raise ServiceError(401, "bad_api_key", f"enrolling and removing need a valid API key in the {API_KEY_HEADER} header")
+
+    @contextmanager
+    def model_slot(self):
+        """At most `max_concurrent` requests in the model; the rest wait, then get 503."""
+        if not self._slots.acquire(timeout=self.limits.queue_seconds):
+            raise ServiceError(503, "busy", f"all {self.limits.max_concurrent} model slots stayed busy for {self.limits.queue_seconds:g} s; try again")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    @contextmanager
+    def recordings(self, uploads: list[UploadFile]):
+        """The uploads as private temporary files (libsndfile reads files; nothing is kept), each checked for its
+        duration from its header before any decoding; errors name the uploaded file, not the temporary one."""
+        with tempfile.TemporaryDirectory(prefix="deep_speaker_upload_") as folder:
+            paths, names = [], {}
+            for index, upload in enumerate(uploads):
+                name = Path(upload.filename or f"upload{index}").name or f"upload{index}"
+                path = Path(folder) / f"{index}_{re.sub(r'[^A-Za-z0-9._-]', '_', name)}"
+                path.write_bytes(upload.file.read())
+                names[str(path)] = name
+                self._check_duration(path, name)
+                paths.append(path)
+            try:
+                yield [str(p) for p in paths]
+            except DeepSpeakerError as error:
+                message = str(error)
+                for temporary, original in names.items():
+                    message = message.replace(temporary, original)
+                raise type(error)(message) from None
+
+    def _check_duration(self, path: Path, name: str) -> None:
+        try:
+            info = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError):
+            return  # the decoder reports what is wrong with it, naming the file
+        seconds = info.frames / max(info.samplerate, 1)
+        if seconds > self.limits.max_seconds:
+            raise ServiceError(413, "audio_too_long", f"{name}: {seconds:.1f} s of audio; this service takes at most {self.limits.max_seconds:g} s per recording")
+
+
+def decision_json(decision: Decision, operating_point: str) -> dict:
+    verdict = "rejected" if decision.reason else "none" if decision.accepted is None else "same speaker" if decision.accepted else "different speakers"
+    return {**asdict(decision), "probability": decision.probability, "decision": verdict, "operating_point": operating_point}
+
+
+def identification_json(result: Identification) -> dict:
+    return {
+        "speaker": result.speaker,
+        "ranked": [{"name": name, "score": score} for name, score in result.ranked],
+        "threshold": result.threshold,
+        "source": result.source,
+        "reason": result.reason,
+    }
+
+
+def create_app(service: SpeakerService) -> FastAPI:
+    app = FastAPI(
+        title="deep-speaker",
+        version="1",
+        description="Speaker verification, identification and enrolment. Audio: WAV, FLAC, OGG/Opus or MP3 uploads.",
+    )
+    app.state.service = service
+
+    @app.exception_handler(ServiceError)
+    async def on_service_error(request: Request, error: ServiceError):
+        return error_response(error.status, error.code, error.message)
+
+    @app.exception_handler(DeepSpeakerError)
+    async def on_library_error(request: Request, error: DeepSpeakerError):
+        return error_response(_status(error), _code(error), str(error).replace(str(service.store), "the speaker store"))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid_request(request: Request, error: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in error.errors())
+        return error_response(422, "invalid_request", problems)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, error: HTTPException):
+        if isinstance(error.__cause__, ServiceError):  # raised while FastAPI read the body (an upload over the limit)
+            return await on_service_error(request, error.__cause__)
+        return error_response(error.status_code, "http_error", str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, error: Exception):
+        return error_response(500, "internal_error", "internal error (the service log has the details)")
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(PAGE, media_type="text/html")
+
+    @app.get("/health", summary="Is the service up, and with which model?")
+    def health():
+        return {
+            "status": "ok",
+            "model": service.encoder.fingerprint,
+            "embedding_dim": service.encoder.embedding_dim,
+            "speakers": len(service.registry.names()),
+            "writing_enabled": bool(service.api_keys),
+            "limits": asdict(service.limits),
+        }
+
+    @app.post("/embed", summary="L2-normalised speaker embedding of one recording")
+    def embed(audio: UploadFile = File(...)):
+        with service.recordings([audio]) as (path,), service.model_slot():
+            embedding = service.encoder.embed(path)
+        return {"model": service.encoder.fingerprint, "dim": int(embedding.size), "embedding": embedding.tolist()}
+
+    @app.post("/verify", summary="Same speaker? Two recordings, or one and an enrolled name")
+    def verify(audio: UploadFile = File(...), audio_b: UploadFile | None = File(None), speaker: str | None = Form(None), operating_point: str | None = Form(None)):
+        if (audio_b is None) == (speaker is None):
+            raise ServiceError(422, "invalid_request", "verify takes two recordings (audio, audio_b) or one and an enrolled name (audio, speaker)")
+        verifier = service.verifier(operating_point)
+        uploads = [audio] if audio_b is None else [audio, audio_b]
+        with service.recordings(uploads) as paths, service.model_slot():
+            decision = verifier.verify_enrolled(paths[0], speaker, service.registry) if speaker is not None else verifier.verify(*paths)
+        return decision_json(decision, verifier.operating_point)
+
+    @app.post("/identify", summary="Who of the enrolled speakers is this? 'unknown' below the threshold")
+    def identify(audio: UploadFile = File(...), top_k: int = Form(5), operating_point: str | None = Form(None)):
+        verifier = service.verifier(operating_point)
+        with service.recordings([audio]) as (path,), service.model_slot():
+            return identification_json(verifier.identify(path, service.registry, top_k))
+
+    @app.get("/speakers", summary="Enrolled speakers")
+    def speakers():
+        return {"speakers": [{"name": name, "files": files} for name, files in service.registry.names()]}
+
+    @app.post("/speakers", status_code=201, summary="Enrol a speaker from one or more recordings (needs an API key)")
+    def enrol(
+        name: str = Form(...),
+        audio: list[UploadFile] = File(...),
+        replace: bool = Form(False),
+        x_api_key: str | None = Header(None, alias=API_KEY_HEADER),
+    ):
+        service.check_key(x_api_key)
+        if len(audio) > service.limits.max_files:
+            raise ServiceError(413, "too_many_files", f"{len(audio)} files; enrol from at most {service.limits.max_files}")
+        with service.recordings(audio) as paths, service.model_slot():
+            service.registry.enroll(name, paths, replace=replace)
+        return {"name": name, "files": len(paths)}
+
+    @app.delete("/speakers/{name}", summary="Remove an enrolled speaker (needs an API key)")
+    def remove(name: str, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)):
+        service.check_key(x_api_key)
+        service.registry.remove(name)
+        return {"removed": name}
+
+    return UploadLimit(app, service.limits.max_upload_bytes)
+

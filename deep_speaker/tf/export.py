@@ -1,0 +1,247 @@
+"""Export a speaker model, front end included, as ONNX, TFLite or a SavedModel, and prove it computes the same.
+
+Keras's own exporters do the conversion (tf2onnx for ONNX, the TFLite converter, `ExportArchive`). What this
+adds: the waveform-in signature (batch, samples) of any length, the model's recipe as metadata
+(`exported.ExportMetadata`), quantisation, a parity check against the Keras model on probe waveforms before the
+file is moved into place (an export that drifts is refused, not written), and atomic writes.
+
+TFLite has no float64 kernels and no TensorFlow while loops without the Flex delegate, so its copy computes the
+front end in float32 and unrolls recurrent layers (GE2E's LSTM runs over fixed 160-frame partials).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..errors import CheckpointError, ConfigError
+from ..exported import METADATA_KEY, ExportMetadata, read_metadata, sidecar
+from ..fileio import toolkit_home
+from ..layers import Fbank
+from ..models import feature_config_of, model_fingerprint
+from ..models.speaker_model import require_speaker_model
+
+QUANTISATIONS = {"savedmodel": (None,), "onnx": (None, "int8"), "tflite": (None, "float16", "int8")}
+PARITY_BOUND = {"savedmodel": 1e-4, "onnx": 1e-4, "tflite": 1e-3}  # largest |difference| of a float export
+PROBE_SECONDS = (1.3, 3.7)  # two lengths: the signature takes any length
+
+
+def probe_waveforms(sample_rate: int, seconds=PROBE_SECONDS, seed: int = 0) -> list[np.ndarray]:
+    """Speech-like test signals (a gliding harmonic tone with syllable-rate amplitude and a little noise)."""
+    rng = np.random.default_rng(seed)
+    waveforms = []
+    for duration in seconds:
+        t = np.arange(int(duration * sample_rate)) / sample_rate
+        pitch = 120 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+        phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+        voiced = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.55 + 0.45 * np.sin(2 * np.pi * 4 * t))
+        waveforms.append((0.2 * voiced + 0.01 * rng.standard_normal(t.size)).astype(np.float32))
+    return waveforms
+
+
+def for_tflite(model: keras.Model) -> keras.Model:
+    """A copy of `model` TFLite's builtin operators can run: float32 front end, unrolled recurrent layers."""
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        if isinstance(layer, Fbank):
+            config["precision"] = "float32"
+        if isinstance(layer, keras.layers.RNN):
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer, recursive=True)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _signature():
+    return [keras.InputSpec(shape=(None, None), dtype="float32", name="waveform")]
+
+
+def _write_onnx(model: keras.Model, path: Path, quantisation: str | None) -> None:
+    import onnx
+
+    float_path = path.with_name(f"float_{path.name}") if quantisation else path
+    with warnings.catch_warnings():  # Keras's tf2onnx shim announces a NumPy change
+        warnings.simplefilter("ignore", FutureWarning)
+        model.export(str(float_path), format="onnx", input_signature=_signature(), verbose=False)
+    if quantisation == "int8":  # weights of matrix products and convolutions in int8; the float64 front end stays exact
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        logging.disable(logging.WARNING)  # its advice to pre-process, and a note per float64 front-end tensor it leaves alone
+        try:
+            quantize_dynamic(str(float_path), str(path), weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
+        float_path.unlink()
+    onnx.checker.check_model(str(path))
+
+
+def _write_tflite(model: keras.Model, path: Path, quantisation: str | None) -> None:
+    import tensorflow as tf
+
+    options = {}
+    if quantisation is not None:
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]  # alone: int8 weights (dynamic range)
+    if quantisation == "float16":
+        options["target_spec"] = {"supported_types": [tf.float16]}
+    for_tflite(model).export(str(path), format="litert", input_signature=_signature(), verbose=False, **options)
+
+
+def _write_savedmodel(model: keras.Model, path: Path, quantisation: str | None) -> None:
+    model.export(str(path), format="tf_saved_model", input_signature=_signature(), verbose=False)
+
+
+WRITERS = {"onnx": _write_onnx, "tflite": _write_tflite, "savedmodel": _write_savedmodel}
+
+
+def _attach_metadata(path: Path, model_format: str, metadata: ExportMetadata) -> None:
+    if model_format == "onnx":
+        import onnx
+
+        graph = onnx.load(str(path))
+        del graph.metadata_props[:]
+        graph.metadata_props.add(key=METADATA_KEY, value=metadata.to_json())
+        onnx.save(graph, str(path))
+    else:
+        sidecar(path).write_text(metadata.to_json())
+
+
+def _compare(runner, model: keras.Model, waveforms) -> tuple[float, float]:
+    """(largest |difference|, smallest cosine) of exported vs Keras embeddings, one waveform per call."""
+    differences, cosines = [], []
+    for waveform in waveforms:
+        expected = np.asarray(model.predict_on_batch(waveform[None]), np.float32)[0]
+        found = np.asarray(runner(waveform[None]), np.float32)[0]
+        differences.append(float(np.max(np.abs(found - expected))))
+        cosines.append(float(found @ expected / max(np.linalg.norm(found) * np.linalg.norm(expected), 1e-12)))
+    return max(differences), min(cosines)
+
+
+def _move_into_place(staged: Path, target: Path, force: bool) -> None:
+    """Rename the finished export (and its sidecar) onto `target`; an existing one only with `force`."""
+    for source, destination in ((staged, target), (sidecar(staged), sidecar(target))):
+        if not source.exists():
+            continue
+        if destination.is_dir():
+            old = destination.with_name(f".{destination.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(destination, old)
+            os.replace(source, destination)
+            shutil.rmtree(old)
+        else:
+            os.replace(source, destination)
+
+
+def export_model(model: keras.Model, target, model_format: str = "onnx", quantisation: str | None = None, force: bool = False, source="model") -> ExportMetadata:
+    """Write `model` (a waveform-in speaker model) to `target` in `model_format`; returns the metadata written.
+
+    A float export whose embeddings differ from Keras's by more than `PARITY_BOUND` on the probe waveforms is
+    refused (`CheckpointError`) and nothing is written; a quantised one records its smallest cosine instead.
+    """
+    require_speaker_model(model, source)
+    if model_format not in QUANTISATIONS:
+        raise ConfigError(f"unknown export format {model_format!r}; choose from {sorted(QUANTISATIONS)}")
+    if quantisation not in QUANTISATIONS[model_format]:
+        allowed = ", ".join(q for q in QUANTISATIONS[model_format] if q) or "none"
+        raise ConfigError(f"{model_format} export has no {quantisation} variant (quantisations for {model_format}: {allowed})")
+    target = Path(target)
+    expected_suffix = {"onnx": ".onnx", "tflite": ".tflite"}.get(model_format)
+    if expected_suffix and target.suffix != expected_suffix:
+        raise ConfigError(f"{target}: a {model_format} export is written to NAME{expected_suffix}")
+    if model_format == "savedmodel" and target.suffix in (".onnx", ".tflite", ".keras"):
+        raise ConfigError(f"{target}: a SavedModel is a folder; name it without {target.suffix}")
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; pass force=True (--force) to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    config = feature_config_of(model)
+    fingerprint = model_fingerprint(model)
+    metadata = ExportMetadata(
+        fingerprint if quantisation is None else f"{fingerprint}-{quantisation}",
+        int(model.output_shape[-1]),
+        config,
+        model_format,
+        quantisation,
+    )
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as staging:
+        staged = Path(staging) / target.name
+        WRITERS[model_format](model, staged, quantisation)
+        _attach_metadata(staged, model_format, metadata)
+        from ..exported import load_exported
+
+        difference, cosine = _compare(load_exported(staged), model, probe_waveforms(config.sample_rate))
+        if quantisation is None and difference > PARITY_BOUND[model_format]:
+            raise CheckpointError(
+                f"{target}: the {model_format} export differs from the Keras model by {difference:.2e} "
+                f"(bound {PARITY_BOUND[model_format]:.0e}); not written"
+            )
+        metadata = replace(metadata, max_abs_difference=difference, min_cosine=cosine)
+        _attach_metadata(staged, model_format, metadata)
+        _move_into_place(staged, target, force)
+    return metadata
+
+
+class TFLiteSpeakerModel:
+    """An exported TFLite model run by TensorFlow's interpreter, resized to each batch's shape."""
+
+    def __init__(self, path):
+        import warnings
+
+        import tensorflow as tf
+
+        self.metadata = read_metadata(path)
+        with warnings.catch_warnings():  # tf.lite.Interpreter's notice that LiteRT will replace it
+            warnings.simplefilter("ignore")
+            try:
+                self.interpreter = tf.lite.Interpreter(model_path=str(path))
+            except ValueError as error:
+                raise CheckpointError(f"{path}: not a readable TFLite model ({error})") from None
+        self._input = self.interpreter.get_input_details()[0]["index"]
+        self._output = self.interpreter.get_output_details()[0]["index"]
+        self._shape = None
+
+    def __call__(self, waveforms: np.ndarray) -> np.ndarray:
+        waveforms = np.asarray(waveforms, np.float32)
+        if waveforms.shape != self._shape:
+            self.interpreter.resize_tensor_input(self._input, waveforms.shape)
+            self.interpreter.allocate_tensors()
+            self._shape = waveforms.shape
+        self.interpreter.set_tensor(self._input, waveforms)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._output).copy()
+
+
+class SavedModelSpeakerModel:
+    """An exported SavedModel's `serve` signature."""
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.metadata = read_metadata(path)
+        try:
+            self._loaded = tf.saved_model.load(str(path))  # keeps the variables `serve` refers to alive
+        except (OSError, ValueError, AttributeError) as error:
+            raise CheckpointError(f"{path}: not a readable deep-speaker SavedModel ({error})") from None
+
+    def __call__(self, waveforms: np.ndarray) -> np.ndarray:
+        return np.asarray(self._loaded.serve(np.asarray(waveforms, np.float32)))
+
+
+def onnx_copy(model: keras.Model, source="model"):
+    """`model` as ONNX Runtime runs it: exported once (parity-checked) to `~/.deep_speaker/exports/<fingerprint>.onnx`,
+    reused while the fingerprint matches."""
+    from ..exported import OnnxSpeakerModel
+
+    path = toolkit_home() / "exports" / f"{model_fingerprint(model)}.onnx"
+    if not path.is_file():
+        export_model(model, path, "onnx", force=True, source=source)
+    return OnnxSpeakerModel(path)
