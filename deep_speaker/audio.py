@@ -116,16 +116,17 @@ def _resample(samples: np.ndarray, file_rate: int, sample_rate: int) -> np.ndarr
     return resampled[:target_length]
 
 
-def trim_silence_reference(samples: np.ndarray) -> np.ndarray:
-    """The reference's trim: keep samples between the first and last one louder than the 95th percentile.
-
-    The end index is exclusive, as in the reference (`audio[offsets[0]:offsets[-1]]`).
-    """
+def reference_speech_indices(samples: np.ndarray) -> np.ndarray:
+    """The reference's trim as indices: the samples between the first and last one louder than the 95th
+    percentile, the end exclusive as in the reference (`audio[offsets[0]:offsets[-1]]`)."""
     magnitude = np.abs(samples)
     loud = np.flatnonzero(magnitude > np.percentile(magnitude, 95))
-    if loud.size == 0:
-        return samples[:0]
-    return samples[loud[0] : loud[-1]]
+    return np.arange(loud[0], loud[-1]) if loud.size else np.arange(0)
+
+
+def trim_silence_reference(samples: np.ndarray) -> np.ndarray:
+    """The reference's trim: keep samples between the first and last one louder than the 95th percentile."""
+    return samples[reference_speech_indices(samples)]
 
 
 def speech_blocks(samples: np.ndarray, dynamic_range_db: float = 35.0, context_frames: int = 5) -> np.ndarray:
@@ -144,24 +145,34 @@ def speech_blocks(samples: np.ndarray, dynamic_range_db: float = 35.0, context_f
     return np.convolve(voiced, np.ones(blocks_per_frame))[:num_blocks] > 0
 
 
+def energy_speech_indices(samples: np.ndarray, dynamic_range_db: float = 35.0, context_frames: int = 5) -> np.ndarray:
+    """Indices of the samples in the 10 ms blocks of `speech_blocks`."""
+    if samples.size < FRAME_LENGTH:
+        return np.arange(0)
+    return np.flatnonzero(np.repeat(speech_blocks(samples, dynamic_range_db, context_frames), FRAME_STEP)[: samples.size])
+
+
 def trim_silence_energy(samples: np.ndarray, dynamic_range_db: float = 35.0, context_frames: int = 5) -> np.ndarray:
     """Energy voice-activity detection: keep the 10 ms blocks of `speech_blocks`.
 
     Unlike the reference trim, this also removes pauses inside the utterance.
     """
-    if samples.size < FRAME_LENGTH:
-        return samples[:0]
-    voiced_blocks = speech_blocks(samples, dynamic_range_db, context_frames)
-    return samples[np.repeat(voiced_blocks, FRAME_STEP)[: samples.size]]
+    return samples[energy_speech_indices(samples, dynamic_range_db, context_frames)]
+
+
+def volume_gain(samples: np.ndarray, target_dbfs: float = -30.0) -> float:
+    """The factor `normalize_volume` applies: up to `target_dbfs` average power, never down."""
+    change_db = target_dbfs - 10 * np.log10(np.mean(samples**2))
+    return 1.0 if change_db < 0 else 10 ** (change_db / 20)
 
 
 def normalize_volume(samples: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
     """Raise (never lower) the level to `target_dbfs` average power: Resemblyzer's `normalize_volume(increase_only)`."""
-    change_db = target_dbfs - 10 * np.log10(np.mean(samples**2))
-    return samples if change_db < 0 else samples * 10 ** (change_db / 20)
+    gain = volume_gain(samples, target_dbfs)
+    return samples if gain == 1.0 else samples * gain
 
 
-def trim_silence_webrtcvad(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, window_ms: int = 30, average_width: int = 8, max_silence: int = 6) -> np.ndarray:
+def webrtcvad_speech_indices(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, window_ms: int = 30, average_width: int = 8, max_silence: int = 6) -> np.ndarray:
     """Resemblyzer's `trim_long_silences`: WebRTC VAD (mode 3) on 30 ms windows of 16-bit audio, smoothed by a
     moving average of 8 windows, dilated by 6, the unvoiced windows cut out (the tail past the last whole window too).
 
@@ -180,22 +191,35 @@ def trim_silence_webrtcvad(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, 
     running[average_width:] = running[average_width:] - running[:-average_width]
     voiced = np.round(running[average_width - 1 :] / average_width).astype(bool)
     voiced = binary_dilation(voiced, np.ones(max_silence + 1))
-    return samples[np.repeat(voiced, window)]
+    return np.flatnonzero(np.repeat(voiced, window))
+
+
+def trim_silence_webrtcvad(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    return samples[webrtcvad_speech_indices(samples, sample_rate)]
+
+
+def speech_selection(samples: np.ndarray, method: str = "reference") -> tuple[np.ndarray, float]:
+    """What trimming keeps, as (sample indices, gain): `trim_silence(samples) == gain * samples[indices]`.
+    Attacks differentiate through it: the model sees a gather of the waveform, times a constant."""
+    if method == "resemblyzer":
+        if not samples.size:
+            return np.arange(0), 1.0
+        gain = volume_gain(samples)
+        return webrtcvad_speech_indices(samples if gain == 1.0 else samples * gain), gain
+    if method == "reference":
+        return reference_speech_indices(samples), 1.0
+    if method == "energy":
+        return energy_speech_indices(samples), 1.0
+    if method == "none":
+        return np.arange(samples.size), 1.0
+    raise ConfigError(f"unknown trim method {method!r}; choose from {TRIM_METHODS}")
 
 
 def trim_silence(samples: np.ndarray, method: str = "reference", source=None) -> np.ndarray:
     """Trim with `method` ('reference', 'energy', 'none', or 'resemblyzer': its volume normalisation and WebRTC
     VAD); raise `TooShortError` if < one frame is left."""
-    if method == "resemblyzer":
-        trimmed = trim_silence_webrtcvad(normalize_volume(samples)) if samples.size else samples
-    elif method == "reference":
-        trimmed = trim_silence_reference(samples)
-    elif method == "energy":
-        trimmed = trim_silence_energy(samples)
-    elif method == "none":
-        trimmed = samples
-    else:
-        raise ConfigError(f"unknown trim method {method!r}; choose from {TRIM_METHODS}")
+    indices, gain = speech_selection(samples, method)
+    trimmed = samples[indices] if gain == 1.0 else samples[indices] * gain
     if trimmed.size < FRAME_LENGTH:
         raise TooShortError(
             f"{describe_source(source)}: only {trimmed.size} samples of speech after '{method}' trimming; "

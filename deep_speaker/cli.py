@@ -81,6 +81,34 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_attack(args) -> int:
+    import soundfile as sf
+
+    from .adversarial import AttackConfig, attack_recording
+    from .fileio import atomic_replace
+
+    targeted = args.target_speaker is not None or args.target_file is not None
+    verifier = _verifier(args)
+    threshold, source = verifier.threshold()
+    if threshold is None:
+        raise DeepSpeakerError(f"no threshold to attack: {source}", cli_hint="calibrate the model or pass --threshold")
+    name = args.target_speaker if targeted else args.speaker
+    if name is not None:
+        with _registry(args, verifier.encoder) as registry:
+            reference = registry.embedding(name)
+    else:
+        reference = verifier.encoder.embed(args.target_file if targeted else args.reference_file)
+    config = AttackConfig(args.method, args.snr, args.epsilon, args.steps, random_starts=args.random_starts, seed=args.seed)
+    clean, result = attack_recording(verifier.encoder, args.audio, reference, threshold, targeted, config)
+    atomic_replace(args.out, lambda temporary: sf.write(temporary, result.waveform, 16000, subtype="PCM_16"), suffix=Path(args.out).suffix)
+    goal = f"accepted as {name or args.target_file}" if targeted else f"rejected from {name or args.reference_file}"
+    print(f"{args.method}: score {result.score_before:.4f} -> {result.score_after:.4f} (threshold {threshold:.4f}, {source}); "
+          f"{'succeeded' if result.success else 'failed'} to be {goal}")
+    print(f"wrote {args.out}: SNR {result.snr_db(clean):.1f} dB, max |perturbation| {abs(result.waveform - clean).max():.4f}, "
+          f"{result.steps} steps, {result.queries} queries, {result.seconds:.1f} s")
+    return 0
+
+
 def cmd_diarize(args) -> int:
     from .diarization import write_rttm
     from .diarization.output import plot_timeline, write_json
@@ -416,6 +444,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-concurrent", "--max_concurrent", dest="max_concurrent", type=int, default=2, help="requests running the model at once (default 2)")
     _add_decision_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
+
+    attack = commands.add_parser("attack", help="adversarial example: make a recording accepted as a target speaker (or rejected from its own)")
+    attack.add_argument("audio")
+    attack.add_argument("out", help="the attacked recording (16-bit WAV/FLAC)")
+    attack.add_argument("--method", choices=["fgsm", "bim", "pgd", "nes"], default="pgd")
+    goal = attack.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--target-speaker", "--target_speaker", dest="target_speaker", help="targeted: be accepted as this enrolled speaker")
+    goal.add_argument("--target-file", "--target_file", dest="target_file", help="targeted: be accepted as this recording's speaker")
+    goal.add_argument("--speaker", help="untargeted: be rejected from this enrolled speaker (the recording's own)")
+    goal.add_argument("--reference-file", "--reference_file", dest="reference_file", help="untargeted: be rejected from this recording's speaker")
+    attack.add_argument("--snr", type=float, default=30.0, help="perturbation at least this many dB below the signal (default 30)")
+    attack.add_argument("--epsilon", type=float, default=None, help="L-inf bound on the perturbation's amplitude (optional)")
+    attack.add_argument("--steps", type=int, default=50)
+    attack.add_argument("--random-starts", "--random_starts", dest="random_starts", type=int, default=1)
+    attack.add_argument("--seed", type=int, default=0)
+    _add_decision_arguments(attack)
+    attack.set_defaults(handler=cmd_attack)
 
     ensemble = commands.add_parser("ensemble", help="fuse trained models with one front end into one model (weighted score fusion)")
     ensemble.add_argument("models", nargs="+", help="speaker models (.keras or legacy .h5), two or more")
