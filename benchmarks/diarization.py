@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
-from common import require_shared_data, write_result
+from common import ROOT, require_shared_data, write_result
 from deep_speaker.audio import load_speech
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.diarization import Segment, diarization_error_rate
@@ -50,6 +51,39 @@ def conversation(utterances_by_speaker: dict, rng: np.random.Generator) -> tuple
     return signal, reference
 
 
+def long_recording(by_speaker: dict, minutes: float, seed: int) -> dict:
+    """Peak memory and time of `cli.py diarize` on a `minutes`-long FLAC and on one a sixth as long, each in its own
+    process (the file is streamed, so memory should not grow with the duration)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    measured = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for length in (minutes / 6, minutes):
+            path = Path(folder) / f"long_{length:.0f}min.flac"
+            with sf.SoundFile(path, "w", RATE, 1, format="FLAC") as out:  # written piece by piece, never whole in memory
+                written = 0
+                while written < length * 60 * RATE:
+                    signal, _ = conversation(by_speaker, rng)
+                    out.write(signal)
+                    written += len(signal)
+            started = time.perf_counter()
+            log = Path(folder) / "diarize.log"
+            with open(log, "w") as output:
+                child = subprocess.Popen([sys.executable, "cli.py", "diarize", str(path), "--quiet"], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+                _, status, usage = os.wait4(child.pid, 0)  # this child's own peak resident memory
+            if status:
+                sys.exit(f"diarize failed on {path.name}: {log.read_text()[-1000:]}")
+            turns = log.read_text().strip().splitlines()[-1]
+            measured[f"{length:.0f}_min"] = {"seconds": round(time.perf_counter() - started, 1), "peak_memory_mb": round(usage.ru_maxrss / 1024, 1), "turns": turns}
+    return measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conversations", type=int, default=20)
@@ -57,6 +91,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--speakers", choices=["dev", "train"], default="dev", help="train: conversations of training speakers, to choose methods on")
     parser.add_argument("--clustering", choices=["ahc", "spectral"], default="ahc")
+    parser.add_argument("--long_minutes", type=float, default=0, help="also diarize one recording this long (conversations end to end) with the command line, against one a sixth as long: peak memory and time")
+    parser.add_argument("--no_resegment", action="store_true", help="skip the frame-level resegmentation")
     parser.add_argument("--plot", help="write the first conversation's timeline (found turns above the reference) to this PNG")
     args = parser.parse_args()
     utterances = discover_utterances(require_shared_data() / "speechocean762" / args.speakers)
@@ -67,33 +103,40 @@ def main() -> None:
     conversations = [conversation(by_speaker, rng) for _ in range(args.conversations)]
     encoder = Diarizer.from_checkpoint(args.checkpoint_file).encoder  # one encoder for both configurations below
     totals = {"auto": [0.0, 0.0], "given": [0.0, 0.0], "one_speaker": [0.0, 0.0]}
+    parts = {name: {"missed": 0.0, "false_alarm": 0.0, "confusion": 0.0} for name in totals}
     counted, seconds, audio_seconds = 0, 0.0, 0.0
     for index, (signal, reference) in enumerate(conversations):
         speakers = len({s.speaker for s in reference})
         start = time.perf_counter()
-        found = Diarizer(encoder, DiarizationConfig(clustering=args.clustering)).diarize_waveform(signal, "conversation")
+        found = Diarizer(encoder, DiarizationConfig(clustering=args.clustering, resegment=not args.no_resegment)).diarize_waveform(signal, "conversation")
         seconds += time.perf_counter() - start
         if args.plot and index == 0:
             plot_timeline(args.plot, found, reference)
         audio_seconds += len(signal) / RATE
-        given = Diarizer(encoder, DiarizationConfig(clustering=args.clustering, num_speakers=speakers)).diarize_waveform(signal, "conversation")
+        given = Diarizer(encoder, DiarizationConfig(clustering=args.clustering, num_speakers=speakers, resegment=not args.no_resegment)).diarize_waveform(signal, "conversation")
         one = [Segment(0.0, len(signal) / RATE, "everyone", "conversation")]
         counted += len({s.speaker for s in found}) == speakers
         for name, hypothesis in (("auto", found), ("given", given), ("one_speaker", one)):
             error = diarization_error_rate(reference, hypothesis)
             totals[name][0] += error.missed + error.false_alarm + error.confusion
             totals[name][1] += error.reference
+            for part in parts[name]:
+                parts[name][part] += getattr(error, part)
     der = {name: errors / reference for name, (errors, reference) in totals.items()}
     result = {
-        "speakers": args.speakers, "clustering": args.clustering, "conversations": args.conversations, "audio_seconds": audio_seconds, "model": encoder.fingerprint,
+        "speakers": args.speakers, "clustering": args.clustering, "resegment": not args.no_resegment, "conversations": args.conversations, "audio_seconds": audio_seconds, "model": encoder.fingerprint,
         "der_auto_count": der["auto"], "der_given_count": der["given"], "der_one_speaker": der["one_speaker"],
         "count_accuracy": counted / args.conversations, "real_time_factor": seconds / audio_seconds,
+        "error_parts_percent": {name: {part: 100 * value / totals[name][1] for part, value in values.items()} for name, values in parts.items()},
     }
-    path = write_result("diarization" if args.speakers == "dev" else f"diarization_{args.speakers}_{args.clustering}", result)
+    if args.long_minutes:
+        result["long_recording"] = long_recording(by_speaker, args.long_minutes, args.seed)
+    path = write_result("diarization" if args.speakers == "dev" else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}", result)
+    long_line = "".join(f"; {name.replace('_', ' ')}: {v['seconds']} s, peak {v['peak_memory_mb']:.0f} MB" for name, v in result.get("long_recording", {}).items())
     print(
-        f"diarization ({args.speakers} speakers, {args.clustering}, {args.conversations} conversations, {audio_seconds / 60:.1f} min): DER {100 * der['auto']:.2f} % with the count found "
+        f"diarization ({args.speakers} speakers, {args.clustering}{', no resegmentation' if args.no_resegment else ''}, {args.conversations} conversations, {audio_seconds / 60:.1f} min): DER {100 * der['auto']:.2f} % with the count found "
         f"({100 * counted / args.conversations:.0f} % counts right), {100 * der['given']:.2f} % with it given, one-speaker anchor "
-        f"{100 * der['one_speaker']:.2f} %; real-time factor {seconds / audio_seconds:.3f} [{path.name}]"
+        f"{100 * der['one_speaker']:.2f} % (count found: missed {result['error_parts_percent']['auto']['missed']:.2f}, false alarm {result['error_parts_percent']['auto']['false_alarm']:.2f}, confusion {result['error_parts_percent']['auto']['confusion']:.2f}); real-time factor {seconds / audio_seconds:.3f}{long_line} [{path.name}]"
     )
 
 

@@ -34,6 +34,7 @@ TRIM_METHODS = ("reference", "energy", "none", "resemblyzer")
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000
 MAX_SECONDS = 1200.0  # default bound on a recording's declared duration; DEEP_SPEAKER_MAX_AUDIO_SECONDS raises it
 MAX_CHANNELS = 64
+MAX_STREAM_SECONDS = 24 * 3600.0  # readers that stream (diarization) take recordings up to a day
 
 
 def max_seconds() -> float:
@@ -41,16 +42,17 @@ def max_seconds() -> float:
     return float(os.environ.get("DEEP_SPEAKER_MAX_AUDIO_SECONDS", MAX_SECONDS))
 
 
-def check_declared(num_samples: int, sample_rate: int, channels: int = 1, source=None) -> None:
+def check_declared(num_samples: int, sample_rate: int, channels: int = 1, source=None, limit_seconds: float | None = None) -> None:
     """Refuse, before decoding or resampling anything, a recording whose header promises absurd work.
 
     A 100 KB file may claim a 1 Hz sample rate (hours of audio once resampled) or 2^36 samples.
+    `limit_seconds` (default `max_seconds()`) is higher for readers that stream.
     """
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise AudioLimitError(f"{describe_source(source)}: sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
     if not 1 <= channels <= MAX_CHANNELS:
         raise AudioLimitError(f"{describe_source(source)}: {channels} channels (at most {MAX_CHANNELS})")
-    seconds, limit = num_samples / sample_rate, max_seconds()
+    seconds, limit = num_samples / sample_rate, limit_seconds or max_seconds()
     if seconds > limit:
         raise AudioLimitError(
             f"{describe_source(source)}: {seconds:.0f} s of audio, longer than the limit of {limit:.0f} s "
@@ -85,6 +87,45 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
             ) from error
         raise CorruptAudioError(f"{path}: cannot decode audio ({error})") from error
     return to_model_input(samples, file_rate, sample_rate, source=path)
+
+
+def stream_audio(path, chunk_seconds: float = 300.0, sample_rate: int = SAMPLE_RATE):
+    """Mono float32 chunks at `sample_rate` of a file of any length (up to `MAX_STREAM_SECONDS`), read and resampled
+    block by block (soxr's streaming resampler), so memory does not grow with the duration. Every chunk but the
+    last has exactly `chunk_seconds` of samples. Errors as `read_audio`'s."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingAudioError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise EmptyAudioError(f"{path}: empty file (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            raise UnsupportedFormatError(f"{path}: unsupported format '{path.suffix or 'no extension'}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}") from error
+        raise CorruptAudioError(f"{path}: cannot decode audio ({error})") from error
+    check_declared(info.frames, info.samplerate, info.channels, source=path, limit_seconds=MAX_STREAM_SECONDS)
+    chunk = int(chunk_seconds * sample_rate)
+    resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ") if info.samplerate != sample_rate else None
+    pending, emitted = np.zeros(0, np.float32), 0
+    try:
+        for block in sf.blocks(str(path), blocksize=max(1, int(chunk_seconds * info.samplerate) // 4), dtype="float32", always_2d=True):
+            mono = block.mean(axis=1, dtype=np.float32)
+            if not np.all(np.isfinite(mono)):
+                raise InvalidSamplesError(f"{path}: contains NaN or infinite samples")
+            pending = np.concatenate([pending, resampler.resample_chunk(mono) if resampler else mono])
+            while pending.size >= chunk:
+                yield pending[:chunk]
+                emitted += chunk
+                pending = pending[chunk:]
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise CorruptAudioError(f"{path}: cannot decode audio ({error})") from error
+    if resampler:
+        pending = np.concatenate([pending, resampler.resample_chunk(np.zeros(0, np.float32), last=True)])
+    if pending.size or not emitted:
+        if not emitted and not np.any(pending):
+            raise SilentAudioError(f"{path}: silent (every sample is zero)")
+        yield pending
 
 
 def to_model_input(samples: np.ndarray, file_rate: int, sample_rate: int = SAMPLE_RATE, source=None) -> np.ndarray:

@@ -109,6 +109,19 @@ def cmd_attack(args) -> int:
     return 0
 
 
+def cmd_convert_voice(args) -> int:
+    import soundfile as sf
+
+    from .adversarial.conversion import world_convert
+    from .audio import read_audio
+    from .fileio import atomic_replace
+
+    converted = world_convert(read_audio(args.source), read_audio(args.target))
+    atomic_replace(args.out, lambda temporary: sf.write(temporary, converted, 16000, subtype="PCM_16"), suffix=Path(args.out).suffix)
+    print(f"wrote {args.out}: {args.source} in the pitch and spectral envelope statistics of {args.target} ({args.method})")
+    return 0
+
+
 def cmd_diarize(args) -> int:
     from .diarization import write_rttm
     from .diarization.output import plot_timeline, write_json
@@ -116,7 +129,7 @@ def cmd_diarize(args) -> int:
 
     config = DiarizationConfig(
         window=args.window, hop=args.hop, clustering=args.clustering, num_speakers=args.num_speakers,
-        min_speakers=args.min_speakers, max_speakers=args.max_speakers, ahc_threshold=args.threshold,
+        min_speakers=args.min_speakers, max_speakers=args.max_speakers, ahc_threshold=args.threshold, resegment=args.resegment,
     )
     segments = Diarizer.from_checkpoint(_checkpoint(args), config).diarize(args.audio, progress=not args.quiet)
     for segment in segments:
@@ -462,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decision_arguments(attack)
     attack.set_defaults(handler=cmd_attack)
 
+    convert = commands.add_parser("convert-voice", help="voice-conversion spoof: SOURCE's words in TARGET's voice statistics")
+    convert.add_argument("source")
+    convert.add_argument("target")
+    convert.add_argument("out")
+    convert.add_argument("--method", choices=["world"], default="world", help="world: WORLD vocoder, F0 and mel-cepstrum statistics mapped to the target")
+    convert.set_defaults(handler=cmd_convert_voice)
+
     ensemble = commands.add_parser("ensemble", help="fuse trained models with one front end into one model (weighted score fusion)")
     ensemble.add_argument("models", nargs="+", help="speaker models (.keras or legacy .h5), two or more")
     ensemble.add_argument("target", help="the fused model (.keras)")
@@ -480,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--threshold", type=float, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)")
     diarize.add_argument("--window", type=float, default=1.5, help="seconds per embedded window")
     diarize.add_argument("--hop", type=float, default=0.75, help="seconds between windows")
+    diarize.add_argument("--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation")
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
     diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     diarize.set_defaults(handler=cmd_diarize)

@@ -9,6 +9,7 @@ toolkit feeds it - trimmed by the member's own method, recomputed from the curre
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,13 @@ class _Member:
     stop: int
 
 
+_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one traced function per model, reused by every attack
+
+
 def _member_function(model):
+    if model in _FUNCTIONS:
+        return _FUNCTIONS[model]
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32), tf.TensorSpec([None], tf.float32)])
     def score_and_gradient(waveform, indices, gain, reference):
         with tf.GradientTape() as tape:
@@ -36,6 +43,7 @@ def _member_function(model):
             score = tf.reduce_sum(embedding * reference)
         return score, tf.convert_to_tensor(tape.gradient(score, waveform))  # dense (a gather's gradient is sparse)
 
+    _FUNCTIONS[model] = score_and_gradient
     return score_and_gradient
 
 

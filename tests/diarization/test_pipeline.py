@@ -107,3 +107,43 @@ def test_the_diarize_command_writes_rttm_json_and_plot_and_refuses_bad_audio(tmp
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
     refused = cli_in_process(capsys, "diarize", tmp_path / "broken.wav", "--checkpoint_file", model)
     assert refused.returncode == 2 and "broken.wav" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_resegmentation_moves_a_misplaced_boundary_to_the_spectrum_s_change():
+    from deep_speaker.diarization.pipeline import resegment
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat([0, 1], 400)  # 4 s each
+    features = np.where(truth[:, None] == 0, 0.0, 1.5) + rng.standard_normal((800, 20))
+    windowed = truth.copy()
+    windowed[400:460] = 0  # the windows put the change 0.6 s late
+    windowed[:20] = -1  # and silence stays silence
+    relabelled = resegment(windowed, features.astype(np.float32), DiarizationConfig())
+    assert np.all(relabelled[:20] == -1)
+    change = np.flatnonzero(np.diff(relabelled[20:])) + 21
+    assert len(change) == 1 and abs(change[0] - 400) <= 15  # 600 ms off before, within 150 ms after
+    lonely = np.where(np.arange(800) < 795, 0, 1)  # a speaker with too little speech to model: left alone
+    np.testing.assert_array_equal(resegment(lonely, features.astype(np.float32), DiarizationConfig()), lonely)
+
+
+def test_files_are_read_in_chunks_with_bounded_memory(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from deep_speaker.audio import read_audio, stream_audio
+    from deep_speaker.diarization import pipeline
+    from deep_speaker.errors import MissingAudioError
+
+    wave, reference = _conversation([(110, 2.5), (230, 2.0), (110, 1.5), (230, 3.0)], pause=1.0)
+    sf.write(tmp_path / "talk.wav", wave, 16000)
+    sf.write(tmp_path / "talk44.flac", read_audio(tmp_path / "talk.wav", 44100), 44100)
+    chunks = list(stream_audio(tmp_path / "talk.wav", chunk_seconds=2.0))
+    assert [len(c) for c in chunks[:-1]] == [32000] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 32000
+    np.testing.assert_array_equal(np.concatenate(chunks), read_audio(tmp_path / "talk.wav"))
+    resampled = np.concatenate(list(stream_audio(tmp_path / "talk44.flac", chunk_seconds=2.0)))
+    assert abs(len(resampled) - len(wave)) <= 2 and np.max(np.abs(resampled[: len(wave) - 2] - wave[: len(resampled) - 2][: len(wave) - 2])) < 0.02
+    with pytest.raises(MissingAudioError, match="nowhere.wav: no such file"):
+        next(stream_audio(tmp_path / "nowhere.wav"))
+    monkeypatch.setattr(pipeline, "CHUNK_SECONDS", 4.0)  # chunks end inside turns: the pipeline must not care
+    found = Diarizer(SpectrumEncoder(), DiarizationConfig(num_speakers=2)).diarize(tmp_path / "talk.wav")
+    assert len({s.speaker for s in found}) == 2 and {s.recording for s in found} == {"talk"}
+    assert diarization_error_rate(reference, found).rate < 0.1
