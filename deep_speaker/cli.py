@@ -109,6 +109,31 @@ def cmd_attack(args) -> int:
     return 0
 
 
+def cmd_make_spoofs(args) -> int:
+    from .adversarial.spoofs import build_spoof_corpus
+    from .data.corpus import discover_utterances
+
+    verifier = _verifier(args)
+    threshold, source = verifier.threshold()
+    if threshold is None:
+        raise DeepSpeakerError(f"no threshold to attack: {source}", cli_hint="calibrate the model or pass --threshold")
+    recordings = [(u.path, u.speaker) for u in discover_utterances(args.audio_dir)]
+    families = [f for f in args.families.split(",") if f]
+    manifest = build_spoof_corpus(recordings, args.out, verifier.encoder, threshold, families, args.per_family, args.seed, progress=not args.quiet)
+    print(f"wrote {manifest}: {len(recordings)} genuine recordings and up to {args.per_family} spoofs per family ({', '.join(families)})")
+    return 0
+
+
+def cmd_detect(args) -> int:
+    from .adversarial.detector import SpoofDetector
+
+    detector = SpoofDetector(args.detector, args.threshold)
+    for path in args.files:
+        score = detector.score(path)
+        print(f"{path}\tscore {score:+.3f}\t{'spoof' if score >= detector.threshold else 'genuine'} (threshold {detector.threshold:+.3f})")
+    return 0
+
+
 def cmd_convert_voice(args) -> int:
     import soundfile as sf
 
@@ -196,7 +221,12 @@ def _verifier(args, encoder=None):
     from .verification import Verifier
 
     encoder = encoder or _encoder(args)
-    return Verifier(encoder, _scorer(args, encoder), operating_point=args.operating_point, threshold=args.threshold)
+    gate = None
+    if getattr(args, "detect_spoof", None):
+        from .adversarial.detector import SpoofDetector
+
+        gate = SpoofDetector(args.detect_spoof)
+    return Verifier(encoder, _scorer(args, encoder), operating_point=args.operating_point, threshold=args.threshold, spoof_gate=gate)
 
 
 def cmd_embed(args) -> int:
@@ -277,6 +307,11 @@ def cmd_train(args) -> int:
 
     overrides = {name: getattr(args, name) for name in flat_options(args.phase)}
     recipe = load_recipe(args.phase, args.recipe, **overrides)
+    if args.phase == "detector":
+        held_out = [f for f in (args.held_out or "").split(",") if f]
+        best = train.train_detector(args.working_dir, args.manifest, recipe, held_out, progress=not args.quiet, run_name=args.run_name or "detector")
+        print(f"best detector: {best} (threshold beside it)")
+        return 0
     if args.phase == "head":
         paths = train.train_head(args.working_dir, args.checkpoint_file, recipe, progress=not args.quiet)
         for fusion, path in paths.items():
@@ -393,6 +428,7 @@ def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
         help="calibrated threshold: false accepts = misses (eer), or 1 %% / 0.1 %% false accepts (default far1)",
     )
     parser.add_argument("--threshold", type=float, default=None, help="explicit score threshold (overrides the operating point)")
+    parser.add_argument("--detect-spoof", "--detect_spoof", dest="detect_spoof", help="a spoof detector (train-detector): recordings it flags are rejected with the reason")
     _add_store_arguments(parser)
     _add_scorer_argument(parser)
 
@@ -474,6 +510,28 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--seed", type=int, default=0)
     _add_decision_arguments(attack)
     attack.set_defaults(handler=cmd_attack)
+
+    spoofs = commands.add_parser("make-spoofs", help="a spoof corpus (attacked and converted versions of a corpus's recordings) for the detector")
+    spoofs.add_argument("--audio_dir", required=True, help="genuine recordings (training speakers)")
+    spoofs.add_argument("--out", required=True, help="folder for the spoofs and manifest.csv")
+    spoofs.add_argument("--families", default="fgsm,bim,pgd,world", help="comma-separated: fgsm, bim, pgd, nes, world")
+    spoofs.add_argument("--per_family", type=int, default=100)
+    spoofs.add_argument("--seed", type=int, default=0)
+    spoofs.add_argument("--quiet", action="store_true")
+    _add_decision_arguments(spoofs)
+    spoofs.set_defaults(handler=cmd_make_spoofs)
+
+    detector = commands.add_parser("train-detector", help="train the spoof and adversarial-example detector on a make-spoofs manifest")
+    _add_recipe_arguments(detector, "detector")
+    detector.add_argument("--manifest", required=True, help="manifest.csv of make-spoofs")
+    detector.add_argument("--held_out", help="comma-separated families never seen in training (leave-one-family-out testing)")
+    detector.add_argument("--run_name", help="the run's folder under WORKING_DIR (default detector)")
+
+    detect = commands.add_parser("detect", help="spoof detector score and decision for recordings")
+    detect.add_argument("files", nargs="+")
+    detect.add_argument("--detector", required=True, help="a train-detector best.keras")
+    detect.add_argument("--threshold", type=float, help="override the detector's threshold")
+    detect.set_defaults(handler=cmd_detect)
 
     convert = commands.add_parser("convert-voice", help="voice-conversion spoof: SOURCE's words in TARGET's voice statistics")
     convert.add_argument("source")

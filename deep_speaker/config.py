@@ -1,7 +1,7 @@
 """Training recipes, grouped by concern (model, loss, augment, optimiser, run, head), per phase.
 
 A phase is a configuration of the one training driver: `classification` (softmax or AM-softmax
-pre-training), `triplet` and `head`. Its defaults are the reference's recipe. A YAML recipe is nested by
+pre-training), `triplet`, `head` and `detector` (the spoof detector). Its defaults are the reference's recipe. A YAML recipe is nested by
 group (`model: {width: 0.25}`) or flat (`width: 0.25`, as command-line flags are); an unknown key is an
 error, so a typo is never silently ignored. Precedence: phase defaults < YAML file < flags. Every
 option is checked (names against the registries, numbers against their ranges) before any work starts.
@@ -112,8 +112,9 @@ PHASE_GROUPS = {
     "classification": ("model", "loss", "augment", "optimiser", "run"),
     "triplet": ("model", "loss", "optimiser", "run"),
     "head": ("head", "loss", "optimiser", "run"),
+    "detector": ("optimiser", "run"),
 }
-PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet",), "head": ("amsoftmax", "aamsoftmax", "triplet")}
+PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet",), "head": ("amsoftmax", "aamsoftmax", "triplet"), "detector": ("softmax",)}
 PHASE_DEFAULTS = {
     # reference: Adam, dropout 0.5, early stopping after 20 epochs, LR halved after 10
     "classification": Recipe("classification", model=ModelRecipe(dropout=0.5)),
@@ -125,6 +126,12 @@ PHASE_DEFAULTS = {
         "head",
         loss=LossRecipe("amsoftmax", negative_candidates=16),
         run=RunRecipe(epochs=30, early_stopping_patience=8, select_by="val_eer"),
+    ),
+    # the spoof detector: binary cross-entropy on 3 s crops, balanced batches, best epoch by held-out detection EER
+    "detector": Recipe(
+        "detector",
+        optimiser=OptimiserRecipe(reduce_lr_patience=3),
+        run=RunRecipe(batch_size=32, num_frames=300, epochs=40, steps_per_epoch=60, early_stopping_patience=8, select_by="val_eer"),
     ),
 }
 OPTIMISERS = ("adam", "sgd")

@@ -69,4 +69,4 @@ def test_every_option_is_checked_before_any_work(phase, options, problem):
 
 def test_unknown_phase():
     with pytest.raises(ConfigError, match="unknown training phase"):
-        load_recipe("detector")
+        load_recipe("vocoder")

@@ -50,6 +50,21 @@ class ValidationEER(keras.callbacks.Callback):
         logs["val_eer"] = all_pairs_eer(self.scorer.score_matrix(embeddings, embeddings), self.labels)
 
 
+class DetectionEER(keras.callbacks.Callback):
+    """Log `val_eer`: the spoof detector's EER (genuine vs spoofed) on fixed crops of the validation speakers."""
+
+    def __init__(self, clips, length: int):
+        super().__init__()
+        self.crops = clips.crops(clips.validation, length)
+        self.labels = clips.labels[clips.validation]
+
+    def on_epoch_end(self, epoch, logs=None):
+        from ..scoring.metrics import compute_eer
+
+        scores = self.model.predict(self.crops, batch_size=32, verbose=0)[:, 0]
+        logs["val_eer"] = compute_eer(scores[self.labels == 1], scores[self.labels == 0])[0]
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Log `epoch_seconds`, the wall time of each epoch (training, mining and validation)."""
 

@@ -21,6 +21,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from ..audio import FRAME_STEP
 from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
 from ..config import PHASE_DEFAULTS, SELECTION, Recipe, validate
 from ..data.augment import SPEEDS, WaveformAugmentation, read_clips
@@ -34,7 +35,7 @@ from ..models import build_backbone, build_speaker_model
 from ..models.heads import HEAD_TAPS, build_head
 from ..models.speaker_model import backbone_of, base_of, build_fused, feature_model
 from ..scoring import CosineScorer, all_pairs_eer
-from .callbacks import BestModel, EpochTimer, RefreshNegatives, ResumePoint, ValidationEER
+from .callbacks import BestModel, DetectionEER, EpochTimer, RefreshNegatives, ResumePoint, ValidationEER
 from .distribute import is_chief, strategy
 
 RUN_DIRS = {"classification": "softmax", "triplet": "triplet"}
@@ -407,3 +408,37 @@ def train_head(working_dir, base_checkpoint, recipe: Recipe, progress: bool = Tr
 
 
 PHASES = {"classification": train_classifier, "triplet": train_triplet}
+
+
+def train_detector(working_dir, manifest, recipe: Recipe, held_out=(), progress: bool = True, run_name: str = "detector") -> Path:
+    """The spoof detector (`models.detector`) on a spoof manifest (`make-spoofs`): binary cross-entropy on balanced
+    random crops, the best epoch by the validation speakers' detection EER; `held_out` families are never seen (for
+    leave-one-family-out testing). Writes `best.keras` and, beside it, the decision threshold (`detector.json`:
+    1 % of the validation speakers' genuine crops rejected)."""
+    from ..adversarial.detector import save_threshold
+    from ..adversarial.spoofs import read_manifest
+    from ..data.detection import DetectorBatches, SpoofClips
+    from ..models.detector import DETECTOR_FEATURES, build_detector
+
+    validate(recipe)
+    clips = SpoofClips(read_manifest(manifest), DETECTOR_FEATURES.trim, recipe.run.validation_fraction, tuple(held_out), recipe.run.seed)
+    length = recipe.run.num_frames * FRAME_STEP
+    run_dir = Path(working_dir) / run_name
+
+    def build(state):
+        if state:
+            trainer = keras.saving.load_model(run_dir / "last.keras")
+        else:
+            trainer = build_detector()
+            trainer.compile(optimizer=_optimizer(recipe), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        batches = DetectorBatches(clips, recipe.run.batch_size, length, recipe.run.steps_per_epoch, recipe.run.seed, state["epoch"] if state else 0)
+        reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_eer", mode="min", factor=recipe.optimiser.reduce_lr_factor, patience=recipe.optimiser.reduce_lr_patience)
+        return Phase(trainer, batches, "val_eer", "min", lambda: trainer, [DetectionEER(clips, length), reduce])
+
+    best = fit(run_dir, recipe, build, progress)
+    if is_chief():
+        detector = keras.saving.load_model(best)
+        scores = detector.predict(clips.crops(clips.validation, length), batch_size=32, verbose=0)[:, 0]
+        genuine = scores[clips.labels[clips.validation] == 0]
+        save_threshold(best, float(np.quantile(genuine, 0.99)))
+    return best

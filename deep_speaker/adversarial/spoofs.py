@@ -1,0 +1,96 @@
+"""A spoof corpus for training and testing the detector: genuine recordings and their attacked and converted versions.
+
+    OUT/<family>/<speaker>/<stem>.flac   one spoof per chosen recording and family
+    OUT/manifest.csv                     path, speaker, family ('genuine' for the untouched originals)
+
+Families: `fgsm`, `bim`, `pgd` (targeted white-box attacks toward another training speaker, SNR drawn from 20-40
+dB), `nes` (score-only), `world` (voice conversion toward another speaker). Every spoof is seeded by its recording
+and family, written atomically, and skipped when it exists, so an interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import read_audio
+from ..errors import ConfigError, DeepSpeakerError
+from ..fileio import atomic_replace, atomic_write_csv
+
+FAMILIES = ("fgsm", "bim", "pgd", "nes", "world")
+MANIFEST = "manifest.csv"
+GENUINE = "genuine"
+
+
+def _seed(path: Path, family: str) -> int:
+    return zlib.crc32(f"{path.parent.name}/{path.name}/{family}".encode())
+
+
+def _write(path: Path, waveform: np.ndarray) -> None:
+    import soundfile as sf
+
+    atomic_replace(path, lambda temporary: sf.write(temporary, waveform, 16000, format="FLAC", subtype="PCM_16"), suffix=".flac")
+
+
+def make_spoof(family: str, source: Path, target: Path, encoder, threshold: float) -> np.ndarray:
+    """One spoof of `source` toward `target`'s speaker."""
+    from . import AttackConfig, as_written, attack_recording
+    from .conversion import world_convert
+
+    rng = np.random.default_rng(_seed(source, family))
+    if family == "world":
+        return as_written(world_convert(read_audio(source), read_audio(target)))
+    options = {"nes_samples": 10, "steps": 10} if family == "nes" else {"steps": 20}
+    config = AttackConfig(method=family, snr_db=float(rng.uniform(20, 40)), seed=int(rng.integers(1 << 31)), **options)
+    _, result = attack_recording(encoder, source, encoder.embed(target), threshold, True, config)
+    return result.waveform
+
+
+def build_spoof_corpus(recordings, out_dir, encoder, threshold: float, families=FAMILIES, per_family: int = 100, seed: int = 0, progress: bool = True) -> Path:
+    """Spoofs of `per_family` recordings (from `recordings`: (path, speaker) pairs) per family, each toward a random
+    other speaker's recording; returns the manifest (genuine rows: every recording given)."""
+    from tqdm import tqdm
+
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise ConfigError(f"unknown spoof families {unknown}; choose from {FAMILIES}")
+    out_dir = Path(out_dir)
+    recordings = [(Path(p), s) for p, s in recordings]
+    speakers = sorted({s for _, s in recordings})
+    if len(speakers) < 2:
+        raise ConfigError("spoofs are made toward other speakers: give recordings of at least two speakers")
+    rng = np.random.default_rng(seed)
+    rows = [(str(path), speaker, GENUINE) for path, speaker in recordings]
+    failures = []
+    for family in families:
+        chosen = rng.choice(len(recordings), size=min(per_family, len(recordings)), replace=False)
+        for index in tqdm(chosen, desc=family, disable=not progress, unit="file"):
+            source, speaker = recordings[index]
+            others = [i for i, (_, s) in enumerate(recordings) if s != speaker]
+            target = recordings[others[rng.integers(len(others))]][0]
+            path = out_dir / family / speaker / f"{source.stem}.flac"
+            if not path.is_file():
+                try:
+                    _write(path, make_spoof(family, source, target, encoder, threshold))
+                except DeepSpeakerError as error:  # a recording too short or unvoiced for this family: listed, skipped
+                    failures.append((str(source), family, str(error)))
+                    continue
+            rows.append((str(path), speaker, family))
+    atomic_write_csv(out_dir / MANIFEST, ["path", "speaker", "family"], rows)
+    if failures:
+        atomic_write_csv(out_dir / "failures.csv", ["path", "family", "error"], failures)
+    return out_dir / MANIFEST
+
+
+def read_manifest(path) -> list[tuple[str, str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no spoof manifest (build one with `make-spoofs`)")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or set(rows[0]) != {"path", "speaker", "family"}:
+        raise ConfigError(f"{path}: not a spoof manifest (columns path, speaker, family)")
+    return [(row["path"], row["speaker"], row["family"]) for row in rows]

@@ -1,0 +1,77 @@
+"""The spoof corpus, the detector trained by the training driver, and the detector as the verifier's gate."""
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deep_speaker.adversarial.detector import SpoofDetector, threshold_path
+from deep_speaker.adversarial.spoofs import build_spoof_corpus, read_manifest
+from deep_speaker.config import load_recipe
+from deep_speaker.embedding import SpeakerEncoder
+from deep_speaker.errors import CheckpointError, ConfigError
+from deep_speaker.verification import Verifier
+from tests.helpers import cli_in_process, synthetic_speech, tiny_model
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Six synthetic speakers, four recordings each, and their FGSM and WORLD spoofs against a tiny model."""
+    root = tmp_path_factory.mktemp("spoofs")
+    recordings = []
+    for speaker in range(6):
+        for index in range(4):
+            path = root / "genuine" / f"spk{speaker}" / f"utt{index}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, synthetic_speech(2.0 + 0.2 * index, pitch=90 + 30 * speaker, seed=index), 16000)
+            recordings.append((path, f"spk{speaker}"))
+    encoder = SpeakerEncoder(model=tiny_model())
+    manifest = build_spoof_corpus(recordings, root / "out", encoder, threshold=0.99, families=("fgsm", "world"), per_family=12, progress=False)
+    return manifest, encoder
+
+
+def test_the_spoof_corpus_lists_every_recording_and_resumes(corpus):
+    manifest, encoder = corpus
+    rows = read_manifest(manifest)
+    assert sum(family == "genuine" for _, _, family in rows) == 24
+    assert sum(family == "fgsm" for _, _, family in rows) == 12 and sum(family == "world" for _, _, family in rows) == 12
+    spoof = next(path for path, _, family in rows if family == "fgsm")
+    audio, rate = sf.read(spoof)
+    assert rate == 16000 and np.all(np.abs(audio) <= 1)
+    stamp = (manifest.parent / "fgsm").stat().st_mtime_ns
+    recordings = [(p, s) for p, s, f in rows if f == "genuine"]
+    build_spoof_corpus(recordings, manifest.parent, encoder, 0.99, families=("fgsm", "world"), per_family=12, progress=False)  # all exist: nothing redone
+    assert (manifest.parent / "fgsm").stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match="unknown spoof families"):
+        build_spoof_corpus(recordings, manifest.parent, encoder, 0.99, families=("deepfake",))
+
+
+@pytest.mark.slow
+def test_the_detector_separates_a_toy_set_and_gates_the_verifier(corpus, tmp_path, capsys):
+    from deep_speaker.tf.train import train_detector
+
+    manifest, encoder = corpus
+    recipe = load_recipe("detector", epochs=6, steps_per_epoch=12, batch_size=8, num_frames=100, early_stopping_patience=6, validation_fraction=0.34)
+    best = train_detector(tmp_path, manifest, recipe, held_out=("world",), progress=False)
+    assert best.is_file() and threshold_path(best).is_file()
+    log = list(csv.DictReader((tmp_path / "detector" / "training.csv").open()))
+    assert min(float(row["val_eer"]) for row in log) < 0.25  # FGSM noise is easy to see on harmonic toy voices
+    detector = SpoofDetector(best)
+    rows = read_manifest(manifest)
+    genuine = [p for p, _, f in rows if f == "genuine"][:6]
+    attacked = [p for p, _, f in rows if f == "fgsm"][:6]
+    assert np.mean([detector.score(p) for p in attacked]) > np.mean([detector.score(p) for p in genuine])
+    gated = Verifier(encoder, threshold=-1.0, spoof_gate=SpoofDetector(best, threshold=-1e9))  # flags everything
+    decision = gated.verify(genuine[0], genuine[1])
+    assert decision.accepted is False and "looks spoofed or adversarial" in decision.reason
+    shown = cli_in_process(capsys, "detect", attacked[0], "--detector", best)
+    assert shown.returncode == 0 and "score" in shown.stdout and ("spoof" in shown.stdout or "genuine" in shown.stdout)
+
+
+def test_a_speaker_model_is_not_a_detector(tmp_path):
+    from tests.helpers import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "tiny.keras")
+    with pytest.raises(CheckpointError, match="not a spoof detector"):
+        SpoofDetector(model, threshold=0.0)
