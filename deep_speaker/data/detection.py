@@ -19,15 +19,21 @@ def crop(waveform: np.ndarray, length: int, rng: np.random.Generator | None) -> 
     return waveform[start : start + length]
 
 
+def validation_speakers(rows, validation_fraction: float, seed: int) -> set[str]:
+    """The speakers whose recordings and spoofs are held out for validation (and testing)."""
+    speakers = sorted({speaker for _, speaker, _ in rows})
+    rng = np.random.default_rng(seed)
+    return set(rng.choice(speakers, size=max(1, round(validation_fraction * len(speakers))), replace=False))
+
+
 class SpoofClips:
     """Trimmed waveforms (label 1: spoof) of a spoof manifest's rows, split by speaker: the validation speakers'
     recordings and spoofs never train. `held_out` families are left out of training and validation alike (they are
     what leave-one-family-out testing measures). Genuine recordings are sampled to the number of spoofs."""
 
     def __init__(self, rows, trim: str, validation_fraction: float = 0.2, held_out=(), seed: int = 123):
-        rng = np.random.default_rng(seed)
-        speakers = sorted({speaker for _, speaker, _ in rows})
-        validation = set(rng.choice(speakers, size=max(1, round(validation_fraction * len(speakers))), replace=False))
+        validation = validation_speakers(rows, validation_fraction, seed)
+        rng = np.random.default_rng([seed, 1])
         spoofs = [row for row in rows if row[2] != "genuine" and row[2] not in held_out]
         genuine = [row for row in rows if row[2] == "genuine"]
         if not spoofs or not genuine:

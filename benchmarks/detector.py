@@ -1,0 +1,76 @@
+"""Spoof detector, leave one attack family out: EER on families never seen in training, and on seen ones.
+
+The spoof corpus comes from `make-spoofs` on the training speakers (see the README). For each family F a detector
+is trained without F (`train-detector --held_out F`); its EER is measured on the validation speakers' genuine
+recordings (never trained on) against F's spoofs (unseen family) and against the other families' spoofs of the
+validation speakers (seen families). A detector trained on every family gives the seen-family EER and the gate's
+false rejections of genuine dev recordings at its threshold (1 % of genuine validation crops).
+Prints one line, writes benchmarks/results/detector.json.
+
+    python benchmarks/detector.py --manifest wd/spoofs/manifest.csv [--epochs 15] [--steps 40]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from common import ROOT, require_shared_data, write_result
+
+
+def main() -> None:
+    from deep_speaker.adversarial.detector import SpoofDetector
+    from deep_speaker.adversarial.spoofs import read_manifest
+    from deep_speaker.config import load_recipe
+    from deep_speaker.data.detection import validation_speakers
+    from deep_speaker.scoring.metrics import compute_eer
+    from deep_speaker.tf.train import train_detector
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--dev_files", type=int, default=200, help="genuine dev recordings for the gate's false rejections")
+    args = parser.parse_args()
+    rows = read_manifest(args.manifest)
+    families = sorted({family for _, _, family in rows} - {"genuine"})
+    recipe = load_recipe("detector", epochs=args.epochs, steps_per_epoch=args.steps)
+    work = ROOT / "benchmarks" / "work" / "detector"
+    held_speakers = validation_speakers(rows, recipe.run.validation_fraction, recipe.run.seed)  # the split training uses
+
+    def eer(detector, positives, negatives):
+        spoof = [detector.score(p) for p in positives]
+        genuine = [detector.score(p) for p in negatives]
+        return float(compute_eer(np.array(spoof), np.array(genuine))[0])
+
+    genuine_validation = [p for p, s, f in rows if f == "genuine" and s in held_speakers]
+    results = {}
+    for held_out in families + ["none"]:
+        started = time.perf_counter()
+        best = train_detector(work, args.manifest, recipe, held_out=() if held_out == "none" else (held_out,), progress=False, run_name=f"without_{held_out}")
+        detector = SpoofDetector(best)
+        entry = {"training_seconds": round(time.perf_counter() - started, 1)}
+        if held_out != "none":
+            unseen = [p for p, s, f in rows if f == held_out]
+            entry["unseen_eer"] = eer(detector, unseen, genuine_validation)
+        seen = [p for p, s, f in rows if f not in ("genuine", held_out) and s in held_speakers]
+        entry["seen_eer"] = eer(detector, seen, genuine_validation)
+        results[held_out] = entry
+    dev = sorted((require_shared_data() / "speechocean762" / "dev").rglob("*.flac"))[:: max(1, 496 // args.dev_files)][: args.dev_files]
+    gate = SpoofDetector(work / "without_none" / "best.keras")
+    rejected = float(np.mean([gate(p) is not None for p in dev]))
+    unseen = [results[f]["unseen_eer"] for f in families]
+    path = write_result("detector", {
+        "command": f"python benchmarks/detector.py --manifest {args.manifest} --epochs {args.epochs} --steps {args.steps}",
+        "families": families, "per_held_out_family": results, "mean_unseen_eer": float(np.mean(unseen)),
+        "all_families_seen_eer": results["none"]["seen_eer"], "dev_genuine_false_rejection": rejected, "dev_files": len(dev),
+    })
+    print(
+        "detector: unseen-family EER " + ", ".join(f"{f} {100 * results[f]['unseen_eer']:.1f} %" for f in families)
+        + f" (mean {100 * np.mean(unseen):.1f} %); seen families {100 * results['none']['seen_eer']:.1f} %; "
+        f"genuine dev recordings rejected by the gate {100 * rejected:.1f} % of {len(dev)} -> {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
