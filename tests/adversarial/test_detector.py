@@ -31,6 +31,7 @@ def corpus(tmp_path_factory):
     return manifest, encoder
 
 
+@pytest.mark.slow
 def test_the_spoof_corpus_lists_every_recording_and_resumes(corpus):
     manifest, encoder = corpus
     rows = read_manifest(manifest)
