@@ -74,8 +74,9 @@ def cmd_serve(args) -> int:
 
     keys = list(args.api_key or []) + [k for k in os.environ.get("DEEP_SPEAKER_API_KEYS", "").split(",") if k]
     limits = ServiceLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_seconds=args.max_seconds, max_concurrent=args.max_concurrent)
-    encoder = _encoder(args)
-    service = SpeakerService(encoder, args.store, keys, limits, operating_point=args.operating_point, scorer=_scorer(args, encoder))
+    verifier = _verifier(args)  # the encoder, scorer and spoof gate (--detect-spoof) as every command builds them
+    encoder = verifier.encoder
+    service = SpeakerService(encoder, args.store, keys, limits, operating_point=args.operating_point, scorer=verifier.scorer, spoof_gate=verifier.spoof_gate)
     print(f"serving model {encoder.fingerprint} on http://{args.host}:{args.port}/ (store {args.store}; writing {'enabled' if keys else 'disabled: no API key'})")
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
     return 0

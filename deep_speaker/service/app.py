@@ -15,7 +15,7 @@ import re
 import tempfile
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import soundfile as sf
@@ -104,6 +104,18 @@ class UploadLimit:
         await error_response(413, "upload_too_large", self._message())(scope, receive, send)
 
 
+class Uploads(list):
+    """Paths of an request's uploads (private temporary files) that know the names the client gave them."""
+
+    names: dict[str, str]
+
+    def public(self, text: str) -> str:
+        """`text` with every temporary path replaced by the uploaded file's name."""
+        for temporary, original in self.names.items():
+            text = text.replace(temporary, original)
+        return text
+
+
 class SpeakerService:
     """What the endpoints share: the encoder, the verifier, the store, the limits and the keys."""
 
@@ -166,13 +178,12 @@ class SpeakerService:
                 names[str(path)] = name
                 self._check_duration(path, name)
                 paths.append(path)
+            uploads = Uploads(str(p) for p in paths)
+            uploads.names = names
             try:
-                yield [str(p) for p in paths]
+                yield uploads
             except DeepSpeakerError as error:
-                message = str(error)
-                for temporary, original in names.items():
-                    message = message.replace(temporary, original)
-                raise type(error)(message) from None
+                raise type(error)(uploads.public(str(error))) from None
 
     def _check_duration(self, path: Path, name: str) -> None:
         try:
@@ -259,13 +270,15 @@ def create_app(service: SpeakerService) -> FastAPI:
         uploads = [audio] if audio_b is None else [audio, audio_b]
         with service.recordings(uploads) as paths, service.model_slot():
             decision = verifier.verify_enrolled(paths[0], speaker, service.registry) if speaker is not None else verifier.verify(*paths)
+            decision = replace(decision, reason=paths.public(decision.reason))
         return decision_json(decision, verifier.operating_point)
 
     @app.post("/identify", summary="Who of the enrolled speakers is this? 'unknown' below the threshold")
     def identify(audio: UploadFile = File(...), top_k: int = Form(5), operating_point: str | None = Form(None)):
         verifier = service.verifier(operating_point)
-        with service.recordings([audio]) as (path,), service.model_slot():
-            return identification_json(verifier.identify(path, service.registry, top_k))
+        with service.recordings([audio]) as paths, service.model_slot():
+            result = verifier.identify(paths[0], service.registry, top_k)
+            return identification_json(replace(result, reason=paths.public(result.reason)))
 
     @app.get("/speakers", summary="Enrolled speakers")
     def speakers():

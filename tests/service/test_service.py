@@ -175,3 +175,18 @@ def test_model_work_is_bounded_and_the_overflow_gets_503(encoder, tmp_path):
     assert busy.value.status == 503 and busy.value.code == "busy"
     with service.model_slot():  # released again
         pass
+
+
+def test_a_spoof_gate_rejects_with_its_reason_naming_the_upload(encoder, tmp_path, serve):
+    def gate(recording):
+        return f"{recording} looks spoofed" if "fake" in str(recording) else None
+
+    gated = SpeakerService(encoder, tmp_path / "gated.db", [KEY], spoof_gate=gate)
+    with serve(create_app(gated)) as base:
+        files = {"audio": ("fake.wav", speech(110, 1)), "audio_b": ("real.wav", speech(110, 2))}
+        decision = httpx.post(f"{base}/verify", files=files).json()
+        assert decision["decision"] == "rejected" and decision["accepted"] is False
+        assert decision["reason"] == "fake.wav looks spoofed"  # the client's name, not the server's temporary path
+        httpx.post(f"{base}/speakers", data={"name": "x"}, files={"audio": ("real.wav", speech(110, 2))}, headers={"X-API-Key": KEY}).raise_for_status()
+        identified = httpx.post(f"{base}/identify", files={"audio": ("fake.wav", speech(110, 3))}).json()
+        assert identified["speaker"] == "unknown" and identified["reason"] == "fake.wav looks spoofed"
