@@ -65,27 +65,38 @@ def describe_source(source) -> str:
     return str(source) if source is not None else "<waveform>"
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read a file as mono float32 at `sample_rate` (channels averaged, resampled with soxr HQ).
+def _decoding_error(path: Path, error: Exception) -> AudioError:
+    """What libsndfile's failure means for the user: an unsupported format, or a corrupt file."""
+    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        return UnsupportedFormatError(f"{path}: unsupported format '{path.suffix or 'no extension'}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+    return CorruptAudioError(f"{path}: cannot decode audio ({error})")
 
-    soxr HQ is what librosa uses by default, so the samples match the reference's `librosa.load`.
-    """
-    path = Path(path)
+
+def _checked_info(path: Path, limit_seconds: float | None = None):
+    """The file's header, after refusing a missing or empty file and a header that promises absurd work."""
     if not path.is_file():
         raise MissingAudioError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise EmptyAudioError(f"{path}: empty file (0 bytes)")
     try:
         info = sf.info(str(path))
-        check_declared(info.frames, info.samplerate, info.channels, source=path)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise _decoding_error(path, error) from error
+    check_declared(info.frames, info.samplerate, info.channels, source=path, limit_seconds=limit_seconds)
+    return info
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read a file as mono float32 at `sample_rate` (channels averaged, resampled with soxr HQ).
+
+    soxr HQ is what librosa uses by default, so the samples match the reference's `librosa.load`.
+    """
+    path = Path(path)
+    _checked_info(path)
+    try:
         samples, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-            raise UnsupportedFormatError(
-                f"{path}: unsupported format '{path.suffix or 'no extension'}'; "
-                f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
-            ) from error
-        raise CorruptAudioError(f"{path}: cannot decode audio ({error})") from error
+        raise _decoding_error(path, error) from error
     return to_model_input(samples, file_rate, sample_rate, source=path)
 
 
@@ -94,17 +105,7 @@ def stream_audio(path, chunk_seconds: float = 300.0, sample_rate: int = SAMPLE_R
     block by block (soxr's streaming resampler), so memory does not grow with the duration. Every chunk but the
     last has exactly `chunk_seconds` of samples. Errors as `read_audio`'s."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingAudioError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise EmptyAudioError(f"{path}: empty file (0 bytes)")
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-            raise UnsupportedFormatError(f"{path}: unsupported format '{path.suffix or 'no extension'}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}") from error
-        raise CorruptAudioError(f"{path}: cannot decode audio ({error})") from error
-    check_declared(info.frames, info.samplerate, info.channels, source=path, limit_seconds=MAX_STREAM_SECONDS)
+    info = _checked_info(path, MAX_STREAM_SECONDS)
     chunk = int(chunk_seconds * sample_rate)
     resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ") if info.samplerate != sample_rate else None
     pending, emitted = np.zeros(0, np.float32), 0
@@ -119,7 +120,7 @@ def stream_audio(path, chunk_seconds: float = 300.0, sample_rate: int = SAMPLE_R
                 emitted += chunk
                 pending = pending[chunk:]
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise CorruptAudioError(f"{path}: cannot decode audio ({error})") from error
+        raise _decoding_error(path, error) from error
     if resampler:
         pending = np.concatenate([pending, resampler.resample_chunk(np.zeros(0, np.float32), last=True)])
     if pending.size or not emitted:
