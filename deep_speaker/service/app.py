@@ -105,7 +105,7 @@ class UploadLimit:
 
 
 class Uploads(list):
-    """Paths of an request's uploads (private temporary files) that know the names the client gave them."""
+    """Paths of a request's uploads (private temporary files) that know the names the client gave them."""
 
     names: dict[str, str]
 
