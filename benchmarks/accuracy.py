@@ -45,6 +45,8 @@ DEFAULT_SYSTEMS = [  # label=checkpoint@run folders (their training.csv give the
     "GE2E (Resemblyzer's pretrained encoder, imported; not trained here)=wd/ge2e.keras",
     "GE2E + ECAPA-TDNN, z-normalised score fusion (shipped default)=wd/so/default.fusion.json@wd/so/softmax",
     "GE2E + ResCNN (previous) + ECAPA-TDNN, z-normalised score fusion=wd/so/ge2e_ensprev.fusion.json@wd/so/softmax",
+    "ECAPA-TDNN distilled from GE2E (same recipe + cosine loss to GE2E's embeddings, weight 1)=wd/so/softmax_distill/best.keras@wd/so/softmax_distill",
+    "GE2E + distilled ECAPA-TDNN, z-normalised score fusion=wd/so/ge2e_distill.fusion.json@wd/so/softmax_distill",
 ]
 
 
