@@ -160,3 +160,18 @@ def test_the_shipped_model_exports_within_the_bounds_on_dev_recordings(tmp_path,
         export_model(model, tmp_path / target, model_format)
         expected, found = _keras_and_exported(model, tmp_path / target, waveforms)
         np.testing.assert_allclose(found, expected, atol=PARITY_BOUND[model_format], err_msg=model_format)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,checkpoint", [("resemblyzer", "resemblyzer/pretrained.pt"), ("speechbrain", "speechbrain/ecapa_embedding_model.ckpt"), ("speechbrain", "speechbrain/xvector_embedding_model.ckpt")])
+def test_imported_models_export_with_their_front_ends(tmp_path, pytorch_fixtures, kind, checkpoint):
+    """GE2E (LSTM, partial windows, Resemblyzer's mel) and SpeechBrain conversions: ONNX and TFLite within bounds."""
+    from deep_speaker.importers import IMPORTERS
+
+    model = IMPORTERS[kind](pytorch_fixtures / checkpoint)
+    waveforms = [synthetic_speech(2.7, pitch=140, seed=5), synthetic_speech(1.1, pitch=200, seed=6)]
+    for model_format in ("onnx", "tflite"):
+        target = tmp_path / TARGETS[model_format]
+        export_model(model, target, model_format)
+        expected, found = _keras_and_exported(model, target, waveforms)
+        np.testing.assert_allclose(found, expected, atol=PARITY_BOUND[model_format], err_msg=f"{checkpoint} {model_format}")
