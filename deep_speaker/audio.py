@@ -30,6 +30,7 @@ SAMPLE_RATE = 16000
 FRAME_LENGTH = 400  # samples in one 25 ms analysis frame at 16 kHz
 FRAME_STEP = 160  # 10 ms hop
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
+WRITABLE_EXTENSIONS = (".wav", ".flac")
 TRIM_METHODS = ("reference", "energy", "none", "resemblyzer")
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000
 MAX_SECONDS = 1200.0  # default bound on a recording's declared duration; DEEP_SPEAKER_MAX_AUDIO_SECONDS raises it
@@ -98,6 +99,23 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
         raise _decoding_error(path, error) from error
     return to_model_input(samples, file_rate, sample_rate, source=path)
+
+
+def check_audio_target(path) -> Path:
+    """`path` as a Path if the toolkit can write audio there (16-bit WAV or FLAC, by the suffix), else a clear error
+    (checked before long work, not after it)."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITABLE_EXTENSIONS:
+        raise ConfigError(f"{path}: audio is written as {' or '.join(WRITABLE_EXTENSIONS)} (16-bit); choose one of those suffixes")
+    return path
+
+
+def write_audio(path, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """`waveform` as a 16-bit WAV or FLAC file (by the suffix), written atomically."""
+    from .fileio import atomic_replace
+
+    path = check_audio_target(path)
+    atomic_replace(path, lambda temporary: sf.write(temporary, waveform, sample_rate, subtype="PCM_16"), suffix=path.suffix)
 
 
 def stream_audio(path, chunk_seconds: float = 300.0, sample_rate: int = SAMPLE_RATE):

@@ -82,17 +82,22 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def cmd_attack(args) -> int:
-    import soundfile as sf
-
-    from .adversarial import AttackConfig, attack_recording
-    from .fileio import atomic_replace
-
-    targeted = args.target_speaker is not None or args.target_file is not None
-    verifier = _verifier(args)
+def _attack_threshold(verifier) -> tuple[float, str]:
+    """The threshold an attack aims past, and how it was chosen; an error when the model has none."""
     threshold, source = verifier.threshold()
     if threshold is None:
         raise DeepSpeakerError(f"no threshold to attack: {source}", cli_hint="calibrate the model or pass --threshold")
+    return threshold, source
+
+
+def cmd_attack(args) -> int:
+    from .adversarial import AttackConfig, attack_recording
+    from .audio import check_audio_target, write_audio
+
+    check_audio_target(args.out)
+    targeted = args.target_speaker is not None or args.target_file is not None
+    verifier = _verifier(args)
+    threshold, source = _attack_threshold(verifier)
     name = args.target_speaker if targeted else args.speaker
     if name is not None:
         with _registry(args, verifier.encoder) as registry:
@@ -101,7 +106,7 @@ def cmd_attack(args) -> int:
         reference = verifier.encoder.embed(args.target_file if targeted else args.reference_file)
     config = AttackConfig(args.method, args.snr, args.epsilon, args.steps, random_starts=args.random_starts, seed=args.seed)
     clean, result = attack_recording(verifier.encoder, args.audio, reference, threshold, targeted, config)
-    atomic_replace(args.out, lambda temporary: sf.write(temporary, result.waveform, 16000, subtype="PCM_16"), suffix=Path(args.out).suffix)
+    write_audio(args.out, result.waveform)
     goal = f"accepted as {name or args.target_file}" if targeted else f"rejected from {name or args.reference_file}"
     print(f"{args.method}: score {result.score_before:.4f} -> {result.score_after:.4f} (threshold {threshold:.4f}, {source}); "
           f"{'succeeded' if result.success else 'failed'} to be {goal}")
@@ -115,9 +120,7 @@ def cmd_make_spoofs(args) -> int:
     from .data.corpus import discover_utterances
 
     verifier = _verifier(args)
-    threshold, source = verifier.threshold()
-    if threshold is None:
-        raise DeepSpeakerError(f"no threshold to attack: {source}", cli_hint="calibrate the model or pass --threshold")
+    threshold, _ = _attack_threshold(verifier)
     recordings = [(u.path, u.speaker) for u in discover_utterances(args.audio_dir)]
     families = [f for f in args.families.split(",") if f]
     manifest = build_spoof_corpus(recordings, args.out, verifier.encoder, threshold, families, args.per_family, args.seed, progress=not args.quiet)
@@ -136,14 +139,11 @@ def cmd_detect(args) -> int:
 
 
 def cmd_convert_voice(args) -> int:
-    import soundfile as sf
-
     from .adversarial.conversion import world_convert
-    from .audio import read_audio
-    from .fileio import atomic_replace
+    from .audio import check_audio_target, read_audio, write_audio
 
-    converted = world_convert(read_audio(args.source), read_audio(args.target))
-    atomic_replace(args.out, lambda temporary: sf.write(temporary, converted, 16000, subtype="PCM_16"), suffix=Path(args.out).suffix)
+    check_audio_target(args.out)
+    write_audio(args.out, world_convert(read_audio(args.source), read_audio(args.target)))
     print(f"wrote {args.out}: {args.source} in the pitch and spectral envelope statistics of {args.target} ({args.method})")
     return 0
 

@@ -88,17 +88,15 @@ def read_metadata(path) -> ExportMetadata:
 
 
 class OnnxSpeakerModel:
-    """An exported model run by ONNX Runtime: `model(waveforms)` -> embeddings (batch, dim)."""
+    """An exported model run by ONNX Runtime: `model(waveforms)` -> embeddings (batch, dim). `metadata`: what the
+    file says about itself (read from it unless given, as by the exporter checking a file it has not labelled yet)."""
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, metadata: ExportMetadata | None = None):
         import onnxruntime
 
-        self.metadata = read_metadata(path)
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        self.metadata = metadata or read_metadata(path)
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:  # ONNX Runtime's own exception types (invalid graph, unsupported op)
             raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({error})") from None
         self.input_name = self.session.get_inputs()[0].name
@@ -107,11 +105,12 @@ class OnnxSpeakerModel:
         return self.session.run(None, {self.input_name: np.asarray(waveforms, np.float32)})[0]
 
 
-def load_exported(path):
-    """A callable waveforms (batch, samples) -> embeddings for any exported model, with its `metadata`."""
+def load_exported(path, metadata: ExportMetadata | None = None):
+    """A callable waveforms (batch, samples) -> embeddings for any exported model, with its `metadata` (read from
+    the file unless given)."""
     kind = model_format(path)
     if kind == "onnx":
-        return OnnxSpeakerModel(path)
+        return OnnxSpeakerModel(path, metadata)
     from .tf.export import SavedModelSpeakerModel, TFLiteSpeakerModel
 
-    return (TFLiteSpeakerModel if kind == "tflite" else SavedModelSpeakerModel)(path)
+    return (TFLiteSpeakerModel if kind == "tflite" else SavedModelSpeakerModel)(path, metadata)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import read_audio
+from ..audio import read_audio, write_audio
 from ..errors import ConfigError, DeepSpeakerError
-from ..fileio import atomic_replace, atomic_write_csv
+from ..fileio import atomic_write_csv
 
 FAMILIES = ("fgsm", "bim", "pgd", "nes", "world")
 MANIFEST = "manifest.csv"
@@ -27,12 +27,6 @@ GENUINE = "genuine"
 
 def _seed(path: Path, family: str) -> int:
     return zlib.crc32(f"{path.parent.name}/{path.name}/{family}".encode())
-
-
-def _write(path: Path, waveform: np.ndarray) -> None:
-    import soundfile as sf
-
-    atomic_replace(path, lambda temporary: sf.write(temporary, waveform, 16000, format="FLAC", subtype="PCM_16"), suffix=".flac")
 
 
 def make_spoof(family: str, source: Path, target: Path, encoder, threshold: float) -> np.ndarray:
@@ -74,7 +68,7 @@ def build_spoof_corpus(recordings, out_dir, encoder, threshold: float, families=
             path = out_dir / family / speaker / f"{source.stem}.flac"
             if not path.is_file():
                 try:
-                    _write(path, make_spoof(family, source, target, encoder, threshold))
+                    write_audio(path, make_spoof(family, source, target, encoder, threshold))
                 except DeepSpeakerError as error:  # a recording too short or unvoiced for this family: listed, skipped
                     failures.append((str(source), family, str(error)))
                     continue

@@ -191,6 +191,16 @@ def cepstra(energies: np.ndarray, coefficients: int = RESEGMENT_CEPSTRA) -> np.n
     return dct(np.log(energies), type=2, norm="ortho", axis=1)[:, 1 : coefficients + 1].astype(np.float32)
 
 
+def block_cepstra(samples: np.ndarray) -> np.ndarray:
+    """`cepstra` with one row per 10 ms block of `samples` (blocks past the last whole frame repeat its row;
+    zeros for a chunk shorter than one frame)."""
+    blocks = -(-samples.size // FRAME_STEP)
+    if samples.size < FRAME_LENGTH:
+        return np.zeros((blocks, RESEGMENT_CEPSTRA), np.float32)
+    frames = cepstra(fbank_energies(samples))
+    return frames[np.minimum(np.arange(blocks), len(frames) - 1)]
+
+
 def resegment(block_labels: np.ndarray, frame_cepstra: np.ndarray, config: DiarizationConfig) -> np.ndarray:
     """Frame-level resegmentation: a diagonal Gaussian mixture per speaker on the cepstra of its turns' inner
     blocks (away from changes), then every speech block relabelled by the speakers' log-likelihoods averaged over
@@ -289,14 +299,11 @@ class Diarizer:
                 for first in range(0, len(local_spans), self.batch_windows):
                     batch = local_spans[first : first + self.batch_windows]
                     embeddings.append(self.encoder.embed_waveforms([samples[a * FRAME_STEP : b * FRAME_STEP] for a, b in batch]))
-                blocks = -(-samples.size // FRAME_STEP)
-                local_cepstra = cepstra(fbank_energies(samples)) if self.config.resegment and samples.size >= FRAME_LENGTH else np.zeros((0, RESEGMENT_CEPSTRA), np.float32)
-                if self.config.resegment:  # one row per 10 ms block (the last frames repeated to cover the tail)
-                    local_cepstra = local_cepstra[np.minimum(np.arange(blocks), max(len(local_cepstra) - 1, 0))] if len(local_cepstra) else np.zeros((blocks, RESEGMENT_CEPSTRA), np.float32)
-                    frame_cepstra.append(local_cepstra)
+                if self.config.resegment:
+                    frame_cepstra.append(block_cepstra(samples))
                 regions += [(a + offset, b + offset) for a, b in local_regions]
                 spans += [(a + offset, b + offset) for a, b in local_spans]
-                offset += blocks
+                offset += -(-samples.size // FRAME_STEP)  # 10 ms blocks in this chunk
                 bar.update(round(samples.size / SAMPLE_RATE, 2))
         vectors = np.concatenate(embeddings) if embeddings else np.zeros((0, 1), np.float32)
         return regions, spans, vectors, (np.concatenate(frame_cepstra) if frame_cepstra else None)

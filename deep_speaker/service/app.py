@@ -216,7 +216,6 @@ def create_app(service: SpeakerService) -> FastAPI:
         version="1",
         description="Speaker verification, identification and enrolment. Audio: WAV, FLAC, OGG/Opus or MP3 uploads.",
     )
-    app.state.service = service
 
     @app.exception_handler(ServiceError)
     async def on_service_error(request: Request, error: ServiceError):

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
-from ..exported import METADATA_KEY, ExportMetadata, read_metadata, sidecar
+from ..exported import METADATA_KEY, ExportMetadata, OnnxSpeakerModel, load_exported, read_metadata, sidecar
 from ..fileio import toolkit_home
 from ..layers import Fbank
 from ..models import feature_config_of, model_fingerprint
@@ -127,8 +127,8 @@ def _compare(runner, model: keras.Model, waveforms) -> tuple[float, float]:
     return max(differences), min(cosines)
 
 
-def _move_into_place(staged: Path, target: Path, force: bool) -> None:
-    """Rename the finished export (and its sidecar) onto `target`; an existing one only with `force`."""
+def _move_into_place(staged: Path, target: Path) -> None:
+    """Rename the finished export (and its sidecar) onto `target`, replacing an existing one."""
     for source, destination in ((staged, target), (sidecar(staged), sidecar(target))):
         if not source.exists():
             continue
@@ -175,10 +175,7 @@ def export_model(model: keras.Model, target, model_format: str = "onnx", quantis
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as staging:
         staged = Path(staging) / target.name
         WRITERS[model_format](model, staged, quantisation)
-        _attach_metadata(staged, model_format, metadata)
-        from ..exported import load_exported
-
-        difference, cosine = _compare(load_exported(staged), model, probe_waveforms(config.sample_rate))
+        difference, cosine = _compare(load_exported(staged, metadata), model, probe_waveforms(config.sample_rate))
         if quantisation is None and difference > PARITY_BOUND[model_format]:
             raise CheckpointError(
                 f"{target}: the {model_format} export differs from the Keras model by {difference:.2e} "
@@ -186,19 +183,17 @@ def export_model(model: keras.Model, target, model_format: str = "onnx", quantis
             )
         metadata = replace(metadata, max_abs_difference=difference, min_cosine=cosine)
         _attach_metadata(staged, model_format, metadata)
-        _move_into_place(staged, target, force)
+        _move_into_place(staged, target)
     return metadata
 
 
 class TFLiteSpeakerModel:
     """An exported TFLite model run by TensorFlow's interpreter, resized to each batch's shape."""
 
-    def __init__(self, path):
-        import warnings
-
+    def __init__(self, path, metadata: ExportMetadata | None = None):
         import tensorflow as tf
 
-        self.metadata = read_metadata(path)
+        self.metadata = metadata or read_metadata(path)
         with warnings.catch_warnings():  # tf.lite.Interpreter's notice that LiteRT will replace it
             warnings.simplefilter("ignore")
             try:
@@ -223,10 +218,10 @@ class TFLiteSpeakerModel:
 class SavedModelSpeakerModel:
     """An exported SavedModel's `serve` signature."""
 
-    def __init__(self, path):
+    def __init__(self, path, metadata: ExportMetadata | None = None):
         import tensorflow as tf
 
-        self.metadata = read_metadata(path)
+        self.metadata = metadata or read_metadata(path)
         try:
             self._loaded = tf.saved_model.load(str(path))  # keeps the variables `serve` refers to alive
         except (OSError, ValueError, AttributeError) as error:
@@ -239,8 +234,6 @@ class SavedModelSpeakerModel:
 def onnx_copy(model: keras.Model, source="model"):
     """`model` as ONNX Runtime runs it: exported once (parity-checked) to `~/.deep_speaker/exports/<fingerprint>.onnx`,
     reused while the fingerprint matches."""
-    from ..exported import OnnxSpeakerModel
-
     path = toolkit_home() / "exports" / f"{model_fingerprint(model)}.onnx"
     if not path.is_file():
         export_model(model, path, "onnx", force=True, source=source)

@@ -55,6 +55,12 @@ class Phase:
     validation_data: tuple | None = None
 
 
+def _reduce_lr(recipe: Recipe) -> keras.callbacks.ReduceLROnPlateau:
+    """The learning rate cut by `reduce_lr_factor` after `reduce_lr_patience` epochs without progress in `select_by`."""
+    optimiser, monitor = recipe.optimiser, recipe.run.select_by
+    return keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=SELECTION[monitor], factor=optimiser.reduce_lr_factor, patience=optimiser.reduce_lr_patience)
+
+
 def _optimizer(recipe: Recipe, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
     rate = learning_rate or recipe.optimiser.learning_rate
     return keras.optimizers.Adam(rate) if recipe.optimiser.name == "adam" else keras.optimizers.SGD(rate)
@@ -220,9 +226,7 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
     export = build_speaker_model(backbone, data.feature_config)
     run = recipe.run
     monitor, mode = run.select_by, SELECTION[run.select_by]
-    reduce_lr = keras.callbacks.ReduceLROnPlateau(
-        monitor=monitor, mode=mode, factor=recipe.optimiser.reduce_lr_factor, patience=recipe.optimiser.reduce_lr_patience
-    )
+    reduce_lr = _reduce_lr(recipe)
     return Phase(
         trainer,
         batches,
@@ -432,8 +436,7 @@ def train_detector(working_dir, manifest, recipe: Recipe, held_out=(), progress:
             trainer = build_detector()
             trainer.compile(optimizer=_optimizer(recipe), loss=keras.losses.BinaryCrossentropy(from_logits=True))
         batches = DetectorBatches(clips, recipe.run.batch_size, length, recipe.run.steps_per_epoch, recipe.run.seed, state["epoch"] if state else 0)
-        reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_eer", mode="min", factor=recipe.optimiser.reduce_lr_factor, patience=recipe.optimiser.reduce_lr_patience)
-        return Phase(trainer, batches, "val_eer", "min", lambda: trainer, [DetectionEER(clips, length), reduce])
+        return Phase(trainer, batches, "val_eer", "min", lambda: trainer, [DetectionEER(clips, length), _reduce_lr(recipe)])
 
     best = fit(run_dir, recipe, build, progress)
     if is_chief():

@@ -102,5 +102,8 @@ def test_the_attack_command_writes_valid_audio_and_reports(tmp_path, capsys):
     assert "pgd: score" in done.stdout and "failed to be accepted as" in done.stdout and "SNR" in done.stdout
     audio, rate = sf.read(tmp_path / "adv.wav")
     assert rate == 16000 and audio.shape == synthetic_speech(1.5).shape
+    mp3 = cli_in_process(capsys, "attack", tmp_path / "impostor.wav", tmp_path / "adv.mp3", "--target-file", tmp_path / "target.wav",
+                         "--checkpoint_file", model, "--threshold", "0.99", "--store", tmp_path / "s.db")
+    assert mp3.returncode == 2 and "adv.mp3: audio is written as .wav or .flac" in mp3.stderr  # refused before the attack runs
     neither = cli_in_process(capsys, "attack", tmp_path / "impostor.wav", tmp_path / "x.wav", "--checkpoint_file", model)
     assert neither.returncode == 2 and "one of the arguments --target-speaker" in neither.stderr
