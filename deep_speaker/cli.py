@@ -29,6 +29,24 @@ def cmd_build_mfcc(args) -> int:
     return 0
 
 
+def cmd_build_shards(args) -> int:
+    from .features import FeatureConfig
+    from .tf.shards import build_shards, parse_part
+
+    config = FeatureConfig(trim=args.trim or "reference", energies=args.energies, normalisation=args.normalisation)
+    part = parse_part(args.shard)
+    record = build_shards(
+        args.audio_dir, args.working_dir, config, part, args.utterances_per_file, args.validation_fraction, args.workers, progress=not args.quiet
+    )
+    counts = record["utterances"]
+    print(f"part {part[0]}/{part[1]}: {len(record['speakers'])} speakers, {counts['train']} training and {counts['validation']} held-out utterances, {len(record['failures'])} failed")
+    for path, reason in record["failures"].items():
+        print(f"  FAILED {path}: {reason}")
+    index = Path(args.working_dir) / "shards" / "index.json"
+    print(f"index: {index}" if index.is_file() else "index: written when every part is finished")
+    return 0
+
+
 def cmd_convert_checkpoint(args) -> int:
     from .checkpoints import check_save_path, load_model, save_model
 
@@ -382,7 +400,7 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser, phase: str) -> None:
     """One flag per recipe option of the phase (default None = keep the recipe's value)."""
     from .config import flat_options
 
-    parser.add_argument("--working_dir", required=True, help="feature cache from build-mfcc; runs are written below it")
+    parser.add_argument("--working_dir", required=True, help="feature cache from build-mfcc (or shards from build-shards with --input shards); runs are written below it")
     parser.add_argument("--recipe", help="YAML recipe (nested by group or flat)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, (group, _, value_type, default) in flat_options(phase).items():
@@ -452,6 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--normalisation", choices=NORMALISATIONS, default="frame", help="standardise each frame (the reference) or the whole utterance"
     )
     build.set_defaults(handler=cmd_build_mfcc)
+
+    shards = commands.add_parser("build-shards", help="TFRecord feature shards for streamed training at scale (split across machines with --shard i/n)")
+    shards.add_argument("--audio_dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
+    shards.add_argument("--working_dir", required=True, help="shards go to WORKING_DIR/shards (shared by all machines)")
+    shards.add_argument("--shard", default="0/1", help="this machine's part i/n of the speakers (0-based; default 0/1: all)")
+    shards.add_argument("--utterances_per_file", type=int, default=500)
+    shards.add_argument("--validation_fraction", type=float, default=0.2, help="each speaker's last utterances held out for validation")
+    shards.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    shards.add_argument("--energies", choices=ENERGY_SCALES, default="linear")
+    shards.add_argument("--normalisation", choices=NORMALISATIONS, default="frame")
+    shards.add_argument("--quiet", action="store_true", help="no progress bar")
+    shards.set_defaults(handler=cmd_build_shards)
 
     copies = commands.add_parser("augment-cache", help="augmented copies of every cached utterance (speed, rooms, noise, channels)")
     copies.add_argument("--working_dir", required=True, help="a feature cache from build-mfcc")

@@ -37,6 +37,7 @@ class LossRecipe:
     margin_warmup_epochs: int = 0  # AAM-softmax: the margin grows linearly from 0 over this many epochs
     distill_from: str = ""  # classification: a teacher model (.keras or .fusion.json) whose embeddings the student also learns
     distill_weight: float = 1.0  # weight of the cosine distillation loss next to the classification loss
+    crops_per_speaker: int = 4  # batch_hard_triplet: a batch is batch_size / crops_per_speaker speakers x this many crops
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class RunRecipe:
     seed: int = 123
     workers: int = 1  # threads preparing batches ahead of the model (waveform augmentation)
     select_by: str = "val_accuracy"  # the best epoch: held-out accuracy or held-out verification EER (val_eer)
+    input: str = "cache"  # cache: the feature cache in memory | shards: `build-shards` TFRecords streamed by tf.data
+    shuffle_buffer: int = 2048  # shards: crops in the shuffle buffer (memory = buffer x crop size, whatever the corpus)
+    input_pipelines: int = 0  # shards: each global batch drawn from this many file-disjoint streams; 0: one per worker
+    strategy: str = "default"  # default (one device) | mirrored (the GPUs of one machine) | multi_worker (TF_CONFIG)
+    sync_batch_norm: bool = False  # one-device batch norm computed as across replicas (always so under several)
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ PHASE_GROUPS = {
     "head": ("head", "loss", "optimiser", "run"),
     "detector": ("optimiser", "run"),
 }
-PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet",), "head": ("amsoftmax", "aamsoftmax", "triplet"), "detector": ("softmax",)}
+PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet", "batch_hard_triplet"), "head": ("amsoftmax", "aamsoftmax", "triplet"), "detector": ("softmax",)}
 PHASE_DEFAULTS = {
     # reference: Adam, dropout 0.5, early stopping after 20 epochs, LR halved after 10
     "classification": Recipe("classification", model=ModelRecipe(dropout=0.5)),
@@ -136,6 +142,8 @@ PHASE_DEFAULTS = {
 }
 OPTIMISERS = ("adam", "sgd")
 SELECTION = {"val_accuracy": "max", "val_eer": "min"}  # criterion -> which way is better
+INPUTS = ("cache", "shards")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 def flat_options(phase: str) -> dict[str, tuple[str, str, type, object]]:
@@ -262,6 +270,19 @@ def validate(recipe: Recipe) -> Recipe:
     _check(run.workers >= 1, f"workers must be >= 1, got {run.workers}")
     _check(run.select_by in SELECTION, f"select_by must be one of {sorted(SELECTION)}, got {run.select_by!r}")
     _check(phase == "classification" or run.select_by == "val_eer", f"{phase} training selects its best epoch by val_eer only")
+    _check(run.input in INPUTS, f"input must be one of {INPUTS}, got {run.input!r}")
+    _check(run.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {run.strategy!r}")
+    _check(run.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1, got {run.shuffle_buffer}")
+    _check(run.input_pipelines >= 0, f"input_pipelines must be >= 0 (0: one per worker), got {run.input_pipelines}")
+    if run.input == "shards":
+        _check(phase in ("classification", "triplet"), f"{phase} training reads the feature cache (input: cache)")
+        _check(not (recipe.augment.waveform or recipe.augment.cached_copies or loss.distill_from), "input: shards streams cached features: "
+               "no waveform augmentation, cached_copies or distillation (put augmented copies in the corpus you shard instead)")
+    _check(loss.crops_per_speaker >= 2, f"crops_per_speaker must be >= 2 (a positive per crop), got {loss.crops_per_speaker}")
+    _check(not (phase == "triplet" and run.input == "shards" and loss.name == "triplet"), "triplet training on shards mines within batches: use loss batch_hard_triplet")
+    if loss.name == "batch_hard_triplet":
+        _check(run.input == "shards", "batch_hard_triplet mines within streamed batches: set input: shards (the cache uses triplet)")
+        _check(run.batch_size % loss.crops_per_speaker == 0, f"batch_size ({run.batch_size}) must be a multiple of crops_per_speaker ({loss.crops_per_speaker})")
     aug = recipe.augment
     for name in ("noise_probability", "reverb_probability", "channel_probability"):
         _check(0 <= getattr(aug, name) <= 1, f"{name} must be in [0, 1], got {getattr(aug, name)}")

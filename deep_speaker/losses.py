@@ -3,7 +3,9 @@
 - `softmax`: the reference's Dense softmax layer `dense` over the training speakers, cross-entropy;
 - `amsoftmax`: additive-margin softmax on cosine logits (`CosineLogits`, also named `dense`);
 - `aamsoftmax`: additive angular margin (ArcFace) on the same cosine logits, margin optionally warmed up;
-- `triplet`: cosine triplet loss on L2-normalised embeddings, batches laid out [anchors; positives; negatives].
+- `triplet`: cosine triplet loss on L2-normalised embeddings, batches laid out [anchors; positives; negatives];
+- `batch_hard_triplet`: the same margin, each crop's hardest positive and hardest negative found inside a
+  batch of several speakers x several crops (Hermans et al. 2017): mining that costs one batch, at any corpus size.
 """
 
 from __future__ import annotations
@@ -37,6 +39,47 @@ class TripletLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return triplet_loss(y_true, y_pred, self.margin)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+def _hardest(y_true, y_pred, margin: float):
+    """Per crop: cos(hardest negative) - cos(hardest positive) + margin, within the batch (labels `y_true`)."""
+    labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+    similarity = ops.matmul(y_pred, ops.transpose(y_pred))
+    same = ops.equal(labels[:, None], labels[None, :])
+    positive = ops.logical_and(same, ops.logical_not(ops.eye(ops.shape(labels)[0], dtype="bool")))
+    hardest_positive = ops.min(ops.where(positive, similarity, 2.0), axis=1)
+    hardest_negative = ops.max(ops.where(same, -2.0, similarity), axis=1)
+    return hardest_negative - hardest_positive + margin
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class BatchHardTripletLoss(keras.losses.Loss):
+    """mean over crops of max(cos(a, hardest negative) - cos(a, hardest positive) + margin, 0) in the batch."""
+
+    def __init__(self, margin: float = 0.1, name: str = "batch_hard_triplet", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.relu(_hardest(y_true, y_pred, self.margin)))
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="deep_speaker")
+class ActiveBatchHardTriplets(keras.metrics.Mean):
+    """Fraction of crops whose hardest triplet in the batch still has a non-zero loss."""
+
+    def __init__(self, margin: float = 0.1, name: str = "active_triplets", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.margin = margin
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(ops.cast(_hardest(y_true, y_pred, self.margin) > 0, "float32"))
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}
@@ -121,7 +164,7 @@ class LossSpec:
     output: Callable[[int], keras.layers.Layer]  # num_classes -> layer on the (unnormalised) embedding
     loss: Callable[[object], keras.losses.Loss | str]  # LossRecipe -> loss
     metrics: Callable[[object], list]
-    batches: str  # "classification" (utterance, speaker) or "triplet"
+    batches: str  # "classification" (utterance, speaker), "triplet" ([anchors; positives; negatives]) or "speakers" (speakers x crops)
 
 
 def _accuracy(recipe) -> list:
@@ -152,5 +195,11 @@ LOSSES = {
         lambda recipe: TripletLoss(recipe.margin),
         lambda recipe: [ActiveTriplets(recipe.margin)],
         "triplet",
+    ),
+    "batch_hard_triplet": LossSpec(
+        lambda classes: L2Normalize(name="ln"),
+        lambda recipe: BatchHardTripletLoss(recipe.margin),
+        lambda recipe: [ActiveBatchHardTriplets(recipe.margin)],
+        "speakers",
     ),
 }

@@ -52,14 +52,22 @@ class CacheSummary:
         return "\n".join(lines)
 
 
+def featurise(job: tuple[Utterance, FeatureConfig]) -> tuple[np.ndarray | None, str | None]:
+    """(features, None) of one utterance, or (None, reason) when its audio cannot be used (a worker's job)."""
+    utterance, config = job
+    try:
+        return file_features(utterance.path, config), None
+    except AudioError as error:
+        return None, str(error)
+    except MemoryError:
+        return None, f"{utterance.path}: out of memory while decoding or featurising it"
+
+
 def _compute_one(job: tuple[Utterance, Path, FeatureConfig]) -> tuple[str, int | None, str | None]:
     utterance, target, config = job
-    try:
-        features = file_features(utterance.path, config)
-    except AudioError as error:
-        return utterance.utterance_id, None, str(error)
-    except MemoryError:
-        return utterance.utterance_id, None, f"{utterance.path}: out of memory while decoding or featurising it"
+    features, error = featurise((utterance, config))
+    if error is not None:
+        return utterance.utterance_id, None, error
     atomic_save_npy(target, features)  # an OSError here (disk full) ends the run: nothing more could be written
     return utterance.utterance_id, features.shape[0], None
 

@@ -15,7 +15,7 @@ from ..errors import CacheError
 from ..fileio import atomic_write_bytes
 from ..scoring import CosineScorer, all_pairs_eer
 from ..scoring.metrics import pair_masks
-from .distribute import is_chief
+from .distribute import embed_locally, is_chief, local_batch_norm
 
 
 class RefreshNegatives(keras.callbacks.Callback):
@@ -46,7 +46,7 @@ class ValidationEER(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         model = self.embedding_model or self.model
-        embeddings = model.predict(self.crops, batch_size=96, verbose=0)
+        embeddings = embed_locally(model, self.crops)
         logs["val_eer"] = all_pairs_eer(self.scorer.score_matrix(embeddings, embeddings), self.labels)
 
 
@@ -90,7 +90,9 @@ class BestModel(keras.callbacks.Callback):
         if (value < self.best) if self.mode == "min" else (value > self.best):
             self.best = float(value)
             if is_chief():
-                save_model(self.export(), self.path)
+                export = self.export()
+                with local_batch_norm(export):
+                    save_model(export, self.path)
 
 
 class ResumePoint(keras.callbacks.Callback):
@@ -103,6 +105,7 @@ class ResumePoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not is_chief():
             return
-        save_model(self.model, self.run_dir / "last.keras")
+        with local_batch_norm(self.model):
+            save_model(self.model, self.run_dir / "last.keras")
         state = {"epoch": epoch + 1, "best": float(self.best.best), "recipe": self.recipe}
         atomic_write_bytes(self.run_dir / "state.json", json.dumps(state, indent=2).encode())

@@ -20,6 +20,7 @@ from typing import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ..audio import FRAME_STEP
 from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
@@ -36,7 +37,7 @@ from ..models.heads import HEAD_TAPS, build_head
 from ..models.speaker_model import backbone_of, base_of, build_fused, feature_model
 from ..scoring import CosineScorer, all_pairs_eer
 from .callbacks import BestModel, DetectionEER, EpochTimer, RefreshNegatives, ResumePoint, ValidationEER
-from .distribute import is_chief, strategy
+from .distribute import distributed_stream, is_chief, num_workers, strategy, synchronise_batch_norm
 
 RUN_DIRS = {"classification": "softmax", "triplet": "triplet"}
 CONTINUABLE = {("run", "epochs"), ("run", "early_stopping_patience")}  # may change between a run and its resumption
@@ -108,30 +109,44 @@ def fit(run_dir: Path, recipe: Recipe, build: Callable[[dict | None], Phase], pr
     """Build the phase (inside the strategy scope), train it with resume and chief-only writes; returns best.keras."""
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _resume_state(run_dir, recipe)
+    active = strategy(recipe.run.strategy)
     keras.utils.set_random_seed(recipe.run.seed)
-    with strategy().scope():
+    with active.scope():
         phase = build(state)
+    synchronise_batch_norm(phase.trainer, active, recipe.run.sync_batch_norm)
+    streamed = not isinstance(phase.batches, keras.utils.PyDataset)  # tf.data: endless, epochs of steps_per_epoch
     initial_epoch = state["epoch"] if state else 0
     best = BestModel(run_dir / "best.keras", phase.monitor, phase.mode, phase.export, state["best"] if state else None)
     writers = []
     if is_chief():
         _cut_log(run_dir / "training.csv", initial_epoch)
         writers = [keras.callbacks.CSVLogger(str(run_dir / "training.csv"), append=True), keras.callbacks.TensorBoard(str(run_dir / "tensorboard"))]
-    phase.trainer.fit(
-        phase.batches,
-        validation_data=phase.validation_data,
-        epochs=epochs or recipe.run.epochs,
-        initial_epoch=initial_epoch,
-        verbose=1 if progress else 0,
-        callbacks=[
-            EpochTimer(),
-            *phase.callbacks,
-            best,
-            keras.callbacks.EarlyStopping(monitor=phase.monitor, mode=phase.mode, patience=recipe.run.early_stopping_patience),
-            *writers,
-            ResumePoint(run_dir, best, recipe.to_dict()),
-        ],
-    )
+    try:
+        phase.trainer.fit(
+            phase.batches,
+            validation_data=phase.validation_data,
+            epochs=epochs or recipe.run.epochs,
+            steps_per_epoch=recipe.run.steps_per_epoch if streamed else None,
+            shuffle=not streamed,  # a stream is shuffled by its own seeds
+            initial_epoch=initial_epoch,
+            verbose=1 if progress else 0,
+            callbacks=[
+                EpochTimer(),
+                *phase.callbacks,
+                best,
+                keras.callbacks.EarlyStopping(monitor=phase.monitor, mode=phase.mode, patience=recipe.run.early_stopping_patience),
+                *writers,
+                ResumePoint(run_dir, best, recipe.to_dict()),
+            ],
+        )
+    except tf.errors.OpError as error:
+        if num_workers() == 1:
+            raise
+        finished = _resume_state(run_dir, recipe) or {"epoch": 0}
+        raise TrainingError(
+            f"{run_dir}: the cluster lost a worker ({str(error).strip().splitlines()[0]}); restart every worker with the "
+            f"same command: training resumes after epoch {finished['epoch']}, the last one finished"
+        ) from None
     if is_chief() and not best.path.is_file():
         raise TrainingError(
             f"{run_dir}: no epoch gave a finite {phase.monitor}, so there is no best model; "
@@ -194,10 +209,39 @@ def teacher_embeddings(data: SpeakerFeatures, teacher, progress: bool = True) ->
     return embeddings
 
 
-def _classification_batches(data: SpeakerFeatures, recipe: Recipe, initial_epoch: int, progress: bool, teacher=None) -> ClassificationBatches:
-    """Crops of cached features (with the teacher's targets when distilling), or (`augment.waveform`) augmented
-    waveform crops featurised on the fly."""
+def _training_data(working_dir, recipe: Recipe, augmented_copies: bool = False):
+    """What a phase trains on: the feature cache in memory, or (`run.input: shards`) the shard index. The
+    recipe's strategy is created first: a collective strategy must exist before any other TensorFlow work."""
+    strategy(recipe.run.strategy)
+    if recipe.run.input == "shards":
+        from .shards import ShardedCorpus
+
+        return ShardedCorpus(working_dir)
+    return SpeakerFeatures(working_dir, recipe.run.validation_fraction, augmented_copies=augmented_copies)
+
+
+def _shard_stream(data, recipe: Recipe, initial_epoch: int, crops_per_speaker: int = 0):
+    """The sharded corpus streamed under the active strategy (`distribute.distributed_stream`); with
+    `crops_per_speaker`, batches of several speakers x that many crops (within-batch mining)."""
+    run = recipe.run
+    pipelines = run.input_pipelines or num_workers()
+    share = run.batch_size // pipelines
+    if crops_per_speaker and share % crops_per_speaker:
+        raise ConfigError(f"each input pipeline's share of the batch ({share}) must be a multiple of crops_per_speaker ({crops_per_speaker})")
+
+    def pipeline(index):
+        speakers = share // crops_per_speaker if crops_per_speaker else 0
+        return data.stream(run, initial_epoch, index, pipelines, recipe.augment.spec_augment, speakers)
+
+    return distributed_stream(tf.distribute.get_strategy(), pipelines, pipeline, run.batch_size)
+
+
+def _classification_batches(data: SpeakerFeatures, recipe: Recipe, initial_epoch: int, progress: bool, teacher=None):
+    """Crops of cached features (with the teacher's targets when distilling), (`augment.waveform`) augmented
+    waveform crops featurised on the fly, or (`run.input: shards`) the streamed shards."""
     aug, run = recipe.augment, recipe.run
+    if run.input == "shards":
+        return _shard_stream(data, recipe, initial_epoch)
     if not aug.waveform:
         return ClassificationBatches(data, run, initial_epoch, augment=aug.spec_augment, teacher=teacher)
     augmentation = WaveformAugmentation(
@@ -250,7 +294,9 @@ def train_classifier(working_dir, recipe: Recipe, progress: bool = True, initial
     from any model the toolkit loads. `run_name` names the run folder under `working_dir` (default `softmax`).
     """
     validate(recipe)
-    data = SpeakerFeatures(working_dir, recipe.run.validation_fraction, augmented_copies=recipe.augment.cached_copies)
+    if initial_checkpoint is not None and recipe.run.input == "shards":
+        raise ConfigError("fine-tuning from a checkpoint reads the feature cache (input: cache), not shards")
+    data = _training_data(working_dir, recipe, recipe.augment.cached_copies)
     run_dir = Path(working_dir) / (run_name or RUN_DIRS["classification"])
 
     teacher = teacher_embeddings(data, recipe.loss.distill_from, progress) if recipe.loss.distill_from else None
@@ -301,7 +347,7 @@ def train_triplet(working_dir, recipe: Recipe, initial_checkpoint=None, progress
     """Hard-negative triplet training from a speaker model (default: the best classification model); returns
     the best speaker model (by validation EER)."""
     validate(recipe)
-    data = SpeakerFeatures(working_dir, recipe.run.validation_fraction)
+    data = _training_data(working_dir, recipe)
     run_dir = Path(working_dir) / RUN_DIRS["triplet"]
     initial_checkpoint = Path(initial_checkpoint or Path(working_dir) / RUN_DIRS["classification"] / "best.keras")
 
@@ -316,9 +362,14 @@ def train_triplet(working_dir, recipe: Recipe, initial_checkpoint=None, progress
             assign_weights_by_name(backbone, weights, initial_checkpoint)
             trainer = _compile(_normalised(backbone), recipe)
         backbone = trainer.get_layer("backbone")
-        batches = TripletBatches(data, recipe.run, recipe.loss.negative_candidates, initial_epoch=state["epoch"] if state else 0)
+        initial_epoch = state["epoch"] if state else 0
+        if LOSSES[recipe.loss.name].batches == "speakers":
+            batches, callbacks = _shard_stream(data, recipe, initial_epoch, recipe.loss.crops_per_speaker), []
+        else:
+            batches = TripletBatches(data, recipe.run, recipe.loss.negative_candidates, initial_epoch=initial_epoch)
+            callbacks = [RefreshNegatives(batches)]
         export = build_speaker_model(backbone, data.feature_config)
-        callbacks = [RefreshNegatives(batches), ValidationEER(data, recipe.run.num_frames)]
+        callbacks.append(ValidationEER(data, recipe.run.num_frames))
         return Phase(trainer, batches, "val_eer", "min", lambda: export, callbacks)
 
     return fit(run_dir, recipe, build, progress)
