@@ -47,6 +47,14 @@ def cmd_build_shards(args) -> int:
     return 0
 
 
+def cmd_download_checkpoint(args) -> int:
+    from .download import download_checkpoint
+
+    path = download_checkpoint(args.name, args.output_dir, args.url, progress=not args.quiet)
+    print(f"{path} (SHA-256 verified); use it as --checkpoint_file, or `convert-checkpoint {path} model.keras`")
+    return 0
+
+
 def cmd_convert_checkpoint(args) -> int:
     from .checkpoints import check_save_path, load_model, save_model
 
@@ -493,6 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
         copies.add_argument(f"--{name}", type=float, default=None, help="default: the augmentation's (deep_speaker/data/augment.py)")
     copies.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     copies.set_defaults(handler=cmd_augment_cache)
+
+    download = commands.add_parser("download-checkpoint", help="the reference's published checkpoints, resumable, SHA-256 verified")
+    download.add_argument("name", choices=("triplet", "softmax"), help="triplet: softmax + triplet, 2,484 LibriSpeech speakers; softmax: 921 speakers")
+    download.add_argument("--output_dir", default=".", help="folder for the .h5 (default: here)")
+    download.add_argument("--url", help="a mirror of the same file (default: the authors' Google Drive link)")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(handler=cmd_download_checkpoint)
 
     convert = commands.add_parser("convert-checkpoint", help="legacy Keras 2 .h5 -> native .keras")
     convert.add_argument("source")

@@ -1,0 +1,127 @@
+"""Download the reference's published checkpoints: resumable (HTTP Range on a `.part` file), verified by size
+and SHA-256 before the file takes its name; a mismatch is refused and nothing is left under the final name."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import DeepSpeakerError
+
+CHUNK = 1 << 20
+
+
+class DownloadError(DeepSpeakerError):
+    """A download that failed, was interrupted (resumable), or gave a file other than the one expected."""
+
+
+@dataclass(frozen=True)
+class PublishedCheckpoint:
+    file_name: str
+    sha256: str
+    size: int
+    url: str  # the authors' Google Drive file, through its direct-download endpoint
+    page: str  # the link in the reference's README (for a browser when the direct endpoint refuses)
+
+
+def _drive(file_id: str) -> tuple[str, str]:
+    return (
+        f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t",
+        f"https://drive.google.com/file/d/{file_id}",
+    )
+
+
+PUBLISHED = {
+    "triplet": PublishedCheckpoint(
+        "ResCNN_triplet_training_checkpoint_265.h5",
+        "995f4f513e24e2d22bc7f178e70c33c8913b307b69b0c8619f9bc0055c1134c3",
+        97_054_080,
+        *_drive("1F9NvdrarWZNktdX9KlRYWWHDwRkip_aP"),
+    ),
+    "softmax": PublishedCheckpoint(
+        "ResCNN_checkpoint_102.h5",
+        "ca023c9204b7f9d748956ba1c03e032f4c9d8f1e8dbcf44e78c10d16f71cc0c2",
+        296_364_940,
+        *_drive("1SJBmHpnaW1VcbFWP6JfvbT3wWP9PsqxS"),
+    ),
+}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, target, sha256: str, size: int, progress: bool = True, timeout: float = 60.0, page: str | None = None) -> Path:
+    """`url` -> `target`, resuming `target.part` if an earlier attempt stopped; returns `target`. A target that
+    already has the expected SHA-256 is kept as is."""
+    target = Path(target)
+    if target.is_file() and target.stat().st_size == size and sha256_of(target) == sha256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    have = partial.stat().st_size if partial.is_file() else 0
+    if have > size:
+        partial.unlink()
+        have = 0
+    if have < size:
+        _fetch(url, partial, have, size, progress, timeout, page)
+    actual_size = partial.stat().st_size
+    actual = sha256_of(partial)
+    if actual_size != size or actual != sha256:  # a complete answer of another length is another file too
+        partial.unlink()
+        raise DownloadError(
+            f"{url}: refused: got {actual_size:,} bytes with SHA-256 {actual}, expected {size:,} bytes with SHA-256 {sha256} "
+            "(not the published file; the download was deleted)"
+        )
+    partial.replace(target)
+    return target
+
+
+def _fetch(url: str, partial: Path, have: int, size: int, progress: bool, timeout: float, page: str | None) -> None:
+    """Append the rest of `url` from byte `have` to `partial` (from 0 if the server ignores the range); a stop
+    before the end the server announced is resumable."""
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except (urllib.error.URLError, OSError) as error:
+        raise DownloadError(f"{url}: cannot download ({getattr(error, 'reason', error)}); {_retry(partial, page)}") from None
+    with response:
+        if response.headers.get_content_type() == "text/html":
+            raise DownloadError(f"{url}: the server answered with a web page, not the file (a quota or sign-in page?); {_retry(partial, page)}")
+        if have and response.status != 206:  # the server ignored the range: start again
+            have = 0
+        announced = response.headers.get("Content-Length")
+        end = have + int(announced) if announced else size
+        try:
+            with open(partial, "ab" if have else "wb") as stream, tqdm(total=end, initial=have, unit="B", unit_scale=True, desc=partial.stem, disable=not progress) as bar:
+                while block := response.read(CHUNK):
+                    stream.write(block)
+                    bar.update(len(block))
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
+            raise DownloadError(f"{url}: the download stopped ({error!r}); {_retry(partial, page)}") from None
+    got = partial.stat().st_size
+    if got < end:
+        raise DownloadError(f"{url}: the connection closed after {got:,} of {end:,} bytes; {_retry(partial, page)}")
+
+
+def _retry(partial: Path, page: str | None) -> str:
+    advice = f"run the same command again to resume ({partial} is kept)"
+    return advice + (f", or download it in a browser from {page} and put it at {partial.with_suffix('')}" if page else "")
+
+
+def download_checkpoint(name: str, folder=".", url: str | None = None, progress: bool = True) -> Path:
+    """The published checkpoint `name` (triplet | softmax) into `folder`, from its authors' link or `url` (a mirror)."""
+    if name not in PUBLISHED:
+        raise DownloadError(f"unknown checkpoint {name!r}; choose from {sorted(PUBLISHED)}")
+    published = PUBLISHED[name]
+    return download(url or published.url, Path(folder) / published.file_name, published.sha256, published.size, progress, page=published.page)
