@@ -204,3 +204,36 @@ def test_two_workers_survive_a_killed_worker_and_match_one_worker(shards, tmp_pa
         np.testing.assert_allclose(ours, theirs, atol=1e-4)
     config = json.loads(keras.saving.load_model(cluster_dir / "softmax" / "best.keras").get_layer("backbone").to_json())
     assert '"synchronized": true' not in json.dumps(config)  # saved models say local statistics (any backend loads them)
+
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from deep_speaker.config import load_recipe
+from deep_speaker.losses import LOSSES
+from deep_speaker.models import build_backbone
+from deep_speaker.tf import distribute
+from deep_speaker.tf.shards import ShardedCorpus
+active = distribute._reduce_nested(tf.distribute.MirroredStrategy)(["/cpu:0", "/cpu:1"])
+recipe = load_recipe("classification", input="shards", batch_size=8, num_frames=40, steps_per_epoch=2, epochs=2)
+data = ShardedCorpus(sys.argv[1])
+stream = distribute.distributed_stream(active, 1, lambda i: data.stream(recipe.run, 0), 8)
+with active.scope():
+    backbone = build_backbone("rescnn", 64, width=0.03125, embedding_dim=8)
+    inputs = keras.Input((40, 64))
+    model = keras.Model(inputs, LOSSES["softmax"].output(data.num_classes)(backbone(inputs)["embedding"]))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+distribute.synchronise_batch_norm(model, active)
+history = model.fit(stream, epochs=2, steps_per_epoch=2, verbose=0)
+print("replicas", active.num_replicas_in_sync, "finite", all(loss == loss for loss in history.history["loss"]))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_splits_each_batch_over_local_replicas(shards):
+    """Two logical CPU devices stand in for two GPUs: the worker's batch is rebatched per replica and fit runs."""
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(shards)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert "replicas 2 finite True" in result.stdout, result.stderr[-3000:]
