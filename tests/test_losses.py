@@ -21,9 +21,9 @@ def test_am_softmax_is_cross_entropy_of_scaled_margin_logits():
 
 
 def test_registry_names_its_classifier_and_batches():
-    assert set(LOSSES) == {"softmax", "amsoftmax", "aamsoftmax", "triplet"}
+    assert set(LOSSES) == {"softmax", "amsoftmax", "aamsoftmax", "triplet", "batch_hard_triplet"}
     assert LOSSES["softmax"].output(5).name == "dense" and LOSSES["amsoftmax"].output(5).name == "dense"
-    assert {spec.batches for spec in LOSSES.values()} == {"classification", "triplet"}
+    assert {spec.batches for spec in LOSSES.values()} == {"classification", "triplet", "speakers"}
 
 
 def test_aam_softmax_shifts_the_true_class_angle():

@@ -14,6 +14,9 @@ from tests.helpers import cli_in_process, save_tiny_model, synthetic_speech, tin
 
 @pytest.fixture(scope="module")
 def encoder():
+    import keras
+
+    keras.utils.set_random_seed(0)  # the same tiny model whichever tests ran before
     return SpeakerEncoder(model=tiny_model(embedding_dim=16, features=FeatureConfig(energies="log", normalisation="utterance")))
 
 

@@ -36,6 +36,7 @@ def _eer(embeddings, labels):
     return all_pairs_eer(CosineScorer().score_matrix(embeddings, embeddings), labels)
 
 
+@pytest.mark.slow
 def test_seed_failure_in_miniature_and_the_recipe_that_fixes_it():
     """The seeds bolted an untrained head (loaded weights did not match) compiled with MSE onto the embedding:
     recognition collapsed. Our recipe (AM-softmax training, then score fusion with a weight tuned on held-out

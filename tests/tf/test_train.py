@@ -95,6 +95,7 @@ def test_large_margin_fine_tuning_starts_from_the_checkpoint_and_class_means(wor
         train_classifier(working_dir, tiny_recipe(epochs=1, width=0.125), progress=False, initial_checkpoint=first, run_name="other")
 
 
+@pytest.mark.slow
 def test_distillation_learns_the_teachers_embeddings_and_exports_a_plain_model(working_dir, tmp_path):
     teacher = save_tiny_model(tmp_path / "teacher.keras", embedding_dim=8)
     recipe = tiny_recipe(epochs=3, steps_per_epoch=6, loss="aamsoftmax", distill_from=str(teacher), distill_weight=10.0, select_by="val_eer")
@@ -128,6 +129,7 @@ def test_rescnn_amsoftmax_pretraining_gives_a_unit_embedding_model(working_dir):
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head,loss", [("dense", "amsoftmax"), ("tdnn", "triplet")])
 def test_train_head_saves_usable_fused_models(working_dir, tmp_path, head, loss):
     base = save_tiny_model(tmp_path / "base.keras", embedding_dim=32)
