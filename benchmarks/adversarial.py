@@ -3,11 +3,16 @@
 Pairs: `--pairs` impostor pairs of dev recordings of different speakers (deterministic), the threshold the
 verifier uses (`far1` of the model's calibration). Targeted: the impostor's recording attacked to be accepted as the
 target's speaker (score against the target recording's embedding). Untargeted: a genuine pair's recording attacked
-to be rejected. PGD at 20, 30, 40, 50 dB SNR; FGSM, BIM and NES at 30 dB; WORLD voice conversion of the impostor's
-recording toward the target. Success is judged on the attacked audio written at 16 bits and embedded again.
+to be rejected. PGD at 20, 30, 40, 50 dB SNR; FGSM, BIM and NES at 30 dB; AdvGAN (`--advgan`, a generator from
+`train-advgan`) at its SNR; WORLD voice conversion of the impostor's recording toward the target. Success is judged on
+the attacked audio written at 16 bits and embedded again. With `--detector` (a `train-detector` model) every attacked
+recording also meets the spoof gate: "success with the gate" needs it accepted *and* not flagged. With `--robust`
+(an `adversarial-finetune` model) targeted PGD at 30 dB is run against it and against the model it was fine-tuned
+from (`--robust_base`), each at its own far1 threshold on the dev trials, with both clean dev EERs.
 Plot: success rate against SNR. Prints one line, writes benchmarks/results/adversarial.json.
 
     python benchmarks/adversarial.py [--pairs 10] [--steps 30] [--nes_pairs 3] [--nes_steps 20] [--plot docs/adversarial.png]
+        [--advgan G.keras] [--detector D.keras] [--robust R.keras [--robust_base B.keras]]
 """
 
 import argparse
@@ -35,6 +40,10 @@ def main() -> None:
     parser.add_argument("--nes_pairs", type=int, default=3, help="NES is query-hungry: fewer pairs")
     parser.add_argument("--nes_steps", type=int, default=20, help="NES iterations (51 queries each)")
     parser.add_argument("--plot", default=str(ROOT / "docs" / "adversarial.png"))
+    parser.add_argument("--advgan", help="an AdvGAN generator (train-advgan) to compare with PGD")
+    parser.add_argument("--detector", help="a spoof detector (train-detector) as the verifier's gate")
+    parser.add_argument("--robust", help="an adversarially fine-tuned model (adversarial-finetune)")
+    parser.add_argument("--robust_base", default=str(ROOT / "deep_speaker" / "pretrained" / "deep_speaker.keras"), help="the model --robust was fine-tuned from")
     args = parser.parse_args()
     dev = require_shared_data() / "speechocean762" / "dev"
     speakers = sorted(p for p in dev.iterdir() if p.is_dir())
@@ -47,16 +56,31 @@ def main() -> None:
     encoder = load_encoder(args.checkpoint_file)
     verifier = Verifier(encoder)
     threshold, _ = verifier.threshold()
+    gate = None
+    if args.detector:
+        from deep_speaker.adversarial.detector import SpoofDetector
 
-    def run(method, snr, targeted, pair_list, **options):
+        gate = SpoofDetector(args.detector)
+    generator = None
+    if args.advgan:
+        from deep_speaker.models.advgan import load_generator
+
+        generator = load_generator(args.advgan)
+
+    def run(method, snr, targeted, pair_list, model=encoder, limit=threshold, **options):
         outcomes = []
         for impostor, same, target in pair_list:
-            reference = encoder.embed(target if targeted else same)
+            reference = model.embed(target if targeted else same)
             started = time.perf_counter()
-            clean, result = attack_recording(encoder, impostor, reference, threshold, targeted, AttackConfig(**{"method": method, "snr_db": snr, "steps": args.steps, **options}))
-            outcomes.append({"success": result.success, "snr_db": result.snr_db(clean), "seconds": time.perf_counter() - started, "queries": result.queries, "score_before": result.score_before, "score_after": result.score_after})
+            config = AttackConfig(**{"method": method, "snr_db": snr, "steps": args.steps, **options})
+            clean, result = attack_recording(model, impostor, reference, limit, targeted, config, generator)
+            outcome = {"success": result.success, "snr_db": result.snr_db(clean), "seconds": time.perf_counter() - started, "queries": result.queries, "score_before": result.score_before, "score_after": result.score_after}
+            if gate is not None:
+                outcome["flagged"] = gate(result.waveform) is not None
+            outcomes.append(outcome)
         return {
             "success_rate": float(np.mean([o["success"] for o in outcomes])),
+            **({"success_rate_with_gate": float(np.mean([o["success"] and not o["flagged"] for o in outcomes]))} if gate is not None else {}),
             "mean_snr_db": float(np.mean([o["snr_db"] for o in outcomes])),
             "seconds_per_example": float(np.mean([o["seconds"] for o in outcomes])),
             "queries_per_example": float(np.mean([o["queries"] for o in outcomes])),
@@ -68,14 +92,21 @@ def main() -> None:
     for method in ("fgsm", "bim"):
         results[f"{method}_targeted"] = {30: run(method, 30, True, pairs)}
     results["nes_targeted"] = {30: run("nes", 30, True, pairs[: args.nes_pairs], steps=args.nes_steps, nes_samples=25)}
+    if generator is not None:
+        from deep_speaker.models.advgan import snr_of
+
+        results["advgan_targeted"] = {round(snr_of(generator)): run("advgan", snr_of(generator), True, pairs)}
     converted = []
     for impostor, _, target in pairs:
         started = time.perf_counter()
         spoof = as_written(world_convert(read_audio(impostor), read_audio(target)))
         decision = verifier.verify(spoof, target)
         converted.append({"accepted": bool(decision.accepted), "score": decision.score, "seconds": time.perf_counter() - started,
-                          "score_before": verifier.verify(impostor, target).score})
+                          "score_before": verifier.verify(impostor, target).score, **({"flagged": gate(spoof) is not None} if gate is not None else {})})
     results["world_conversion"] = {"acceptance_rate": float(np.mean([c["accepted"] for c in converted])), "examples": converted}
+    if gate is not None:
+        results["world_conversion"]["acceptance_rate_with_gate"] = float(np.mean([c["accepted"] and not c["flagged"] for c in converted]))
+    robust = robustness(args, pairs, run, dev) if args.robust else None
 
     import matplotlib
 
@@ -85,8 +116,14 @@ def main() -> None:
     figure, axis = plt.subplots(figsize=(6, 3.6))
     for name, label in (("pgd_targeted", "PGD targeted (impostor accepted)"), ("pgd_untargeted", "PGD untargeted (genuine rejected)")):
         axis.plot(SNRS, [100 * results[name][snr]["success_rate"] for snr in SNRS], marker="o", label=label)
-    for name, marker in (("fgsm_targeted", "s"), ("bim_targeted", "^"), ("nes_targeted", "D")):
-        axis.scatter([30], [100 * results[name][30]["success_rate"]], marker=marker, label=name.replace("_", " "), zorder=3)
+    for name, marker in (("fgsm_targeted", "s"), ("bim_targeted", "^"), ("nes_targeted", "D"), ("advgan_targeted", "v")):
+        for snr, entry in results.get(name, {}).items():
+            axis.scatter([snr], [100 * entry["success_rate"]], marker=marker, label=name.replace("_", " "), zorder=3)
+    if gate is not None:
+        axis.plot(SNRS, [100 * results["pgd_targeted"][snr]["success_rate_with_gate"] for snr in SNRS], marker="o", linestyle="--", label="PGD targeted, past the spoof gate")
+    if robust is not None:
+        axis.scatter([30], [100 * robust["robust"]["pgd_targeted_30db"]], marker="*", s=80, label="PGD targeted vs adversarially fine-tuned ECAPA", zorder=3)
+        axis.scatter([30], [100 * robust["base"]["pgd_targeted_30db"]], marker="P", s=50, label="PGD targeted vs ECAPA before fine-tuning", zorder=3)
     axis.axhline(100 * results["world_conversion"]["acceptance_rate"], color="grey", linestyle=":", label="WORLD conversion accepted")
     axis.set_xlabel("signal-to-perturbation ratio (dB)")
     axis.set_ylabel("success rate (%)")
@@ -102,6 +139,7 @@ def main() -> None:
         "command": f"python benchmarks/adversarial.py --pairs {args.pairs} --steps {args.steps} --nes_pairs {args.nes_pairs} --nes_steps {args.nes_steps}",
         "model": encoder.fingerprint, "threshold": threshold, "pairs": [[str(p.relative_to(dev)) for p in pair] for pair in pairs],
         "summary": summary, "world_conversion_acceptance_rate": results["world_conversion"]["acceptance_rate"], "details": {k: {str(s): e for s, e in v.items()} if k != "world_conversion" else v for k, v in results.items()},
+        "detector": args.detector, "advgan": args.advgan, "adversarial_training": robust,
     })
     pgd = results["pgd_targeted"]
     print(
@@ -109,8 +147,31 @@ def main() -> None:
         + f"; untargeted PGD at 30 dB {100 * results['pgd_untargeted'][30]['success_rate']:.0f} %; at 30 dB FGSM {100 * results['fgsm_targeted'][30]['success_rate']:.0f} %, "
         f"BIM {100 * results['bim_targeted'][30]['success_rate']:.0f} %, NES {100 * results['nes_targeted'][30]['success_rate']:.0f} % "
         f"({results['nes_targeted'][30]['queries_per_example']:.0f} queries); WORLD conversion accepted {100 * results['world_conversion']['acceptance_rate']:.0f} %; "
-        f"PGD {pgd[30]['seconds_per_example']:.1f} s per example -> {path}"
+        f"PGD {pgd[30]['seconds_per_example']:.1f} s per example"
+        + (f"; AdvGAN {100 * next(iter(results['advgan_targeted'].values()))['success_rate']:.0f} % in {next(iter(results['advgan_targeted'].values()))['seconds_per_example']:.2f} s" if generator is not None else "")
+        + (f"; past the gate: PGD 30 dB {100 * pgd[30]['success_rate_with_gate']:.0f} %, WORLD {100 * results['world_conversion']['acceptance_rate_with_gate']:.0f} %" if gate is not None else "")
+        + (f"; adversarial training: PGD 30 dB {100 * robust['base']['pgd_targeted_30db']:.0f} % -> {100 * robust['robust']['pgd_targeted_30db']:.0f} %, "
+           f"clean dev EER {100 * robust['base']['dev_eer']:.2f} % -> {100 * robust['robust']['dev_eer']:.2f} %" if robust is not None else "")
+        + f" -> {path}"
     )
+
+
+def robustness(args, pairs, run, dev) -> dict:
+    """Targeted PGD at 30 dB against the fine-tuned model and its base, each at the far1 threshold of its own scores
+    on the dev trials (as `calibrate` would set it), and both clean dev EERs."""
+    from deep_speaker.evaluation import evaluate_trials
+    from deep_speaker.score_fusion import load_encoder
+    from deep_speaker.scoring.calibration import Calibration
+
+    report = {}
+    for name, path in (("base", args.robust_base), ("robust", args.robust)):
+        model = load_encoder(path)
+        result = evaluate_trials(model, dev.parent / "dev_trials.txt", dev, progress=False)
+        far1 = Calibration.from_scores(result.target_scores, result.nontarget_scores).far1
+        attacked = run("pgd", 30, True, pairs, model=model, limit=far1)
+        report[name] = {"model": str(path), "dev_eer": result.eer, "threshold_far1": far1, "pgd_targeted_30db": attacked["success_rate"],
+                        "mean_snr_db": attacked["mean_snr_db"], "examples": attacked["examples"]}
+    return report
 
 
 if __name__ == "__main__":

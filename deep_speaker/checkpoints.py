@@ -185,7 +185,8 @@ def _rescnn_from_weights(weights: dict[str, list[np.ndarray]], features: Feature
     return build_speaker_model(backbone, features, name="ResCNN")
 
 
-def _load_native(path: Path) -> keras.Model:
+def load_keras_file(path: Path) -> keras.Model:
+    """Any Keras 3 `.keras` file, every failure as a `CheckpointError` naming the file (no check of what it holds)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(path):
@@ -217,7 +218,7 @@ def load_model(path) -> keras.Model:
     path = Path(path)
     if path.suffix not in NATIVE_SUFFIXES:
         return load_legacy_checkpoint(path)
-    model = _load_native(path)
+    model = load_keras_file(path)
     names = {layer.name for layer in model.layers}
     if "fbank" not in names and "affine" in names:
         model = _from_version_0_1(model, path)

@@ -131,13 +131,42 @@ def cmd_attack(args) -> int:
     else:
         reference = verifier.encoder.embed(args.target_file if targeted else args.reference_file)
     config = AttackConfig(args.method, args.snr, args.epsilon, args.steps, random_starts=args.random_starts, seed=args.seed)
-    clean, result = attack_recording(verifier.encoder, args.audio, reference, threshold, targeted, config)
+    generator = None
+    if args.method == "advgan":
+        from .models.advgan import load_generator
+
+        if not args.generator:
+            raise DeepSpeakerError("--method advgan needs --generator G.keras (made by train-advgan)")
+        generator = load_generator(args.generator)
+    clean, result = attack_recording(verifier.encoder, args.audio, reference, threshold, targeted, config, generator)
     write_audio(args.out, result.waveform)
     goal = f"accepted as {name or args.target_file}" if targeted else f"rejected from {name or args.reference_file}"
     print(f"{args.method}: score {result.score_before:.4f} -> {result.score_after:.4f} (threshold {threshold:.4f}, {source}); "
           f"{'succeeded' if result.success else 'failed'} to be {goal}")
     print(f"wrote {args.out}: SNR {result.snr_db(clean):.1f} dB, max |perturbation| {abs(result.waveform - clean).max():.4f}, "
           f"{result.steps} steps, {result.queries} queries, {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_train_advgan(args) -> int:
+    from .tf.advgan import train_advgan
+
+    run_dir = args.run_dir or str(Path(args.out).with_suffix("")) + "_run"
+    out = train_advgan(
+        _encoder(args), args.audio_dir, args.out, run_dir, args.steps, args.batch_size, args.snr, per_speaker=args.per_speaker, seed=args.seed, progress=not args.quiet
+    )
+    print(f"generator: {out} (perturbations at {args.snr} dB SNR; `attack IN OUT --method advgan --generator {out} --target-file T`)")
+    return 0
+
+
+def cmd_adversarial_finetune(args) -> int:
+    from .tf.adversarial_training import adversarial_finetune
+
+    run_dir = args.run_dir or str(Path(args.out).with_suffix("")) + "_run"
+    out = adversarial_finetune(
+        args.checkpoint_file, args.audio_dir, args.out, run_dir, args.steps, args.batch_size, snr_db=args.snr, pgd_steps=args.pgd_steps, seed=args.seed, progress=not args.quiet
+    )
+    print(f"fine-tuned model: {out} (a new fingerprint: calibrate it before use)")
     return 0
 
 
@@ -543,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     attack = commands.add_parser("attack", help="adversarial example: make a recording accepted as a target speaker (or rejected from its own)")
     attack.add_argument("audio")
     attack.add_argument("out", help="the attacked recording (16-bit WAV/FLAC)")
-    attack.add_argument("--method", choices=["fgsm", "bim", "pgd", "nes"], default="pgd")
+    attack.add_argument("--method", choices=["fgsm", "bim", "pgd", "nes", "advgan"], default="pgd")
+    attack.add_argument("--generator", help="advgan: the generator from train-advgan")
     goal = attack.add_mutually_exclusive_group(required=True)
     goal.add_argument("--target-speaker", "--target_speaker", dest="target_speaker", help="targeted: be accepted as this enrolled speaker")
     goal.add_argument("--target-file", "--target_file", dest="target_file", help="targeted: be accepted as this recording's speaker")
@@ -556,6 +586,32 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--seed", type=int, default=0)
     _add_decision_arguments(attack)
     attack.set_defaults(handler=cmd_attack)
+
+    advgan = commands.add_parser("train-advgan", help="AdvGAN: train a perturbation generator against the verifier (then attack --method advgan)")
+    advgan.add_argument("--audio_dir", required=True, help="recordings of training speakers (sources and targets; never evaluation speakers)")
+    advgan.add_argument("--out", required=True, help="the generator (.keras)")
+    advgan.add_argument("--run_dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
+    advgan.add_argument("--steps", type=int, default=300)
+    advgan.add_argument("--batch_size", type=int, default=8)
+    advgan.add_argument("--snr", type=float, default=30.0, help="the perturbation's level below the signal, dB")
+    advgan.add_argument("--per_speaker", type=int, default=4, help="recordings of each speaker used")
+    advgan.add_argument("--seed", type=int, default=0)
+    advgan.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_encoder_arguments(advgan)
+    advgan.set_defaults(handler=cmd_train_advgan)
+
+    robust = commands.add_parser("adversarial-finetune", help="PGD adversarial fine-tuning of a speaker model (a defence against attacks)")
+    robust.add_argument("--checkpoint_file", required=True, help="the speaker model (.keras) to make robust")
+    robust.add_argument("--audio_dir", required=True, help="recordings of its training speakers")
+    robust.add_argument("--out", required=True, help="the fine-tuned model (.keras)")
+    robust.add_argument("--run_dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
+    robust.add_argument("--steps", type=int, default=150)
+    robust.add_argument("--batch_size", type=int, default=16)
+    robust.add_argument("--snr", type=float, default=30.0, help="the attacker's budget during training, dB below the signal")
+    robust.add_argument("--pgd_steps", type=int, default=3)
+    robust.add_argument("--seed", type=int, default=0)
+    robust.add_argument("--quiet", action="store_true", help="no progress bar")
+    robust.set_defaults(handler=cmd_adversarial_finetune)
 
     spoofs = commands.add_parser("make-spoofs", help="a spoof corpus (attacked and converted versions of a corpus's recordings) for the detector")
     spoofs.add_argument("--audio_dir", required=True, help="genuine recordings (training speakers)")

@@ -1,13 +1,16 @@
-"""Adversarial examples against the verifier (attacks.py); the gradient they follow lives in `tf/gradients.py`."""
+"""Adversarial examples against the verifier (attacks.py); the gradient they follow lives in `tf/gradients.py`,
+AdvGAN's generator in `models/advgan.py` and its training in `tf/advgan.py`."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE, read_audio
-from .attacks import METHODS, AttackConfig, AttackResult, run_attack, snr_db
+from ..errors import ConfigError
+from .attacks import METHODS, AttackConfig, AttackResult, project, run_attack, snr_db
 
 __all__ = ["METHODS", "AttackConfig", "AttackResult", "attack_recording", "as_written", "snr_db"]
 
@@ -17,8 +20,11 @@ def as_written(waveform: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(waveform, -1, 1) * 32767) / 32767).astype(np.float32)
 
 
-def attack_recording(encoder, source, reference: np.ndarray, threshold: float, targeted: bool, config: AttackConfig = AttackConfig()) -> tuple[np.ndarray, AttackResult]:
-    """Attack one recording (a path, or a waveform at 16 kHz) against `encoder`'s cosine score with `reference`.
+def attack_recording(
+    encoder, source, reference: np.ndarray, threshold: float, targeted: bool, config: AttackConfig = AttackConfig(), generator=None
+) -> tuple[np.ndarray, AttackResult]:
+    """Attack one recording (a path, or a waveform at 16 kHz) against `encoder`'s cosine score with `reference`;
+    `advgan` needs the trained `generator` (targeted only: it was trained to raise the target's score).
 
     Returns the clean waveform and the result, whose `score_after` is measured on the attacked audio as written
     at 16 bits and embedded again through the whole pipeline.
@@ -29,6 +35,8 @@ def attack_recording(encoder, source, reference: np.ndarray, threshold: float, t
     def score(waveform):
         return float(encoder.embed(waveform, SAMPLE_RATE) @ unit)
 
+    if config.method == "advgan":
+        return clean, _generated(encoder, clean, unit, threshold, targeted, config.check(), generator, score)
     gradient = None
     if config.method != "nes":
         from ..tf.gradients import ScoreGradient
@@ -37,3 +45,15 @@ def attack_recording(encoder, source, reference: np.ndarray, threshold: float, t
     result = run_attack(clean, score, threshold, targeted, config, gradient)
     written = as_written(result.waveform)
     return clean, dataclasses.replace(result, waveform=written, score_after=score(written), queries=result.queries + 1)
+
+
+def _generated(encoder, clean, unit, threshold, targeted, config, generator, score) -> AttackResult:
+    from ..tf.advgan import perturb
+
+    if generator is None or not targeted:
+        raise ConfigError("advgan needs a trained generator (train-advgan) and a target speaker: it makes impostors accepted")
+    started = time.perf_counter()
+    before = score(clean)
+    delta = project(perturb(generator, clean, unit), clean, config)  # already at the generator's SNR; the config may bound it more
+    written = as_written(clean + delta)
+    return AttackResult(written, before, score(written), threshold, True, 1, 2, time.perf_counter() - started)

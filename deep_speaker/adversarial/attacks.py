@@ -1,4 +1,5 @@
-"""Adversarial attacks on the verifier, on the raw waveform: FGSM, BIM (I-FGSM), PGD, and a score-only NES attack.
+"""Adversarial attacks on the verifier, on the raw waveform: FGSM, BIM (I-FGSM), PGD, a score-only NES attack, and
+AdvGAN (a trained generator's perturbation in one forward pass: `models/advgan.py`, `tf/advgan.py`).
 
 Goals: *targeted* - an impostor's recording accepted as a chosen speaker (raise the score against the target's
 embedding past the threshold); *untargeted* - a genuine speaker rejected (lower the score against their own
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-METHODS = ("fgsm", "bim", "pgd", "nes")
+METHODS = ("fgsm", "bim", "pgd", "nes", "advgan")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class AttackConfig:
             raise ConfigError(f"snr_db must be a finite number of dB, got {self.snr_db}")
         if self.steps < 1 or self.random_starts < 1 or self.nes_samples < 1:
             raise ConfigError("steps, random_starts and nes_samples must be at least 1")
-        return replace(self, steps=1, random_starts=1) if self.method == "fgsm" else self
+        return replace(self, steps=1, random_starts=1) if self.method in ("fgsm", "advgan") else self
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,10 @@ class SpoofDetector:
     """A recording -> P(spoof) logit; `gate(recording)` (or calling it) -> None or the reason to reject."""
 
     def __init__(self, path, threshold: float | None = None):
-        from ..checkpoints import _load_native
+        from ..checkpoints import load_keras_file
 
         self.path = Path(path)
-        self.model = _load_native(self.path)
+        self.model = load_keras_file(self.path)
         if self.model.name != DETECTOR_NAME:
             raise CheckpointError(f"{self.path}: not a spoof detector (model {self.model.name!r}); train one with `train-detector`")
         if threshold is None:
