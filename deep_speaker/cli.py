@@ -138,7 +138,7 @@ def cmd_attack(args) -> int:
         if not args.generator:
             raise DeepSpeakerError("--method advgan needs --generator G.keras (made by train-advgan)")
         generator = load_generator(args.generator)
-    clean, result = attack_recording(verifier.encoder, args.audio, reference, threshold, targeted, config, generator)
+    clean, result = attack_recording(verifier.encoder, args.audio, reference, threshold, targeted, config, generator, progress=sys.stderr.isatty())
     write_audio(args.out, result.waveform)
     goal = f"accepted as {name or args.target_file}" if targeted else f"rejected from {name or args.reference_file}"
     print(f"{args.method}: score {result.score_before:.4f} -> {result.score_after:.4f} (threshold {threshold:.4f}, {source}); "
@@ -153,7 +153,7 @@ def cmd_train_advgan(args) -> int:
 
     run_dir = args.run_dir or str(Path(args.out).with_suffix("")) + "_run"
     out = train_advgan(
-        _encoder(args), args.audio_dir, args.out, run_dir, args.steps, args.batch_size, args.snr, per_speaker=args.per_speaker, seed=args.seed, progress=not args.quiet
+        _encoder(args), args.audio_dir, args.out, run_dir, args.steps, args.batch_size, args.snr, per_speaker=args.per_speaker, gan_weight=args.gan_weight, seed=args.seed, progress=not args.quiet
     )
     print(f"generator: {out} (perturbations at {args.snr} dB SNR; `attack IN OUT --method advgan --generator {out} --target-file T`)")
     return 0
@@ -595,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     advgan.add_argument("--batch_size", type=int, default=8)
     advgan.add_argument("--snr", type=float, default=30.0, help="the perturbation's level below the signal, dB")
     advgan.add_argument("--per_speaker", type=int, default=4, help="recordings of each speaker used")
+    advgan.add_argument("--gan_weight", type=float, default=0.01, help="weight of the discriminator's realism loss next to -score")
     advgan.add_argument("--seed", type=int, default=0)
     advgan.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_encoder_arguments(advgan)

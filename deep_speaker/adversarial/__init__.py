@@ -21,7 +21,7 @@ def as_written(waveform: np.ndarray) -> np.ndarray:
 
 
 def attack_recording(
-    encoder, source, reference: np.ndarray, threshold: float, targeted: bool, config: AttackConfig = AttackConfig(), generator=None
+    encoder, source, reference: np.ndarray, threshold: float, targeted: bool, config: AttackConfig = AttackConfig(), generator=None, progress: bool = False
 ) -> tuple[np.ndarray, AttackResult]:
     """Attack one recording (a path, or a waveform at 16 kHz) against `encoder`'s cosine score with `reference`;
     `advgan` needs the trained `generator` (targeted only: it was trained to raise the target's score).
@@ -42,7 +42,7 @@ def attack_recording(
         from ..tf.gradients import ScoreGradient
 
         gradient = ScoreGradient(encoder, unit)
-    result = run_attack(clean, score, threshold, targeted, config, gradient)
+    result = run_attack(clean, score, threshold, targeted, config, gradient, progress)
     written = as_written(result.waveform)
     return clean, dataclasses.replace(result, waveform=written, score_after=score(written), queries=result.queries + 1)
 

@@ -114,9 +114,12 @@ def nes_gradient(score, waveform: np.ndarray, config: AttackConfig, rng: np.rand
     return ((ups - downs)[:, None] * noise).sum(axis=0) / (2 * config.nes_sigma * config.nes_samples)
 
 
-def run_attack(clean: np.ndarray, score, threshold: float, targeted: bool, config: AttackConfig, gradient=None) -> AttackResult:
+def run_attack(clean: np.ndarray, score, threshold: float, targeted: bool, config: AttackConfig, gradient=None, progress: bool = False) -> AttackResult:
     """Attack `clean` (mono float32 in [-1, 1]) given `score(waveform) -> float` and, for white-box methods,
-    `gradient(waveform) -> (score, d score / d waveform)`; the best perturbation over random starts is kept."""
+    `gradient(waveform) -> (score, d score / d waveform)`; the best perturbation over random starts is kept.
+    `progress`: a bar over the iterations with the score and the queries so far."""
+    from tqdm import tqdm
+
     config = config.check()
     if config.method != "nes" and gradient is None:
         raise ConfigError(f"{config.method} is a white-box attack: it needs the model's gradient")
@@ -131,6 +134,7 @@ def run_attack(clean: np.ndarray, score, threshold: float, targeted: bool, confi
     def reached(value: float) -> bool:
         return value >= threshold + config.margin if targeted else value < threshold - config.margin
 
+    bar = tqdm(total=config.steps * config.random_starts, desc=config.method, unit="step", disable=not progress)
     for _ in range(config.random_starts):
         delta = _random_start(clean, config, rng)
         for _ in range(config.steps):
@@ -147,6 +151,8 @@ def run_attack(clean: np.ndarray, score, threshold: float, targeted: bool, confi
                 break
             delta = project(delta + sign * _step(direction, clean, config), clean, config)
             steps += 1
+            bar.update(1)
+            bar.set_postfix(score=f"{current:.3f}", queries=queries)
         else:
             current = score(clean + delta)
             queries += 1
@@ -154,4 +160,5 @@ def run_attack(clean: np.ndarray, score, threshold: float, targeted: bool, confi
                 best_delta, best_objective = delta, sign * current
         if reached(sign * best_objective):
             break
+    bar.close()
     return AttackResult(clean + best_delta, before, sign * best_objective, threshold, targeted, steps, queries, time.perf_counter() - started)

@@ -119,3 +119,14 @@ def discover_utterances(source: str | Path) -> list[Utterance]:
     if duplicates:
         raise DatasetError(f"{source}: utterance id {duplicates[0]!r} appears more than once")
     return sorted(utterances, key=lambda utterance: utterance.utterance_id)
+
+
+def recordings_by_speaker(source, minimum_speakers: int = 1, purpose: str = "this") -> dict[str, list[Path]]:
+    """{speaker: their recordings, in corpus order} of `source`, sorted by speaker; fewer than `minimum_speakers`
+    speakers is an error naming the source and what needed them."""
+    by_speaker: dict[str, list[Path]] = {}
+    for utterance in discover_utterances(source):
+        by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
+    if len(by_speaker) < minimum_speakers:
+        raise DatasetError(f"{source}: {purpose} needs recordings of at least {minimum_speakers} speakers, found {len(by_speaker)}")
+    return dict(sorted(by_speaker.items()))

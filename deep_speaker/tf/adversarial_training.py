@@ -20,8 +20,7 @@ from tqdm import tqdm
 
 from ..audio import load_speech
 from ..checkpoints import load_model, save_model
-from ..data.corpus import discover_utterances
-from ..errors import DatasetError
+from ..data.corpus import recordings_by_speaker
 from ..layers import CosineLogits
 from ..losses import AAMSoftmaxLoss
 from ..models import feature_config_of
@@ -69,12 +68,8 @@ def adversarial_finetune(
     """Fine-tune the speaker model `checkpoint` on the speakers of `audio_dir` against PGD at `snr_db`; returns `out`."""
     model = load_model(checkpoint)
     trim = feature_config_of(model).trim
-    by_speaker: dict[str, list] = {}
-    for utterance in discover_utterances(audio_dir):
-        by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
-    if len(by_speaker) < 2:
-        raise DatasetError(f"{audio_dir}: adversarial fine-tuning needs recordings of at least 2 speakers")
-    speakers = sorted(by_speaker)
+    by_speaker = recordings_by_speaker(audio_dir, 2, "adversarial fine-tuning")
+    speakers = list(by_speaker)
     items = [(label, path) for label, speaker in enumerate(speakers) for path in by_speaker[speaker]]
     labels = np.array([label for label, _ in items])
     waveforms = [load_speech(path, trim) for _, path in tqdm(items, desc="recordings", disable=not progress)]

@@ -21,8 +21,7 @@ from tqdm import tqdm
 
 from ..audio import read_audio
 from ..checkpoints import save_model
-from ..data.corpus import discover_utterances
-from ..errors import DatasetError
+from ..data.corpus import recordings_by_speaker
 from ..fileio import atomic_write_bytes
 from ..models.advgan import FRAME, build_perturbation_generator, build_waveform_discriminator
 from .gradients import ScoreGradient
@@ -57,7 +56,7 @@ def train_advgan(
     snr_db: float = 30.0,
     seconds: float = 3.0,
     per_speaker: int = 4,
-    gan_weight: float = 0.1,
+    gan_weight: float = 0.01,
     learning_rate: float = 1e-3,
     save_every: int = 25,
     seed: int = 0,
@@ -65,12 +64,8 @@ def train_advgan(
 ) -> Path:
     """Train a perturbation generator against `encoder` (a `SpeakerEncoder` or `FusedEncoder`, Keras runtime) on
     `per_speaker` recordings of each speaker of `audio_dir` (training speakers, never the evaluation ones)."""
-    by_speaker: dict[str, list] = {}
-    for utterance in discover_utterances(audio_dir):
-        by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
-    paths = [(speaker, path) for speaker, files in sorted(by_speaker.items()) for path in files[:per_speaker]]
-    if len(by_speaker) < 2:
-        raise DatasetError(f"{audio_dir}: AdvGAN needs recordings of at least 2 speakers (targets other than the source's)")
+    by_speaker = recordings_by_speaker(audio_dir, 2, "AdvGAN (targets other than the source's speaker)")
+    paths = [(speaker, path) for speaker, files in by_speaker.items() for path in files[:per_speaker]]
     speakers = np.array([speaker for speaker, _ in paths])
     waveforms = [read_audio(path) for _, path in tqdm(paths, desc="recordings", disable=not progress)]
     targets = encoder.embed_many([path for _, path in paths], progress=progress).astype(np.float32)
@@ -107,7 +102,8 @@ def train_advgan(
         with tf.GradientTape() as tape:
             adversarial = tf.clip_by_value(clean + generator([clean, target], training=True), -1.0, 1.0)
             fake_logits = discriminator(adversarial, training=False)
-            realism_loss = gan_weight * fake_loss(tf.ones_like(fake_logits), fake_logits)
+            realism = fake_loss(tf.ones_like(fake_logits), fake_logits)
+            realism_loss = gan_weight * realism
         scores, score_gradients = zip(*(ScoreGradient(encoder, t)(a) for t, a in zip(targets[chosen], adversarial.numpy())))
         # d(-mean score)/d adversarial from the verifier, chained through the generator by the tape
         upstream = -np.stack(score_gradients).astype(np.float32) / batch
@@ -115,7 +111,7 @@ def train_advgan(
         generator_optimiser.apply(gradients, generator.trainable_variables)
         step.assign_add(1)
         bar.update(1)
-        bar.set_postfix(score=f"{np.mean(scores):.3f}", realism=f"{float(realism_loss) / gan_weight:.2f}")
+        bar.set_postfix(score=f"{np.mean(scores):.3f}", realism=f"{float(realism):.2f}")
         if int(step.numpy()) % save_every == 0 or int(step.numpy()) == steps:
             manager.save()
     bar.close()
