@@ -52,3 +52,17 @@ def test_other_speaker_is_rejected_at_the_default_operating_point(capsys):
     result = cli_in_process(capsys, "verify", PHILIPPE[0], OTHER)
     assert result.returncode == 0, result.stderr
     assert "decision: different speakers" in result.stdout
+
+
+@pytest.mark.slow
+def test_eval_trials_with_the_default_system_reports_the_model_cards_dev_eer(shared_data, tmp_path, capsys):
+    """The model card's number (4.18 % EER, minDCF 0.443 on the dev trials) from the command a user runs."""
+    import json
+
+    dev = shared_data / "speechocean762"
+    result = cli_in_process(capsys, "eval-trials", "--trials", dev / "dev_trials.txt", "--audio_root", dev / "dev", "--json", tmp_path / "dev.json")
+    assert result.returncode == 0, result.stderr
+    reported = json.loads((tmp_path / "dev.json").read_text())
+    assert reported["eer"] == pytest.approx(0.0418, abs=0.0005) and reported["min_dcf_p0.01"] == pytest.approx(0.443, abs=0.001)
+    card = (ROOT / "deep_speaker" / "pretrained" / "README.md").read_text()
+    assert "4.18 %" in card
