@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -12,10 +13,12 @@ import numpy as np
 
 from ..checkpoints import save_model
 from ..errors import CacheError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_replace, atomic_write_bytes
 from ..scoring import CosineScorer, all_pairs_eer
 from ..scoring.metrics import pair_masks
 from .distribute import embed_locally, is_chief, local_batch_norm
+
+STATE_IN_CHECKPOINT = "deep_speaker_state.json"
 
 
 class RefreshNegatives(keras.callbacks.Callback):
@@ -96,7 +99,8 @@ class BestModel(keras.callbacks.Callback):
 
 
 class ResumePoint(keras.callbacks.Callback):
-    """After every epoch: `last.keras` (training model with optimizer) then `state.json`, both atomically."""
+    """After every epoch: `last.keras` (training model with optimizer, and the state inside it) then `state.json`
+    (the same state, for people and tools), each atomically."""
 
     def __init__(self, run_dir: Path, best: BestModel, recipe: dict):
         super().__init__()
@@ -105,7 +109,22 @@ class ResumePoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not is_chief():
             return
+        state = json.dumps({"epoch": epoch + 1, "best": float(self.best.best), "recipe": self.recipe}, indent=2)
+
+        def write(temporary):  # the state travels inside the checkpoint too: one rename makes both current
+            self.model.save(temporary)
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(STATE_IN_CHECKPOINT, state)
+
         with local_batch_norm(self.model):
-            save_model(self.model, self.run_dir / "last.keras")
-        state = {"epoch": epoch + 1, "best": float(self.best.best), "recipe": self.recipe}
-        atomic_write_bytes(self.run_dir / "state.json", json.dumps(state, indent=2).encode())
+            atomic_replace(self.run_dir / "last.keras", write, suffix=".tmp.keras")
+        atomic_write_bytes(self.run_dir / "state.json", state.encode())
+
+
+def checkpoint_state(path: Path) -> dict | None:
+    """The resume state saved inside a `last.keras` (None for a file written without one)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(STATE_IN_CHECKPOINT))
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+        return None

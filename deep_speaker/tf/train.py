@@ -3,7 +3,8 @@
 Each run lives in `<working_dir>/<run>/`:
     last.keras     training model + optimizer after the last finished epoch (resume point)
     best.keras     the best speaker model so far (waveform in) by the phase's validation criterion
-    state.json     epoch counter, best value and the recipe, written atomically after last.keras
+    state.json     epoch counter, best value and the recipe (also inside last.keras, which is what resuming reads: a
+                   process killed between the two writes cannot pair a newer checkpoint with an older count)
     training.csv   one row of metrics per finished epoch; tensorboard/ for TensorBoard
 Killed at any moment, the same command resumes from the last finished epoch; the log is cut back to
 that epoch first. Resuming with another recipe is refused. Only the chief process writes.
@@ -36,7 +37,7 @@ from ..models import build_backbone, build_speaker_model
 from ..models.heads import HEAD_TAPS, build_head
 from ..models.speaker_model import backbone_of, base_of, build_fused, feature_model
 from ..scoring import CosineScorer, all_pairs_eer
-from .callbacks import BestModel, DetectionEER, EpochTimer, RefreshNegatives, ResumePoint, ValidationEER
+from .callbacks import BestModel, DetectionEER, EpochTimer, RefreshNegatives, ResumePoint, ValidationEER, checkpoint_state
 from .distribute import distributed_stream, is_chief, num_workers, strategy, synchronise_batch_norm
 
 RUN_DIRS = {"classification": "softmax", "triplet": "triplet"}
@@ -68,10 +69,14 @@ def _optimizer(recipe: Recipe, learning_rate: float | None = None) -> keras.opti
 
 
 def _resume_state(run_dir: Path, recipe: Recipe) -> dict | None:
-    state_path = run_dir / "state.json"
-    if not (state_path.is_file() and (run_dir / "last.keras").is_file()):
+    state_path, checkpoint = run_dir / "state.json", run_dir / "last.keras"
+    if not checkpoint.is_file():
         return None
-    state = json.loads(state_path.read_text())
+    state = checkpoint_state(checkpoint)  # checkpoints written before the state moved inside: state.json
+    if state is None:
+        if not state_path.is_file():
+            return None
+        state = json.loads(state_path.read_text())
     before, now = state.get("recipe", {}), recipe.to_dict()
     defaults = PHASE_DEFAULTS[recipe.phase].to_dict()  # an option added since the run started had its default
 
@@ -127,7 +132,7 @@ def fit(run_dir: Path, recipe: Recipe, build: Callable[[dict | None], Phase], pr
             validation_data=phase.validation_data,
             epochs=epochs or recipe.run.epochs,
             steps_per_epoch=recipe.run.steps_per_epoch if streamed else None,
-            shuffle=not streamed,  # a stream is shuffled by its own seeds
+            shuffle=False,  # batches are random already, seeded by (seed, epoch, step): Keras' own reordering would not survive a resume
             initial_epoch=initial_epoch,
             verbose=1 if progress else 0,
             callbacks=[

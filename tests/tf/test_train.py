@@ -157,6 +157,21 @@ def test_only_the_chief_writes(monkeypatch):
     assert is_chief()
 
 
+def test_resume_reads_the_state_saved_inside_the_checkpoint(working_dir, tmp_path):
+    """Killed after last.keras was renamed but before state.json was: the checkpoint's own count wins, so no epoch
+    is trained twice and the result is the uninterrupted run's."""
+    uninterrupted = shutil.copytree(working_dir, tmp_path / "uninterrupted")
+    train_classifier(uninterrupted, tiny_recipe(epochs=3, dropout=0.0), progress=False)
+    train_classifier(working_dir, tiny_recipe(epochs=2, dropout=0.0), progress=False)
+    state = working_dir / "softmax" / "state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "epoch": 1}))  # the older count
+    train_classifier(working_dir, tiny_recipe(epochs=3, dropout=0.0), progress=False)
+    assert [int(r["epoch"]) for r in _rows(working_dir / "softmax" / "training.csv")] == [0, 1, 2]
+    assert json.loads(state.read_text())["epoch"] == 3
+    ours, theirs = (keras.saving.load_model(d / "softmax" / "last.keras").get_weights() for d in (working_dir, uninterrupted))
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(ours, theirs))
+
+
 @pytest.mark.slow
 def test_cli_training_survives_kill_9(working_dir):
     flags = ["--validation_fraction", "0.4", "--width", "0.03125", "--embedding_dim", "32", "--batch_size", "12", "--num_frames", "40", "--steps_per_epoch", "2", "--quiet"]
