@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_speech, to_model_input, trim_silence
@@ -53,7 +54,8 @@ class SpoofDetector:
             speech = load_speech(recording, DETECTOR_FEATURES.trim)
         else:
             speech = trim_silence(to_model_input(recording, sample_rate), DETECTOR_FEATURES.trim)
-        return float(np.asarray(self.model.predict_on_batch(speech[None].astype(np.float32)))[0, 0])
+        # a direct call: recordings differ in length, and predict_on_batch would trace a graph for each new one
+        return float(keras.ops.convert_to_numpy(self.model(speech[None].astype(np.float32), training=False))[0, 0])
 
     def __call__(self, recording) -> str | None:
         score = self.score(recording)
