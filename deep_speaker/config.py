@@ -277,7 +277,7 @@ def validate(recipe: Recipe) -> Recipe:
     if run.input == "shards":
         _check(phase in ("classification", "triplet"), f"{phase} training reads the feature cache (input: cache)")
         _check(not (recipe.augment.waveform or recipe.augment.cached_copies or loss.distill_from), "input: shards streams cached features: "
-               "no waveform augmentation, cached_copies or distillation (put augmented copies in the corpus you shard instead)")
+               "no waveform augmentation, cached_copies or distillation (add augmented recordings to the corpus you shard instead)")
     _check(loss.crops_per_speaker >= 2, f"crops_per_speaker must be >= 2 (a positive per crop), got {loss.crops_per_speaker}")
     _check(not (phase == "triplet" and run.input == "shards" and loss.name == "triplet"), "triplet training on shards mines within batches: use loss batch_hard_triplet")
     if loss.name == "batch_hard_triplet":

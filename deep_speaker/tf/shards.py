@@ -3,9 +3,9 @@ and a `tf.data` stream that reads them with bounded memory.
 
 Why feature shards (float16 filterbanks) rather than compressed audio: decoding is a copy, so the accelerator
 never waits for the CPU whatever the corpus size, and the shards cost about what FLAC costs on disk (2 bytes x
-64 bands x 100 frames = 12.8 kB per second of speech). Augmentation at scale is SpecAugment in the stream plus
-augmented copies cached as extra utterances (`augment-cache`); waveform augmentation needs audio and stays with
-the in-memory pipeline.
+64 bands x 100 frames = 12.8 kB per second of speech). Augmentation at scale is SpecAugment in the stream, plus
+augmented recordings added to the corpus before sharding; waveform augmentation on the fly needs audio and stays
+with the in-memory pipeline.
 
 Layout under `<working_dir>/shards/`:
     train-PPPPP-of-NNNNN-KKKKK.tfrecord       training utterances of part P of N, shuffled across files
