@@ -25,6 +25,7 @@ def test_pgd_stays_within_the_snr_ball_and_raises_the_loss():
     assert np.all(np.abs((clean + delta).numpy()) <= 1)
 
 
+@pytest.mark.slow
 def test_fine_tuning_changes_the_model_saves_a_speaker_model_and_resumes(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2)
     keras.utils.set_random_seed(0)

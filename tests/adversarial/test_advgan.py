@@ -44,6 +44,7 @@ def test_the_generator_meets_its_snr_at_any_length_and_round_trips(tmp_path):
     assert logits.shape == (3, 1)
 
 
+@pytest.mark.slow
 def test_training_raises_the_target_score_and_a_finished_run_is_kept(encoder, corpus, tmp_path):
     out, run = tmp_path / "g.keras", tmp_path / "run"
     options = dict(steps=30, batch=4, snr_db=10.0, seconds=1.0, per_speaker=2, save_every=10, progress=False)

@@ -132,6 +132,7 @@ def test_recipes_refuse_what_the_stream_cannot_do():
         load_recipe("classification", strategy="parameter_server")
 
 
+@pytest.mark.slow
 def test_classification_then_batch_hard_triplet_train_on_shards(shards, tmp_path):
     working_dir = shutil.copytree(shards, tmp_path / "wd")
     best = train_classifier(working_dir, tiny_recipe(epochs=2, input="shards", select_by="val_eer", batch_size=8), progress=False)

@@ -156,6 +156,7 @@ def test_only_the_chief_writes(monkeypatch):
     assert is_chief()
 
 
+@pytest.mark.slow
 def test_resume_reads_the_state_saved_inside_the_checkpoint(working_dir, tmp_path):
     """Killed after last.keras was renamed but before state.json was: the checkpoint's own count wins, so no epoch
     is trained twice and the result is the uninterrupted run's."""
