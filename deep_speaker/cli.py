@@ -18,31 +18,34 @@ from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
 from .scoring.backends import SCORERS  # noqa: E402
 
 
-def cmd_build_mfcc(args) -> int:
-    from .data.cache import build_feature_cache
+def _feature_config(args):
+    """The FeatureConfig of build-mfcc / build-shards flags (`_add_feature_arguments`)."""
     from .features import FeatureConfig
 
-    config = FeatureConfig(trim=args.trim or "reference", energies=args.energies, normalisation=args.normalisation)
-    summary = build_feature_cache(args.audio_dir, args.working_dir, config, workers=args.workers)
+    return FeatureConfig(trim=args.trim or "reference", energies=args.energies, normalisation=args.normalisation)
+
+
+def cmd_build_mfcc(args) -> int:
+    from .data.cache import build_feature_cache
+
+    summary = build_feature_cache(args.audio_dir, args.working_dir, _feature_config(args), workers=args.workers)
     print(summary)
     print(f"manifest: {os.path.join(args.working_dir, 'manifest.csv')}")
     return 0
 
 
 def cmd_build_shards(args) -> int:
-    from .features import FeatureConfig
-    from .tf.shards import build_shards, parse_part
+    from .tf.shards import INDEX, SHARDS_DIR, build_shards, parse_part
 
-    config = FeatureConfig(trim=args.trim or "reference", energies=args.energies, normalisation=args.normalisation)
     part = parse_part(args.shard)
     record = build_shards(
-        args.audio_dir, args.working_dir, config, part, args.utterances_per_file, args.validation_fraction, args.workers, progress=not args.quiet
+        args.audio_dir, args.working_dir, _feature_config(args), part, args.utterances_per_file, args.validation_fraction, args.workers, progress=not args.quiet
     )
     counts = record["utterances"]
     print(f"part {part[0]}/{part[1]}: {len(record['speakers'])} speakers, {counts['train']} training and {counts['validation']} held-out utterances, {len(record['failures'])} failed")
     for path, reason in record["failures"].items():
         print(f"  FAILED {path}: {reason}")
-    index = Path(args.working_dir) / "shards" / "index.json"
+    index = Path(args.working_dir) / SHARDS_DIR / INDEX
     print(f"index: {index}" if index.is_file() else "index: written when every part is finished")
     return 0
 
@@ -148,12 +151,16 @@ def cmd_attack(args) -> int:
     return 0
 
 
+def _run_dir(args) -> str:
+    """Where a long job's checkpoints go: --run_dir, or OUT without its suffix + _run."""
+    return args.run_dir or str(Path(args.out).with_suffix("")) + "_run"
+
+
 def cmd_train_advgan(args) -> int:
     from .tf.advgan import train_advgan
 
-    run_dir = args.run_dir or str(Path(args.out).with_suffix("")) + "_run"
     out = train_advgan(
-        _encoder(args), args.audio_dir, args.out, run_dir, args.steps, args.batch_size, args.snr, per_speaker=args.per_speaker, gan_weight=args.gan_weight, seed=args.seed, progress=not args.quiet
+        _encoder(args), args.audio_dir, args.out, _run_dir(args), args.steps, args.batch_size, args.snr, per_speaker=args.per_speaker, gan_weight=args.gan_weight, seed=args.seed, progress=not args.quiet
     )
     print(f"generator: {out} (perturbations at {args.snr} dB SNR; `attack IN OUT --method advgan --generator {out} --target-file T`)")
     return 0
@@ -162,9 +169,8 @@ def cmd_train_advgan(args) -> int:
 def cmd_adversarial_finetune(args) -> int:
     from .tf.adversarial_training import adversarial_finetune
 
-    run_dir = args.run_dir or str(Path(args.out).with_suffix("")) + "_run"
     out = adversarial_finetune(
-        args.checkpoint_file, args.audio_dir, args.out, run_dir, args.steps, args.batch_size, snr_db=args.snr, pgd_steps=args.pgd_steps, seed=args.seed, progress=not args.quiet
+        args.checkpoint_file, args.audio_dir, args.out, _run_dir(args), args.steps, args.batch_size, snr_db=args.snr, pgd_steps=args.pgd_steps, seed=args.seed, progress=not args.quiet
     )
     print(f"fine-tuned model: {out} (a new fingerprint: calibrate it before use)")
     return 0
@@ -433,6 +439,14 @@ def cmd_fit_backend(args) -> int:
     return 0
 
 
+def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    """The feature recipe of a cache or shards (the trim comes from the global --trim)."""
+    parser.add_argument("--energies", choices=ENERGY_SCALES, default="linear", help="filterbank energies: linear (the reference's) or log")
+    parser.add_argument(
+        "--normalisation", choices=NORMALISATIONS, default="frame", help="standardise each frame (the reference) or the whole utterance"
+    )
+
+
 def _add_recipe_arguments(parser: argparse.ArgumentParser, phase: str) -> None:
     """One flag per recipe option of the phase (default None = keep the recipe's value)."""
     from .config import flat_options
@@ -500,12 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--audio_dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
     build.add_argument("--working_dir", required=True)
     build.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    build.add_argument(
-        "--energies", choices=ENERGY_SCALES, default="linear", help="filterbank energies: linear (the reference's) or log"
-    )
-    build.add_argument(
-        "--normalisation", choices=NORMALISATIONS, default="frame", help="standardise each frame (the reference) or the whole utterance"
-    )
+    _add_feature_arguments(build)
     build.set_defaults(handler=cmd_build_mfcc)
 
     shards = commands.add_parser("build-shards", help="TFRecord feature shards for streamed training at scale (split across machines with --shard i/n)")
@@ -515,8 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--utterances_per_file", type=int, default=500)
     shards.add_argument("--validation_fraction", type=float, default=0.2, help="each speaker's last utterances held out for validation")
     shards.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    shards.add_argument("--energies", choices=ENERGY_SCALES, default="linear")
-    shards.add_argument("--normalisation", choices=NORMALISATIONS, default="frame")
+    _add_feature_arguments(shards)
     shards.add_argument("--quiet", action="store_true", help="no progress bar")
     shards.set_defaults(handler=cmd_build_shards)
 

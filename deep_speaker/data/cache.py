@@ -102,7 +102,8 @@ def read_feature_config(working_dir) -> FeatureConfig | None:
     return FeatureConfig.from_dict(json.loads(config_path.read_text()))
 
 
-def _check_config(working_dir: Path, config: FeatureConfig) -> None:
+def check_feature_config(working_dir: Path, config: FeatureConfig) -> None:
+    """Record `config` as the working directory's features on first use; refuse another one afterwards."""
     stored = read_feature_config(working_dir)
     if stored is None:
         atomic_write_bytes(working_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2).encode())
@@ -126,7 +127,7 @@ def build_feature_cache(
         raise CacheError(f"workers must be a whole number of at least 1, got {workers!r}")
     utterances = discover_utterances(source)
     working_dir.mkdir(parents=True, exist_ok=True)
-    _check_config(working_dir, config)
+    check_feature_config(working_dir, config)
     features_dir = working_dir / FEATURES_DIR
     for leftover in features_dir.rglob("*.tmp") if features_dir.exists() else ():
         leftover.unlink()

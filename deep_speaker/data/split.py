@@ -14,6 +14,12 @@ from .cache import read_feature_config, read_manifest
 SPLIT_FILE = "split.json"
 
 
+def held_out_count(utterances: int, validation_fraction: float) -> int:
+    """How many of a speaker's utterances (its last ones) are held out for validation: the fraction, rounded;
+    none of a speaker with a single utterance."""
+    return int(round(utterances * validation_fraction)) if utterances > 1 else 0
+
+
 class SpeakerFeatures:
     """All cached features of a working directory, with speaker labels and a train/validation split.
 
@@ -64,8 +70,7 @@ class SpeakerFeatures:
             held_out = set()
             for label in range(len(self.speakers)):
                 members = [self.utterance_ids[i] for i in np.flatnonzero(self.labels == label)]
-                count = int(round(len(members) * validation_fraction)) if len(members) > 1 else 0
-                held_out.update(members[len(members) - count :])
+                held_out.update(members[len(members) - held_out_count(len(members), validation_fraction) :])
             atomic_write_bytes(split_path, json.dumps({"validation": sorted(held_out)}, indent=1).encode())
         is_validation = np.array([u in held_out for u in self.utterance_ids])
         return np.flatnonzero(~is_validation), np.flatnonzero(is_validation)

@@ -19,7 +19,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from ..audio import load_speech
-from ..checkpoints import load_model, save_model
+from ..checkpoints import check_save_path, load_model, save_model
 from ..data.corpus import recordings_by_speaker
 from ..layers import CosineLogits
 from ..losses import AAMSoftmaxLoss
@@ -66,6 +66,7 @@ def adversarial_finetune(
     progress: bool = True,
 ) -> Path:
     """Fine-tune the speaker model `checkpoint` on the speakers of `audio_dir` against PGD at `snr_db`; returns `out`."""
+    out = check_save_path(out)  # a name the model cannot be saved under is refused now, not after training
     model = load_model(checkpoint)
     trim = feature_config_of(model).trim
     by_speaker = recordings_by_speaker(audio_dir, 2, "adversarial fine-tuning")
@@ -112,4 +113,4 @@ def adversarial_finetune(
             manager.save()
     bar.close()
     save_model(model, out)
-    return Path(out)
+    return out

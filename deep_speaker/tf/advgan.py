@@ -20,7 +20,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from ..audio import read_audio
-from ..checkpoints import save_model
+from ..checkpoints import check_save_path, save_model
 from ..data.corpus import recordings_by_speaker
 from ..fileio import atomic_write_bytes
 from ..models.advgan import FRAME, build_perturbation_generator, build_waveform_discriminator
@@ -64,6 +64,7 @@ def train_advgan(
 ) -> Path:
     """Train a perturbation generator against `encoder` (a `SpeakerEncoder` or `FusedEncoder`, Keras runtime) on
     `per_speaker` recordings of each speaker of `audio_dir` (training speakers, never the evaluation ones)."""
+    out = check_save_path(out)  # a name the model cannot be saved under is refused now, not after training
     by_speaker = recordings_by_speaker(audio_dir, 2, "AdvGAN (targets other than the source's speaker)")
     paths = [(speaker, path) for speaker, files in by_speaker.items() for path in files[:per_speaker]]
     speakers = np.array([speaker for speaker, _ in paths])
@@ -115,7 +116,6 @@ def train_advgan(
         if int(step.numpy()) % save_every == 0 or int(step.numpy()) == steps:
             manager.save()
     bar.close()
-    out = Path(out)
     save_model(generator, out)
     record = {"verifier": encoder.fingerprint, "snr_db": snr_db, "steps": steps, "batch": batch, "recordings": len(paths), "audio_dir": str(audio_dir)}
     atomic_write_bytes(out.with_suffix(".json"), json.dumps(record, indent=2).encode())

@@ -28,8 +28,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from ..data.cache import _check_config, featurise, read_feature_config, worker_pool
+from ..data.cache import check_feature_config, featurise, read_feature_config, worker_pool
 from ..data.corpus import discover_utterances
+from ..data.split import SpeakerFeatures, held_out_count
 from ..errors import CacheError, ConfigError
 from ..features import FeatureConfig
 from ..fileio import atomic_replace, atomic_write_bytes
@@ -107,14 +108,14 @@ def build_shards(
     working_dir = Path(working_dir)
     folder = working_dir / SHARDS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    _check_config(working_dir, config)
+    check_feature_config(working_dir, config)
     by_speaker: dict[str, list] = {}
     for utterance in discover_utterances(source):
         if speaker_part(utterance.speaker, count) == index:
             by_speaker.setdefault(utterance.speaker, []).append(utterance)
     train, validation = [], []
     for members in by_speaker.values():
-        held_out = int(round(len(members) * validation_fraction)) if len(members) > 1 else 0
+        held_out = held_out_count(len(members), validation_fraction)
         train += members[: len(members) - held_out]
         validation += members[len(members) - held_out :]
     np.random.default_rng([index, count]).shuffle(train)  # each file mixes speakers: the stream interleaves few files
@@ -223,10 +224,7 @@ class ShardedCorpus:
     def validation(self) -> np.ndarray:
         return np.arange(len(self.features))
 
-    def crops(self, indices, num_frames: int, rng=None) -> np.ndarray:
-        from ..features import crop_or_pad
-
-        return np.stack([crop_or_pad(self.features[i], num_frames, rng) for i in indices])
+    crops = SpeakerFeatures.crops  # the held-out utterances cropped as the feature cache crops them
 
     def stream(
         self,

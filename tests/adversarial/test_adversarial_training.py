@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from deep_speaker.adversarial import snr_db
 from deep_speaker.checkpoints import load_model
+from deep_speaker.errors import CheckpointError
 from deep_speaker.tf.adversarial_training import adversarial_finetune, pgd_perturbation
 from tests.helpers import save_tiny_model, write_corpus
 
@@ -38,3 +39,10 @@ def test_fine_tuning_changes_the_model_saves_a_speaker_model_and_resumes(tmp_pat
     weights = [w.copy() for w in robust.get_weights()]
     adversarial_finetune(base, corpus, out, run, steps=2, batch=4, seconds=0.5, pgd_steps=2, learning_rate=1e-2, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(weights, load_model(out).get_weights()))  # finished: restored, not retrained
+
+
+def test_an_output_name_that_cannot_be_saved_is_refused_before_training(tmp_path):
+    base = save_tiny_model(tmp_path / "base.keras")
+    with pytest.raises(CheckpointError, match="ending in .keras"):
+        adversarial_finetune(base, tmp_path, tmp_path / "robust.h5", tmp_path / "run", steps=1, progress=False)
+    assert not (tmp_path / "run").exists()

@@ -81,3 +81,9 @@ def test_attack_command_with_advgan_asks_for_the_generator(tmp_path, capsys):
     sf.write(tmp_path / "a.wav", synthetic_speech(1.5, pitch=110), 16000)
     result = cli_in_process(capsys, "attack", tmp_path / "a.wav", tmp_path / "out.wav", "--method", "advgan", "--target-file", tmp_path / "a.wav", "--checkpoint_file", model, "--threshold", "0.9")
     assert result.returncode != 0 and "--generator" in result.stderr and not (tmp_path / "out.wav").exists()
+
+
+def test_a_generator_name_that_cannot_be_saved_is_refused_before_training(encoder, corpus, tmp_path):
+    with pytest.raises(CheckpointError, match="ending in .keras"):
+        train_advgan(encoder, corpus, tmp_path / "g.h5", tmp_path / "run", steps=1, progress=False)
+    assert not (tmp_path / "run").exists()
