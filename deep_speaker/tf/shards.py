@@ -269,7 +269,9 @@ class ShardedCorpus:
             )
             crops = records.repeat().map(self._decode, num_parallel_calls=tf.data.AUTOTUNE).enumerate()
             crops = crops.map(lambda i, e: crop(i, e, epoch), num_parallel_calls=tf.data.AUTOTUNE)
-            crops = crops.shuffle(run.shuffle_buffer, seed=seed + 7919 * epoch + 104729 * pipeline, reshuffle_each_iteration=False)
+            # a Python seed: TensorFlow compares a tensor seed with 0 in Python when the global seed is 0 (and fails);
+            # epochs still differ by their file order and crop positions
+            crops = crops.shuffle(run.shuffle_buffer, seed=seed + 104729 * pipeline, reshuffle_each_iteration=False)
             if per_speaker:
                 crops = crops.group_by_window(lambda _, label: label, lambda _, window: window.batch(per_speaker), window_size=per_speaker)
                 batches = crops.batch(speakers_per_batch, drop_remainder=True)

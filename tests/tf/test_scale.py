@@ -85,6 +85,14 @@ def test_stream_is_seeded_resumable_and_pipelines_read_disjoint_files(shards):
     assert half[0][0].shape == (3, 40, 64)
 
 
+def test_the_stream_builds_whatever_the_global_seed(shards):
+    corpus = ShardedCorpus(shards)
+    run = load_recipe("classification", input="shards", batch_size=6, num_frames=40, steps_per_epoch=1, epochs=1, seed=0).run
+    for global_seed in (0, 123):
+        keras.utils.set_random_seed(global_seed)
+        assert _batches(corpus.stream(run, 0))[0][0].shape == (6, 40, 64)
+
+
 def test_spec_augment_in_the_stream_masks_bands_and_frames(shards):
     corpus = ShardedCorpus(shards)
     run = load_recipe("classification", input="shards", batch_size=8, num_frames=60, steps_per_epoch=2, epochs=1).run
