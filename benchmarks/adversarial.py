@@ -24,15 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, ROOT, require_shared_data, write_result
+from common import RESULTS, ROOT, dev_impostor_pairs, require_shared_data, write_result
+from voice_conversion import convert_pairs
 
 SNRS = (20, 30, 40, 50)
 
 
 def main() -> None:
-    from deep_speaker.adversarial import AttackConfig, as_written, attack_recording
+    from deep_speaker.adversarial import AttackConfig, attack_recording
     from deep_speaker.adversarial.conversion import world_convert
-    from deep_speaker.audio import read_audio
     from deep_speaker.score_fusion import load_encoder
     from deep_speaker.verification import Verifier
 
@@ -52,13 +52,7 @@ def main() -> None:
     if args.replot:
         return plot(json.loads((RESULTS / "adversarial.json").read_text()), args.plot)
     dev = require_shared_data() / "speechocean762" / "dev"
-    speakers = sorted(p for p in dev.iterdir() if p.is_dir())
-    rng = np.random.default_rng(7)
-    pairs = []
-    for index in rng.choice(len(speakers), size=args.pairs, replace=False):
-        impostor, target = speakers[index], speakers[(index + 1 + rng.integers(len(speakers) - 1)) % len(speakers)]
-        impostor_files, target_files = sorted(impostor.glob("*.flac")), sorted(target.glob("*.flac"))
-        pairs.append((impostor_files[0], impostor_files[1], target_files[0]))
+    pairs = dev_impostor_pairs(args.pairs)
     encoder = load_encoder(args.checkpoint_file)
     verifier = Verifier(encoder)
     threshold, _ = verifier.threshold()
@@ -102,16 +96,7 @@ def main() -> None:
         from deep_speaker.models.advgan import snr_of
 
         results["advgan_targeted"] = {round(snr_of(generator)): run("advgan", snr_of(generator), True, pairs)}
-    converted = []
-    for impostor, _, target in pairs:
-        started = time.perf_counter()
-        spoof = as_written(world_convert(read_audio(impostor), read_audio(target)))
-        decision = verifier.verify(spoof, target)
-        converted.append({"accepted": bool(decision.accepted), "score": decision.score, "seconds": time.perf_counter() - started,
-                          "score_before": verifier.verify(impostor, target).score, **({"flagged": gate(spoof) is not None} if gate is not None else {})})
-    results["world_conversion"] = {"acceptance_rate": float(np.mean([c["accepted"] for c in converted])), "examples": converted}
-    if gate is not None:
-        results["world_conversion"]["acceptance_rate_with_gate"] = float(np.mean([c["accepted"] and not c["flagged"] for c in converted]))
+    results["world_conversion"] = convert_pairs(world_convert, pairs, verifier, gate)  # both converters: benchmarks/voice_conversion.py
     robust = robustness(args, pairs, run, dev) if args.robust else None
 
     summary = {name: {str(snr): {k: v for k, v in entry.items() if k != "examples"} for snr, entry in levels.items()} for name, levels in results.items() if name != "world_conversion"}

@@ -62,3 +62,17 @@ def reference_mfcc_fbank(signal: np.ndarray, sample_rate: int = 16000) -> np.nda
 
 def reference_read_mfcc(path) -> np.ndarray:
     return reference_mfcc_fbank(reference_trim(reference_read_audio(path)))
+
+
+def dev_impostor_pairs(count: int, seed: int = 7) -> list[tuple[Path, Path, Path]]:
+    """`count` deterministic (impostor recording, another of the impostor's, target speaker's recording) triples of
+    different dev speakers."""
+    dev = require_shared_data() / "speechocean762" / "dev"
+    speakers = sorted(p for p in dev.iterdir() if p.is_dir())
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for index in rng.choice(len(speakers), size=count, replace=count > len(speakers)):
+        impostor, target = speakers[index], speakers[(index + 1 + rng.integers(len(speakers) - 1)) % len(speakers)]
+        impostor_files, target_files = sorted(impostor.glob("*.flac")), sorted(target.glob("*.flac"))
+        pairs.append((impostor_files[0], impostor_files[1], target_files[0]))
+    return pairs

@@ -13,7 +13,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .audio import TRIM_METHODS  # noqa: E402
-from .errors import DeepSpeakerError  # noqa: E402
+from .errors import ConfigError, DeepSpeakerError  # noqa: E402
 from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
 from .scoring.backends import SCORERS  # noqa: E402
 
@@ -184,7 +184,12 @@ def cmd_make_spoofs(args) -> int:
     threshold, _ = _attack_threshold(verifier)
     recordings = [(u.path, u.speaker) for u in discover_utterances(args.audio_dir)]
     families = [f for f in args.families.split(",") if f]
-    manifest = build_spoof_corpus(recordings, args.out, verifier.encoder, threshold, families, args.per_family, args.seed, progress=not args.quiet)
+    converter = None
+    if args.converter:
+        from .models.again_vc import load_converter
+
+        converter = load_converter(args.converter)
+    manifest = build_spoof_corpus(recordings, args.out, verifier.encoder, threshold, families, args.per_family, args.seed, progress=not args.quiet, converter=converter)
     print(f"wrote {manifest}: {len(recordings)} genuine recordings and up to {args.per_family} spoofs per family ({', '.join(families)})")
     return 0
 
@@ -200,12 +205,28 @@ def cmd_detect(args) -> int:
 
 
 def cmd_convert_voice(args) -> int:
-    from .adversarial.conversion import world_convert
+    from .adversarial.conversion import again_convert, world_convert
     from .audio import check_audio_target, read_audio, write_audio
 
     check_audio_target(args.out)
-    write_audio(args.out, world_convert(read_audio(args.source), read_audio(args.target)))
-    print(f"wrote {args.out}: {args.source} in the pitch and spectral envelope statistics of {args.target} ({args.method})")
+    if args.method == "again":
+        from .models.again_vc import load_converter
+
+        if not args.converter:
+            raise ConfigError("--method again needs --converter (a model trained by `train-again`)")
+        converted = again_convert(load_converter(args.converter), read_audio(args.source), read_audio(args.target))
+    else:
+        converted = world_convert(read_audio(args.source), read_audio(args.target))
+    write_audio(args.out, converted)
+    print(f"wrote {args.out}: {args.source} in the voice of {args.target} ({args.method})")
+    return 0
+
+
+def cmd_train_again(args) -> int:
+    from .tf.again_vc import train_again
+
+    out = train_again(args.audio_dir, args.out, _run_dir(args), args.steps, args.batch_size, channels=args.channels, seed=args.seed, progress=not args.quiet)
+    print(f"converter: {out} (`convert-voice SOURCE TARGET OUT --method again --converter {out}`)")
     return 0
 
 
@@ -609,6 +630,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_arguments(advgan)
     advgan.set_defaults(handler=cmd_train_advgan)
 
+    again = commands.add_parser("train-again", help="train an AGAIN-VC one-shot voice converter (then convert-voice --method again)")
+    again.add_argument("--audio_dir", required=True, help="recordings of training speakers (never evaluation speakers)")
+    again.add_argument("--out", required=True, help="the converter (.keras)")
+    again.add_argument("--run_dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
+    again.add_argument("--steps", type=int, default=5000)
+    again.add_argument("--batch_size", type=int, default=32)
+    again.add_argument("--channels", type=int, default=128, help="width of every block (the paper's 256 is 3x slower per step)")
+    again.add_argument("--seed", type=int, default=0)
+    again.add_argument("--quiet", action="store_true", help="no progress bar")
+    again.set_defaults(handler=cmd_train_again)
+
     robust = commands.add_parser("adversarial-finetune", help="PGD adversarial fine-tuning of a speaker model (a defence against attacks)")
     robust.add_argument("--checkpoint_file", required=True, help="the speaker model (.keras) to make robust")
     robust.add_argument("--audio_dir", required=True, help="recordings of its training speakers")
@@ -625,7 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     spoofs = commands.add_parser("make-spoofs", help="a spoof corpus (attacked and converted versions of a corpus's recordings) for the detector")
     spoofs.add_argument("--audio_dir", required=True, help="genuine recordings (training speakers)")
     spoofs.add_argument("--out", required=True, help="folder for the spoofs and manifest.csv")
-    spoofs.add_argument("--families", default="fgsm,bim,pgd,world", help="comma-separated: fgsm, bim, pgd, nes, world")
+    spoofs.add_argument("--families", default="fgsm,bim,pgd,world", help="comma-separated: fgsm, bim, pgd, nes, world, again (needs --converter)")
+    spoofs.add_argument("--converter", help="the AGAIN-VC converter (train-again) for the again family")
     spoofs.add_argument("--per_family", type=int, default=100)
     spoofs.add_argument("--seed", type=int, default=0)
     spoofs.add_argument("--quiet", action="store_true")
@@ -648,7 +681,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source")
     convert.add_argument("target")
     convert.add_argument("out")
-    convert.add_argument("--method", choices=["world"], default="world", help="world: WORLD vocoder, F0 and mel-cepstrum statistics mapped to the target")
+    convert.add_argument(
+        "--method", choices=["world", "again"], default="world",
+        help="world: WORLD vocoder, F0 and mel-cepstrum statistics mapped to the target; again: an AGAIN-VC converter (--converter), Griffin-Lim vocoded",
+    )
+    convert.add_argument("--converter", help="--method again: the converter (.keras) made by train-again")
     convert.set_defaults(handler=cmd_convert_voice)
 
     ensemble = commands.add_parser("ensemble", help="fuse trained models with one front end into one model (weighted score fusion)")

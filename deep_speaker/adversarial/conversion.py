@@ -5,6 +5,11 @@ by CheapTrick, aperiodicity by D4C) of both recordings, the source's log-F0 mapp
 (voiced frames), its spectral envelope's 40 mel-cepstral coefficients mapped to the target's per-coefficient mean
 and spread, then WORLD synthesis at the source's loudness. A classic statistics-based converter (as used for
 spoofed speech in the ASVspoof corpora), needing no training.
+
+`again_convert` is the learnt family: an AGAIN-VC converter (`models/again_vc.py`, trained by `train-again`) maps
+the source's log-mel spectrogram to the target's voice, and Griffin-Lim (librosa: the mel filterbank inverted by
+non-negative least squares, then phase by iteration) turns it back into audio. `log_mel` is the analysis both
+training and conversion use, so the converter and the vocoder agree on the spectrogram.
 """
 
 from __future__ import annotations
@@ -16,6 +21,35 @@ from ..errors import AudioError
 
 CEPSTRAL_COEFFICIENTS = 40
 FRAME_PERIOD_MS = 5.0
+# AGAIN-VC's spectrogram at 16 kHz: 64 ms windows every 16 ms, 80 mel bands up to 8 kHz, log10 floored at 1e-5
+MEL = {"n_fft": 1024, "hop_length": 256, "n_mels": 80, "fmin": 0.0, "fmax": 8000.0}
+LOG_FLOOR = 1e-5
+GRIFFIN_LIM_ITERATIONS = 64
+MIN_CONVERSION_SECONDS = 0.25
+
+
+def log_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(frames, 80) log10 mel magnitudes of a mono waveform (AGAIN-VC's input and output)."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=np.asarray(waveform, np.float32), sr=sample_rate, power=1.0, **MEL)
+    return np.log10(np.maximum(mel, LOG_FLOOR)).T.astype(np.float32)
+
+
+def griffin_lim(log_mel_frames: np.ndarray, length: int, sample_rate: int = SAMPLE_RATE, iterations: int = GRIFFIN_LIM_ITERATIONS, seed: int = 0) -> np.ndarray:
+    """A waveform of `length` samples whose log-mel spectrogram approximates `log_mel_frames` (frames, 80)."""
+    import librosa
+
+    mel = np.power(10.0, np.asarray(log_mel_frames, np.float64).T)
+    magnitude = librosa.feature.inverse.mel_to_stft(mel, sr=sample_rate, n_fft=MEL["n_fft"], power=1.0, fmin=MEL["fmin"], fmax=MEL["fmax"])
+    return librosa.griffinlim(magnitude, n_iter=iterations, hop_length=MEL["hop_length"], n_fft=MEL["n_fft"], length=length, random_state=seed).astype(np.float32)
+
+
+def _at_loudness_of(speech: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """`speech` cut or padded to the source's length, at the source's RMS level, within [-1, 1]."""
+    speech = np.pad(speech[: source.size], (0, max(0, source.size - speech.size)))
+    gain = np.sqrt(np.mean(np.square(source, dtype=np.float64))) / max(np.sqrt(np.mean(np.square(speech, dtype=np.float64))), 1e-12)
+    return np.clip(speech * gain, -1.0, 1.0).astype(np.float32)
 
 
 def _analyse(waveform: np.ndarray, sample_rate: int, name: str):
@@ -46,7 +80,18 @@ def world_convert(source: np.ndarray, target: np.ndarray, sample_rate: int = SAM
     spread = cepstrum.std(axis=0)
     converted = (cepstrum - cepstrum.mean(axis=0)) / np.maximum(spread, 1e-6) * target_cepstrum.std(axis=0) + target_cepstrum.mean(axis=0)
     envelope = pyworld.decode_spectral_envelope(np.ascontiguousarray(converted), sample_rate, 2 * (bins - 1))
-    speech = pyworld.synthesize(converted_f0, envelope, aperiodicity, sample_rate, frame_period=FRAME_PERIOD_MS)[: source.size]
-    speech = np.pad(speech, (0, source.size - speech.size))
-    loudness = np.sqrt(np.mean(np.square(source, dtype=np.float64))) / max(np.sqrt(np.mean(speech**2)), 1e-12)
-    return np.clip(speech * loudness, -1.0, 1.0).astype(np.float32)
+    return _at_loudness_of(pyworld.synthesize(converted_f0, envelope, aperiodicity, sample_rate, frame_period=FRAME_PERIOD_MS), source)
+
+
+def again_convert(converter, source: np.ndarray, target: np.ndarray, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
+    """`source`'s speech in `target`'s voice by an AGAIN-VC `converter` (`load_converter`), vocoded by Griffin-Lim:
+    mono float32 at `sample_rate`, the source's length and loudness, within [-1, 1]."""
+    import keras
+
+    for name, waveform in (("source", source), ("target", target)):
+        if waveform.size < MIN_CONVERSION_SECONDS * sample_rate:
+            raise AudioError(f"{name}: {waveform.size / sample_rate:.2f} s is too short to convert (at least {MIN_CONVERSION_SECONDS} s)")
+        if not np.any(waveform):
+            raise AudioError(f"{name}: silent (all samples zero); voice conversion needs speech")
+    converted = converter([log_mel(source, sample_rate)[None], log_mel(target, sample_rate)[None]], training=False)
+    return _at_loudness_of(griffin_lim(keras.ops.convert_to_numpy(converted)[0], source.size, sample_rate, seed=seed), source)

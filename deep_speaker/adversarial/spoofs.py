@@ -4,7 +4,8 @@
     OUT/manifest.csv                     path, speaker, family ('genuine' for the untouched originals)
 
 Families: `fgsm`, `bim`, `pgd` (targeted white-box attacks toward another training speaker, SNR drawn from 20-40
-dB), `nes` (score-only), `world` (voice conversion toward another speaker). Every spoof is seeded by its recording
+dB), `nes` (score-only), `world` (signal-processing voice conversion toward another speaker), `again` (AGAIN-VC
+voice conversion toward another speaker: needs a `train-again` converter). Every spoof is seeded by its recording
 and family, written atomically, and skipped when it exists, so an interrupted build resumes where it stopped.
 """
 
@@ -20,7 +21,7 @@ from ..audio import read_audio, write_audio
 from ..errors import ConfigError, DeepSpeakerError
 from ..fileio import atomic_write_csv
 
-FAMILIES = ("fgsm", "bim", "pgd", "nes", "world")
+FAMILIES = ("fgsm", "bim", "pgd", "nes", "world", "again")
 MANIFEST = "manifest.csv"
 GENUINE = "genuine"
 
@@ -29,28 +30,35 @@ def _seed(path: Path, family: str) -> int:
     return zlib.crc32(f"{path.parent.name}/{path.name}/{family}".encode())
 
 
-def make_spoof(family: str, source: Path, target: Path, encoder, threshold: float) -> np.ndarray:
-    """One spoof of `source` toward `target`'s speaker."""
+def make_spoof(family: str, source: Path, target: Path, encoder, threshold: float, converter=None) -> np.ndarray:
+    """One spoof of `source` toward `target`'s speaker (`converter`: the AGAIN-VC model, for `again`)."""
     from . import AttackConfig, as_written, attack_recording
-    from .conversion import world_convert
+    from .conversion import again_convert, world_convert
 
     rng = np.random.default_rng(_seed(source, family))
     if family == "world":
         return as_written(world_convert(read_audio(source), read_audio(target)))
+    if family == "again":
+        return as_written(again_convert(converter, read_audio(source), read_audio(target), seed=int(rng.integers(1 << 31))))
     options = {"nes_samples": 10, "steps": 10} if family == "nes" else {"steps": 20}
     config = AttackConfig(method=family, snr_db=float(rng.uniform(20, 40)), seed=int(rng.integers(1 << 31)), **options)
     _, result = attack_recording(encoder, source, encoder.embed(target), threshold, True, config)
     return result.waveform
 
 
-def build_spoof_corpus(recordings, out_dir, encoder, threshold: float, families=FAMILIES, per_family: int = 100, seed: int = 0, progress: bool = True) -> Path:
+def build_spoof_corpus(
+    recordings, out_dir, encoder, threshold: float, families=FAMILIES, per_family: int = 100, seed: int = 0, progress: bool = True, converter=None
+) -> Path:
     """Spoofs of `per_family` recordings (from `recordings`: (path, speaker) pairs) per family, each toward a random
-    other speaker's recording; returns the manifest (genuine rows: every recording given)."""
+    other speaker's recording; returns the manifest (genuine rows: every recording given). `again` needs the
+    AGAIN-VC `converter`."""
     from tqdm import tqdm
 
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise ConfigError(f"unknown spoof families {unknown}; choose from {FAMILIES}")
+    if "again" in families and converter is None:
+        raise ConfigError("the again family needs an AGAIN-VC converter (train-again; make-spoofs --converter)")
     out_dir = Path(out_dir)
     recordings = [(Path(p), s) for p, s in recordings]
     speakers = sorted({s for _, s in recordings})
@@ -68,7 +76,7 @@ def build_spoof_corpus(recordings, out_dir, encoder, threshold: float, families=
             path = out_dir / family / speaker / f"{source.stem}.flac"
             if not path.is_file():
                 try:
-                    write_audio(path, make_spoof(family, source, target, encoder, threshold))
+                    write_audio(path, make_spoof(family, source, target, encoder, threshold, converter))
                 except DeepSpeakerError as error:  # a recording too short or unvoiced for this family: listed, skipped
                     failures.append((str(source), family, str(error)))
                     continue
