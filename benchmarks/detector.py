@@ -5,12 +5,14 @@ is trained without F (`train-detector --held_out F`); its EER is measured on the
 recordings (never trained on) against F's spoofs (unseen family) and against the other families' spoofs of the
 validation speakers (seen families). A detector trained on every family gives the seen-family EER and the gate's
 false rejections of genuine dev recordings at its threshold (1 % of genuine validation crops).
-Prints one line, writes benchmarks/results/detector.json.
+The detectors are trained under benchmarks/work/detector/<families>/ (a corpus with other families gets fresh runs;
+an interrupted benchmark resumes). Prints one line, writes benchmarks/results/detector.json.
 
-    python benchmarks/detector.py --manifest wd/spoofs/manifest.csv [--epochs 15] [--steps 40]
+    python benchmarks/detector.py --manifest wd/spoofs/manifest.csv [--epochs 15] [--steps 40] [--held_out none,again,...]
 """
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -31,11 +33,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--dev_files", type=int, default=200, help="genuine dev recordings for the gate's false rejections")
+    parser.add_argument("--held_out", help="comma-separated: only these leave-one-out runs ('none': all families seen; default: every family and none)")
     args = parser.parse_args()
     rows = read_manifest(args.manifest)
     families = sorted({family for _, _, family in rows} - {"genuine"})
+    runs = args.held_out.split(",") if args.held_out else ["none", *families]
+    if "none" not in runs or set(runs) - {"none", *families}:
+        parser.error(f"--held_out: families of the manifest ({', '.join(families)}) or none, and none among them (the gate)")
     recipe = load_recipe("detector", epochs=args.epochs, steps_per_epoch=args.steps)
-    work = ROOT / "benchmarks" / "work" / "detector"
+    work = ROOT / "benchmarks" / "work" / "detector" / "-".join(families)
     held_speakers = validation_speakers(rows, recipe.run.validation_fraction, recipe.run.seed)  # the split training uses
 
     def eer(detector, positives, negatives):
@@ -45,29 +51,28 @@ def main() -> None:
 
     genuine_validation = [p for p, s, f in rows if f == "genuine" and s in held_speakers]
     results = {}
-    for held_out in families + ["none"]:
+    for held_out in runs:
         started = time.perf_counter()
         best = train_detector(work, args.manifest, recipe, held_out=() if held_out == "none" else (held_out,), progress=False, run_name=f"without_{held_out}")
         detector = SpoofDetector(best)
         entry = {"training_seconds": round(time.perf_counter() - started, 1)}
         if held_out != "none":
-            unseen = [p for p, s, f in rows if f == held_out]
-            entry["unseen_eer"] = eer(detector, unseen, genuine_validation)
+            entry["unseen_eer"] = eer(detector, [p for p, s, f in rows if f == held_out], genuine_validation)
         seen = [p for p, s, f in rows if f not in ("genuine", held_out) and s in held_speakers]
         entry["seen_eer"] = eer(detector, seen, genuine_validation)
         results[held_out] = entry
     dev = sorted((require_shared_data() / "speechocean762" / "dev").rglob("*.flac"))[:: max(1, 496 // args.dev_files)][: args.dev_files]
     gate = SpoofDetector(work / "without_none" / "best.keras")
     rejected = float(np.mean([gate(p) is not None for p in dev]))
-    unseen = [results[f]["unseen_eer"] for f in families]
+    unseen = {f: results[f]["unseen_eer"] for f in runs if f != "none"}
     path = write_result("detector", {
-        "command": f"python benchmarks/detector.py --manifest {args.manifest} --epochs {args.epochs} --steps {args.steps}",
-        "families": families, "per_held_out_family": results, "mean_unseen_eer": float(np.mean(unseen)),
+        "command": "python benchmarks/detector.py " + " ".join(sys.argv[1:]), "gate": str(work / "without_none" / "best.keras"),
+        "families": families, "per_held_out_family": results, "mean_unseen_eer": float(np.mean(list(unseen.values()))),
         "all_families_seen_eer": results["none"]["seen_eer"], "dev_genuine_false_rejection": rejected, "dev_files": len(dev),
     })
     print(
-        "detector: unseen-family EER " + ", ".join(f"{f} {100 * results[f]['unseen_eer']:.1f} %" for f in families)
-        + f" (mean {100 * np.mean(unseen):.1f} %); seen families {100 * results['none']['seen_eer']:.1f} %; "
+        "detector: unseen-family EER " + ", ".join(f"{f} {100 * eer:.1f} %" for f, eer in unseen.items())
+        + f" (mean {100 * np.mean(list(unseen.values())):.1f} %); seen families {100 * results['none']['seen_eer']:.1f} %; "
         f"genuine dev recordings rejected by the gate {100 * rejected:.1f} % of {len(dev)} -> {path}"
     )
 

@@ -84,7 +84,7 @@ def main() -> None:
     })
     print("voice conversion accepted as the target at far1: " + "; ".join(
         f"{name} {100 * r['acceptance_rate']:.0f} % (score {r['mean_score_before']:+.3f} -> {r['mean_score']:+.3f}, {r['seconds_per_conversion']:.1f} s each"
-        + (f", no speech found {100 * r["no_speech_rate"]:.0f} %" if r["no_speech_rate"] else "")
+        + (f", no speech found {100 * r['no_speech_rate']:.0f} %" if r["no_speech_rate"] else "")
         + (f", gate flags {100 * r['flagged_rate']:.0f} %, accepted past it {100 * r['acceptance_rate_with_gate']:.0f} %" if gate is not None else "") + ")"
         for name, r in results.items()) + f" over {len(pairs)} dev pairs -> {path}")
 

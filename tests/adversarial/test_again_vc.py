@@ -104,6 +104,7 @@ def test_training_lowers_the_reconstruction_loss_and_resumes_exactly(tmp_path):
         assert np.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_again_spoof_family_needs_a_converter_and_writes_conversions(tmp_path):
     recordings = []
     for speaker in range(2):
