@@ -4,7 +4,7 @@ The spoof corpus comes from `make-spoofs` on the training speakers (see the READ
 is trained without F (`train-detector --held_out F`); its EER is measured on the validation speakers' genuine
 recordings (never trained on) against F's spoofs (unseen family) and against the other families' spoofs of the
 validation speakers (seen families). A detector trained on every family gives the seen-family EER and the gate's
-false rejections of genuine dev recordings at its threshold (1 % of genuine validation crops).
+false rejections of genuine dev recordings at its threshold (1 % of the validation speakers' genuine recordings).
 The detectors are trained under benchmarks/work/detector/<families>/ (a corpus with other families gets fresh runs;
 an interrupted benchmark resumes). Prints one line, writes benchmarks/results/detector.json.
 

@@ -2,7 +2,7 @@
 
 `SpoofDetector(path)` is a `SpoofGate`: called with a recording it returns None for genuine speech, else the reason
 to reject it. Its threshold (beside the model, `NAME.keras.detector.json`) rejects 1 % of the validation speakers'
-genuine crops; `threshold=` overrides it.
+genuine recordings, scored whole as the gate scores them; `threshold=` overrides it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,22 @@ def threshold_path(model_path) -> Path:
     return model_path.with_name(f"{model_path.name}.detector.json")
 
 
-def save_threshold(model_path, threshold: float) -> None:
-    atomic_write_bytes(threshold_path(model_path), json.dumps({"threshold": threshold, "rule": "1 % of genuine validation crops rejected"}, indent=2).encode())
+THRESHOLD_RULE = "1 % of the validation speakers' genuine recordings (whole) rejected"
+
+
+def save_threshold(model_path, threshold: float, recordings: int) -> None:
+    record = {"threshold": threshold, "rule": THRESHOLD_RULE, "genuine_recordings": recordings}
+    atomic_write_bytes(threshold_path(model_path), json.dumps(record, indent=2).encode())
+
+
+def recording_score(model: keras.Model, recording, sample_rate: int = SAMPLE_RATE) -> float:
+    """A detector's spoof logit for a whole file or waveform (trimmed as the detector was trained)."""
+    if isinstance(recording, (str, os.PathLike)):
+        speech = load_speech(recording, DETECTOR_FEATURES.trim)
+    else:
+        speech = trim_silence(to_model_input(recording, sample_rate), DETECTOR_FEATURES.trim)
+    # a direct call: recordings differ in length, and predict_on_batch would trace a graph for each new one
+    return float(keras.ops.convert_to_numpy(model(speech[None].astype(np.float32), training=False))[0, 0])
 
 
 class SpoofDetector:
@@ -49,13 +63,8 @@ class SpoofDetector:
         self.threshold = threshold
 
     def score(self, recording, sample_rate: int = SAMPLE_RATE) -> float:
-        """The spoof logit of a file or waveform (trimmed as the detector was trained)."""
-        if isinstance(recording, (str, os.PathLike)):
-            speech = load_speech(recording, DETECTOR_FEATURES.trim)
-        else:
-            speech = trim_silence(to_model_input(recording, sample_rate), DETECTOR_FEATURES.trim)
-        # a direct call: recordings differ in length, and predict_on_batch would trace a graph for each new one
-        return float(keras.ops.convert_to_numpy(self.model(speech[None].astype(np.float32), training=False))[0, 0])
+        """The spoof logit of a file or waveform."""
+        return recording_score(self.model, recording, sample_rate)
 
     def __call__(self, recording) -> str | None:
         score = self.score(recording)

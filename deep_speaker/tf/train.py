@@ -474,14 +474,15 @@ def train_detector(working_dir, manifest, recipe: Recipe, held_out=(), progress:
     """The spoof detector (`models.detector`) on a spoof manifest (`make-spoofs`): binary cross-entropy on balanced
     random crops, the best epoch by the validation speakers' detection EER; `held_out` families are never seen (for
     leave-one-family-out testing). Writes `best.keras` and, beside it, the decision threshold (`detector.json`:
-    1 % of the validation speakers' genuine crops rejected)."""
-    from ..adversarial.detector import save_threshold
+    1 % of the validation speakers' genuine recordings rejected, each scored whole as the gate scores it)."""
+    from ..adversarial.detector import recording_score, save_threshold
     from ..adversarial.spoofs import read_manifest
-    from ..data.detection import DetectorBatches, SpoofClips
+    from ..data.detection import DetectorBatches, SpoofClips, validation_speakers
     from ..models.detector import DETECTOR_FEATURES, build_detector
 
     validate(recipe)
-    clips = SpoofClips(read_manifest(manifest), DETECTOR_FEATURES.trim, recipe.run.validation_fraction, tuple(held_out), recipe.run.seed)
+    rows = read_manifest(manifest)
+    clips = SpoofClips(rows, DETECTOR_FEATURES.trim, recipe.run.validation_fraction, tuple(held_out), recipe.run.seed)
     length = recipe.run.num_frames * FRAME_STEP
     run_dir = Path(working_dir) / run_name
 
@@ -497,7 +498,7 @@ def train_detector(working_dir, manifest, recipe: Recipe, held_out=(), progress:
     best = fit(run_dir, recipe, build, progress)
     if is_chief():
         detector = keras.saving.load_model(best)
-        scores = detector.predict(clips.crops(clips.validation, length), batch_size=32, verbose=0)[:, 0]
-        genuine = scores[clips.labels[clips.validation] == 0]
-        save_threshold(best, float(np.quantile(genuine, 0.99)))
+        speakers = validation_speakers(rows, recipe.run.validation_fraction, recipe.run.seed)
+        genuine = [recording_score(detector, path) for path, speaker, family in rows if family == "genuine" and speaker in speakers]
+        save_threshold(best, float(np.quantile(genuine, 0.99)), len(genuine))
     return best

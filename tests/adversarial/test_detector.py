@@ -1,6 +1,7 @@
 """The spoof corpus, the detector trained by the training driver, and the detector as the verifier's gate."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -82,6 +83,13 @@ def test_the_detector_separates_a_toy_set_and_gates_the_verifier(toy_manifest, t
     detector = SpoofDetector(best)
     rows = read_manifest(toy_manifest)
     genuine = [p for p, _, f in rows if f == "genuine"]
+    # the threshold: 1 % of the validation speakers' genuine recordings, scored whole as the gate scores them
+    from deep_speaker.data.detection import validation_speakers
+
+    held = validation_speakers(rows, recipe.run.validation_fraction, recipe.run.seed)
+    held_genuine = [p for p, s, f in rows if f == "genuine" and s in held]
+    assert json.loads(threshold_path(best).read_text())["genuine_recordings"] == len(held_genuine) == 8
+    assert sum(detector(p) is not None for p in held_genuine) <= 1
     attacked = [p for p, _, f in rows if f == "sign_noise"]
     assert np.mean([detector.score(p) for p in attacked]) > np.mean([detector.score(p) for p in genuine])
     encoder = SpeakerEncoder(model=tiny_model())
