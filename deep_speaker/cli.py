@@ -156,6 +156,17 @@ def _run_dir(args) -> str:
     return args.run_dir or str(Path(args.out).with_suffix("")) + "_run"
 
 
+def _add_loop_arguments(parser, audio_help: str, out_help: str, steps: int, batch_size: int) -> None:
+    """The options every custom training loop takes (train-advgan, train-again, adversarial-finetune)."""
+    parser.add_argument("--audio_dir", required=True, help=audio_help)
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--run_dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch_size", type=int, default=batch_size)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def cmd_train_advgan(args) -> int:
     from .tf.advgan import train_advgan
 
@@ -617,41 +628,23 @@ def build_parser() -> argparse.ArgumentParser:
     attack.set_defaults(handler=cmd_attack)
 
     advgan = commands.add_parser("train-advgan", help="AdvGAN: train a perturbation generator against the verifier (then attack --method advgan)")
-    advgan.add_argument("--audio_dir", required=True, help="recordings of training speakers (sources and targets; never evaluation speakers)")
-    advgan.add_argument("--out", required=True, help="the generator (.keras)")
-    advgan.add_argument("--run_dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
-    advgan.add_argument("--steps", type=int, default=300)
-    advgan.add_argument("--batch_size", type=int, default=8)
+    _add_loop_arguments(advgan, "recordings of training speakers (sources and targets; never evaluation speakers)", "the generator (.keras)", 300, 8)
     advgan.add_argument("--snr", type=float, default=30.0, help="the perturbation's level below the signal, dB")
     advgan.add_argument("--per_speaker", type=int, default=4, help="recordings of each speaker used")
     advgan.add_argument("--gan_weight", type=float, default=0.01, help="weight of the discriminator's realism loss next to -score")
-    advgan.add_argument("--seed", type=int, default=0)
-    advgan.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_encoder_arguments(advgan)
     advgan.set_defaults(handler=cmd_train_advgan)
 
     again = commands.add_parser("train-again", help="train an AGAIN-VC one-shot voice converter (then convert-voice --method again)")
-    again.add_argument("--audio_dir", required=True, help="recordings of training speakers (never evaluation speakers)")
-    again.add_argument("--out", required=True, help="the converter (.keras)")
-    again.add_argument("--run_dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
-    again.add_argument("--steps", type=int, default=5000)
-    again.add_argument("--batch_size", type=int, default=32)
+    _add_loop_arguments(again, "recordings of training speakers (never evaluation speakers)", "the converter (.keras)", 5000, 32)
     again.add_argument("--channels", type=int, default=128, help="width of every block (the paper's 256 is 3x slower per step)")
-    again.add_argument("--seed", type=int, default=0)
-    again.add_argument("--quiet", action="store_true", help="no progress bar")
     again.set_defaults(handler=cmd_train_again)
 
     robust = commands.add_parser("adversarial-finetune", help="PGD adversarial fine-tuning of a speaker model (a defence against attacks)")
     robust.add_argument("--checkpoint_file", required=True, help="the speaker model (.keras) to make robust")
-    robust.add_argument("--audio_dir", required=True, help="recordings of its training speakers")
-    robust.add_argument("--out", required=True, help="the fine-tuned model (.keras)")
-    robust.add_argument("--run_dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
-    robust.add_argument("--steps", type=int, default=150)
-    robust.add_argument("--batch_size", type=int, default=16)
+    _add_loop_arguments(robust, "recordings of its training speakers", "the fine-tuned model (.keras)", 150, 16)
     robust.add_argument("--snr", type=float, default=30.0, help="the attacker's budget during training, dB below the signal")
     robust.add_argument("--pgd_steps", type=int, default=3)
-    robust.add_argument("--seed", type=int, default=0)
-    robust.add_argument("--quiet", action="store_true", help="no progress bar")
     robust.set_defaults(handler=cmd_adversarial_finetune)
 
     spoofs = commands.add_parser("make-spoofs", help="a spoof corpus (attacked and converted versions of a corpus's recordings) for the detector")

@@ -24,6 +24,7 @@ from ..data.corpus import recordings_by_speaker
 from ..layers import CosineLogits
 from ..losses import AAMSoftmaxLoss
 from ..models import feature_config_of
+from .resume import resumable_steps
 
 
 def _crop(waveform: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,11 +87,7 @@ def adversarial_finetune(
     optimiser = keras.optimizers.Adam(learning_rate)
     variables = model.trainable_variables + classifier.trainable_variables
     optimiser.build(variables)
-    step = tf.Variable(0, dtype=tf.int64)
-    checkpoint_state = tf.train.Checkpoint(model=model, classifier=classifier, optimiser=optimiser, step=step)
-    manager = tf.train.CheckpointManager(checkpoint_state, str(run_dir), max_to_keep=1)
-    if manager.latest_checkpoint:
-        checkpoint_state.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    step, manager = resumable_steps(run_dir, model=model, classifier=classifier, optimiser=optimiser)
 
     @tf.function
     def train_step(clean, targets):

@@ -25,6 +25,7 @@ from ..data.corpus import recordings_by_speaker
 from ..fileio import atomic_write_bytes
 from ..models.advgan import FRAME, build_perturbation_generator, build_waveform_discriminator
 from .gradients import ScoreGradient
+from .resume import resumable_steps
 
 
 def _pad_to_frames(waveform: np.ndarray) -> np.ndarray:
@@ -79,11 +80,7 @@ def train_advgan(
     generator_optimiser, discriminator_optimiser = keras.optimizers.Adam(learning_rate), keras.optimizers.Adam(learning_rate)
     generator_optimiser.build(generator.trainable_variables)
     discriminator_optimiser.build(discriminator.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64)
-    checkpoint = tf.train.Checkpoint(generator=generator, discriminator=discriminator, g=generator_optimiser, d=discriminator_optimiser, step=step)
-    manager = tf.train.CheckpointManager(checkpoint, str(run_dir), max_to_keep=1)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    step, manager = resumable_steps(run_dir, generator=generator, discriminator=discriminator, g=generator_optimiser, d=discriminator_optimiser)
     fake_loss = keras.losses.BinaryCrossentropy(from_logits=True)
 
     bar = tqdm(total=steps, initial=int(step.numpy()), desc="advgan", disable=not progress)

@@ -27,6 +27,7 @@ from ..data.split import held_out_count
 from ..errors import DatasetError
 from ..fileio import atomic_write_bytes
 from ..models.again_vc import build_again_vc
+from .resume import resumable_steps
 
 
 def _segment(mel: np.ndarray, frames: int, rng: np.random.Generator) -> np.ndarray:
@@ -76,11 +77,7 @@ def train_again(
     converter = build_again_vc(MEL["n_mels"], channels, content_channels, blocks, alpha)
     optimiser = keras.optimizers.Adam(learning_rate, amsgrad=True, global_clipnorm=3.0)
     optimiser.build(converter.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64)
-    checkpoint = tf.train.Checkpoint(converter=converter, optimiser=optimiser, step=step)
-    manager = tf.train.CheckpointManager(checkpoint, str(run_dir), max_to_keep=1)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    step, manager = resumable_steps(run_dir, converter=converter, optimiser=optimiser)
 
     @tf.function(reduce_retracing=True)
     def train_step(segments, conditions):
