@@ -5,10 +5,11 @@ is trained without F (`train-detector --held_out F`); its EER is measured on the
 recordings (never trained on) against F's spoofs (unseen family) and against the other families' spoofs of the
 validation speakers (seen families). A detector trained on every family gives the seen-family EER and the gate's
 false rejections of genuine dev recordings at its threshold (1 % of the validation speakers' genuine recordings).
-The detectors are trained under benchmarks/work/detector/<families>/ (a corpus with other families gets fresh runs;
-an interrupted benchmark resumes). Prints one line, writes benchmarks/results/detector.json.
+The detectors are trained under benchmarks/work/detector/<families>/<epochs>x<steps>/ (a corpus with other families
+or another schedule gets fresh runs; an interrupted benchmark resumes). Prints one line, writes
+benchmarks/results/<name>.json (default detector).
 
-    python benchmarks/detector.py --manifest wd/spoofs/manifest.csv [--epochs 15] [--steps 40] [--held_out none,again,...]
+    python benchmarks/detector.py --manifest wd/spoofs/manifest.csv [--epochs 15] [--steps 40] [--held_out none,again,...] [--name detector]
 """
 
 import argparse
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--dev_files", type=int, default=200, help="genuine dev recordings for the gate's false rejections")
     parser.add_argument("--held_out", help="comma-separated: only these leave-one-out runs ('none': all families seen; default: every family and none)")
+    parser.add_argument("--name", default="detector", help="the results file's name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
     rows = read_manifest(args.manifest)
     families = sorted({family for _, _, family in rows} - {"genuine"})
@@ -41,7 +43,7 @@ def main() -> None:
     if "none" not in runs or set(runs) - {"none", *families}:
         parser.error(f"--held_out: families of the manifest ({', '.join(families)}) or none, and none among them (the gate)")
     recipe = load_recipe("detector", epochs=args.epochs, steps_per_epoch=args.steps)
-    work = ROOT / "benchmarks" / "work" / "detector" / "-".join(families)
+    work = ROOT / "benchmarks" / "work" / "detector" / "-".join(families) / f"{args.epochs}x{args.steps}"
     held_speakers = validation_speakers(rows, recipe.run.validation_fraction, recipe.run.seed)  # the split training uses
 
     def eer(detector, positives, negatives):
@@ -65,8 +67,8 @@ def main() -> None:
     gate = SpoofDetector(work / "without_none" / "best.keras")
     rejected = float(np.mean([gate(p) is not None for p in dev]))
     unseen = {f: results[f]["unseen_eer"] for f in runs if f != "none"}
-    path = write_result("detector", {
-        "command": "python benchmarks/detector.py " + " ".join(sys.argv[1:]), "gate": str(work / "without_none" / "best.keras"),
+    path = write_result(args.name, {
+        "command": "python benchmarks/detector.py " + " ".join(sys.argv[1:]), "gate": str((work / "without_none" / "best.keras").relative_to(ROOT)),
         "families": families, "per_held_out_family": results, "mean_unseen_eer": float(np.mean(list(unseen.values()))),
         "all_families_seen_eer": results["none"]["seen_eer"], "dev_genuine_false_rejection": rejected, "dev_files": len(dev),
     })
