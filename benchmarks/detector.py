@@ -69,12 +69,13 @@ def main() -> None:
     unseen = {f: results[f]["unseen_eer"] for f in runs if f != "none"}
     path = write_result(args.name, {
         "command": "python benchmarks/detector.py " + " ".join(sys.argv[1:]), "gate": str((work / "without_none" / "best.keras").relative_to(ROOT)),
-        "families": families, "per_held_out_family": results, "mean_unseen_eer": float(np.mean(list(unseen.values()))),
+        "families": families, "per_held_out_family": results, "mean_unseen_eer": float(np.mean(list(unseen.values()))) if unseen else None,
         "all_families_seen_eer": results["none"]["seen_eer"], "dev_genuine_false_rejection": rejected, "dev_files": len(dev),
     })
+    unseen_summary = ", ".join(f"{f} {100 * eer:.1f} %" for f, eer in unseen.items())
     print(
-        "detector: unseen-family EER " + ", ".join(f"{f} {100 * eer:.1f} %" for f, eer in unseen.items())
-        + f" (mean {100 * np.mean(list(unseen.values())):.1f} %); seen families {100 * results['none']['seen_eer']:.1f} %; "
+        "detector: " + (f"unseen-family EER {unseen_summary} (mean {100 * np.mean(list(unseen.values())):.1f} %); " if unseen else "")
+        + f"seen families {100 * results['none']['seen_eer']:.1f} %; "
         f"genuine dev recordings rejected by the gate {100 * rejected:.1f} % of {len(dev)} -> {path}"
     )
 

@@ -288,6 +288,15 @@ def trim_silence(samples: np.ndarray, method: str = "reference", source=None) ->
     return trimmed
 
 
+def crop_waveform(waveform: np.ndarray, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """`length` samples: a random window with `rng`, else the centre; a shorter recording repeats to fill it (a zero
+    tail would be a silence cue to a model trained on the crops)."""
+    if waveform.size < length:
+        waveform = np.tile(waveform, -(-length // waveform.size))
+    start = int(rng.integers(0, waveform.size - length + 1)) if rng is not None else (waveform.size - length) // 2
+    return waveform[start : start + length]
+
+
 def load_speech(path, trim: str = "reference", sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read a file and trim its silence: the waveform the feature extractor expects."""
     return trim_silence(read_audio(path, sample_rate), trim, source=path)

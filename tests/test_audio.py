@@ -11,6 +11,7 @@ from deep_speaker.audio import (
     SilentAudioError,
     TooShortError,
     UnsupportedFormatError,
+    crop_waveform,
     load_speech,
     read_audio,
     to_model_input,
@@ -207,3 +208,11 @@ def test_resemblyzer_trim_raises_quiet_audio_and_cuts_long_silences():
     gap = np.zeros(32000, dtype=np.float32)  # 2 s of silence between two utterances
     trimmed = trim_silence(np.concatenate([speech, gap, speech]), "resemblyzer")
     assert trimmed.size % 480 == 0 and 2 * speech.size - 9600 < trimmed.size < 2 * speech.size + 12000
+
+
+def test_crop_waveform_takes_a_window_centres_without_rng_and_repeats_short_recordings():
+    waveform = np.arange(10, dtype=np.float32)
+    assert list(crop_waveform(waveform, 4)) == [3, 4, 5, 6]
+    window = crop_waveform(waveform, 4, np.random.default_rng(0))
+    assert window.size == 4 and np.all(np.diff(window) == 1) and window[0] in range(7)
+    assert list(crop_waveform(waveform[:3], 7)) == [1, 2, 0, 1, 2, 0, 1]  # repeated, not zero-padded

@@ -7,16 +7,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..audio import load_speech
+from ..audio import crop_waveform, load_speech
 from ..errors import DeepSpeakerError
-
-
-def crop(waveform: np.ndarray, length: int, rng: np.random.Generator | None) -> np.ndarray:
-    """`length` samples: a random window with `rng`, else the centre; a shorter recording repeats to fill it."""
-    if waveform.size < length:
-        waveform = np.tile(waveform, -(-length // waveform.size))
-    start = rng.integers(0, waveform.size - length + 1) if rng is not None else (waveform.size - length) // 2
-    return waveform[start : start + length]
 
 
 def validation_speakers(rows, validation_fraction: float, seed: int) -> set[str]:
@@ -51,7 +43,7 @@ class SpoofClips:
             raise DeepSpeakerError("the speaker split left one side without genuine or spoofed recordings; add recordings or speakers")
 
     def crops(self, indices, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
-        return np.stack([crop(self.waveforms[i], length, rng) for i in indices]).astype(np.float32)
+        return np.stack([crop_waveform(self.waveforms[i], length, rng) for i in indices]).astype(np.float32)
 
 
 class DetectorBatches(keras.utils.PyDataset):

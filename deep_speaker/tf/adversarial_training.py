@@ -18,20 +18,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from ..audio import load_speech
+from ..audio import crop_waveform, load_speech
 from ..checkpoints import check_save_path, load_model, save_model
 from ..data.corpus import recordings_by_speaker
 from ..layers import CosineLogits
 from ..losses import AAMSoftmaxLoss
 from ..models import feature_config_of
 from .resume import resumable_steps
-
-
-def _crop(waveform: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    if waveform.size <= length:
-        return np.resize(waveform, length)  # short recordings repeat (a zero tail would be a silence cue)
-    start = int(rng.integers(0, waveform.size - length + 1))
-    return waveform[start : start + length]
 
 
 def pgd_perturbation(loss_of, clean: tf.Tensor, snr_db: float, steps: int) -> tf.Tensor:
@@ -78,7 +71,7 @@ def adversarial_finetune(
     length = int(seconds * 16000)
 
     classifier = CosineLogits(len(speakers), name="adversarial_classes")
-    first_crops = np.stack([_crop(w, length, np.random.default_rng(i)) for i, w in enumerate(waveforms)])
+    first_crops = np.stack([crop_waveform(w, length, np.random.default_rng(i)) for i, w in enumerate(waveforms)])
     embeddings = model.predict(first_crops, batch_size=64, verbose=0)
     means = np.stack([embeddings[labels == c].mean(axis=0) for c in range(len(speakers))]).T
     classifier.build((None, embeddings.shape[1]))
@@ -102,7 +95,7 @@ def adversarial_finetune(
     while int(step.numpy()) < steps:
         rng = np.random.default_rng([seed, int(step.numpy())])
         chosen = rng.choice(len(items), batch)
-        loss = train_step(tf.constant(np.stack([_crop(waveforms[i], length, rng) for i in chosen])), tf.constant(labels[chosen]))
+        loss = train_step(tf.constant(np.stack([crop_waveform(waveforms[i], length, rng) for i in chosen])), tf.constant(labels[chosen]))
         step.assign_add(1)
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss):.3f}")

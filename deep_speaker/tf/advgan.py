@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from ..audio import read_audio
+from ..audio import crop_waveform, read_audio
 from ..checkpoints import check_save_path, save_model
 from ..data.corpus import recordings_by_speaker
 from ..fileio import atomic_write_bytes
@@ -38,13 +38,6 @@ def perturb(generator: keras.Model, waveform: np.ndarray, target: np.ndarray) ->
     padded = _pad_to_frames(np.asarray(waveform, np.float32))
     delta = keras.ops.convert_to_numpy(generator([padded[None], unit[None]], training=False))[0]
     return delta[: waveform.size]
-
-
-def _crop(waveform: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    if waveform.size <= length:
-        return np.pad(waveform, (0, length - waveform.size))
-    start = int(rng.integers(0, waveform.size - length + 1))
-    return waveform[start : start + length]
 
 
 def train_advgan(
@@ -88,7 +81,7 @@ def train_advgan(
         rng = np.random.default_rng([seed, int(step.numpy())])
         sources = rng.choice(len(paths), batch)
         chosen = [int(rng.choice(np.flatnonzero(speakers != speakers[s]))) for s in sources]
-        clean = tf.constant(np.stack([_crop(waveforms[s], length, rng) for s in sources]))
+        clean = tf.constant(np.stack([crop_waveform(waveforms[s], length, rng) for s in sources]))
         target = tf.constant(targets[chosen])
 
         with tf.GradientTape() as tape:
