@@ -29,6 +29,7 @@ from ..features import (
     FeatureConfig,
     cosine_window,
     mel_filterbank,
+    partial_grid_length,
     slaney_mel_filterbank,
     speechbrain_mel_filterbank,
 )
@@ -106,6 +107,8 @@ class Fbank(keras.layers.Layer):
     def _resemblyzer(self, samples):
         """`features.resemblyzer_mel` in the graph: partial-grid padding, centred hann frames, power, Slaney mel."""
         num_samples = ops.shape(samples)[1]
+        if isinstance(num_samples, int):  # a static length (JAX, PyTorch, fixed-shape graphs): sizes stay Python ints
+            return ops.cast(self._centred_mel(samples, partial_grid_length(num_samples) - num_samples), "float32")
         frames = num_samples // FRAME_STEP + 1
         last = (ops.maximum(frames - PARTIAL_FRAMES + PARTIAL_STEP + 1, 1) - 1) // PARTIAL_STEP * PARTIAL_STEP
         coverage = ops.cast(num_samples - last * FRAME_STEP, "float32") / (PARTIAL_FRAMES * FRAME_STEP)
@@ -122,7 +125,8 @@ class Fbank(keras.layers.Layer):
         emphasised = ops.concatenate([samples[:, :1], samples[:, 1:] - PREEMPHASIS * samples[:, :-1]], axis=1)
         emphasised = ops.pad(ops.cast(emphasised, self.precision), [[0, 0], [0, FRAME_LENGTH]])
         num_samples = ops.shape(samples)[1]
-        num_frames = 1 + (ops.maximum(num_samples - FRAME_LENGTH, 0) + FRAME_STEP - 1) // FRAME_STEP
+        beyond_first = max(num_samples - FRAME_LENGTH, 0) if isinstance(num_samples, int) else ops.maximum(num_samples - FRAME_LENGTH, 0)
+        num_frames = 1 + (beyond_first + FRAME_STEP - 1) // FRAME_STEP
         starts = ops.expand_dims(ops.arange(num_frames) * FRAME_STEP, 1)
         frames = ops.take(emphasised, starts + ops.arange(FRAME_LENGTH)[None, :], axis=1)
         spectrum = ops.matmul(frames, ops.convert_to_tensor(self._dft))

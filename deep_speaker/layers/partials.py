@@ -18,8 +18,10 @@ class PartialWindows(keras.layers.Layer):
 
     def call(self, inputs):
         frames = ops.shape(inputs)[1]
-        inputs = ops.pad(inputs, [[0, 0], [0, ops.maximum(self.length - frames, 0)], [0, 0]])
-        count = (ops.maximum(frames, self.length) - self.length) // self.step + 1
+        # a Python int where the length is static (JAX, PyTorch, fixed-shape graphs), else a tensor (TensorFlow graphs)
+        padding = max(self.length - frames, 0) if isinstance(frames, int) else ops.maximum(self.length - frames, 0)
+        inputs = ops.pad(inputs, [[0, 0], [0, padding], [0, 0]])
+        count = (frames + padding - self.length) // self.step + 1
         starts = ops.arange(count) * self.step
         windows = ops.take(inputs, starts[:, None] + ops.arange(self.length)[None, :], axis=1)  # (batch, n, length, ch)
         return ops.reshape(windows, (-1, self.length, ops.shape(inputs)[2]))

@@ -29,6 +29,10 @@ class WaveformFrames(layers.Layer):
     def call(self, waveform):
         return ops.reshape(waveform, (ops.shape(waveform)[0], -1, self.frame))
 
+    def compute_output_shape(self, input_shape):  # stated: JAX cannot infer a reshape of two unknown sizes
+        batch, samples = input_shape
+        return (batch, None if samples is None else samples // self.frame, self.frame)
+
     def get_config(self):
         return {**super().get_config(), "frame": self.frame}
 
@@ -39,6 +43,10 @@ class FramesToWaveform(layers.Layer):
 
     def call(self, frames):
         return ops.reshape(frames, (ops.shape(frames)[0], -1))
+
+    def compute_output_shape(self, input_shape):
+        batch, frames, frame = input_shape
+        return (batch, None if frames is None else frames * frame)
 
 
 @keras.saving.register_keras_serializable(package="deep_speaker")
