@@ -1,5 +1,6 @@
-"""Every model family runs on the JAX backend as on TensorFlow (the layers use keras.ops only): each is saved here,
-loaded and run in a JAX process (tests/models/backend_outputs.py), and its outputs compared with TensorFlow's."""
+"""Every model family runs on the JAX backend as on TensorFlow (the layers use keras.ops only): one small model of
+each family and the two shipped models are saved here, loaded and run in a JAX process
+(tests/models/backend_outputs.py), and their outputs compared with TensorFlow's."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import ROOT
-from tests.models.backend_outputs import run_models
+from tests.models.backend_outputs import load_all_models, run_models
 
 
 def _speaker_model(backbone: str, features, **options):
@@ -61,7 +62,9 @@ def _inputs(model: keras.Model, rng: np.random.Generator) -> list[np.ndarray]:
 def test_every_model_family_gives_the_same_outputs_on_jax(tmp_path):
     rng = np.random.default_rng(0)
     inputs = {}
-    for name, model in _toolkit_models().items():
+    load_all_models()
+    shipped = {name: keras.saving.load_model(ROOT / "deep_speaker" / "pretrained" / f"{name}.keras") for name in ("deep_speaker", "ge2e_resemblyzer")}
+    for name, model in {**_toolkit_models(), **shipped}.items():
         model.save(tmp_path / f"{name}.keras")
         inputs.update({f"{name}/{index}": array for index, array in enumerate(_inputs(model, rng))})
     np.savez(tmp_path / "inputs.npz", **inputs)
