@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, to_model_input
 from ..errors import AudioError
 
 CEPSTRAL_COEFFICIENTS = 40
@@ -89,9 +89,9 @@ def again_convert(converter, source: np.ndarray, target: np.ndarray, sample_rate
     import keras
 
     for name, waveform in (("source", source), ("target", target)):
-        if waveform.size < MIN_CONVERSION_SECONDS * sample_rate:
-            raise AudioError(f"{name}: {waveform.size / sample_rate:.2f} s is too short to convert (at least {MIN_CONVERSION_SECONDS} s)")
-        if not np.any(waveform):
-            raise AudioError(f"{name}: silent (all samples zero); voice conversion needs speech")
+        if len(waveform) < MIN_CONVERSION_SECONDS * sample_rate:
+            raise AudioError(f"{name}: {len(waveform) / sample_rate:.2f} s is too short to convert (at least {MIN_CONVERSION_SECONDS} s)")
+    # empty, NaN, silent or oddly shaped input is refused as everywhere else (the message names source or target)
+    source, target = (to_model_input(waveform, sample_rate, sample_rate, source=name) for name, waveform in (("source", source), ("target", target)))
     converted = converter([log_mel(source, sample_rate)[None], log_mel(target, sample_rate)[None]], training=False)
     return _at_loudness_of(griffin_lim(keras.ops.convert_to_numpy(converted)[0], source.size, sample_rate, seed=seed), source)

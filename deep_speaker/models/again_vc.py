@@ -23,6 +23,13 @@ from keras import layers, ops
 NEGATIVE_SLOPE = 0.01  # PyTorch's LeakyReLU default, as in the original
 
 
+def _normalise_over_time(x, epsilon: float):
+    """Instance normalisation over frames: (x normalised, mean, spread), per example and channel."""
+    mean = ops.mean(x, axis=1, keepdims=True)
+    spread = ops.sqrt(ops.var(x, axis=1, keepdims=True) + epsilon)
+    return (x - mean) / spread, mean, spread
+
+
 @keras.saving.register_keras_serializable(package="deep_speaker")
 class InstanceStatistics(layers.Layer):
     """x (batch, frames, channels) -> [x normalised over frames, mean (batch, 1, channels), spread (batch, 1, channels)]."""
@@ -32,9 +39,7 @@ class InstanceStatistics(layers.Layer):
         self.epsilon = epsilon
 
     def call(self, x):
-        mean = ops.mean(x, axis=1, keepdims=True)
-        spread = ops.sqrt(ops.var(x, axis=1, keepdims=True) + self.epsilon)
-        return [(x - mean) / spread, mean, spread]
+        return list(_normalise_over_time(x, self.epsilon))
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
@@ -51,7 +56,7 @@ class ApplyStatistics(layers.Layer):
     def call(self, inputs):
         x, mean, spread = inputs
         if self.normalise:
-            x = (x - ops.mean(x, axis=1, keepdims=True)) / ops.sqrt(ops.var(x, axis=1, keepdims=True) + self.epsilon)
+            x, _, _ = _normalise_over_time(x, self.epsilon)
         return x * spread + mean
 
     def get_config(self):

@@ -25,14 +25,10 @@ from ..checkpoints import check_save_path, save_model
 from ..data.corpus import recordings_by_speaker
 from ..data.split import held_out_count
 from ..errors import DatasetError
+from ..features import crop_or_pad
 from ..fileio import atomic_write_bytes
 from ..models.again_vc import build_again_vc
 from .resume import resumable_steps
-
-
-def _segment(mel: np.ndarray, frames: int, rng: np.random.Generator) -> np.ndarray:
-    start = int(rng.integers(0, mel.shape[0] - frames + 1))
-    return mel[start : start + frames]
 
 
 def _with_halves_swapped(segments: np.ndarray) -> np.ndarray:
@@ -71,7 +67,7 @@ def train_again(
     if not training:
         raise DatasetError(f"{audio_dir}: no training recording is as long as a segment ({segment_frames} frames, {segment_frames * MEL['hop_length'] / 16000:.1f} s)")
     fixed = np.random.default_rng(seed)
-    validation_segments = np.stack([_segment(mel, segment_frames, fixed) for mel in validation]) if validation else None
+    validation_segments = np.stack([crop_or_pad(mel, segment_frames, fixed) for mel in validation]) if validation else None
 
     keras.utils.set_random_seed(seed)
     converter = build_again_vc(MEL["n_mels"], channels, content_channels, blocks, alpha)
@@ -96,7 +92,7 @@ def train_again(
     bar = tqdm(total=steps, initial=int(step.numpy()), desc="again-vc", disable=not progress)
     while int(step.numpy()) < steps:
         rng = np.random.default_rng([seed, int(step.numpy())])
-        segments = np.stack([_segment(training[i], segment_frames, rng) for i in rng.choice(len(training), batch)])
+        segments = np.stack([crop_or_pad(training[i], segment_frames, rng) for i in rng.choice(len(training), batch)])
         loss = float(train_step(tf.constant(segments), tf.constant(_with_halves_swapped(segments))))
         step.assign_add(1)
         bar.update(1)
