@@ -33,6 +33,7 @@ from ..features import (
     slaney_mel_filterbank,
     speechbrain_mel_filterbank,
 )
+from .sizes import size_maximum
 
 PRECISIONS = ("float64", "float32")
 
@@ -125,8 +126,7 @@ class Fbank(keras.layers.Layer):
         emphasised = ops.concatenate([samples[:, :1], samples[:, 1:] - PREEMPHASIS * samples[:, :-1]], axis=1)
         emphasised = ops.pad(ops.cast(emphasised, self.precision), [[0, 0], [0, FRAME_LENGTH]])
         num_samples = ops.shape(samples)[1]
-        beyond_first = max(num_samples - FRAME_LENGTH, 0) if isinstance(num_samples, int) else ops.maximum(num_samples - FRAME_LENGTH, 0)
-        num_frames = 1 + (beyond_first + FRAME_STEP - 1) // FRAME_STEP
+        num_frames = 1 + (size_maximum(num_samples - FRAME_LENGTH, 0) + FRAME_STEP - 1) // FRAME_STEP
         starts = ops.expand_dims(ops.arange(num_frames) * FRAME_STEP, 1)
         frames = ops.take(emphasised, starts + ops.arange(FRAME_LENGTH)[None, :], axis=1)
         spectrum = ops.matmul(frames, ops.convert_to_tensor(self._dft))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .sizes import size_maximum
+
 
 @keras.saving.register_keras_serializable(package="deep_speaker")
 class PartialWindows(keras.layers.Layer):
@@ -18,8 +20,7 @@ class PartialWindows(keras.layers.Layer):
 
     def call(self, inputs):
         frames = ops.shape(inputs)[1]
-        # a Python int where the length is static (JAX, PyTorch, fixed-shape graphs), else a tensor (TensorFlow graphs)
-        padding = max(self.length - frames, 0) if isinstance(frames, int) else ops.maximum(self.length - frames, 0)
+        padding = size_maximum(self.length - frames, 0)
         inputs = ops.pad(inputs, [[0, 0], [0, padding], [0, 0]])
         count = (frames + padding - self.length) // self.step + 1
         starts = ops.arange(count) * self.step
