@@ -64,17 +64,19 @@ def main() -> None:
         entry["seen_eer"] = eer(detector, seen, genuine_validation)
         results[held_out] = entry
     dev = sorted((require_shared_data() / "speechocean762" / "dev").rglob("*.flac"))[:: max(1, 496 // args.dev_files)][: args.dev_files]
-    gate = SpoofDetector(work / "without_none" / "best.keras")
+    gate_path = work / "without_none" / "best.keras"
+    gate = SpoofDetector(gate_path)
     rejected = float(np.mean([gate(p) is not None for p in dev]))
     unseen = {f: results[f]["unseen_eer"] for f in runs if f != "none"}
+    mean_unseen = float(np.mean(list(unseen.values()))) if unseen else None
     path = write_result(args.name, {
-        "command": "python benchmarks/detector.py " + " ".join(sys.argv[1:]), "gate": str((work / "without_none" / "best.keras").relative_to(ROOT)),
-        "families": families, "per_held_out_family": results, "mean_unseen_eer": float(np.mean(list(unseen.values()))) if unseen else None,
+        "command": "python benchmarks/detector.py " + " ".join(sys.argv[1:]), "gate": str(gate_path.relative_to(ROOT)),
+        "families": families, "per_held_out_family": results, "mean_unseen_eer": mean_unseen,
         "all_families_seen_eer": results["none"]["seen_eer"], "dev_genuine_false_rejection": rejected, "dev_files": len(dev),
     })
     unseen_summary = ", ".join(f"{f} {100 * eer:.1f} %" for f, eer in unseen.items())
     print(
-        "detector: " + (f"unseen-family EER {unseen_summary} (mean {100 * np.mean(list(unseen.values())):.1f} %); " if unseen else "")
+        "detector: " + (f"unseen-family EER {unseen_summary} (mean {100 * mean_unseen:.1f} %); " if unseen else "")
         + f"seen families {100 * results['none']['seen_eer']:.1f} %; "
         f"genuine dev recordings rejected by the gate {100 * rejected:.1f} % of {len(dev)} -> {path}"
     )
