@@ -26,6 +26,7 @@ from .errors import CheckpointError, DeepSpeakerError
 from .features import NUM_FBANKS, FeatureConfig
 from .fileio import atomic_replace
 from .models import build_backbone, build_speaker_model
+from .models.registry import MAX_EMBEDDING_DIM, MAX_WIDTH
 from .models.rescnn import STAGE_FILTERS
 from .models.speaker_model import (
     FUSION,
@@ -38,8 +39,6 @@ from .models.speaker_model import (
 
 NATIVE_SUFFIXES = (".keras",)
 RESCNN_FREQUENCY_BINS = NUM_FBANKS // 16  # four stride-2 stages: 64 filterbanks -> 4 bins
-MAX_RESCNN_WIDTH = 4  # 2048 filters in the last stage: 16 times the published model
-MAX_EMBEDDING_DIM = 4096
 MAX_CHECKPOINT_MB = 2048  # a `.gz` checkpoint may inflate to this (the published softmax file is 283 MB)
 
 
@@ -118,10 +117,10 @@ def infer_rescnn_args(weights: dict, source) -> dict:
     affine_in, embedding_dim = (int(n) for n in affine[0].shape)
     last_filters, remainder = divmod(affine_in, RESCNN_FREQUENCY_BINS)
     width = last_filters / STAGE_FILTERS[-1]
-    if remainder or not 0 < width <= MAX_RESCNN_WIDTH or not 0 < embedding_dim <= MAX_EMBEDDING_DIM:
+    if remainder or not 0 < width <= MAX_WIDTH or not 0 < embedding_dim <= MAX_EMBEDDING_DIM:
         raise CheckpointError(
             f"{source}: `affine` declares shape ({affine_in}, {embedding_dim}), which is no ResCNN of width up to "
-            f"{MAX_RESCNN_WIDTH} and embedding size up to {MAX_EMBEDDING_DIM}; refused before building anything"
+            f"{MAX_WIDTH} and embedding size up to {MAX_EMBEDDING_DIM}; refused before building anything"
         )
     return {"width": width, "embedding_dim": embedding_dim}
 
@@ -146,6 +145,9 @@ def assign_weights_by_name(model: keras.Model, weights: dict[str, list[np.ndarra
             mismatched.append(f"{layer.name} (model {expected}, file {found})")
             continue
         assigned.append(layer.name)
+    nonfinite = [name for name in assigned if not all(np.all(np.isfinite(np.asarray(array))) for array in weights[name])]
+    if nonfinite:
+        raise CheckpointError(f"{source}: weights of {', '.join(nonfinite)} hold NaN or infinity; the model would score nothing but NaN")
     if strict and (missing or mismatched):
         problems = []
         if missing:
@@ -186,16 +188,29 @@ def _rescnn_from_weights(weights: dict[str, list[np.ndarray]], features: Feature
 
 
 def load_keras_file(path: Path) -> keras.Model:
-    """Any Keras 3 `.keras` file, every failure as a `CheckpointError` naming the file (no check of what it holds)."""
+    """Any Keras 3 `.keras` file, every failure as a `CheckpointError` naming the file; weights that are not all
+    finite are refused (no other check of what it holds)."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a Keras 3 .keras file (not a zip archive)")
     try:
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a file it cannot rebuild; none may escape raw
         cause = _root_cause(error)
         raise CheckpointError(f"{path}: cannot load Keras model ({type(cause).__name__}: {str(cause).splitlines()[0][:300]})") from error
+    require_finite_weights(model, path)
+    return model
+
+
+def require_finite_weights(model: keras.Model, source) -> keras.Model:
+    """Refuse a model any of whose weights is NaN or infinite (it would answer NaN, or garbage, for every input)."""
+    bad = [weight.path for weight in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(weight)))]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(f"{source}: weights hold NaN or infinity ({shown}); the model would score nothing but NaN")
+    return model
 
 
 def _root_cause(error: BaseException) -> BaseException:

@@ -13,6 +13,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .audio import TRIM_METHODS  # noqa: E402
+from .diarization.pipeline import MAX_SPEAKERS  # noqa: E402
 from .errors import ConfigError, DeepSpeakerError  # noqa: E402
 from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
 from .scoring.backends import SCORERS  # noqa: E402
@@ -161,9 +162,9 @@ def _add_loop_arguments(parser, audio_help: str, out_help: str, steps: int, batc
     parser.add_argument("--audio_dir", required=True, help=audio_help)
     parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--run_dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--batch_size", type=int, default=batch_size)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=COUNT, default=steps)
+    parser.add_argument("--batch_size", type=COUNT, default=batch_size)
+    parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -350,9 +351,11 @@ def cmd_verify(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from .evaluation import evaluate_trials
-    from .scoring.calibration import Calibration, save_calibration
+    from .scoring.calibration import Calibration, require_uncalibrated, save_calibration
 
     encoder = _encoder(args)
+    if not args.force:
+        require_uncalibrated(encoder.fingerprint, _checkpoint(args), args.scorer)
     result = evaluate_trials(encoder, args.trials, args.audio_root, scorer=_scorer(args, encoder))
     calibration = Calibration.from_scores(
         result.target_scores, result.nontarget_scores, trials=str(args.trials), model=encoder.fingerprint, scorer=args.scorer
@@ -499,12 +502,50 @@ def _parse_bool(text: str) -> bool:
     return choices[text.lower()]
 
 
+def _whole(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be between {minimum} and {maximum}, got {value}" if maximum is not None else f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(low: float, high: float, low_open: bool = False):
+    """An argparse type: a finite number in [low, high] ((low, high] with `low_open`); NaN and infinity refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value > low if low_open else value >= low) or not value <= high:  # NaN fails both
+            raise argparse.ArgumentTypeError(f"must be a number in {'(' if low_open else '['}{low:g}, {high:g}], got {text}")
+        return value
+
+    return parse
+
+
+SEED = _whole(0, 2**32 - 1)
+COUNT = _whole(1)
+WEIGHT = _number(0, 1e6, low_open=True)
+COSINE = _number(-1, 1)
+PROBABILITY = _number(0, 1)
+SNR_DB = _number(0, 120)
+
+
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint_file",
         help="model: Keras 2 .h5 (reference), Keras 3 .keras, a score fusion NAME.fusion.json, or an export (.onnx, .tflite, SavedModel folder) (default: the shipped default system)",
     )
-    parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
+    parser.add_argument("--crop_frames", type=_whole(16, 100_000), default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
     parser.add_argument("--runtime", choices=["keras", "onnx"], default="keras", help="onnx: the model exported once (cached) and run by ONNX Runtime")
 
@@ -529,7 +570,7 @@ def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
         default="far1",
         help="calibrated threshold: false accepts = misses (eer), or 1 %% / 0.1 %% false accepts (default far1)",
     )
-    parser.add_argument("--threshold", type=float, default=None, help="explicit score threshold (overrides the operating point)")
+    parser.add_argument("--threshold", type=_number(-1e6, 1e6), default=None, help="explicit score threshold (overrides the operating point)")
     parser.add_argument("--detect-spoof", "--detect_spoof", dest="detect_spoof", help="a spoof detector (train-detector): recordings it flags are rejected with the reason")
     _add_store_arguments(parser)
     _add_scorer_argument(parser)
@@ -545,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build-mfcc", aliases=["build-mfcc-cache"], help="cache features of a corpus")
     build.add_argument("--audio_dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
     build.add_argument("--working_dir", required=True)
-    build.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    build.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
     _add_feature_arguments(build)
     build.set_defaults(handler=cmd_build_mfcc)
 
@@ -553,22 +594,22 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--audio_dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
     shards.add_argument("--working_dir", required=True, help="shards go to WORKING_DIR/shards (shared by all machines)")
     shards.add_argument("--shard", default="0/1", help="this machine's part i/n of the speakers (0-based; default 0/1: all)")
-    shards.add_argument("--utterances_per_file", type=int, default=500)
-    shards.add_argument("--validation_fraction", type=float, default=0.2, help="each speaker's last utterances held out for validation")
-    shards.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    shards.add_argument("--utterances_per_file", type=COUNT, default=500)
+    shards.add_argument("--validation_fraction", type=_number(0, 0.9, low_open=True), default=0.2, help="each speaker's last utterances held out for validation")
+    shards.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
     _add_feature_arguments(shards)
     shards.add_argument("--quiet", action="store_true", help="no progress bar")
     shards.set_defaults(handler=cmd_build_shards)
 
     copies = commands.add_parser("augment-cache", help="augmented copies of every cached utterance (speed, rooms, noise, channels)")
     copies.add_argument("--working_dir", required=True, help="a feature cache from build-mfcc")
-    copies.add_argument("--copies", type=int, default=4)
+    copies.add_argument("--copies", type=COUNT, default=4)
     copies.add_argument("--speed_perturbation", action="store_true", help="copies cycle through speeds 1.0, 0.9, 1.1 (new classes)")
     copies.add_argument("--noise_dir", help="noise recordings (default: babble and coloured noise)")
     copies.add_argument("--rir_dir", help="room impulse responses (default: simulated rooms)")
     for name in ("noise_probability", "reverb_probability", "channel_probability"):
-        copies.add_argument(f"--{name}", type=float, default=None, help="default: the augmentation's (deep_speaker/data/augment.py)")
-    copies.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+        copies.add_argument(f"--{name}", type=PROBABILITY, default=None, help="default: the augmentation's (deep_speaker/data/augment.py)")
+    copies.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
     copies.set_defaults(handler=cmd_augment_cache)
 
     download = commands.add_parser("download-checkpoint", help="the reference's published checkpoints, resumable, SHA-256 verified")
@@ -601,11 +642,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="HTTP service and web page: embed, verify, enrol, identify, list, remove")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_whole(0, 65535), default=8000)
     serve.add_argument("--api-key", "--api_key", dest="api_key", action="append", help="a key for enrolling and removing (repeatable; also DEEP_SPEAKER_API_KEYS=k1,k2)")
-    serve.add_argument("--max-upload-mb", "--max_upload_mb", dest="max_upload_mb", type=float, default=20.0, help="largest request body (default 20 MB)")
-    serve.add_argument("--max-seconds", "--max_seconds", dest="max_seconds", type=float, default=120.0, help="longest recording (default 120 s)")
-    serve.add_argument("--max-concurrent", "--max_concurrent", dest="max_concurrent", type=int, default=2, help="requests running the model at once (default 2)")
+    serve.add_argument("--max-upload-mb", "--max_upload_mb", dest="max_upload_mb", type=_number(0, 4096, low_open=True), default=20.0, help="largest request body (default 20 MB)")
+    serve.add_argument("--max-seconds", "--max_seconds", dest="max_seconds", type=_number(0, 86400, low_open=True), default=120.0, help="longest recording (default 120 s)")
+    serve.add_argument("--max-concurrent", "--max_concurrent", dest="max_concurrent", type=_whole(1, 64), default=2, help="requests running the model at once (default 2)")
     _add_decision_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
 
@@ -619,32 +660,32 @@ def build_parser() -> argparse.ArgumentParser:
     goal.add_argument("--target-file", "--target_file", dest="target_file", help="targeted: be accepted as this recording's speaker")
     goal.add_argument("--speaker", help="untargeted: be rejected from this enrolled speaker (the recording's own)")
     goal.add_argument("--reference-file", "--reference_file", dest="reference_file", help="untargeted: be rejected from this recording's speaker")
-    attack.add_argument("--snr", type=float, default=30.0, help="perturbation at least this many dB below the signal (default 30)")
-    attack.add_argument("--epsilon", type=float, default=None, help="L-inf bound on the perturbation's amplitude (optional)")
-    attack.add_argument("--steps", type=int, default=50)
-    attack.add_argument("--random-starts", "--random_starts", dest="random_starts", type=int, default=1)
-    attack.add_argument("--seed", type=int, default=0)
+    attack.add_argument("--snr", type=SNR_DB, default=30.0, help="perturbation at least this many dB below the signal (default 30)")
+    attack.add_argument("--epsilon", type=_number(0, 1, low_open=True), default=None, help="L-inf bound on the perturbation's amplitude (optional)")
+    attack.add_argument("--steps", type=_whole(1, 100_000), default=50)
+    attack.add_argument("--random-starts", "--random_starts", dest="random_starts", type=_whole(1, 1000), default=1)
+    attack.add_argument("--seed", type=SEED, default=0)
     _add_decision_arguments(attack)
     attack.set_defaults(handler=cmd_attack)
 
     advgan = commands.add_parser("train-advgan", help="AdvGAN: train a perturbation generator against the verifier (then attack --method advgan)")
     _add_loop_arguments(advgan, "recordings of training speakers (sources and targets; never evaluation speakers)", "the generator (.keras)", 300, 8)
-    advgan.add_argument("--snr", type=float, default=30.0, help="the perturbation's level below the signal, dB")
-    advgan.add_argument("--per_speaker", type=int, default=4, help="recordings of each speaker used")
-    advgan.add_argument("--gan_weight", type=float, default=0.01, help="weight of the discriminator's realism loss next to -score")
+    advgan.add_argument("--snr", type=SNR_DB, default=30.0, help="the perturbation's level below the signal, dB")
+    advgan.add_argument("--per_speaker", type=COUNT, default=4, help="recordings of each speaker used")
+    advgan.add_argument("--gan_weight", type=_number(0, 1e6), default=0.01, help="weight of the discriminator's realism loss next to -score")
     _add_encoder_arguments(advgan)
     advgan.set_defaults(handler=cmd_train_advgan)
 
     again = commands.add_parser("train-again", help="train an AGAIN-VC one-shot voice converter (then convert-voice --method again)")
     _add_loop_arguments(again, "recordings of training speakers (never evaluation speakers)", "the converter (.keras)", 5000, 32)
-    again.add_argument("--channels", type=int, default=128, help="width of every block (the paper's 256 is 3x slower per step)")
+    again.add_argument("--channels", type=_whole(1, 4096), default=128, help="width of every block (the paper's 256 is 3x slower per step)")
     again.set_defaults(handler=cmd_train_again)
 
     robust = commands.add_parser("adversarial-finetune", help="PGD adversarial fine-tuning of a speaker model (a defence against attacks)")
     robust.add_argument("--checkpoint_file", required=True, help="the speaker model (.keras) to make robust")
     _add_loop_arguments(robust, "recordings of its training speakers", "the fine-tuned model (.keras)", 150, 16)
-    robust.add_argument("--snr", type=float, default=30.0, help="the attacker's budget during training, dB below the signal")
-    robust.add_argument("--pgd_steps", type=int, default=3)
+    robust.add_argument("--snr", type=SNR_DB, default=30.0, help="the attacker's budget during training, dB below the signal")
+    robust.add_argument("--pgd_steps", type=_whole(1, 1000), default=3)
     robust.set_defaults(handler=cmd_adversarial_finetune)
 
     spoofs = commands.add_parser("make-spoofs", help="a spoof corpus (attacked and converted versions of a corpus's recordings) for the detector")
@@ -652,8 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
     spoofs.add_argument("--out", required=True, help="folder for the spoofs and manifest.csv")
     spoofs.add_argument("--families", default="fgsm,bim,pgd,world", help="comma-separated: fgsm, bim, pgd, nes, world, again (needs --converter)")
     spoofs.add_argument("--converter", help="the AGAIN-VC converter (train-again) for the again family")
-    spoofs.add_argument("--per_family", type=int, default=100)
-    spoofs.add_argument("--seed", type=int, default=0)
+    spoofs.add_argument("--per_family", type=COUNT, default=100)
+    spoofs.add_argument("--seed", type=SEED, default=0)
     spoofs.add_argument("--quiet", action="store_true")
     _add_decision_arguments(spoofs)
     spoofs.set_defaults(handler=cmd_make_spoofs)
@@ -667,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect = commands.add_parser("detect", help="spoof detector score and decision for recordings")
     detect.add_argument("files", nargs="+")
     detect.add_argument("--detector", required=True, help="a train-detector best.keras")
-    detect.add_argument("--threshold", type=float, help="override the detector's threshold")
+    detect.add_argument("--threshold", type=_number(-1e6, 1e6), help="override the detector's threshold")
     detect.set_defaults(handler=cmd_detect)
 
     convert = commands.add_parser("convert-voice", help="voice-conversion spoof: SOURCE's words in TARGET's voice statistics")
@@ -684,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble = commands.add_parser("ensemble", help="fuse trained models with one front end into one model (weighted score fusion)")
     ensemble.add_argument("models", nargs="+", help="speaker models (.keras or legacy .h5), two or more")
     ensemble.add_argument("target", help="the fused model (.keras)")
-    ensemble.add_argument("--weights", type=float, nargs="+", help="score weights, one per model (default: equal)")
+    ensemble.add_argument("--weights", type=WEIGHT, nargs="+", help="score weights, one per model (default: equal)")
     ensemble.set_defaults(handler=cmd_ensemble)
 
     diarize = commands.add_parser("diarize", help="who spoke when: speaker turns of a recording (RTTM, JSON, timeline plot)")
@@ -692,13 +733,13 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--rttm", help="write the turns as RTTM")
     diarize.add_argument("--json", help="write the turns as JSON")
     diarize.add_argument("--plot", help="write a timeline PNG")
-    diarize.add_argument("--num-speakers", "--num_speakers", dest="num_speakers", type=int, help="the speaker count, if known")
-    diarize.add_argument("--min-speakers", "--min_speakers", dest="min_speakers", type=int, default=1)
-    diarize.add_argument("--max-speakers", "--max_speakers", dest="max_speakers", type=int, default=10)
+    diarize.add_argument("--num-speakers", "--num_speakers", dest="num_speakers", type=_whole(1, MAX_SPEAKERS), help="the speaker count, if known")
+    diarize.add_argument("--min-speakers", "--min_speakers", dest="min_speakers", type=_whole(1, MAX_SPEAKERS), default=1)
+    diarize.add_argument("--max-speakers", "--max_speakers", dest="max_speakers", type=_whole(1, MAX_SPEAKERS), default=10)
     diarize.add_argument("--clustering", choices=["ahc", "spectral"], default="ahc", help="agglomerative (calibrated threshold) or spectral (eigengap)")
-    diarize.add_argument("--threshold", type=float, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)")
-    diarize.add_argument("--window", type=float, default=1.5, help="seconds per embedded window")
-    diarize.add_argument("--hop", type=float, default=0.75, help="seconds between windows")
+    diarize.add_argument("--threshold", type=COSINE, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)")
+    diarize.add_argument("--window", type=_number(0.2, 30), default=1.5, help="seconds per embedded window")
+    diarize.add_argument("--hop", type=_number(0.05, 30), default=0.75, help="seconds between windows")
     diarize.add_argument("--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation")
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
     diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
@@ -708,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("models", nargs="+", help="speaker models, two or more")
     fuse.add_argument("target", help="the fusion file (NAME.fusion.json); use it wherever a --checkpoint_file goes")
     fuse.add_argument("--audio_dir", required=True, help="recordings of training speakers (not the evaluation speakers): each model's impostor-score spread")
-    fuse.add_argument("--weights", type=float, nargs="+", help="one per model (default: equal)")
+    fuse.add_argument("--weights", type=WEIGHT, nargs="+", help="one per model (default: equal)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=cmd_fuse)
 
@@ -728,7 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser("calibrate", help="thresholds (EER, FAR 1 %%, FAR 0.1 %%) from a trial list, saved beside the model")
     calibrate.add_argument("--trials", required=True)
     calibrate.add_argument("--audio_root", required=True)
-    calibrate.add_argument("--force", action="store_true", help="also replace the calibration shipped with a packaged model")
+    calibrate.add_argument("--force", action="store_true", help="replace the model's existing calibration (its own or the shipped one; backed up)")
     _add_encoder_arguments(calibrate)
     _add_scorer_argument(calibrate)
     calibrate.set_defaults(handler=cmd_calibrate)
@@ -751,7 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     identify = commands.add_parser("identify", help="who is speaking? ranked enrolled speakers, 'unknown' below the threshold")
     identify.add_argument("audio")
-    identify.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5)
+    identify.add_argument("--top-k", "--top_k", dest="top_k", type=_whole(1, 10_000), default=5)
     _add_decision_arguments(identify)
     identify.set_defaults(handler=cmd_identify)
 
@@ -772,7 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     test = commands.add_parser("test-model", help="reference closed-set test on the held-out utterances of the training speakers")
     test.add_argument("--working_dir", required=True)
-    test.add_argument("--seed", type=int, default=123)
+    test.add_argument("--seed", type=SEED, default=123)
     _add_encoder_arguments(test)
     test.set_defaults(handler=cmd_test_model)
 
@@ -794,9 +835,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OUTPUTS = ("out", "target", "rttm", "json", "plot")  # the arguments naming files a command writes
+
+
+def refuse_output_over_input(args) -> None:
+    """No command writes over one of its own inputs (an attack's OUT = IN would destroy the original recording)."""
+    values = vars(args)
+    inputs = [
+        (name, item)
+        for name, value in values.items()
+        if name not in OUTPUTS
+        for item in (value if isinstance(value, list) else [value])
+        if isinstance(item, (str, Path))
+    ]
+    for output in (values.get(name) for name in OUTPUTS):
+        if not isinstance(output, (str, Path)) or not os.path.exists(output):
+            continue
+        for name, value in inputs:
+            if os.path.exists(value) and os.path.samefile(output, value):
+                raise ConfigError(f"{output}: is also this command's input ({name.replace('_', '-')}); writing there would destroy it: choose another output")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        refuse_output_over_input(args)
         return args.handler(args)
     except DeepSpeakerError as error:
         hint = f" ({error.cli_hint})" if error.cli_hint else ""

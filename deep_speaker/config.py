@@ -225,6 +225,7 @@ def validate(recipe: Recipe) -> Recipe:
     from .losses import LOSSES
     from .models import BACKBONES
     from .models.heads import HEAD_BUILDERS
+    from .models.registry import MAX_EMBEDDING_DIM, MAX_WIDTH
     from .layers import EmbeddingFusion
 
     phase = recipe.phase
@@ -233,8 +234,8 @@ def validate(recipe: Recipe) -> Recipe:
     _check(recipe.optimiser.name in OPTIMISERS, f"unknown optimiser {recipe.optimiser.name!r}; choose from {OPTIMISERS}")
     if "model" in PHASE_GROUPS[phase]:
         _check(recipe.model.name in BACKBONES, f"unknown model {recipe.model.name!r}; choose from {sorted(BACKBONES)}")
-        _check(math.isfinite(recipe.model.width) and recipe.model.width > 0, f"width must be > 0, got {recipe.model.width}")
-        _check(recipe.model.embedding_dim >= 1, f"embedding_dim must be >= 1, got {recipe.model.embedding_dim}")
+        _check(0 < recipe.model.width <= MAX_WIDTH, f"width must be > 0 and at most {MAX_WIDTH:g}, got {recipe.model.width}")
+        _check(1 <= recipe.model.embedding_dim <= MAX_EMBEDDING_DIM, f"embedding_dim must be >= 1 and at most {MAX_EMBEDDING_DIM}, got {recipe.model.embedding_dim}")
         _check(0 <= recipe.model.dropout < 1, f"dropout must be in [0, 1), got {recipe.model.dropout}")
     if phase == "head":
         head = recipe.head
@@ -268,6 +269,7 @@ def validate(recipe: Recipe) -> Recipe:
     _check(0 < run.validation_fraction < 1, f"validation_fraction must be in (0, 1), got {run.validation_fraction}")
     _check(run.early_stopping_patience >= 1, f"early_stopping_patience must be >= 1, got {run.early_stopping_patience}")
     _check(run.workers >= 1, f"workers must be >= 1, got {run.workers}")
+    _check(0 <= run.seed < 2**32, f"seed must be 0 to 2^32 - 1, got {run.seed}")
     _check(run.select_by in SELECTION, f"select_by must be one of {sorted(SELECTION)}, got {run.select_by!r}")
     _check(phase == "classification" or run.select_by == "val_eer", f"{phase} training selects its best epoch by val_eer only")
     _check(run.input in INPUTS, f"input must be one of {INPUTS}, got {run.input!r}")

@@ -6,12 +6,19 @@ features are normalised over the row), so rows of a batch are never padded utter
 What the runtime must know (rate, trimming, fingerprint, dimension) travels with the file: inside an ONNX model
 as metadata, beside a TFLite file or a SavedModel folder as `<name>.json`. ONNX runs through ONNX Runtime with no
 TensorFlow; TFLite and SavedModel through TensorFlow (`tf/export.py`).
+
+Nothing on disk is taken on its word: the metadata carries a SHA-256 `digest` of the graph it was written for (its
+weights and operators) and of its own fields, recomputed whenever the model is loaded. Weights swapped after export,
+or a fingerprint, rate, trim or size edited in the metadata, no longer match and the model is refused; the output size
+is also checked against the graph's. (A digest detects change; it is not a signature: whoever can write the file can
+also write a new export and label it, as they could train a new model.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +26,7 @@ import numpy as np
 from .errors import CheckpointError
 from .features import FeatureConfig
 
-FORMAT = "deep-speaker-export/1"
+FORMAT = "deep-speaker-export/2"  # /2: the digest binds metadata to graph
 METADATA_KEY = "deep_speaker"  # the ONNX metadata property holding the JSON below
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}  # anything else that is a folder: a SavedModel
 
@@ -35,21 +42,81 @@ class ExportMetadata:
     quantisation: str | None = None
     max_abs_difference: float | None = None  # measured against the Keras model at export
     min_cosine: float | None = None
+    digest: str | None = None  # SHA-256 of the graph and of every field above (`sealed`)
+
+    def _fields(self) -> dict:
+        return {"format": FORMAT, **asdict(self)}
 
     def to_json(self) -> str:
-        fields = {**self.__dict__, "feature_config": self.feature_config.__dict__}
-        return json.dumps({"format": FORMAT, **fields}, indent=2)
+        return json.dumps(self._fields(), indent=2)
+
+    def sealed(self, graph: str) -> "ExportMetadata":
+        """This metadata with the digest binding it to the graph whose digest is `graph` (`graph_digest`)."""
+        return replace(self, digest=self._expected_digest(graph))
+
+    def _expected_digest(self, graph: str) -> str:
+        fields = {key: value for key, value in self._fields().items() if key != "digest"}
+        return hashlib.sha256(f"{graph}\n{json.dumps(fields, sort_keys=True)}".encode()).hexdigest()
+
+    def verify(self, path) -> "ExportMetadata":
+        """Refuse unless the model at `path` and this metadata are what the exporter wrote (see the module docstring)."""
+        if self.digest is None:
+            raise CheckpointError(f"{path}: its metadata carries no digest; export the model again")
+        if self.digest != self._expected_digest(graph_digest(path)):
+            raise CheckpointError(
+                f"{path}: the model's graph or metadata changed after export (the digest written with it no longer "
+                "matches); refused. Export it again from the Keras model"
+            )
+        return self
 
     @classmethod
     def from_json(cls, text: str, source) -> "ExportMetadata":
         try:
             data = json.loads(text)
-            if data.pop("format") != FORMAT:
-                raise ValueError("not a deep-speaker export")
+            if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
+                raise ValueError(f"not a {FORMAT} file (exports of older versions: export the model again)")
             data["feature_config"] = FeatureConfig(**data["feature_config"])
             return cls(**data)
         except (ValueError, KeyError, TypeError) as error:
             raise CheckpointError(f"{source}: unreadable deep-speaker export metadata ({error})") from None
+
+
+def graph_digest(path) -> str:
+    """SHA-256 of what an exported model computes with: an ONNX graph (operators, weights) without its metadata, a
+    TFLite file, or every file of a SavedModel folder (names and bytes)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    kind = model_format(path)
+    if kind == "onnx":
+        digest.update(_onnx_without_metadata(path))
+    elif kind == "tflite":
+        digest.update(path.read_bytes())
+    else:
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\0".encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _load_onnx(path):
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # onnx raises its own DecodeError for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
+
+
+def _onnx_without_metadata(path) -> bytes:
+    graph = _load_onnx(path)
+    del graph.metadata_props[:]
+    return graph.SerializeToString(deterministic=True)
+
+
+def check_output_size(found, metadata: "ExportMetadata", path) -> None:
+    """Refuse metadata whose embedding size is not the graph's output size (`found`; None where the graph leaves it open)."""
+    if found is not None and int(found) != metadata.embedding_dim:
+        raise CheckpointError(f"{path}: the metadata says {metadata.embedding_dim}-d embeddings, the graph outputs {int(found)}-d; refused")
 
 
 def model_format(path) -> str:
@@ -69,22 +136,22 @@ def sidecar(path) -> Path:
 
 
 def read_metadata(path) -> ExportMetadata:
+    """The metadata of an exported model, verified against its graph (`ExportMetadata.verify`)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such exported model")
     if model_format(path) == "onnx":
-        import onnx
-
-        try:
-            properties = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        except Exception as error:  # onnx raises its own DecodeError for truncated or foreign files
-            raise CheckpointError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
+        properties = {p.key: p.value for p in _load_onnx(path).metadata_props}
         if METADATA_KEY not in properties:
             raise CheckpointError(f"{path}: an ONNX model without deep-speaker metadata (export it with `deep-speaker export`)")
-        return ExportMetadata.from_json(properties[METADATA_KEY], path)
+        return ExportMetadata.from_json(properties[METADATA_KEY], path).verify(path)
     if not sidecar(path).is_file():
         raise CheckpointError(f"{path}: its metadata {sidecar(path)} is missing (export writes it beside the model)")
-    return ExportMetadata.from_json(sidecar(path).read_text(), sidecar(path))
+    try:
+        text = sidecar(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{sidecar(path)}: unreadable deep-speaker export metadata ({error})") from None
+    return ExportMetadata.from_json(text, sidecar(path)).verify(path)
 
 
 class OnnxSpeakerModel:
@@ -100,6 +167,8 @@ class OnnxSpeakerModel:
         except Exception as error:  # ONNX Runtime's own exception types (invalid graph, unsupported op)
             raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({error})") from None
         self.input_name = self.session.get_inputs()[0].name
+        size = self.session.get_outputs()[0].shape[-1]
+        check_output_size(size if isinstance(size, int) else None, self.metadata, path)
 
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.asarray(waveforms, np.float32)})[0]

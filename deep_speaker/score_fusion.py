@@ -29,6 +29,8 @@ FUSION_SUFFIX = ".fusion.json"
 DEFAULT_SYSTEM = Path(__file__).resolve().parent / "pretrained" / f"default{FUSION_SUFFIX}"  # what commands use by default
 FORMAT = "deep-speaker-score-fusion"
 MAX_FIT_RECORDINGS = 3000  # impostor spread from at most this many recordings (4.5 M pairs)
+MAX_WEIGHT = 1e6  # a member's weight, relative to the others
+IMPOSTOR_STD_RANGE = (1e-4, 2.0)  # a spread of cosine scores (in [-1, 1]) outside this is no measurement
 
 
 @dataclass(frozen=True)
@@ -39,20 +41,33 @@ class FusionMember:
 
 
 def read_fusion(path) -> list[FusionMember]:
-    """The members of a fusion file; anything malformed is one `CheckpointError` naming the file."""
+    """The members of a fusion file; anything malformed (a field missing, unknown or out of range) is one
+    `CheckpointError` naming the file."""
     path = Path(path)
     try:
         document = json.loads(path.read_text())
-        if document.get("format") != FORMAT:
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT!r}")
-        members = [FusionMember(str(m["checkpoint"]), float(m["weight"]), float(m["impostor_std"])) for m in document["members"]]
+        if set(document) != {"format", "members"} or not isinstance(document["members"], list):
+            raise ValueError(f"a fusion holds exactly 'format' and a list of 'members', found {sorted(document)}")
+        members = []
+        for member in document["members"]:
+            if not isinstance(member, dict) or set(member) != set(FusionMember.__dataclass_fields__):
+                raise ValueError(f"a member holds exactly {sorted(FusionMember.__dataclass_fields__)}, found {member!r}")
+            if not isinstance(member["checkpoint"], str) or any(isinstance(member[k], bool) for k in ("weight", "impostor_std")):
+                raise ValueError(f"malformed member {member!r}")
+            members.append(FusionMember(member["checkpoint"], float(member["weight"]), float(member["impostor_std"])))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: not a readable score-fusion file ({error})") from error
     if len(members) < 2:
         raise CheckpointError(f"{path}: a fusion needs two or more members, found {len(members)}")
+    low, high = IMPOSTOR_STD_RANGE
     for member in members:
-        if not (np.isfinite(member.weight) and member.weight > 0 and np.isfinite(member.impostor_std) and member.impostor_std > 0):
-            raise CheckpointError(f"{path}: member {member.checkpoint}: weight and impostor_std must be positive numbers")
+        if not (0 < member.weight <= MAX_WEIGHT and low <= member.impostor_std <= high):  # NaN fails too
+            raise CheckpointError(
+                f"{path}: member {member.checkpoint}: weight must be in (0, {MAX_WEIGHT:g}] and impostor_std in "
+                f"[{low:g}, {high:g}], got {member.weight!r} and {member.impostor_std!r}"
+            )
     return members
 
 
@@ -115,14 +130,17 @@ def fit_fusion(checkpoints, paths, labels, target, weights=None, progress: bool 
     if not target.name.endswith(FUSION_SUFFIX):
         raise ConfigError(f"{target}: a score-fusion file is named *{FUSION_SUFFIX}")
     weights = [1.0] * len(checkpoints) if weights is None else [float(w) for w in weights]
-    if len(checkpoints) < 2 or len(weights) != len(checkpoints) or not all(w > 0 for w in weights):
-        raise ConfigError(f"a fusion takes two or more models with one positive weight each, got {len(checkpoints)} models and weights {weights}")
+    if len(checkpoints) < 2 or len(weights) != len(checkpoints) or not all(0 < w <= MAX_WEIGHT for w in weights):
+        raise ConfigError(f"a fusion takes two or more models with one weight in (0, {MAX_WEIGHT:g}] each, got {len(checkpoints)} models and weights {weights}")
     labels = np.asarray(labels)
     members = []
     for checkpoint, weight in zip(checkpoints, weights):
         embeddings = SpeakerEncoder(checkpoint).embed_many(paths, progress=progress)
         relative = os.path.relpath(Path(checkpoint).resolve(), target.resolve().parent)
-        members.append(FusionMember(relative, weight, impostor_std(embeddings, labels)))
+        spread = impostor_std(embeddings, labels)
+        if not IMPOSTOR_STD_RANGE[0] <= spread <= IMPOSTOR_STD_RANGE[1]:
+            raise ConfigError(f"{checkpoint}: its impostor scores spread by {spread:.2e}: it does not tell these speakers apart")
+        members.append(FusionMember(relative, weight, spread))
     atomic_write_bytes(target, json.dumps({"format": FORMAT, "members": [asdict(m) for m in members]}, indent=2).encode())
     return target
 

@@ -41,10 +41,14 @@ class AttackConfig:
             raise ConfigError("an attack needs a bound: snr_db (dB) and/or epsilon (L-inf amplitude)")
         if self.epsilon is not None and not 0 < self.epsilon <= 1:
             raise ConfigError(f"epsilon is an amplitude in (0, 1], got {self.epsilon}")
-        if self.snr_db is not None and not np.isfinite(self.snr_db):
-            raise ConfigError(f"snr_db must be a finite number of dB, got {self.snr_db}")
+        if self.snr_db is not None and not 0 <= self.snr_db <= 120:  # below 0 dB the "perturbation" drowns the speech
+            raise ConfigError(f"snr_db must be 0-120 dB (the perturbation below the signal), got {self.snr_db}")
         if self.steps < 1 or self.random_starts < 1 or self.nes_samples < 1:
             raise ConfigError("steps, random_starts and nes_samples must be at least 1")
+        if not (self.margin >= 0 and self.nes_sigma > 0 and (self.step_size is None or self.step_size > 0)):
+            raise ConfigError("margin must be >= 0, and nes_sigma and step_size positive")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be 0 to 2^32 - 1, got {self.seed}")
         return replace(self, steps=1, random_starts=1) if self.method in ("fgsm", "advgan") else self
 
 

@@ -2,7 +2,8 @@
 
 `SpoofDetector(path)` is a `SpoofGate`: called with a recording it returns None for genuine speech, else the reason
 to reject it. Its threshold (beside the model, `NAME.keras.detector.json`) rejects 1 % of the validation speakers'
-genuine recordings, scored whole as the gate scores them; `threshold=` overrides it.
+genuine recordings, scored whole as the gate scores them, and names the weights it was set for, so a threshold file
+written by hand, or left beside other (say untrained) weights, is refused; `threshold=` overrides it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import keras
 import numpy as np
 
 from ..audio import SAMPLE_RATE, load_speech, to_model_input, trim_silence
-from ..errors import CheckpointError
+from ..errors import CheckpointError, TrainingError
 from ..fileio import atomic_write_bytes
 from ..models.detector import DETECTOR_FEATURES, DETECTOR_NAME
+from ..models.speaker_model import weights_fingerprint
 
 
 def threshold_path(model_path) -> Path:
@@ -29,9 +31,40 @@ def threshold_path(model_path) -> Path:
 THRESHOLD_RULE = "1 % of the validation speakers' genuine recordings (whole) rejected"
 
 
-def save_threshold(model_path, threshold: float, recordings: int) -> None:
-    record = {"threshold": threshold, "rule": THRESHOLD_RULE, "genuine_recordings": recordings}
+def save_threshold(model_path, model: keras.Model, genuine_scores) -> float:
+    """Set and write the threshold of the detector `model` (saved at `model_path`) from its scores of genuine
+    validation recordings; refuses a detector that scores them all alike (it learnt nothing). Returns the threshold."""
+    genuine_scores = np.asarray(genuine_scores, np.float64)
+    if genuine_scores.size < 2 or not np.all(np.isfinite(genuine_scores)) or np.ptp(genuine_scores) <= 1e-6:
+        raise TrainingError(
+            f"{model_path}: the detector scores the {genuine_scores.size} genuine validation recordings alike "
+            f"({np.unique(genuine_scores)[:3]}); it learnt nothing, so no threshold is set. Train longer or on more spoofs"
+        )
+    threshold = float(np.quantile(genuine_scores, 0.99))
+    record = {"threshold": threshold, "rule": THRESHOLD_RULE, "genuine_recordings": int(genuine_scores.size), "weights": weights_fingerprint(model)}
     atomic_write_bytes(threshold_path(model_path), json.dumps(record, indent=2).encode())
+    return threshold
+
+
+def read_threshold(model_path, model: keras.Model) -> float:
+    """The threshold `save_threshold` wrote for these weights; anything else (unreadable, not a number, set for
+    other weights or by hand) is a `CheckpointError` naming the file."""
+    path = threshold_path(model_path)
+    if not path.is_file():
+        raise CheckpointError(f"{model_path}: its threshold {path} is missing; pass one")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: not a readable detector threshold file ({error})") from None
+    threshold = record.get("threshold") if isinstance(record, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise CheckpointError(f"{path}: no finite number under 'threshold' (found {threshold!r}); train-detector writes it")
+    if record.get("weights") != weights_fingerprint(model):
+        raise CheckpointError(
+            f"{path}: this threshold was not set for the weights of {model_path} (it names {record.get('weights')!r}); "
+            "thresholds come from train-detector on the trained detector, or pass one explicitly"
+        )
+    return float(threshold)
 
 
 def recording_score(model: keras.Model, recording, sample_rate: int = SAMPLE_RATE) -> float:
@@ -55,10 +88,8 @@ class SpoofDetector:
         if self.model.name != DETECTOR_NAME:
             raise CheckpointError(f"{self.path}: not a spoof detector (model {self.model.name!r}); train one with `train-detector`")
         if threshold is None:
-            if not threshold_path(self.path).is_file():
-                raise CheckpointError(f"{self.path}: its threshold {threshold_path(self.path)} is missing; pass one")
-            threshold = float(json.loads(threshold_path(self.path).read_text())["threshold"])
-        if not math.isfinite(threshold):
+            threshold = read_threshold(self.path, self.model)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise CheckpointError(f"{self.path}: the detector threshold must be a finite number, got {threshold!r}")
         self.threshold = threshold
 

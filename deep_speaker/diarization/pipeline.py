@@ -26,6 +26,7 @@ from .rttm import Segment
 
 BLOCK_SECONDS = FRAME_STEP / SAMPLE_RATE  # 10 ms
 CLUSTERINGS = ("spectral", "ahc")
+MAX_SPEAKERS = 100  # the most speakers a count (given, minimum or maximum) may name
 CHUNK_SECONDS = 300.0  # a file is read, trimmed to speech and embedded this much at a time
 RESEGMENT_CEPSTRA = 20
 RESEGMENT_COMPONENTS = 8
@@ -51,12 +52,19 @@ class DiarizationConfig:
     def __post_init__(self):
         if self.clustering not in CLUSTERINGS:
             raise ConfigError(f"unknown clustering {self.clustering!r}; choose from {CLUSTERINGS}")
+        if not 0.2 <= self.window <= 30:
+            raise ConfigError(f"the window must be 0.2-30 s, got {self.window}")
         if not 0 < self.hop <= self.window:
             raise ConfigError(f"the hop ({self.hop} s) must be positive and at most the window ({self.window} s)")
-        if not 1 <= self.min_speakers <= self.max_speakers:
-            raise ConfigError(f"need 1 <= min_speakers ({self.min_speakers}) <= max_speakers ({self.max_speakers})")
-        if self.num_speakers is not None and self.num_speakers < 1:
-            raise ConfigError(f"num_speakers must be at least 1, got {self.num_speakers}")
+        if not 1 <= self.min_speakers <= self.max_speakers <= MAX_SPEAKERS:
+            raise ConfigError(f"need 1 <= min_speakers ({self.min_speakers}) <= max_speakers ({self.max_speakers}) <= {MAX_SPEAKERS}")
+        if self.num_speakers is not None and not 1 <= self.num_speakers <= MAX_SPEAKERS:
+            raise ConfigError(f"num_speakers must be 1-{MAX_SPEAKERS}, got {self.num_speakers}")
+        if self.ahc_threshold is not None and not -1 <= self.ahc_threshold <= 1:  # NaN fails too
+            raise ConfigError(f"ahc_threshold is a cosine score in [-1, 1], got {self.ahc_threshold}")
+        for name in ("min_region", "max_gap", "min_turn", "resegment_context"):
+            if not 0 <= getattr(self, name) <= 60:
+                raise ConfigError(f"{name} must be 0-60 s, got {getattr(self, name)}")
 
 
 def speech_regions(samples: np.ndarray, config: DiarizationConfig = DiarizationConfig()) -> list[tuple[int, int]]:

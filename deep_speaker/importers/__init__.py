@@ -2,8 +2,8 @@
 
 from .resemblyzer import import_resemblyzer
 from .speechbrain import import_speechbrain
-from .torch_checkpoint import read_torch_checkpoint
+from .torch_checkpoint import read_state_dict, read_torch_checkpoint
 
 IMPORTERS = {"resemblyzer": import_resemblyzer, "speechbrain": import_speechbrain}  # `import-model NAME`: checkpoint -> speaker model
 
-__all__ = ["IMPORTERS", "import_resemblyzer", "import_speechbrain", "read_torch_checkpoint"]
+__all__ = ["IMPORTERS", "import_resemblyzer", "import_speechbrain", "read_state_dict", "read_torch_checkpoint"]

@@ -12,7 +12,7 @@ from ..checkpoints import assign_weights_by_name
 from ..errors import CheckpointError
 from ..features import FeatureConfig
 from ..models import build_backbone, build_speaker_model
-from .torch_checkpoint import read_torch_checkpoint
+from .torch_checkpoint import read_state_dict
 
 RESEMBLYZER_FEATURES = FeatureConfig(num_fbanks=40, trim="resemblyzer", kind="resemblyzer")
 
@@ -34,8 +34,7 @@ def ge2e_weights(backbone: keras.Model, state: dict, source) -> None:
 
 def import_resemblyzer(path) -> keras.Model:
     """A waveform-in speaker model from Resemblyzer's `pretrained.pt` (its `model_state`, or that dict saved alone)."""
-    state = read_torch_checkpoint(path)
-    state = state.get("model_state", state) if isinstance(state, dict) else state
+    state = read_state_dict(path, key="model_state")
     backbone = build_backbone("ge2e", RESEMBLYZER_FEATURES.num_fbanks)
-    ge2e_weights(backbone, state if isinstance(state, dict) else {}, Path(path))
+    ge2e_weights(backbone, state, Path(path))
     return build_speaker_model(backbone, RESEMBLYZER_FEATURES, name="ge2e_resemblyzer")

@@ -23,7 +23,7 @@ from ..checkpoints import assign_weights_by_name
 from ..errors import CheckpointError
 from ..features import FeatureConfig
 from ..models import build_backbone, build_speaker_model
-from .torch_checkpoint import read_torch_checkpoint
+from .torch_checkpoint import read_torch_checkpoint, require_tensors
 
 DEFAULT_DILATIONS = (1, 2, 3, 4, 1)
 
@@ -133,6 +133,7 @@ def import_speechbrain(path, dilations=None) -> keras.Model:
     architecture = "ecapa_tdnn" if "mfa.conv.conv.weight" in state else "xvector" if "blocks.0.conv.weight" in state else None
     if architecture is None:
         raise CheckpointError(f"{source}: neither a SpeechBrain ECAPA-TDNN nor an x-vector state dict")
+    require_tensors(state, source)
     backbone_name, read_options, layer_weights = ARCHITECTURES[architecture]
     options = read_options(state, source)
     if dilations is not None:

@@ -17,6 +17,9 @@ from ..errors import ConfigError
 TAPS = ("frames", "embedding")
 BACKBONE_NAME = "backbone"  # the name every backbone model takes inside a speaker model
 BACKBONES: dict[str, Callable[..., keras.Model]] = {}
+MAX_WIDTH = 4.0  # width multiplier: 2048 filters in the ResCNN's last stage, 16 times the published model
+MAX_EMBEDDING_DIM = 4096
+MAX_FBANKS = 512
 
 
 def register_backbone(name: str):
@@ -45,6 +48,12 @@ def build_backbone(name: str, num_fbanks: int = 64, **options) -> keras.Model:
     """Build a registered backbone for `num_fbanks`-band features; unknown names raise with the choices."""
     if name not in BACKBONES:
         raise ConfigError(f"unknown model {name!r}; choose from {sorted(BACKBONES)}")
+    width, embedding_dim = options.get("width", 1.0), options.get("embedding_dim", 1)
+    if not 0 < width <= MAX_WIDTH or not 1 <= embedding_dim <= MAX_EMBEDDING_DIM or not 1 <= num_fbanks <= MAX_FBANKS:
+        raise ConfigError(
+            f"model {name!r}: width {width}, embedding_dim {embedding_dim} and {num_fbanks} filterbanks must be within "
+            f"(0, {MAX_WIDTH:g}], 1-{MAX_EMBEDDING_DIM} and 1-{MAX_FBANKS}"
+        )
     try:
         model = BACKBONES[name](num_fbanks=num_fbanks, name=BACKBONE_NAME, **options)
     except TypeError as error:

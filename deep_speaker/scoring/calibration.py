@@ -27,6 +27,8 @@ SUFFIX = ".calibration.json"
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 MIN_TARGET_TRIALS = 50  # the EER threshold sits between target scores: fewer leave it to chance
 MIN_NONTARGET_TRIALS = 1000  # far0.1 is the score of the 1-in-1000 highest impostor: it needs 1000 of them
+MAX_SCORE_MAGNITUDE = 1e6  # thresholds: cosine scores lie in [-1, 1], back ends' (PLDA LLRs) within a few hundred
+MAX_LLR_PARAMETER = 1e4  # a fitted score-to-LLR slope or offset beyond this is no calibration
 
 
 def calibration_home() -> Path:
@@ -73,19 +75,27 @@ class Calibration:
 
     @classmethod
     def read(cls, path) -> "Calibration":
-        """Parse a calibration file; anything malformed raises `CalibrationError` naming the file."""
+        """Parse a calibration file; anything malformed (not JSON, a field missing, unknown or of the wrong type, a
+        number not finite or out of range) raises `CalibrationError` naming the file."""
         path = Path(path)
         try:
             values = json.loads(path.read_text())
-            known = {f.name for f in fields(cls)}
-            calibration = cls(**{k: v for k, v in values.items() if k in known})
-            thresholds = [calibration.eer, calibration.far1, calibration.far0_1]
-            if not all(isinstance(t, (int, float)) and abs(t) < float("inf") for t in thresholds):
-                raise ValueError(f"thresholds must be finite numbers, got {thresholds}")
-            llr = [calibration.llr_scale, calibration.llr_offset]
-            if llr != [None, None] and not all(isinstance(v, (int, float)) and abs(v) < float("inf") for v in llr):
-                raise ValueError(f"llr_scale and llr_offset must be finite numbers, got {llr}")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
+            if not isinstance(values, dict):
+                raise ValueError(f"a JSON object is expected, found {type(values).__name__}")
+            unknown = sorted(set(values) - {f.name for f in fields(cls)})
+            if unknown:
+                raise ValueError(f"unknown field(s) {unknown}")
+            calibration = cls(**values)
+            for name in ("eer", "far1", "far0_1", "eer_percent"):
+                _require_number(name, getattr(calibration, name), MAX_SCORE_MAGNITUDE if name != "eer_percent" else 100.0)
+            for name in ("trials", "model", "scorer"):
+                if not isinstance(getattr(calibration, name), str):
+                    raise ValueError(f"{name} must be text, got {getattr(calibration, name)!r}")
+            llr = (calibration.llr_scale, calibration.llr_offset)
+            if llr != (None, None):
+                for name, value in zip(("llr_scale", "llr_offset"), llr):
+                    _require_number(name, value, MAX_LLR_PARAMETER)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as error:
             raise CalibrationError(f"{path}: not a readable calibration file ({error})") from error
         return calibration
 
@@ -99,6 +109,11 @@ class Calibration:
         if operating_point not in OPERATING_POINTS:
             raise CalibrationError(f"unknown operating point {operating_point!r}; choose from {OPERATING_POINTS}")
         return {"eer": self.eer, "far1": self.far1, "far0.1": self.far0_1}[operating_point]
+
+
+def _require_number(name: str, value, bound: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= bound:
+        raise ValueError(f"{name} must be a finite number of magnitude at most {bound:g}, got {value!r}")
 
 
 def fit_llr(target_scores, nontarget_scores) -> tuple[float, float]:
@@ -135,7 +150,13 @@ def _home_path(fingerprint: str, scorer: str) -> Path:
 
 def find_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine") -> Calibration | None:
     """The calibration of the model `fingerprint` for the back end `scorer`: the user's (by fingerprint),
-    beside `checkpoint`, or shipped.
+    beside `checkpoint`, or shipped (`locate_calibration` says which file)."""
+    found = locate_calibration(fingerprint, checkpoint, scorer)
+    return None if found is None else found[1]
+
+
+def locate_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine") -> tuple[Path, Calibration] | None:
+    """(file, calibration) in effect for the model `fingerprint` and back end `scorer`, or None.
 
     A file beside the checkpoint that names other weights is ignored (it is stale); one that names none
     (written before calibrations were keyed) is taken, as it sits beside its model.
@@ -148,8 +169,19 @@ def find_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine") 
             calibration = Calibration.read(path)
             unkeyed_beside = not calibration.model and checkpoint is not None and path == beside(checkpoint, scorer)
             if (calibration.model == fingerprint or unkeyed_beside) and calibration.scorer == scorer:
-                return calibration
+                return path, calibration
     return None
+
+
+def require_uncalibrated(fingerprint: str, checkpoint=None, scorer: str = "cosine") -> None:
+    """Refuse (before any work) to calibrate a model that has a calibration for `scorer` already, unless forced."""
+    existing = locate_calibration(fingerprint, checkpoint, scorer)
+    if existing is not None:
+        raise CalibrationError(
+            f"model {fingerprint} already has a calibration for {scorer} scores ({existing[0]}, from "
+            f"{existing[1].trials or 'an unnamed list'}); replacing it changes every later decision: pass force=True to replace it",
+            cli_hint="pass --force; the one replaced is kept as a dated .bak",
+        )
 
 
 def _is_shipped(path: Path) -> bool:
@@ -164,9 +196,12 @@ def _back_up(path: Path) -> None:
 
 def save_calibration(calibration: Calibration, checkpoint=None, force: bool = False) -> list[Path]:
     """Store under the model's fingerprint in the user's folder, and beside `checkpoint` when given; each file
-    replaced is backed up. A shipped model's own calibration is replaced only with `force`."""
+    replaced is backed up. A model that already has a calibration for this back end (its own, the user's, or the
+    shipped one) keeps it unless `force`: a new one would silently change every later decision."""
     if not calibration.model:
         raise CalibrationError("a calibration to save must name its model (fingerprint)")
+    if not force:
+        require_uncalibrated(calibration.model, checkpoint, calibration.scorer)
     data = json.dumps(asdict(calibration), indent=2).encode()
     paths = [_home_path(calibration.model, calibration.scorer)]
     if checkpoint is not None and (force or not _is_shipped(beside(checkpoint, calibration.scorer))):

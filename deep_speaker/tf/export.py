@@ -11,6 +11,7 @@ front end in float32 and unrolls recurrent layers (GE2E's LSTM runs over fixed 1
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -22,8 +23,18 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ..checkpoints import require_finite_weights
 from ..errors import CheckpointError, ConfigError
-from ..exported import METADATA_KEY, ExportMetadata, OnnxSpeakerModel, load_exported, read_metadata, sidecar
+from ..exported import (
+    METADATA_KEY,
+    ExportMetadata,
+    OnnxSpeakerModel,
+    check_output_size,
+    graph_digest,
+    load_exported,
+    read_metadata,
+    sidecar,
+)
 from ..fileio import toolkit_home
 from ..layers import Fbank
 from ..models import feature_config_of, model_fingerprint
@@ -104,7 +115,9 @@ def _write_savedmodel(model: keras.Model, path: Path, quantisation: str | None) 
 WRITERS = {"onnx": _write_onnx, "tflite": _write_tflite, "savedmodel": _write_savedmodel}
 
 
-def _attach_metadata(path: Path, model_format: str, metadata: ExportMetadata) -> None:
+def _attach_metadata(path: Path, model_format: str, metadata: ExportMetadata) -> ExportMetadata:
+    """Write `metadata`, sealed with the digest of the graph at `path`, into the model or beside it; returns it sealed."""
+    metadata = metadata.sealed(graph_digest(path))
     if model_format == "onnx":
         import onnx
 
@@ -114,6 +127,7 @@ def _attach_metadata(path: Path, model_format: str, metadata: ExportMetadata) ->
         onnx.save(graph, str(path))
     else:
         sidecar(path).write_text(metadata.to_json())
+    return metadata
 
 
 def _compare(runner, model: keras.Model, waveforms) -> tuple[float, float]:
@@ -124,7 +138,7 @@ def _compare(runner, model: keras.Model, waveforms) -> tuple[float, float]:
         found = np.asarray(runner(waveform[None]), np.float32)[0]
         differences.append(float(np.max(np.abs(found - expected))))
         cosines.append(float(found @ expected / max(np.linalg.norm(found) * np.linalg.norm(expected), 1e-12)))
-    return max(differences), min(cosines)
+    return float(np.max(differences)), float(np.min(cosines))  # NumPy's max and min keep a NaN (Python's may not)
 
 
 def _move_into_place(staged: Path, target: Path) -> None:
@@ -142,19 +156,34 @@ def _move_into_place(staged: Path, target: Path) -> None:
             os.replace(source, destination)
 
 
+def _is_export(path: Path) -> bool:
+    """Whether `path` holds an earlier export (whatever its state): what `force` may replace."""
+    try:
+        if path.suffix == ".onnx":
+            import onnx
+
+            return path.is_file() and any(p.key == METADATA_KEY for p in onnx.load(str(path), load_external_data=False).metadata_props)
+        metadata = json.loads(sidecar(path).read_text())
+        return isinstance(metadata, dict) and str(metadata.get("format", "")).startswith("deep-speaker-export/")
+    except Exception:  # unreadable in any way: not something we wrote
+        return False
+
+
 def export_model(model: keras.Model, target, model_format: str = "onnx", quantisation: str | None = None, force: bool = False, source="model") -> ExportMetadata:
     """Write `model` (a waveform-in speaker model) to `target` in `model_format`; returns the metadata written.
 
     A float export whose embeddings differ from Keras's by more than `PARITY_BOUND` on the probe waveforms is
     refused (`CheckpointError`) and nothing is written; a quantised one records its smallest cosine instead.
     """
-    require_speaker_model(model, source)
+    require_finite_weights(require_speaker_model(model, source), source)
     if model_format not in QUANTISATIONS:
         raise ConfigError(f"unknown export format {model_format!r}; choose from {sorted(QUANTISATIONS)}")
     if quantisation not in QUANTISATIONS[model_format]:
         allowed = ", ".join(q for q in QUANTISATIONS[model_format] if q) or "none"
         raise ConfigError(f"{model_format} export has no {quantisation} variant (quantisations for {model_format}: {allowed})")
     target = Path(target)
+    if target.name in ("", ".", ".."):
+        raise ConfigError(f"{target}: name the export (NAME.onnx, NAME.tflite or a new SavedModel folder), not a folder like '{target}'")
     expected_suffix = {"onnx": ".onnx", "tflite": ".tflite"}.get(model_format)
     if expected_suffix and target.suffix != expected_suffix:
         raise ConfigError(f"{target}: a {model_format} export is written to NAME{expected_suffix}")
@@ -162,6 +191,8 @@ def export_model(model: keras.Model, target, model_format: str = "onnx", quantis
         raise ConfigError(f"{target}: a SavedModel is a folder; name it without {target.suffix}")
     if target.exists() and not force:
         raise ConfigError(f"{target} exists; pass force=True (--force) to replace it")
+    if target.exists() and not _is_export(target):
+        raise ConfigError(f"{target}: exists and is not a deep-speaker export; force replaces earlier exports only (remove it yourself)")
     target.parent.mkdir(parents=True, exist_ok=True)
     config = feature_config_of(model)
     fingerprint = model_fingerprint(model)
@@ -176,13 +207,12 @@ def export_model(model: keras.Model, target, model_format: str = "onnx", quantis
         staged = Path(staging) / target.name
         WRITERS[model_format](model, staged, quantisation)
         difference, cosine = _compare(load_exported(staged, metadata), model, probe_waveforms(config.sample_rate))
-        if quantisation is None and difference > PARITY_BOUND[model_format]:
+        if not np.isfinite(cosine) or (quantisation is None and not difference <= PARITY_BOUND[model_format]):  # NaN fails
             raise CheckpointError(
                 f"{target}: the {model_format} export differs from the Keras model by {difference:.2e} "
                 f"(bound {PARITY_BOUND[model_format]:.0e}); not written"
             )
-        metadata = replace(metadata, max_abs_difference=difference, min_cosine=cosine)
-        _attach_metadata(staged, model_format, metadata)
+        metadata = _attach_metadata(staged, model_format, replace(metadata, max_abs_difference=difference, min_cosine=cosine))
         _move_into_place(staged, target)
     return metadata
 
@@ -201,8 +231,10 @@ class TFLiteSpeakerModel:
             except ValueError as error:
                 raise CheckpointError(f"{path}: not a readable TFLite model ({error})") from None
         self._input = self.interpreter.get_input_details()[0]["index"]
-        self._output = self.interpreter.get_output_details()[0]["index"]
+        output = self.interpreter.get_output_details()[0]
+        self._output = output["index"]
         self._shape = None
+        check_output_size(output["shape"][-1] if len(output["shape"]) else None, self.metadata, path)
 
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         waveforms = np.asarray(waveforms, np.float32)
@@ -226,15 +258,32 @@ class SavedModelSpeakerModel:
             self._loaded = tf.saved_model.load(str(path))  # keeps the variables `serve` refers to alive
         except (OSError, ValueError, AttributeError) as error:
             raise CheckpointError(f"{path}: not a readable deep-speaker SavedModel ({error})") from None
+        if not hasattr(self._loaded, "serve"):
+            raise CheckpointError(f"{path}: a SavedModel without the `serve` signature of a deep-speaker export")
+        size = self._loaded.serve.get_concrete_function().structured_outputs.shape[-1]
+        check_output_size(size, self.metadata, path)
 
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         return np.asarray(self._loaded.serve(np.asarray(waveforms, np.float32)))
 
 
 def onnx_copy(model: keras.Model, source="model"):
-    """`model` as ONNX Runtime runs it: exported once (parity-checked) to `~/.deep_speaker/exports/<fingerprint>.onnx`,
-    reused while the fingerprint matches."""
-    path = toolkit_home() / "exports" / f"{model_fingerprint(model)}.onnx"
-    if not path.is_file():
-        export_model(model, path, "onnx", force=True, source=source)
+    """`model` as ONNX Runtime runs it: exported once (parity-checked) to `~/.deep_speaker/exports/<fingerprint>.onnx`
+    and reused. What the cache holds is checked before use, not trusted: its digest, its fingerprint, and its
+    embeddings of the probe waveforms against the Keras model's; anything else is rebuilt."""
+    fingerprint = model_fingerprint(model)
+    path = toolkit_home() / "exports" / f"{fingerprint}.onnx"
+    if path.is_file():
+        try:
+            cached = OnnxSpeakerModel(path)
+            if cached.metadata.fingerprint != fingerprint:
+                raise CheckpointError(f"{path}: an export of model {cached.metadata.fingerprint}, not {fingerprint}")
+            difference, _ = _compare(cached, model, probe_waveforms(cached.metadata.feature_config.sample_rate))
+            if not difference <= PARITY_BOUND["onnx"]:
+                raise CheckpointError(f"{path}: computes other embeddings than the model (max |difference| {difference:.2e})")
+            return cached
+        except CheckpointError as error:
+            logging.getLogger(__name__).warning("the ONNX Runtime cache is not this model's export (%s); exporting it again", error)
+    path.unlink(missing_ok=True)
+    export_model(model, path, "onnx", source=source)
     return OnnxSpeakerModel(path)

@@ -500,5 +500,5 @@ def train_detector(working_dir, manifest, recipe: Recipe, held_out=(), progress:
         detector = keras.saving.load_model(best)
         speakers = validation_speakers(rows, recipe.run.validation_fraction, recipe.run.seed)
         genuine = [recording_score(detector, path) for path, speaker, family in rows if family == "genuine" and speaker in speakers]
-        save_threshold(best, float(np.quantile(genuine, 0.99)), len(genuine))
+        save_threshold(best, detector, genuine)
     return best

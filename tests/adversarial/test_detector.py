@@ -106,3 +106,33 @@ def test_a_speaker_model_is_not_a_detector(tmp_path):
     model = save_tiny_model(tmp_path / "tiny.keras")
     with pytest.raises(CheckpointError, match="not a spoof detector"):
         SpoofDetector(model, threshold=0.0)
+
+
+def test_threshold_files_that_are_broken_hand_written_or_for_other_weights_are_refused(tmp_path, capsys):
+    import keras
+
+    from deep_speaker.adversarial.detector import save_threshold
+    from deep_speaker.errors import TrainingError
+    from deep_speaker.models.detector import build_detector
+
+    detector = build_detector()
+    path = tmp_path / "detector.keras"
+    keras.saving.save_model(detector, path)
+    with pytest.raises(TrainingError, match=r"detector.keras: the detector scores the 5 genuine validation recordings alike"):
+        save_threshold(path, detector, [0.0] * 5)  # what an untrained detector does
+    assert not threshold_path(path).exists()
+    for content, problem in (
+        ("{not json", "not a readable detector threshold file"),
+        ("{}", "no finite number under 'threshold' \\(found None\\)"),
+        ('{"threshold": "abc"}', "no finite number under 'threshold' \\(found 'abc'\\)"),
+        ("[1, 2]", "no finite number under 'threshold'"),
+        ('{"threshold": 0.0, "weights": "0123456789abcdef"}', "this threshold was not set for the weights of"),
+        ('{"threshold": 0.0}', "this threshold was not set for the weights of"),  # written by hand beside untrained weights
+    ):
+        threshold_path(path).write_text(content)
+        with pytest.raises(CheckpointError, match=rf"detector.keras.detector.json: {problem}"):
+            SpoofDetector(path)
+        refused = cli_in_process(capsys, "detect", path, "--detector", path)
+        assert refused.returncode == 2 and problem.split("\\")[0] in refused.stderr and "Traceback" not in refused.stderr
+    written = save_threshold(path, detector, np.linspace(-3, 1, 101))
+    assert SpoofDetector(path).threshold == pytest.approx(written) == pytest.approx(0.96)

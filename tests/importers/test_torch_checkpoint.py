@@ -123,8 +123,8 @@ def test_other_globals_and_broken_files_are_clear_errors(tmp_path, fake_torch):
     with pytest.raises(CheckpointError, match="holds 8 bytes, not the 6 x 4"):
         read_torch_checkpoint(_write(tmp_path / "short.pt", {"w": _Tensor(short, 0, (6,), (1,))}, [short]))
     small = _Storage("FloatStorage", "0", b"\x00" * 8, 2)
-    with pytest.raises(CheckpointError, match="reaches element 9 of 2"):
-        read_torch_checkpoint(_write(tmp_path / "reach.pt", {"w": _Tensor(small, 0, (10,), (1,))}, [small]))
+    with pytest.raises(CheckpointError, match="reaches element 2 of 2"):
+        read_torch_checkpoint(_write(tmp_path / "reach.pt", {"w": _Tensor(small, 1, (2,), (1,))}, [small]))
     with pytest.raises(CheckpointError, match="nowhere.pt: no such checkpoint"):
         read_torch_checkpoint(tmp_path / "nowhere.pt")
 
@@ -135,3 +135,53 @@ def test_the_published_checkpoints_read(pytorch_fixtures):
     ecapa = read_torch_checkpoint(pytorch_fixtures / "speechbrain" / "ecapa_embedding_model.ckpt")
     assert ecapa["blocks.0.conv.conv.weight"].shape == (256, 80, 5) and ecapa["blocks.0.norm.norm.num_batches_tracked"].dtype == np.int64
     assert all(np.all(np.isfinite(v)) for v in ge2e.values())
+
+
+def test_a_stride_zero_view_cannot_make_the_reader_allocate_more_than_the_file_holds(tmp_path, fake_torch):
+    one = _Storage("FloatStorage", "0", b"\x00" * 4, 1)  # one float, viewed as 2^34 of them (64 GiB) by stride 0
+    path = _write(tmp_path / "stride0.pt", {"w": _Tensor(one, 0, (2**17, 2**17), (0, 0))}, [one])
+    with pytest.raises(CheckpointError, match=r"stride0.pt: tensor over model/data/0 declares shape \(131072, 131072\), more values than the 1"):
+        read_torch_checkpoint(path)
+
+
+def _nested_pickle(levels: int) -> bytes:
+    """A few hundred bytes describing 2^levels leaves: each list holds the previous one twice (memo references)."""
+    body = b"\x80\x02]q\x00"  # an empty list, memo 0
+    for level in range(1, levels + 1):
+        body += b"]q" + bytes([level]) + b"(h" + bytes([level - 1]) + b"h" + bytes([level - 1]) + b"e"
+    return body + b"."
+
+
+def test_shared_references_stay_shared_so_a_tiny_pickle_cannot_explode(tmp_path, fake_torch):
+    pickled = _nested_pickle(40)  # 2^40 leaves if each reference were copied
+    assert len(pickled) < 600
+    path = _write(tmp_path / "bomb.pt", None, extra=pickled)
+    loaded = read_torch_checkpoint(path)  # returns at once, sharing as the pickle does
+    assert loaded[0] is loaded[1]
+    deep = b"\x80\x02" + b"(" * 200 + b"l" * 200 + b"."  # 200 nested lists
+    with pytest.raises(CheckpointError, match=r"deep.pt: the checkpoint's objects nest deeper than 64"):
+        read_torch_checkpoint(_write(tmp_path / "deep.pt", None, extra=deep))
+
+
+def test_a_number_or_text_where_a_tensor_belongs_is_named(tmp_path, fake_torch):
+    from deep_speaker.importers import import_resemblyzer, import_speechbrain, read_state_dict
+
+    path = _write(tmp_path / "numbers.pt", {"model_state": OrderedDict([("lstm.weight_ih_l0", 3), ("linear.weight", "abc")])})
+    with pytest.raises(CheckpointError, match=r"numbers.pt: entry 'lstm.weight_ih_l0' is a int, not a tensor"):
+        import_resemblyzer(path)
+    speechbrain_like = _write(tmp_path / "sb.pt", OrderedDict([("mfa.conv.conv.weight", "abc")]))
+    with pytest.raises(CheckpointError, match=r"sb.pt: entry 'mfa.conv.conv.weight' is a str, not a tensor"):
+        import_speechbrain(speechbrain_like)
+    with pytest.raises(CheckpointError, match=r"list.pt: holds a list, not a state dict"):
+        read_state_dict(_write(tmp_path / "list.pt", [1, 2]))
+
+
+def test_a_damaged_archive_is_one_clear_error(tmp_path, fake_torch):
+    values = _Storage("FloatStorage", "0", np.arange(64, dtype=np.float32).tobytes(), 64)
+    path = _write(tmp_path / "crc.pt", {"w": _Tensor(values, 0, (64,), (1,))}, [values])
+    data = bytearray(path.read_bytes())
+    start = data.index(np.arange(64, dtype=np.float32).tobytes())
+    data[start + 100] ^= 0xFF  # one flipped byte of stored tensor data: the member's CRC no longer matches
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"crc.pt: archive member model/data/0 is damaged \(BadZipFile"):
+        read_torch_checkpoint(path)

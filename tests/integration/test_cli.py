@@ -129,3 +129,50 @@ def test_system_errors_are_one_line(tmp_path, capsys):
     blocked.write_text("not a folder")
     result = cli_in_process(capsys, "embed", sample, "--checkpoint_file", checkpoint, "--out", blocked / "e.npy")
     assert result.returncode == 2 and result.stderr.startswith("error: [Errno") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "arguments,problem",
+    [
+        (["diarize", "a.wav", "--num-speakers", "1000"], "argument --num-speakers/--num_speakers: must be between 1 and 100, got 1000"),
+        (["diarize", "a.wav", "--threshold", "nan"], "argument --threshold: must be a number in [-1, 1], got nan"),
+        (["diarize", "a.wav", "--threshold", "5"], "argument --threshold: must be a number in [-1, 1], got 5"),
+        (["attack", "a.wav", "o.wav", "--target-file", "b.wav", "--snr", "-10"], "argument --snr: must be a number in [0, 120], got -10"),
+        (["fuse", "a.keras", "b.keras", "f.fusion.json", "--audio_dir", "d", "--weights", "inf", "1"], "argument --weights: must be a number in (0, 1e+06], got inf"),
+        (["test-model", "--working_dir", "wd", "--seed", "-1"], "argument --seed: must be between 0 and 4294967295, got -1"),
+        (["make-spoofs", "--audio_dir", "d", "--out", "o", "--seed", "x"], "argument --seed: expected a whole number, got 'x'"),
+        (["identify", "a.wav", "--top-k", "0"], "argument --top-k/--top_k: must be between 1 and 10000, got 0"),
+        (["serve", "--port", "70000"], "argument --port: must be between 0 and 65535, got 70000"),
+        (["augment-cache", "--working_dir", "wd", "--noise_probability", "2"], "argument --noise_probability: must be a number in [0, 1], got 2"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_by_the_parser(capsys, arguments, problem):
+    result = cli_in_process(capsys, *arguments)
+    assert result.returncode == 2 and problem in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_command_writes_over_its_own_input(tmp_path, capsys):
+    import soundfile as sf
+
+    from tests.helpers import synthetic_speech
+
+    recording = tmp_path / "original.wav"
+    sf.write(recording, synthetic_speech(2.0), 16000)
+    before = recording.read_bytes()
+    link = tmp_path / "alias.wav"
+    link.symlink_to(recording)
+    for arguments in (
+        ["attack", recording, recording, "--target-file", recording, "--threshold", "0.5"],
+        ["attack", recording, link, "--target-file", recording, "--threshold", "0.5"],  # the same file by another name
+        ["convert-voice", recording, tmp_path / "other.wav", recording],
+        ["diarize", recording, "--rttm", recording],
+    ):
+        result = cli_in_process(capsys, *arguments)
+        assert result.returncode == 2 and "is also this command's input" in result.stderr, arguments
+    assert recording.read_bytes() == before
+    checkpoint = save_tiny_model(tmp_path / "m.keras")
+    stamp = checkpoint.read_bytes()
+    for arguments in (["convert-checkpoint", checkpoint, checkpoint], ["ensemble", checkpoint, tmp_path / "x.keras", checkpoint]):
+        result = cli_in_process(capsys, *arguments)
+        assert result.returncode == 2 and "m.keras: is also this command's input" in result.stderr, arguments
+    assert checkpoint.read_bytes() == stamp

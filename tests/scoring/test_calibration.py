@@ -59,7 +59,10 @@ def test_a_stale_file_beside_the_checkpoint_is_ignored_and_an_old_unkeyed_one_is
 
 @pytest.mark.parametrize(
     "text",
-    ["{not json", '{"eer": "high"}', '["a"]', '{"eer": NaN, "far1": 1, "far0_1": 1, "eer_percent": 1, "trials": ""}', '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "llr_scale": "steep", "llr_offset": 0}'],
+    ["{not json", '{"eer": "high"}', '["a"]', '{"eer": 0.1, "far1": true, "far0_1": 0.3, "eer_percent": 1, "trials": ""}',
+     '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": "abc", "trials": ""}', '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "model": [1]}',
+     '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "llr_scale": 1e308, "llr_offset": 0}',
+     '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "extra": 1}', '{"eer": NaN, "far1": 1, "far0_1": 1, "eer_percent": 1, "trials": ""}', '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "llr_scale": "steep", "llr_offset": 0}'],
 )
 def test_corrupt_files_are_one_clear_error(tmp_path, text):
     checkpoint = tmp_path / "m.keras"
@@ -79,7 +82,10 @@ def test_replaced_calibrations_are_backed_up_and_shipped_ones_need_force(tmp_pat
     first, second = Calibration(0.3, 0.5, 0.7, 9.0, "t", model="abc"), Calibration(0.2, 0.4, 0.6, 8.0, "t2", model="abc")
     checkpoint = tmp_path / "mine.keras"
     save_calibration(first, checkpoint)
-    save_calibration(second, checkpoint)
+    with pytest.raises(CalibrationError, match=r"model abc already has a calibration for cosine scores .*from t\); replacing it changes"):
+        save_calibration(second, checkpoint)  # an existing operating point is never replaced silently
+    assert find_calibration("abc", checkpoint) == first
+    save_calibration(second, checkpoint, force=True)
     assert find_calibration("abc", checkpoint) == second
     backups = sorted(tmp_path.rglob("*.bak"))
     assert len(backups) == 2 and all(Calibration.read(b) == first for b in backups)
@@ -88,6 +94,23 @@ def test_replaced_calibrations_are_backed_up_and_shipped_ones_need_force(tmp_pat
     shipped_dir.mkdir()
     monkeypatch.setattr(calibration_module, "PRETRAINED_DIR", shipped_dir.resolve())
     shipped = shipped_dir / "model.keras"
-    paths = save_calibration(second, shipped)
+    third = Calibration(0.2, 0.4, 0.6, 8.0, "t3", model="new")
+    paths = save_calibration(third, shipped)
     assert beside(shipped) not in paths and not beside(shipped).exists()
-    assert beside(shipped) in save_calibration(second, shipped, force=True)
+    assert beside(shipped) in save_calibration(third, shipped, force=True)
+
+
+def test_a_shipped_calibration_is_not_shadowed_without_force(tmp_path, monkeypatch, capsys):
+    import deep_speaker.scoring.calibration as calibration_module
+    from tests.helpers import save_tiny_model
+
+    checkpoint = save_tiny_model(tmp_path / "pretrained" / "model.keras")
+    from deep_speaker.embedding import SpeakerEncoder
+
+    fingerprint = SpeakerEncoder(checkpoint).fingerprint
+    shipped = Calibration(0.2, 0.4, 0.6, 8.0, "shipped trials", model=fingerprint)
+    beside(checkpoint).write_text(json.dumps(shipped.__dict__))
+    monkeypatch.setattr(calibration_module, "PRETRAINED_DIR", checkpoint.parent.resolve())
+    with pytest.raises(CalibrationError, match=r"already has a calibration for cosine scores \(.*model.keras.calibration.json, from shipped trials\)"):
+        save_calibration(Calibration(0.3, 0.5, 0.7, 9.0, "mine", model=fingerprint), checkpoint)
+    assert find_calibration(fingerprint, checkpoint) == shipped

@@ -192,3 +192,119 @@ def test_imported_models_export_with_their_front_ends(tmp_path, pytorch_fixtures
         export_model(model, target, model_format)
         expected, found = _keras_and_exported(model, target, waveforms)
         np.testing.assert_allclose(found, expected, atol=PARITY_BOUND[model_format], err_msg=f"{checkpoint} {model_format}")
+
+
+def _onnx_with(path, target, weights=None, metadata_edit=None):
+    """A copy of the ONNX export at `path` with its largest initializer replaced by random values, or its metadata's
+    JSON edited by `metadata_edit(dict)`; everything else kept (the attack of hardening issue 26)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path))
+    if weights is not None:
+        largest = max(graph.graph.initializer, key=lambda tensor: int(np.prod(tensor.dims)))
+        values = numpy_helper.to_array(largest)
+        random = np.random.default_rng(weights).standard_normal(values.shape).astype(values.dtype)
+        largest.CopyFrom(numpy_helper.from_array(random, largest.name))
+    if metadata_edit is not None:
+        entry = next(p for p in graph.metadata_props if p.key == "deep_speaker")
+        fields = json.loads(entry.value)
+        metadata_edit(fields)
+        entry.value = json.dumps(fields)
+    onnx.save(graph, str(target))
+    return target
+
+
+def test_an_export_whose_weights_or_metadata_changed_is_refused(tmp_path, speech_file):
+    model = tiny_model()
+    original = tmp_path / "tiny.onnx"
+    export_model(model, original, "onnx")
+    assert SpeakerEncoder(original).fingerprint == model_fingerprint(model)
+    swapped = _onnx_with(original, tmp_path / "swapped.onnx", weights=1)
+    with pytest.raises(CheckpointError, match=r"swapped.onnx: the model's graph or metadata changed after export"):
+        SpeakerEncoder(swapped)
+    edits = {
+        "rate": lambda m: m["feature_config"].update(sample_rate=8000),
+        "trim": lambda m: m["feature_config"].update(trim="none"),
+        "fingerprint": lambda m: m.update(fingerprint="0123456789abcdef"),
+    }
+    for name, edit in edits.items():
+        with pytest.raises(CheckpointError, match=rf"{name}.onnx: the model's graph or metadata changed after export"):
+            OnnxSpeakerModel(_onnx_with(original, tmp_path / f"{name}.onnx", metadata_edit=edit))
+
+    def resealed_size(fields):  # a forger who also recomputes the digest still cannot claim another output size
+        from deep_speaker.exported import ExportMetadata, graph_digest
+
+        fields["embedding_dim"] = 999
+        fields.pop("format"), fields.pop("digest")
+        fields["feature_config"] = FeatureConfig(**fields["feature_config"])
+        fields.update(json.loads(ExportMetadata(**fields).sealed(graph_digest(original)).to_json()))
+
+    with pytest.raises(CheckpointError, match=r"size.onnx: the metadata says 999-d embeddings, the graph outputs 16-d"):
+        OnnxSpeakerModel(_onnx_with(original, tmp_path / "size.onnx", metadata_edit=resealed_size))
+    tflite = tmp_path / "tiny.tflite"
+    export_model(model, tflite, "tflite")
+    fields = json.loads(sidecar(tflite).read_text())
+    fields["feature_config"]["sample_rate"] = 8000
+    sidecar(tflite).write_text(json.dumps(fields))
+    with pytest.raises(CheckpointError, match=r"tiny.tflite: the model's graph or metadata changed after export"):
+        SpeakerEncoder(tflite)
+
+
+def test_the_onnx_runtime_cache_is_checked_and_rebuilt_when_replaced(tmp_path, speech_file, private_home, caplog):
+    checkpoint = save_tiny_model(tmp_path / "tiny.keras")
+    other = tiny_model()
+    other.set_weights([w * 1.5 for w in other.get_weights()])  # surely another model
+    reference = SpeakerEncoder(checkpoint).embed(speech_file)
+    first = SpeakerEncoder(checkpoint, runtime="onnx")
+    cached = private_home / "exports" / f"{first.fingerprint}.onnx"
+    other_export = tmp_path / "other.onnx"
+    export_model(other, other_export, "onnx")
+    for name, replacement in (("weights", _onnx_with(cached, tmp_path / "w.onnx", weights=2)), ("another model", other_export)):
+        cached.write_bytes(replacement.read_bytes())
+        with caplog.at_level("WARNING"):
+            encoder = SpeakerEncoder(checkpoint, runtime="onnx")
+        assert "the ONNX Runtime cache is not this model's export" in caplog.text, name
+        caplog.clear()
+        np.testing.assert_allclose(encoder.embed(speech_file), reference, atol=1e-4, err_msg=name)
+        assert read_metadata(cached).fingerprint == first.fingerprint
+
+
+def test_force_replaces_earlier_exports_only(tmp_path, capsys):
+    model = tiny_model()
+    (tmp_path / "notes.onnx").write_bytes(b"an unrelated file")
+    with pytest.raises(ConfigError, match=r"notes.onnx: exists and is not a deep-speaker export; force replaces earlier exports only"):
+        export_model(model, tmp_path / "notes.onnx", "onnx", force=True)
+    assert (tmp_path / "notes.onnx").read_bytes() == b"an unrelated file"
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"folder: exists and is not a deep-speaker export"):
+        export_model(model, tmp_path / "folder", "savedmodel", force=True)
+    assert (tmp_path / "folder" / "keep.txt").read_text() == "mine"
+    export_model(model, tmp_path / "model.onnx", "onnx")
+    export_model(model, tmp_path / "model.onnx", "onnx", force=True)  # an earlier export is replaced
+    checkpoint = save_tiny_model(tmp_path / "tiny.keras")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    dot = cli_in_process(capsys, "export", checkpoint, ".", "--format", "savedmodel")
+    assert dot.returncode == 2 and "name the export" in dot.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_model_with_nan_weights_is_refused_at_load_and_export(tmp_path, capsys):
+    import keras
+
+    from deep_speaker.checkpoints import load_model, save_model
+
+    model = tiny_model()
+    weights = model.get_weights()
+    weights[3] = np.full_like(weights[3], np.nan)
+    model.set_weights(weights)
+    with pytest.raises(CheckpointError, match=r"model: weights hold NaN or infinity"):
+        export_model(model, tmp_path / "nan.onnx", "onnx")
+    assert not (tmp_path / "nan.onnx").exists()
+    keras.saving.save_model(model, tmp_path / "nan.keras")
+    with pytest.raises(CheckpointError, match=r"nan.keras: weights hold NaN or infinity"):
+        load_model(tmp_path / "nan.keras")
+    save_model(tiny_model(), tmp_path / "ok.keras")
+    ensemble = cli_in_process(capsys, "ensemble", tmp_path / "nan.keras", tmp_path / "ok.keras", tmp_path / "e.keras")
+    assert ensemble.returncode == 2 and "nan.keras: weights hold NaN or infinity" in ensemble.stderr
