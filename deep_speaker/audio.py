@@ -148,7 +148,8 @@ def stream_audio(path, chunk_seconds: float = 300.0, sample_rate: int = SAMPLE_R
 
 
 def to_model_input(samples: np.ndarray, file_rate: int, sample_rate: int = SAMPLE_RATE, source=None) -> np.ndarray:
-    """Validate a waveform (samples,) or (samples, channels) and return mono float32 at `sample_rate`."""
+    """Validate a waveform (samples,) or (samples, channels) and return mono float32 at `sample_rate`; one whose
+    peak is beyond full scale (a float file) is scaled down to full scale."""
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim in (1, 2):
         check_declared(samples.shape[0], int(file_rate), samples.shape[1] if samples.ndim == 2 else 1, source)
@@ -160,6 +161,9 @@ def to_model_input(samples: np.ndarray, file_rate: int, sample_rate: int = SAMPL
         raise EmptyAudioError(f"{describe_source(source)}: contains no samples")
     if not np.all(np.isfinite(samples)):
         raise InvalidSamplesError(f"{describe_source(source)}: contains NaN or infinite samples")
+    peak = float(np.max(np.abs(samples)))
+    if peak > 1.0:  # a float recording beyond full scale: its level means nothing, its shape does (clipping would distort it)
+        samples = samples / peak
     if file_rate != sample_rate:
         samples = _resample(samples, file_rate, sample_rate)
     if not np.any(samples):
@@ -243,7 +247,7 @@ def webrtcvad_speech_indices(samples: np.ndarray, sample_rate: int = SAMPLE_RATE
 
     window = window_ms * sample_rate // 1000
     samples = samples[: samples.size - samples.size % window]
-    pcm = np.round(samples * 32767).astype(np.int16).tobytes()
+    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).tobytes()  # a cast alone wraps loud samples round
     vad = webrtcvad.Vad(3)
     flags = np.array([vad.is_speech(pcm[start * 2 : (start + window) * 2], sample_rate) for start in range(0, samples.size, window)], dtype=float)
     padded = np.concatenate([np.zeros((average_width - 1) // 2), flags, np.zeros(average_width // 2)])

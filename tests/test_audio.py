@@ -216,3 +216,15 @@ def test_crop_waveform_takes_a_window_centres_without_rng_and_repeats_short_reco
     window = crop_waveform(waveform, 4, np.random.default_rng(0))
     assert window.size == 4 and np.all(np.diff(window) == 1) and window[0] in range(7)
     assert list(crop_waveform(waveform[:3], 7)) == [1, 2, 0, 1, 2, 0, 1]  # repeated, not zero-padded
+
+
+def test_a_waveform_beyond_full_scale_is_scaled_to_full_scale_and_the_voice_detector_never_wraps():
+    from deep_speaker.audio import to_model_input, webrtcvad_speech_indices
+    from tests.helpers import synthetic_speech
+
+    speech = synthetic_speech(2.0, seed=3)
+    loud = to_model_input(speech * 50, 16000)
+    assert np.abs(loud).max() == pytest.approx(1.0)
+    np.testing.assert_allclose(loud, speech / np.abs(speech).max(), rtol=1e-6)
+    np.testing.assert_array_equal(to_model_input(speech, 16000), speech)  # within full scale: untouched
+    np.testing.assert_array_equal(webrtcvad_speech_indices(speech * 50), webrtcvad_speech_indices(np.clip(speech * 50, -1, 1)))

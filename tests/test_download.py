@@ -2,6 +2,7 @@
 
 import hashlib
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -16,8 +17,8 @@ class Server:
     """Serves PAYLOAD at /file with Range support; the first `drop_after` bytes of a full request and then the
     connection closes (a dropped download); /page answers HTML."""
 
-    def __init__(self, drop_after: int | None = None):
-        self.ranges, self.drop_after = [], drop_after
+    def __init__(self, drop_after: int | None = None, endless: bool = False, trickle: float | None = None):
+        self.ranges, self.drop_after, self.endless, self.trickle = [], drop_after, endless, trickle
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,6 +33,18 @@ class Server:
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
+                    return
+                if server.endless or server.trickle:  # no length announced: bytes for ever, or one at a time
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.end_headers()
+                    try:
+                        for _ in range(10_000):
+                            self.wfile.write(PAYLOAD[:1] if server.trickle else PAYLOAD)
+                            self.wfile.flush()
+                            time.sleep(server.trickle or 0)
+                    except OSError:  # the client hung up
+                        pass
                     return
                 start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
                 server.ranges.append(self.headers.get("Range"))
@@ -94,3 +107,27 @@ def test_published_checkpoints_and_the_command_refuse_a_mirror_with_other_bytes(
     assert result.returncode != 0 and "995f4f51" in result.stderr and "refused: got 1,048,576 bytes" in result.stderr
     with pytest.raises(DownloadError, match="unknown checkpoint"):
         download_checkpoint("lstm", tmp_path)
+
+
+def test_a_linked_part_file_is_never_written_through(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    (tmp_path / "model.h5.part").symlink_to(precious)
+    with Server() as server, pytest.raises(DownloadError, match=r"model.h5.part: is a link or not a plain file"):
+        download(f"{server.url}/file", tmp_path / "model.h5", SHA, len(PAYLOAD), progress=False)
+    assert precious.read_text() == "keep me" and server.ranges == []
+
+
+def test_an_endless_or_trickling_server_is_cut_off(tmp_path):
+    with Server(endless=True) as server, pytest.raises(DownloadError, match=r"sent more than the 1,048,576 bytes of the published file"):
+        download(f"{server.url}/file", tmp_path / "endless.h5", SHA, len(PAYLOAD), progress=False)
+    assert (tmp_path / "endless.h5.part").stat().st_size <= len(PAYLOAD)
+    started = time.monotonic()
+    with Server(trickle=0.2) as server, pytest.raises(DownloadError, match=r"did not finish before its deadline .*run the same command again to resume"):
+        download(f"{server.url}/file", tmp_path / "slow.h5", SHA, len(PAYLOAD), progress=False, deadline=1.0)
+    assert time.monotonic() - started < 10
+
+
+def test_a_url_that_is_no_address_is_a_clear_error(tmp_path, capsys):
+    result = cli_in_process(capsys, "download-checkpoint", "triplet", "--output_dir", tmp_path, "--url", "notaurl", "--quiet")
+    assert result.returncode == 2 and "notaurl: not an http:// or https:// address" in result.stderr and "Traceback" not in result.stderr

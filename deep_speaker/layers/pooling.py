@@ -47,12 +47,12 @@ class AttentiveStatsPooling(keras.layers.Layer):
     def __init__(self, attention_channels: int = 128, global_context: bool = True, epsilon: float = 1e-12, **kwargs):
         super().__init__(**kwargs)
         self.attention_channels, self.global_context, self.epsilon = int(attention_channels), bool(global_context), float(epsilon)
-        self.tdnn = keras.layers.Dense(self.attention_channels, name="tdnn")
-        self.norm = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="norm")
+        self.tdnn = keras.layers.Dense(self.attention_channels, name="tdnn", dtype=self.dtype_policy)
+        self.norm = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="norm", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        self.conv = keras.layers.Dense(channels, name="conv")
+        self.conv = keras.layers.Dense(channels, name="conv", dtype=self.dtype_policy)
         self.tdnn.build((*input_shape[:-1], 3 * channels if self.global_context else channels))
         self.norm.build((*input_shape[:-1], self.attention_channels))
         self.conv.build((*input_shape[:-1], self.attention_channels))

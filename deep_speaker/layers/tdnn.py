@@ -50,10 +50,10 @@ class SqueezeExcitation(keras.layers.Layer):
     def __init__(self, bottleneck: int = 128, **kwargs):
         super().__init__(**kwargs)
         self.bottleneck = int(bottleneck)
-        self.conv1 = keras.layers.Dense(self.bottleneck, name="conv1")
+        self.conv1 = keras.layers.Dense(self.bottleneck, name="conv1", dtype=self.dtype_policy)
 
     def build(self, input_shape):
-        self.conv2 = keras.layers.Dense(input_shape[-1], name="conv2")
+        self.conv2 = keras.layers.Dense(input_shape[-1], name="conv2", dtype=self.dtype_policy)
         self.conv1.build((input_shape[0], input_shape[-1]))
         self.conv2.build((input_shape[0], self.bottleneck))
 

@@ -66,3 +66,28 @@ def test_eval_trials_with_the_default_system_reports_the_model_cards_dev_eer(sha
     assert reported["eer"] == pytest.approx(0.0418, abs=0.0005) and reported["min_dcf_p0.01"] == pytest.approx(0.443, abs=0.001)
     card = (ROOT / "deep_speaker" / "pretrained" / "README.md").read_text()
     assert "4.18 %" in card
+
+
+def test_a_float_copy_far_above_full_scale_is_still_the_same_speaker(tmp_path, capsys):
+    """x50 in a float WAV: peaks at 15 or more. The GE2E member's voice detector once cast it to int16 unclipped
+    (wrapping round) and the default system called the copy another speaker."""
+    import soundfile as sf
+
+    samples, rate = sf.read(PHILIPPE[0], dtype="float32")
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, samples * 50, rate, subtype="FLOAT")
+    assert np.abs(sf.read(loud)[0]).max() > 10
+    result = cli_in_process(capsys, "verify", PHILIPPE[0], loud)
+    assert result.returncode == 0 and "decision: same speaker" in result.stdout, result.stdout + result.stderr
+    assert float(re.search(r"score = ([0-9.]+)", result.stdout).group(1)) > 0.95
+
+
+@pytest.mark.slow
+def test_bfloat16_runs_the_default_system_as_float32_does(capsys):
+    """Every layer's sublayers follow its dtype policy (the ECAPA-TDNN's squeeze-excitation once mixed bfloat16
+    with float32 and failed)."""
+    exact = load_encoder().embed_many(PHILIPPE)
+    half = load_encoder(bfloat16=True).embed_many(PHILIPPE)
+    assert np.min(np.sum(exact * half, axis=1)) > 0.995
+    result = cli_in_process(capsys, "verify", *PHILIPPE, "--bfloat16")
+    assert result.returncode == 0 and "decision: same speaker" in result.stdout, result.stderr
