@@ -44,6 +44,8 @@ def cmd_build_shards(args) -> int:
     )
     counts = record["utterances"]
     print(f"part {part[0]}/{part[1]}: {len(record['speakers'])} speakers, {counts['train']} training and {counts['validation']} held-out utterances, {len(record['failures'])} failed")
+    for name in record["rebuilt"]:
+        print(f"  REBUILT {name}: it was damaged (size or SHA-256 not as written)")
     for path, reason in record["failures"].items():
         print(f"  FAILED {path}: {reason}")
     index = Path(args.working_dir) / SHARDS_DIR / INDEX

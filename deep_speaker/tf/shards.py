@@ -10,16 +10,21 @@ with the in-memory pipeline.
 Layout under `<working_dir>/shards/`:
     train-PPPPP-of-NNNNN-KKKKK.tfrecord       training utterances of part P of N, shuffled across files
     validation-PPPPP-of-NNNNN-KKKKK.tfrecord  the held-out utterances of the same speakers
-    part-PPPPP-of-NNNNN.json                 what part P wrote (its files, speakers, failures): its completion mark
-    index.json                               all parts merged: files, speakers (the class order), counts
+    part-PPPPP-of-NNNNN.json                 what part P wrote (its files with their sizes and SHA-256, speakers,
+                                             failures): its completion mark
+    index.json                               all parts merged: files, checksums, speakers (the class order), counts
 Speakers are assigned to parts by a hash of their name, so machines need no coordination; each part splits its
 speakers' utterances into train / validation like `SpeakerFeatures` (the last `validation_fraction`).
+Nothing is trusted on its name: a rerun of `build-shards` rebuilds a file whose size or SHA-256 is not what was
+written (truncated, bit-flipped, deleted), and training checks every file and the index before it starts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -68,6 +73,39 @@ def _example(features: np.ndarray, speaker: str, utterance_id: str) -> bytes:
         "utterance": tf.train.Feature(bytes_list=tf.train.BytesList(value=[utterance_id.encode()])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def checksum(path: Path) -> dict:
+    """What a shard file is: its size and SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _damage(path: Path, expected: dict | None) -> str | None:
+    """Why the shard file at `path` is not the one written (missing, other size, other content), or None."""
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if expected is None or not isinstance(expected, dict):
+        return "no checksum recorded"
+    if size != expected.get("bytes"):
+        return f"{size:,} bytes where {expected.get('bytes')!r} were written (truncated or overwritten)"
+    if checksum(path)["sha256"] != expected.get("sha256"):
+        return "its content differs from what was written (SHA-256 mismatch: bit rot or an edit)"
+    return None
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CacheError(f"{path}: unreadable {what} ({error})") from None
+    if not isinstance(value, dict):
+        raise CacheError(f"{path}: unreadable {what} (not a JSON object)")
+    return value
 
 
 def _write_file(path: Path, utterances, config: FeatureConfig, pool) -> dict[str, str]:
@@ -126,16 +164,21 @@ def build_shards(
         for k, start in enumerate(range(0, len(members), utterances_per_file))
     ]
     record_path = folder / f"part-{name}.json"
-    done = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    failures = dict(done.get("failures", {}))
+    done = _previous_record(record_path)
+    failures, checksums, rebuilt = dict(done.get("failures", {})), dict(done.get("checksums", {})), []
     with worker_pool(workers or os.cpu_count() or 1) as pool:
         for path, members in tqdm(plan, desc=f"shards {index}/{count}", unit="file", disable=not progress):
-            if not path.is_file():
-                failures.update(_write_file(path, members, config, pool))
+            if path.is_file() and _damage(path, checksums.get(path.name)) is None:
+                continue
+            if path.is_file():
+                rebuilt.append(path.name)
+            failures.update(_write_file(path, members, config, pool))
+            checksums[path.name] = checksum(path)
     failed = set(failures)
     record = {
         "part": [index, count],
         "files": {kind: [path.name for path, _ in plan if path.name.startswith(kind)] for kind in ("train", "validation")},
+        "checksums": {path.name: checksums[path.name] for path, _ in plan},
         "utterances": {
             "train": sum(str(u.path) not in failed for u in train),
             "validation": sum(str(u.path) not in failed for u in validation),
@@ -145,7 +188,16 @@ def build_shards(
     }
     atomic_write_bytes(record_path, json.dumps(record, indent=1).encode())
     merge_parts(working_dir, count)
-    return record
+    return {**record, "rebuilt": rebuilt}
+
+
+def _previous_record(path: Path) -> dict:
+    """An earlier run's record of this part; an unreadable one counts as none (its files are then checked afresh)."""
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def merge_parts(working_dir, count: int) -> Path | None:
@@ -154,12 +206,13 @@ def merge_parts(working_dir, count: int) -> Path | None:
     paths = [folder / f"part-{_part_name(i, count)}.json" for i in range(count)]
     if not all(path.is_file() for path in paths):
         return None
-    records = [json.loads(path.read_text()) for path in paths]
+    records = [_read_json(path, "shard part record") for path in paths]
     index = {
         "parts": count,
         "feature_config": asdict(read_feature_config(working_dir)),
         "speakers": sorted({s for r in records for s in r["speakers"]}),
         "files": {kind: [f for r in records for f in r["files"][kind]] for kind in ("train", "validation")},
+        "checksums": {name: value for r in records for name, value in r.get("checksums", {}).items()},
         "utterances": {kind: sum(r["utterances"][kind] for r in records) for kind in ("train", "validation")},
         "failures": {path: reason for r in records for path, reason in r["failures"].items()},
     }
@@ -188,14 +241,29 @@ class ShardedCorpus:
                 f"{self.working_dir}: no {SHARDS_DIR}/{INDEX}: the shards are missing or some parts are unfinished",
                 cli_hint=f"run `build-shards --audio_dir DIR --working_dir {self.working_dir} [--shard i/n]` for every part",
             )
-        index = json.loads(path.read_text())
-        self.feature_config = FeatureConfig.from_dict(index["feature_config"])
-        self.speakers = index["speakers"]
+        rebuild = f"build-shards --audio_dir DIR --working_dir {self.working_dir}"
+        index = _read_json(path, f"shard index; run `{rebuild}` again for any part to rewrite it")
+        try:
+            self.feature_config = FeatureConfig.from_dict(index["feature_config"])
+            self.speakers = [str(speaker) for speaker in index["speakers"]]
+            names = {kind: [str(name) for name in index["files"][kind]] for kind in ("train", "validation")}
+            checksums = index.get("checksums", {})
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise CacheError(f"{path}: malformed shard index ({type(error).__name__}: {error}); run `{rebuild}` again to rewrite it") from None
         self.num_classes = len(self.speakers)
-        self.train_files = [str(self.folder / name) for name in index["files"]["train"]]
-        self.validation_files = [str(self.folder / name) for name in index["files"]["validation"]]
+        self.train_files = [str(self.folder / name) for name in names["train"]]
+        self.validation_files = [str(self.folder / name) for name in names["validation"]]
         if not self.train_files:
             raise CacheError(f"{path}: no training utterances in the shards")
+        for name in names["train"] + names["validation"]:
+            problem = _damage(self.folder / name, checksums.get(name))
+            if problem is not None:
+                part = re.search(r"-(\d{5})-of-(\d{5})-", name)
+                shard = f" --shard {int(part.group(1))}/{int(part.group(2))}" if part else ""
+                raise CacheError(
+                    f"{self.folder / name}: damaged shard ({problem}); run `{rebuild}{shard}` again: "
+                    "it rebuilds damaged files and skips complete ones"
+                )
         self._validation = None
         keys = tf.constant(self.speakers if self.speakers else [""])
         self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, tf.range(tf.size(keys), dtype=tf.int64)), default_value=-1)

@@ -246,3 +246,40 @@ def test_mirrored_strategy_splits_each_batch_over_local_replicas(shards):
     """Two logical CPU devices stand in for two GPUs: the worker's batch is rebatched per replica and fit runs."""
     result = subprocess.run([sys.executable, "-c", MIRRORED, str(shards)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert "replicas 2 finite True" in result.stdout, result.stderr[-3000:]
+
+
+def test_damaged_shards_are_named_before_training_and_a_rerun_rebuilds_them(corpus, tmp_path, capsys):
+    from tests.helpers import cli_in_process
+
+    build_shards(corpus, tmp_path, utterances_per_file=3, validation_fraction=0.4, workers=1, progress=False)
+    folder = tmp_path / "shards"
+    files = sorted(folder.glob("train-*.tfrecord"))
+    pristine = {f.name: f.read_bytes() for f in files}
+    ShardedCorpus(tmp_path)  # intact: accepted
+    truncated, flipped, deleted = files[0], files[1], files[2]
+
+    def damage():
+        truncated.write_bytes(pristine[truncated.name][: len(pristine[truncated.name]) // 2])
+        data = bytearray(pristine[flipped.name])
+        data[len(data) // 2] ^= 0x10
+        flipped.write_bytes(bytes(data))
+        deleted.unlink()
+
+    damage()
+    for expected in (truncated, flipped, deleted):
+        with pytest.raises(CacheError, match=rf"{expected.name}: damaged shard .*run `build-shards --audio_dir DIR --working_dir .* --shard 0/1` again"):
+            ShardedCorpus(tmp_path)
+        expected.write_bytes(pristine[expected.name])  # mend it: the next check names the next one
+    damage()
+    trained = cli_in_process(capsys, "train-softmax", "--working_dir", tmp_path, "--input", "shards", "--epochs", "1")
+    assert trained.returncode == 2 and "damaged shard" in trained.stderr and "Traceback" not in trained.stderr
+    record = build_shards(corpus, tmp_path, utterances_per_file=3, validation_fraction=0.4, workers=1, progress=False)
+    assert sorted(record["rebuilt"]) == sorted([truncated.name, flipped.name])  # the deleted one is simply built again
+    assert {f.name: f.read_bytes() for f in files} == pristine
+    ShardedCorpus(tmp_path)
+    (folder / "index.json").write_text('{"speakers": [')
+    with pytest.raises(CacheError, match=r"index.json: unreadable shard index"):
+        ShardedCorpus(tmp_path)
+    (folder / "index.json").write_text('{"speakers": []}')
+    with pytest.raises(CacheError, match=r"index.json: malformed shard index \(KeyError"):
+        ShardedCorpus(tmp_path)
