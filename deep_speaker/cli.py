@@ -302,10 +302,13 @@ def _encoder(args):
     )
 
 
-def _registry(args, encoder=None):
-    from .enrol import SpeakerRegistry
+def _registry(args, encoder=None, create: bool = False):
+    """The enrolment store; only `enroll` creates one (a missing store is an error, found before the model loads)."""
+    from .enrol import SpeakerRegistry, require_store
 
-    return SpeakerRegistry(args.store, encoder or _encoder(args))
+    if not create:
+        require_store(args.store)
+    return SpeakerRegistry(args.store, encoder or _encoder(args), create=create)
 
 
 def _scorer(args, encoder):
@@ -370,7 +373,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_enroll(args) -> int:
-    with _registry(args) as registry:
+    with _registry(args, create=True) as registry:
         registry.enroll(args.name, args.files, replace=args.replace)
     print(f"enrolled {args.name!r} from {len(args.files)} file(s) in {args.store}")
     return 0

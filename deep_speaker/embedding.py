@@ -27,7 +27,7 @@ from .audio import FRAME_STEP, SAMPLE_RATE, load_speech, to_model_input, trim_si
 from .checkpoints import load_model
 from .errors import CheckpointError, ConfigError
 from .exported import SUFFIXES, load_exported
-from .features import compute_features, crop_or_pad, fbank_energies, features_from_energies, require_speech
+from .features import checked_features, crop_or_pad, fbank_energies, require_speech
 from .models import feature_config_of, feature_model, model_fingerprint
 from .models.speaker_model import require_speaker_model
 from .scoring import CosineScorer, Scorer
@@ -147,13 +147,9 @@ class SpeakerEncoder:
         return energies
 
     def features(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """Model-input features (frames, bands) of a file path or a waveform array at `sample_rate`; for our own
-        front end one filterbank pass serves both the speech check and the features."""
-        speech = self.speech(source, sample_rate)
-        energies = self._energies(speech, source)
-        if self.feature_config.kind != "deep_speaker":  # another toolkit's front end: the energies only checked the speech
-            return compute_features(speech, self.feature_config)
-        return features_from_energies(energies, self.feature_config)
+        """Model-input features (frames, bands) of a file path or a waveform array at `sample_rate`, speech-checked."""
+        named = source if isinstance(source, (str, os.PathLike)) else None
+        return checked_features(self.speech(source, sample_rate), self.feature_config, named, check=self.require_speech)
 
     def _prepare(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """What one recording contributes to a batch: its features, or (`waveform_in`) its checked trimmed waveform."""

@@ -33,10 +33,21 @@ SCHEMA = {"meta", "speakers"}
 
 
 def check_name(name: str) -> str:
-    """A speaker name: 1-200 printable characters, no tabs or line breaks, not only spaces."""
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
-        raise RegistryError(f"speaker name {name!r}: use 1-{MAX_NAME_LENGTH} printable characters (no tabs, line breaks or control characters)")
+    """A speaker name: 1-200 printable characters, no tabs or line breaks, not only spaces, and no '/' or '\\' (a
+    name is also a path segment of the HTTP service: one with a slash could be enrolled there but never removed)."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable() or "/" in name or "\\" in name:
+        raise RegistryError(
+            f"speaker name {name!r}: use 1-{MAX_NAME_LENGTH} printable characters, without '/' or '\\' (and no tabs, line breaks or control characters)"
+        )
     return name
+
+
+def require_store(path) -> Path:
+    """`path` if a store exists there, else a `RegistryError` (checked before any model is loaded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RegistryError(f"{path}: no such speaker store; enrol speakers into it first", cli_hint="run `enroll NAME FILES... --store PATH`")
+    return path
 
 
 class SpeakerRegistry:
@@ -52,10 +63,13 @@ class SpeakerRegistry:
     >>> Verifier(registry.encoder).identify("who.wav", registry)   # doctest: +SKIP
     """
 
-    def __init__(self, path, encoder, read_only: bool | None = None, concurrent: bool = False):
+    def __init__(self, path, encoder, read_only: bool | None = None, concurrent: bool = False, create: bool = True):
         """`read_only`: open for reading only (default: when the file exists and cannot be written).
-        `concurrent`: write-ahead logging, so readers never wait for a writer (one registry per thread; the service)."""
+        `concurrent`: write-ahead logging, so readers never wait for a writer (one registry per thread; the service).
+        `create`: make the store if it does not exist (else that is an error: listing must not leave an empty store)."""
         self.path = Path(path)
+        if not create:
+            require_store(self.path)
         self.encoder = encoder
         self.model_identity = encoder.fingerprint
         self.read_only = (self.path.exists() and not os.access(self.path, os.W_OK)) if read_only is None else read_only
@@ -111,6 +125,13 @@ class SpeakerRegistry:
 
     def close(self) -> None:
         self.connection.close()
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file, so the `.db` alone holds every enrolment (a copy of it
+        without its `-wal` file would otherwise lack the latest)."""
+        if not self.read_only:
+            with self._sqlite_errors("checkpoint"):
+                self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def __enter__(self):
         return self

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from .audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE, TRIM_METHODS, describe_source, load_speech
-from .errors import ConfigError, NoSpeechError
+from .errors import ConfigError, NoSpeechError, TooShortError
 
 NUM_FBANKS = 64
 NUM_FRAMES = 160  # training crop: about 1.6 s
@@ -31,6 +31,7 @@ PARTIAL_FRAMES, PARTIAL_STEP, PARTIAL_MIN_COVERAGE = 160, 77, 0.75
 NORMALISATIONS = ("frame", "utterance")
 SPEECH_BLOCK_FRAMES = 10  # 100 ms: long enough to average out noise, short enough to keep syllables (4 Hz)
 MIN_SPEECH_VARIATION_DB = 8.0  # stationary noise, hum, dither: under 4.5 dB; speech: over 12 dB (speechocean762, samples)
+MIN_TRAINING_SECONDS = 0.3  # a training recording shorter than this (trimmed) cannot be checked for speech
 
 
 @dataclass(frozen=True)
@@ -238,8 +239,26 @@ def features_from_energies(energies: np.ndarray, config: FeatureConfig = Feature
 
 
 def file_features(path, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
-    """Read, trim and featurise one file: the reference's `read_mfcc`."""
-    return compute_features(load_speech(path, trim=config.trim, sample_rate=config.sample_rate), config)
+    """Read, trim and featurise one file (the reference's `read_mfcc`) for training: it must be speech, and long
+    enough (`MIN_TRAINING_SECONDS`) to tell; noise, hum and fragments are refused rather than cached."""
+    speech = load_speech(path, trim=config.trim, sample_rate=config.sample_rate)
+    if speech.size < MIN_TRAINING_SECONDS * config.sample_rate:
+        raise TooShortError(
+            f"{path}: {speech.size / config.sample_rate:.2f} s of audio after '{config.trim}' trimming; training needs at least "
+            f"{MIN_TRAINING_SECONDS:g} s, enough to tell speech from noise"
+        )
+    return checked_features(speech, config, path)
+
+
+def checked_features(speech: np.ndarray, config: FeatureConfig, source=None, check: bool = True) -> np.ndarray:
+    """Model-input features of trimmed `speech`, after the speech check (`require_speech`, unless not `check`);
+    for our own front end one filterbank pass serves both."""
+    energies = fbank_energies(speech, config.num_fbanks, config.sample_rate)
+    if check:
+        require_speech(energies, source)
+    if config.kind != "deep_speaker":  # another toolkit's front end: the energies only checked the speech
+        return compute_features(speech, config)
+    return features_from_energies(energies, config)
 
 
 def crop_or_pad(features: np.ndarray, num_frames: int = NUM_FRAMES, rng: np.random.Generator | None = None) -> np.ndarray:

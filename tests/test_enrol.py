@@ -128,6 +128,9 @@ def test_cli_enrolment_workflow(tmp_path, capsys):
     assert cli_in_process(capsys, "remove", "ben", *common).returncode == 0
     wrong_model = cli_in_process(capsys, "list", "--checkpoint_file", other, "--store", tmp_path / "s.db")
     assert wrong_model.returncode == 2 and "embeddings of different models cannot be compared" in wrong_model.stderr
+    from deep_speaker.embedding import SpeakerEncoder
+
+    SpeakerRegistry(tmp_path / "empty.db", SpeakerEncoder(checkpoint)).close()  # a store with nobody in it
     empty = cli_in_process(capsys, "identify", files["ann", 0], "--checkpoint_file", checkpoint, "--store", tmp_path / "empty.db")
     assert empty.returncode == 2 and "no speaker enrolled yet" in empty.stderr
 
@@ -228,3 +231,17 @@ def test_an_unrelated_database_is_refused_untouched_and_read_only_stores_still_r
 def test_names_are_validated(registry, name):
     with pytest.raises(RegistryError, match="speaker name"):
         registry.enroll(name, ["alice_0.wav"])
+
+
+def test_reading_commands_never_create_a_store(tmp_path, capsys, monkeypatch):
+    from deep_speaker.enrol import check_name
+
+    monkeypatch.chdir(tmp_path)
+    for arguments in (["list"], ["remove", "ann"], ["identify", "a.wav"], ["verify", "a.wav", "--speaker", "ann"]):
+        result = cli_in_process(capsys, *arguments)
+        assert result.returncode == 2 and "speakers.db: no such speaker store" in result.stderr, arguments
+    assert not (tmp_path / "speakers.db").exists()
+    with pytest.raises(RegistryError, match=r"without '/' or '\\'"):
+        check_name("sales/ann")
+    with pytest.raises(RegistryError, match="no such speaker store"):
+        SpeakerRegistry(tmp_path / "none.db", LookupEncoder("m"), create=False)

@@ -14,7 +14,7 @@ import hmac
 import re
 import tempfile
 import threading
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -133,6 +133,12 @@ class SpeakerService:
         with self._open_registry():  # create the store (and check it belongs to this model) at start-up
             pass
 
+    def close(self) -> None:
+        """At shutdown: fold the store's write-ahead log into the database file (a copy of the `.db` alone is then
+        complete)."""
+        with self._open_registry() as registry:
+            registry.checkpoint()
+
     def _open_registry(self) -> SpeakerRegistry:
         return SpeakerRegistry(self.store, self.encoder, concurrent=True)
 
@@ -211,7 +217,13 @@ def identification_json(result: Identification) -> dict:
 
 
 def create_app(service: SpeakerService) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="deep-speaker",
         version="1",
         description="Speaker verification, identification and enrolment. Audio: WAV, FLAC, OGG/Opus or MP3 uploads.",

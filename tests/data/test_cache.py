@@ -122,7 +122,7 @@ def test_truncated_cached_features_are_recomputed(tmp_path):
 def test_bad_worker_counts_are_refused(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus", speakers=2, utterances=1)
     result = cli_in_process(capsys, "build-mfcc", "--audio_dir", corpus, "--working_dir", tmp_path / "wd", "--workers", "-2")
-    assert result.returncode == 2 and "workers must be a whole number of at least 1, got -2" in result.stderr
+    assert result.returncode == 2 and "argument --workers: must be at least 1, got -2" in result.stderr
 
 
 @pytest.mark.slow
@@ -157,3 +157,20 @@ def test_workers_exit_when_build_mfcc_is_killed(tmp_path):
     while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
         time.sleep(0.2)
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_noise_hum_and_fragments_are_refused_not_cached(tmp_path):
+    import soundfile as sf
+
+    from tests.helpers import noise, synthetic_speech
+
+    corpus = write_corpus(tmp_path / "corpus", speakers=2, utterances=2)
+    sf.write(corpus / "spk0" / "white.flac", noise("white", 3.0, level=0.3), 16000)
+    sf.write(corpus / "spk0" / "hum.flac", noise("hum", 3.0, level=0.3), 16000)
+    sf.write(corpus / "spk1" / "fragment.flac", synthetic_speech(1.0)[8000 : 8000 + 2 * 160 + 400], 16000)  # 2-3 frames of speech
+    summary = build_feature_cache(corpus, tmp_path / "wd", workers=1, progress=False)
+    reasons = {Path(path).name: reason for path, reason in summary.failures}
+    assert summary.computed == 4 and set(reasons) == {"white.flac", "hum.flac", "fragment.flac"}
+    assert "no speech found" in reasons["white.flac"] and "no speech found" in reasons["hum.flac"]
+    assert "training needs at least 0.3 s" in reasons["fragment.flac"]
+    assert not list((tmp_path / "wd" / "features").rglob("white.npy")) and len(read_manifest(tmp_path / "wd")) == 4

@@ -9,9 +9,10 @@ import uvicorn
 
 
 @contextmanager
-def serving(app):
-    """Run `app` on 127.0.0.1 at a free port; yields its base URL; stops it afterwards."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off"))
+def serving(app, lifespan: str = "off"):
+    """Run `app` on 127.0.0.1 at a free port; yields its base URL; stops it afterwards (`lifespan="on"`: with the
+    app's start-up and shutdown)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan=lifespan))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

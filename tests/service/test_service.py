@@ -190,3 +190,24 @@ def test_a_spoof_gate_rejects_with_its_reason_naming_the_upload(encoder, tmp_pat
         httpx.post(f"{base}/speakers", data={"name": "x"}, files={"audio": ("real.wav", speech(110, 2))}, headers={"X-API-Key": KEY}).raise_for_status()
         identified = httpx.post(f"{base}/identify", files={"audio": ("fake.wav", speech(110, 3))}).json()
         assert identified["speaker"] == "unknown" and identified["reason"] == "fake.wav looks spoofed"
+
+
+def test_a_name_with_a_slash_is_refused_so_every_enrolled_name_can_be_removed(url):
+    refused = httpx.post(f"{url}/speakers", data={"name": "a/b"}, files={"audio": ("a.wav", speech(120))}, headers={"X-API-Key": KEY})
+    assert refused.status_code == 400 and "without '/'" in refused.json()["error"]["message"]
+    assert httpx.get(f"{url}/speakers").json() == {"speakers": []}
+
+
+def test_at_shutdown_the_store_file_alone_holds_every_enrolment(encoder, tmp_path, serve):
+    import shutil
+    import sqlite3
+
+    store = tmp_path / "speakers.db"
+    service = SpeakerService(encoder, store, [KEY])
+    with serve(create_app(service), lifespan="on") as base:
+        for name in ("ann", "ben"):
+            httpx.post(f"{base}/speakers", data={"name": name}, files={"audio": ("a.wav", speech(120))}, headers={"X-API-Key": KEY}).raise_for_status()
+    copy = tmp_path / "copy.db"
+    shutil.copy(store, copy)  # the .db alone, without its -wal file
+    with sqlite3.connect(copy) as connection:
+        assert [row[0] for row in connection.execute("SELECT name FROM speakers ORDER BY name")] == ["ann", "ben"]
