@@ -73,12 +73,36 @@ def _decoding_error(path: Path, error: Exception) -> AudioError:
     return CorruptAudioError(f"{path}: cannot decode audio ({error})")
 
 
+def _wav_data_claim(path: Path) -> tuple[int, int] | None:
+    """(bytes the WAV header says its audio holds, bytes after the data chunk's header) of a RIFF/WAVE file, or None
+    for other formats. libsndfile quietly reads what is there when the two disagree; we do not."""
+    with open(path, "rb") as stream:
+        if stream.read(4) != b"RIFF" or not stream.read(4) or stream.read(4) != b"WAVE":
+            return None
+        for _ in range(64):  # a WAV has a handful of chunks before its data
+            header = stream.read(8)
+            if len(header) < 8:
+                return None
+            size = int.from_bytes(header[4:], "little")
+            if header[:4] == b"data":
+                return size, path.stat().st_size - stream.tell()
+            stream.seek(size + size % 2, 1)  # chunks are padded to even sizes
+    return None
+
+
 def _checked_info(path: Path, limit_seconds: float | None = None):
-    """The file's header, after refusing a missing or empty file and a header that promises absurd work."""
+    """The file's header, after refusing a missing or empty file and a header that promises absurd work or more
+    audio than the file holds."""
     if not path.is_file():
         raise MissingAudioError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise EmptyAudioError(f"{path}: empty file (0 bytes)")
+    claim = _wav_data_claim(path)
+    if claim is not None and claim[0] > claim[1]:
+        raise CorruptAudioError(
+            f"{path}: the WAV header says its audio takes {claim[0]:,} bytes, but only {claim[1]:,} follow: truncated, or "
+            "a header that lies; refused (re-save the file with a tool that writes its length)"
+        )
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:

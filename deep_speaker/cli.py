@@ -355,12 +355,17 @@ def cmd_verify(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from .evaluation import evaluate_trials
     from .scoring.calibration import Calibration, require_uncalibrated, save_calibration
 
+    if (args.trials is None or args.audio_root is None) == (args.windows is None or args.audio_dir is None):
+        raise ConfigError("calibrate takes a trial list (--trials T --audio_root R) or windows of training speakers (--windows SECONDS --audio_dir DIR)")
+    if args.windows is not None:
+        return _calibrate_windows(args)
     encoder = _encoder(args)
     if not args.force:
         require_uncalibrated(encoder.fingerprint, _checkpoint(args), args.scorer)
+    from .evaluation import evaluate_trials
+
     result = evaluate_trials(encoder, args.trials, args.audio_root, scorer=_scorer(args, encoder))
     calibration = Calibration.from_scores(
         result.target_scores, result.nontarget_scores, trials=str(args.trials), model=encoder.fingerprint, scorer=args.scorer
@@ -369,6 +374,25 @@ def cmd_calibrate(args) -> int:
     print(result)
     print(f"thresholds: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}")
     print(f"calibrated log-likelihood ratio = {calibration.llr_scale:.3f} x score {calibration.llr_offset:+.3f}")
+    return 0
+
+
+def _calibrate_windows(args) -> int:
+    """calibrate --windows: the thresholds diarization clusters windows of that length with."""
+    from .data.corpus import discover_utterances
+    from .diarization.pipeline import DiarizationConfig, Diarizer, calibrate_windows
+    from .scoring.calibration import require_uncalibrated, save_calibration
+
+    if args.scorer != "cosine":
+        raise ConfigError("diarization compares windows by cosine: calibrate --windows takes no --scorer")
+    recordings = discover_utterances(args.audio_dir)
+    diarizer = Diarizer.from_checkpoint(args.checkpoint_file, DiarizationConfig(window=args.windows, hop=args.windows / 2))
+    if not args.force:
+        require_uncalibrated(diarizer.encoder.fingerprint, _checkpoint(args), seconds=args.windows)
+    calibration = calibrate_windows(diarizer, [r.path for r in recordings], [r.speaker for r in recordings], progress=not args.quiet, source=str(args.audio_dir))
+    paths = save_calibration(calibration, _checkpoint(args), force=args.force)
+    print(f"{calibration.trials}: EER {calibration.eer_percent:.2f} %")
+    print(f"thresholds for {args.windows:g} s windows: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}")
     return 0
 
 
@@ -771,9 +795,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decision_arguments(verify)
     verify.set_defaults(handler=cmd_verify)
 
-    calibrate = commands.add_parser("calibrate", help="thresholds (EER, FAR 1 %%, FAR 0.1 %%) from a trial list, saved beside the model")
-    calibrate.add_argument("--trials", required=True)
-    calibrate.add_argument("--audio_root", required=True)
+    calibrate = commands.add_parser(
+        "calibrate", help="thresholds (EER, FAR 1 %%, FAR 0.1 %%) from a trial list, or for diarization's windows from training speakers; saved beside the model"
+    )
+    calibrate.add_argument("--trials", help="a trial list ('label enroll test' per line)")
+    calibrate.add_argument("--audio_root", help="the folder the trial paths are relative to")
+    calibrate.add_argument("--windows", type=_number(0.2, 30), help="instead: calibrate windows of this many seconds (diarization's --window) ...")
+    calibrate.add_argument("--audio_dir", help="... from recordings of training speakers (never the evaluation speakers)")
+    calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
     calibrate.add_argument("--force", action="store_true", help="replace the model's existing calibration (its own or the shipped one; backed up)")
     _add_encoder_arguments(calibrate)
     _add_scorer_argument(calibrate)

@@ -75,3 +75,26 @@ def test_bad_fusions_are_refused_and_commands_take_a_fusion(two_models, recordin
     first = next((audio_dir / "by_speaker" / "s0").iterdir())
     verified = cli_in_process(capsys, "verify", first, first, "--checkpoint_file", target, "--threshold", "0.5")
     assert verified.returncode == 0 and "same speaker" in verified.stdout
+
+
+@pytest.mark.parametrize(
+    "members,problem",
+    [
+        ([{"checkpoint": "a.keras", "weight": 1e308, "impostor_std": 0.1}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}], r"weight must be in \(0, 1e\+06\]"),
+        ([{"checkpoint": "a.keras", "weight": 1, "impostor_std": 1e-300}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}], r"impostor_std in \[0.0001, 2\]"),
+        ([{"checkpoint": "a.keras", "weight": 1, "impostor_std": 0.1, "extra": 1}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}], "a member holds exactly"),
+        ([{"checkpoint": "a.keras", "weight": True, "impostor_std": 0.1}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}], "malformed member"),
+    ],
+)
+def test_fusion_fields_out_of_range_or_unknown_are_refused(tmp_path, members, problem):
+    import json
+
+    from deep_speaker.score_fusion import read_fusion
+
+    path = tmp_path / "odd.fusion.json"
+    path.write_text(json.dumps({"format": "deep-speaker-score-fusion", "members": members}))
+    with pytest.raises(CheckpointError, match=rf"odd.fusion.json: .*{problem}"):
+        read_fusion(path)
+    path.write_text(json.dumps({"format": "deep-speaker-score-fusion", "members": members[1:] * 2, "note": "x"}))
+    with pytest.raises(CheckpointError, match=r"a fusion holds exactly 'format' and a list of 'members'"):
+        read_fusion(path)

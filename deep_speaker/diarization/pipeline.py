@@ -2,9 +2,12 @@
 
     recording -> energy voice activity (10 ms blocks) -> speech regions (that move like speech)
               -> windows (1.5 s every 0.75 s) -> embeddings with any encoder the toolkit loads
-              -> clustering: average linkage stopped at the model's calibrated EER threshold, or cut at a
-                 given count (default: better than spectral on conversations of training speakers), or
-                 spectral clustering with the eigengap rule or a given count
+              -> clustering: average linkage stopped at the model's EER threshold calibrated on windows of
+                 this length (`calibrate_windows`; whole-recording thresholds sit higher, since a 1.5 s window
+                 says less, and split one speaker into several), clusters of too few windows joined to their
+                 nearest (as pyannote's `min_cluster_size`), or cut at a given count (default: better than
+                 spectral on conversations of training speakers); or spectral clustering with the eigengap
+                 rule or a given count
               -> each 10 ms block of speech takes the speaker of the windows covering it (their votes
                  weighted by closeness to the window centre)
               -> resegmentation: a Gaussian mixture per speaker on its turns' cepstra relabels every block
@@ -15,6 +18,7 @@ per 10 ms), so an hour of audio diarizes in bounded memory.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +49,9 @@ class DiarizationConfig:
     num_speakers: int | None = None  # known count: no estimation
     min_speakers: int = 1
     max_speakers: int = 10
-    ahc_threshold: float | None = None  # cosine score joining two clusters; default: the encoder's calibrated EER threshold
+    ahc_threshold: float | None = None  # cosine score joining two clusters; default: the EER threshold calibrated on windows
+    min_cluster_windows: int = 3  # a cluster of fewer windows (or of under `min_cluster_share` of them) is no speaker
+    min_cluster_share: float = 0.05
     resegment: bool = True  # frame-level resegmentation (speaker GMMs on cepstra) after clustering
     resegment_context: float = 0.3  # seconds of likelihoods averaged per block
 
@@ -62,6 +68,8 @@ class DiarizationConfig:
             raise ConfigError(f"num_speakers must be 1-{MAX_SPEAKERS}, got {self.num_speakers}")
         if self.ahc_threshold is not None and not -1 <= self.ahc_threshold <= 1:  # NaN fails too
             raise ConfigError(f"ahc_threshold is a cosine score in [-1, 1], got {self.ahc_threshold}")
+        if not (0 <= self.min_cluster_windows <= 1000 and 0 <= self.min_cluster_share < 0.5):
+            raise ConfigError(f"min_cluster_windows must be 0-1000 and min_cluster_share in [0, 0.5), got {self.min_cluster_windows}, {self.min_cluster_share}")
         for name in ("min_region", "max_gap", "min_turn", "resegment_context"):
             if not 0 <= getattr(self, name) <= 60:
                 raise ConfigError(f"{name} must be 0-60 s, got {getattr(self, name)}")
@@ -151,7 +159,8 @@ def cluster(embeddings: np.ndarray, config: DiarizationConfig = DiarizationConfi
             return fcluster(tree, t=min(config.num_speakers, n), criterion="maxclust") - 1
         if threshold is None:
             raise ConfigError("agglomerative clustering needs a threshold: calibrate the model, or give ahc_threshold")
-        return _bounded(fcluster(tree, t=1 - threshold, criterion="distance") - 1, tree, config)
+        labels = _absorb_small(fcluster(tree, t=1 - threshold, criterion="distance") - 1, unit, config)
+        return _bounded(labels, tree, config)
     affinity = _pruned(similarity)
     count = config.num_speakers or _eigengap_count(affinity, config.min_speakers, min(config.max_speakers, n - 1))
     if count == 1:
@@ -163,6 +172,24 @@ def cluster(embeddings: np.ndarray, config: DiarizationConfig = DiarizationConfi
     with warnings.catch_warnings():  # well-separated speakers leave the pruned graph disconnected: the ideal case
         warnings.filterwarnings("ignore", message="Graph is not fully connected")
         return SpectralClustering(count, affinity="precomputed", random_state=0, assign_labels="cluster_qr").fit_predict(affinity)
+
+
+def _absorb_small(labels: np.ndarray, unit: np.ndarray, config: DiarizationConfig) -> np.ndarray:
+    """Labels 0..k-1 after each cluster smaller than the minimum (`min_cluster_windows`, or `min_cluster_share` of
+    all windows) joins the cluster whose centroid is nearest, smallest first: a few windows are too little
+    evidence for a speaker of their own (turn changes, noises, an odd syllable)."""
+    minimum = max(config.min_cluster_windows, int(np.ceil(config.min_cluster_share * len(labels))))
+    labels = np.unique(labels, return_inverse=True)[1]
+    while True:
+        ids, sizes = np.unique(labels, return_counts=True)
+        if len(ids) < 2 or sizes.min() >= minimum:
+            return np.unique(labels, return_inverse=True)[1]
+        centroids = np.stack([unit[labels == i].mean(axis=0) for i in ids])
+        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+        smallest = int(np.argmin(sizes))
+        similarity = centroids @ centroids[smallest]
+        similarity[smallest] = -np.inf
+        labels[labels == ids[smallest]] = ids[int(np.argmax(similarity))]
 
 
 def _bounded(labels: np.ndarray, tree: np.ndarray, config: DiarizationConfig) -> np.ndarray:
@@ -287,12 +314,24 @@ class Diarizer:
         return cls(load_encoder(checkpoint, trim="none", require_speech=False, crop_frames=window_frames), config)
 
     def _threshold(self) -> float | None:
+        """The AHC threshold: given, else the EER threshold calibrated on windows of this length, else (with a
+        warning: it splits speakers) the one calibrated on whole recordings."""
         if self.config.ahc_threshold is not None:
             return self.config.ahc_threshold
         from ..scoring.calibration import find_calibration
 
-        calibration = find_calibration(self.encoder.fingerprint, getattr(self.encoder, "checkpoint", None))
-        return None if calibration is None else calibration.eer
+        checkpoint = getattr(self.encoder, "checkpoint", None)
+        windows = find_calibration(self.encoder.fingerprint, checkpoint, seconds=self.config.window)
+        if windows is not None:
+            return windows.eer
+        whole = find_calibration(self.encoder.fingerprint, checkpoint)
+        if whole is None:
+            return None
+        logging.getLogger(__name__).warning(
+            "model %s has no calibration for %g s windows (`calibrate --windows %g --audio_dir TRAIN`); the threshold for "
+            "whole recordings, higher, may split one speaker into several", self.encoder.fingerprint, self.config.window, self.config.window
+        )
+        return whole.eer
 
     def _analyse(self, chunks, progress: bool = False):
         """Regions, windows, embeddings and cepstra of a recording given as consecutive chunks of samples (block
@@ -336,3 +375,35 @@ class Diarizer:
         from ..audio import stream_audio
 
         return self._segments(self._analyse(stream_audio(path, CHUNK_SECONDS), progress), Path(path).stem)
+
+
+def calibrate_windows(diarizer: Diarizer, recordings, speakers, per_recording: int = 2, seed: int = 0, progress: bool = False, source: str = ""):
+    """A `Calibration` of `diarizer`'s encoder on windows of its length (what its clustering compares): up to
+    `per_recording` windows of each recording (of training speakers, never those it will be evaluated on), scored
+    pairwise across recordings; same-speaker pairs are the targets. `source` names the corpus in the record."""
+    from tqdm import tqdm
+
+    from ..audio import read_audio
+    from ..scoring.calibration import Calibration
+
+    rng = np.random.default_rng(seed)
+    samples, labels, origins = [], [], []
+    for index, (path, speaker) in enumerate(tqdm(list(zip(recordings, speakers)), desc="windows", unit="file", disable=not progress)):
+        waveform = read_audio(path)
+        spans = windows(speech_regions(waveform, diarizer.config), diarizer.config)
+        for pick in rng.permutation(len(spans))[:per_recording]:
+            start, stop = spans[pick]
+            samples.append(waveform[start * FRAME_STEP : stop * FRAME_STEP])
+            labels.append(speaker)
+            origins.append(index)
+    if len(set(labels)) < 2:
+        raise ConfigError("calibrating windows needs recordings of at least two speakers")
+    embeddings = diarizer.encoder.embed_waveforms(samples)
+    labels, origins = np.array(labels), np.array(origins)
+    first, second = np.triu_indices(len(samples), 1)
+    keep = origins[first] != origins[second]  # windows of one recording may overlap: never a trial
+    first, second = first[keep], second[keep]
+    scores = (embeddings @ embeddings.T)[first, second]
+    same = labels[first] == labels[second]
+    trials = f"{len(samples)} windows of {diarizer.config.window:g} s from {len(set(origins.tolist()))} recordings of {len(set(labels.tolist()))} speakers"
+    return Calibration.from_scores(scores[same], scores[~same], trials=f"{source}: {trials}" if source else trials, model=diarizer.encoder.fingerprint, seconds=diarizer.config.window)

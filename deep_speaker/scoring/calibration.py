@@ -48,9 +48,10 @@ class Calibration:
     scorer: str = "cosine"
     llr_scale: float | None = None  # log-likelihood ratio = llr_scale * score + llr_offset (logistic regression)
     llr_offset: float | None = None
+    seconds: float | None = None  # calibrated on windows of this length (diarization); None: whole recordings
 
     @classmethod
-    def from_scores(cls, target_scores, nontarget_scores, trials: str = "", model: str = "", scorer: str = "cosine") -> "Calibration":
+    def from_scores(cls, target_scores, nontarget_scores, trials: str = "", model: str = "", scorer: str = "cosine", seconds: float | None = None) -> "Calibration":
         """Thresholds from scores; refuses lists too small to place them (see MIN_TARGET_TRIALS, MIN_NONTARGET_TRIALS)."""
         targets, nontargets = len(target_scores), len(nontarget_scores)
         if targets < MIN_TARGET_TRIALS or nontargets < MIN_NONTARGET_TRIALS:
@@ -71,6 +72,7 @@ class Calibration:
             scorer=scorer,
             llr_scale=llr_scale,
             llr_offset=llr_offset,
+            seconds=seconds,
         )
 
     @classmethod
@@ -91,6 +93,8 @@ class Calibration:
             for name in ("trials", "model", "scorer"):
                 if not isinstance(getattr(calibration, name), str):
                     raise ValueError(f"{name} must be text, got {getattr(calibration, name)!r}")
+            if calibration.seconds is not None:
+                _require_number("seconds", calibration.seconds, 600.0)
             llr = (calibration.llr_scale, calibration.llr_offset)
             if llr != (None, None):
                 for name, value in zip(("llr_scale", "llr_offset"), llr):
@@ -135,50 +139,53 @@ def probability(llr: float, prior: float = 0.5) -> float:
     return 1 / (1 + math.exp(-log_odds)) if log_odds > -700 else 0.0
 
 
-def _scorer_part(scorer: str) -> str:
-    return "" if scorer == "cosine" else f".{scorer}"
+def _variant(scorer: str, seconds: float | None) -> str:
+    """The file-name part of a calibration's back end and window length ('' for cosine on whole recordings)."""
+    return ("" if scorer == "cosine" else f".{scorer}") + ("" if seconds is None else f".{seconds:g}s")
 
 
-def beside(checkpoint, scorer: str = "cosine") -> Path:
+def beside(checkpoint, scorer: str = "cosine", seconds: float | None = None) -> Path:
     checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.name}{_scorer_part(scorer)}{SUFFIX}")
+    return checkpoint.with_name(f"{checkpoint.name}{_variant(scorer, seconds)}{SUFFIX}")
 
 
-def _home_path(fingerprint: str, scorer: str) -> Path:
-    return calibration_home() / f"{fingerprint}{_scorer_part(scorer)}.json"
+def _home_path(fingerprint: str, scorer: str, seconds: float | None = None) -> Path:
+    return calibration_home() / f"{fingerprint}{_variant(scorer, seconds)}.json"
 
 
-def find_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine") -> Calibration | None:
-    """The calibration of the model `fingerprint` for the back end `scorer`: the user's (by fingerprint),
-    beside `checkpoint`, or shipped (`locate_calibration` says which file)."""
-    found = locate_calibration(fingerprint, checkpoint, scorer)
+def find_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine", seconds: float | None = None) -> Calibration | None:
+    """The calibration of the model `fingerprint` for the back end `scorer` (on windows of `seconds`, or whole
+    recordings): the user's (by fingerprint), beside `checkpoint`, or shipped (`locate_calibration` says which file)."""
+    found = locate_calibration(fingerprint, checkpoint, scorer, seconds)
     return None if found is None else found[1]
 
 
-def locate_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine") -> tuple[Path, Calibration] | None:
-    """(file, calibration) in effect for the model `fingerprint` and back end `scorer`, or None.
+def locate_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine", seconds: float | None = None) -> tuple[Path, Calibration] | None:
+    """(file, calibration) in effect for the model `fingerprint`, back end `scorer` and window length `seconds`, or None.
 
     A file beside the checkpoint that names other weights is ignored (it is stale); one that names none
     (written before calibrations were keyed) is taken, as it sits beside its model.
     """
-    candidates = [_home_path(fingerprint, scorer)]
-    candidates += [beside(checkpoint, scorer)] if checkpoint is not None else []
+    candidates = [_home_path(fingerprint, scorer, seconds)]
+    candidates += [beside(checkpoint, scorer, seconds)] if checkpoint is not None else []
     candidates += sorted(PRETRAINED_DIR.glob(f"*{SUFFIX}"))
     for path in candidates:
         if path.is_file():
             calibration = Calibration.read(path)
-            unkeyed_beside = not calibration.model and checkpoint is not None and path == beside(checkpoint, scorer)
-            if (calibration.model == fingerprint or unkeyed_beside) and calibration.scorer == scorer:
+            unkeyed_beside = not calibration.model and checkpoint is not None and path == beside(checkpoint, scorer, seconds)
+            if (calibration.model == fingerprint or unkeyed_beside) and calibration.scorer == scorer and calibration.seconds == seconds:
                 return path, calibration
     return None
 
 
-def require_uncalibrated(fingerprint: str, checkpoint=None, scorer: str = "cosine") -> None:
-    """Refuse (before any work) to calibrate a model that has a calibration for `scorer` already, unless forced."""
-    existing = locate_calibration(fingerprint, checkpoint, scorer)
+def require_uncalibrated(fingerprint: str, checkpoint=None, scorer: str = "cosine", seconds: float | None = None) -> None:
+    """Refuse (before any work) to calibrate a model that has a calibration for `scorer` (and `seconds`) already,
+    unless forced."""
+    existing = locate_calibration(fingerprint, checkpoint, scorer, seconds)
     if existing is not None:
+        what = f"{scorer} scores" + ("" if seconds is None else f" of {seconds:g} s windows")
         raise CalibrationError(
-            f"model {fingerprint} already has a calibration for {scorer} scores ({existing[0]}, from "
+            f"model {fingerprint} already has a calibration for {what} ({existing[0]}, from "
             f"{existing[1].trials or 'an unnamed list'}); replacing it changes every later decision: pass force=True to replace it",
             cli_hint="pass --force; the one replaced is kept as a dated .bak",
         )
@@ -201,11 +208,12 @@ def save_calibration(calibration: Calibration, checkpoint=None, force: bool = Fa
     if not calibration.model:
         raise CalibrationError("a calibration to save must name its model (fingerprint)")
     if not force:
-        require_uncalibrated(calibration.model, checkpoint, calibration.scorer)
+        require_uncalibrated(calibration.model, checkpoint, calibration.scorer, calibration.seconds)
     data = json.dumps(asdict(calibration), indent=2).encode()
-    paths = [_home_path(calibration.model, calibration.scorer)]
-    if checkpoint is not None and (force or not _is_shipped(beside(checkpoint, calibration.scorer))):
-        paths.append(beside(checkpoint, calibration.scorer))
+    paths = [_home_path(calibration.model, calibration.scorer, calibration.seconds)]
+    shipped_beside = checkpoint is not None and _is_shipped(beside(checkpoint, calibration.scorer, calibration.seconds))
+    if checkpoint is not None and (force or not shipped_beside):
+        paths.append(beside(checkpoint, calibration.scorer, calibration.seconds))
     for path in paths:
         _back_up(path)
         atomic_write_bytes(path, data)

@@ -147,3 +147,98 @@ def test_files_are_read_in_chunks_with_bounded_memory(tmp_path, monkeypatch):
     found = Diarizer(SpectrumEncoder(), DiarizationConfig(num_speakers=2)).diarize(tmp_path / "talk.wav")
     assert len({s.speaker for s in found}) == 2 and {s.recording for s in found} == {"talk"}
     assert diarization_error_rate(reference, found).rate < 0.1
+
+
+def test_a_cluster_of_a_few_windows_joins_its_nearest_instead_of_being_a_speaker():
+    rng = np.random.default_rng(1)
+    centres = np.eye(16)[:3]
+    sizes = (30, 25, 2)  # the third "speaker": two odd windows
+    points = np.concatenate([centre + 0.1 * rng.standard_normal((n, 16)) for centre, n in zip(centres, sizes)])
+    points[-2:] += 0.4 * centres[1]  # a cluster of their own at 0.5, nearer the second speaker than the first
+    labels = cluster(points, DiarizationConfig(), 0.5)
+    assert len(np.unique(labels)) == 2 and len(np.unique(labels[30:])) == 1  # absorbed by the second
+    kept = cluster(points, DiarizationConfig(min_cluster_windows=0, min_cluster_share=0), 0.5)
+    assert len(np.unique(kept)) == 3  # without the minimum, it stays
+    assert len(np.unique(cluster(points, DiarizationConfig(num_speakers=3), None))) == 3  # a given count is the count
+
+
+def test_windows_are_calibrated_for_clustering_and_preferred_to_whole_recordings(tmp_path, monkeypatch):
+    from deep_speaker.diarization.pipeline import calibrate_windows
+    from deep_speaker.scoring.calibration import Calibration, find_calibration, save_calibration
+
+    monkeypatch.setenv("DEEP_SPEAKER_HOME", str(tmp_path / "home"))
+    import soundfile as sf
+
+    paths, speakers = [], []
+    for speaker, pitch in enumerate((100, 150, 210, 280)):
+        for take in range(15):
+            path = tmp_path / f"s{speaker}_{take}.wav"
+            sf.write(path, synthetic_speech(3.2, pitch=pitch * (1 + 0.01 * take), seed=take), 16000)
+            paths.append(path)
+            speakers.append(f"s{speaker}")
+    diarizer = Diarizer(SpectrumEncoder(), DiarizationConfig())
+    calibration = calibrate_windows(diarizer, paths, speakers)
+    assert calibration.seconds == 1.5 and calibration.model == "spectrum" and "120 windows of 1.5 s from 60 recordings of 4 speakers" in calibration.trials
+    assert calibration.eer_percent < 30 and calibration.eer < calibration.far1 < calibration.far0_1
+    save_calibration(calibration)
+    assert find_calibration("spectrum", seconds=1.5) == calibration and find_calibration("spectrum") is None
+    whole = Calibration(0.99, 0.995, 0.999, 1.0, "whole recordings", model="spectrum")
+    save_calibration(whole)
+    assert diarizer._threshold() == calibration.eer  # the windows' threshold, not the whole recordings'
+    assert Diarizer(SpectrumEncoder(), DiarizationConfig(window=2.0))._threshold() == whole.eer  # none for 2 s windows: falls back
+
+
+def test_a_wav_header_that_lies_about_its_length_is_refused(tmp_path, capsys):
+    import struct
+
+    import soundfile as sf
+
+    from tests.helpers import cli_in_process, save_tiny_model
+
+    sf.write(tmp_path / "real.wav", synthetic_speech(3.0), 16000, subtype="PCM_16")
+    data = bytearray((tmp_path / "real.wav").read_bytes())
+    data[data.index(b"data") + 4 : data.index(b"data") + 8] = struct.pack("<I", 0xFFFFFFFF)  # 37 hours at 16 kHz
+    (tmp_path / "lie.wav").write_bytes(bytes(data))
+    model = save_tiny_model(tmp_path / "tiny.keras")
+    for command in (["diarize", tmp_path / "lie.wav", "--checkpoint_file", model], ["embed", tmp_path / "lie.wav", "--checkpoint_file", model, "--out", tmp_path / "e.npy"]):
+        refused = cli_in_process(capsys, *command)
+        assert refused.returncode == 2 and "lie.wav: the WAV header says its audio takes 4,294,967,295 bytes, but only 112,000 follow" in refused.stderr
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "real.wav").read_bytes()[:-1000])  # a download cut short
+    refused = cli_in_process(capsys, "embed", tmp_path / "cut.wav", "--checkpoint_file", model, "--out", tmp_path / "e.npy")
+    assert refused.returncode == 2 and "cut.wav: the WAV header says its audio takes 112,000 bytes, but only 111,000 follow" in refused.stderr
+
+
+@pytest.mark.slow
+def test_real_speakers_are_counted_right_alone_and_in_conversation_stereo_and_8_khz(shared_data, tmp_path):
+    """The default system on dev speakers: one speaker for 30 s is one speaker; two speakers taking turns are two,
+    as a stereo file and as an 8 kHz copy too (hardening issue 26: they were 2 and 4)."""
+    import soundfile as sf
+
+    from deep_speaker.audio import load_speech
+    from deep_speaker.data.corpus import discover_utterances
+
+    by_speaker = {}
+    for utterance in discover_utterances(shared_data / "speechocean762" / "dev"):
+        by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
+    speakers = sorted(by_speaker)
+    rng = np.random.default_rng(0)
+    diarizer = Diarizer.from_checkpoint()
+
+    def talk(turns):
+        pieces = []
+        for speaker, take in turns:
+            pieces += [load_speech(by_speaker[speaker][take]), np.zeros(int(rng.uniform(0.3, 0.8) * 16000), np.float32)]
+        wave = np.concatenate(pieces)
+        return wave + rng.normal(0, 10 ** (-60 / 20), wave.size).astype(np.float32)
+
+    for speaker in (speakers[0], speakers[13], speakers[39]):
+        alone = talk([(speaker, take) for take in range(min(8, len(by_speaker[speaker])))])
+        assert alone.size > 20 * 16000
+        assert len({s.speaker for s in diarizer.diarize_waveform(alone)}) == 1, speaker
+    a, b = speakers[5], speakers[21]
+    conversation = talk([(a, 0), (b, 0), (a, 1), (b, 1), (a, 2), (b, 2), (a, 3), (b, 3)])
+    sf.write(tmp_path / "stereo.wav", np.stack([conversation, 0.5 * conversation], axis=1), 16000)
+    sf.write(tmp_path / "narrow.wav", conversation[::2], 8000)
+    assert len({s.speaker for s in diarizer.diarize_waveform(conversation)}) == 2
+    for name in ("stereo.wav", "narrow.wav"):
+        assert len({s.speaker for s in diarizer.diarize(tmp_path / name)}) == 2, name
