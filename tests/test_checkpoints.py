@@ -236,3 +236,19 @@ def test_a_planted_lambda_is_refused_and_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match="planted.keras: cannot load Keras model"):
         load_model(tmp_path / "planted.keras")
     assert not Path(marker).exists()
+
+
+def test_a_legacy_checkpoint_with_nan_weights_is_refused_not_scored(legacy_fixtures, tmp_path, capsys):
+    def poison(group):
+        layer = group["conv128-s_bn"]
+        values = np.array(layer["conv128-s_bn/gamma:0"])
+        values[3] = np.nan
+        del layer["conv128-s_bn/gamma:0"]
+        layer["conv128-s_bn/gamma:0"] = values
+
+    path = _edit(legacy_fixtures, tmp_path, poison)
+    with pytest.raises(CheckpointError, match=r"weights of conv128-s_bn hold NaN or infinity"):
+        load_model(path)
+    sample = Path(__file__).resolve().parent.parent / "samples" / "1255-90413-0001.flac"
+    scored = cli_in_process(capsys, "verify", sample, sample, "--checkpoint_file", path, "--threshold", "0.5")
+    assert scored.returncode == 2 and "hold NaN or infinity" in scored.stderr and "score = nan" not in scored.stdout
