@@ -421,6 +421,9 @@ def cmd_remove(args) -> int:
 
 
 def cmd_identify(args) -> int:
+    from .verification import check_top_k
+
+    check_top_k(args.top_k)  # before the store and the model
     verifier = _verifier(args)
     with _registry(args, verifier.encoder) as registry:
         print(verifier.identify(args.audio, registry, args.top_k))
@@ -574,7 +577,7 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint_file",
         help="model: Keras 2 .h5 (reference), Keras 3 .keras, a score fusion NAME.fusion.json, or an export (.onnx, .tflite, SavedModel folder) (default: the shipped default system)",
     )
-    parser.add_argument("--crop_frames", type=_whole(16, 100_000), default=None, help="reference-style crop of N frames (default: whole utterance)")
+    parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
     parser.add_argument("--runtime", choices=["keras", "onnx"], default="keras", help="onnx: the model exported once (cached) and run by ONNX Runtime")
 
@@ -599,7 +602,7 @@ def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
         default="far1",
         help="calibrated threshold: false accepts = misses (eer), or 1 %% / 0.1 %% false accepts (default far1)",
     )
-    parser.add_argument("--threshold", type=_number(-1e6, 1e6), default=None, help="explicit score threshold (overrides the operating point)")
+    parser.add_argument("--threshold", type=float, default=None, help="explicit score threshold (overrides the operating point)")
     parser.add_argument("--detect-spoof", "--detect_spoof", dest="detect_spoof", help="a spoof detector (train-detector): recordings it flags are rejected with the reason")
     _add_store_arguments(parser)
     _add_scorer_argument(parser)
@@ -826,7 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     identify = commands.add_parser("identify", help="who is speaking? ranked enrolled speakers, 'unknown' below the threshold")
     identify.add_argument("audio")
-    identify.add_argument("--top-k", "--top_k", dest="top_k", type=_whole(1, 10_000), default=5)
+    identify.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5)
     _add_decision_arguments(identify)
     identify.set_defaults(handler=cmd_identify)
 

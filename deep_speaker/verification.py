@@ -68,6 +68,12 @@ class Identification:
         return "\n".join(lines)
 
 
+def check_top_k(top_k) -> int:
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ConfigError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+    return top_k
+
+
 class Verifier:
     """Turns scores into decisions for one encoder.
 
@@ -135,8 +141,7 @@ class Verifier:
 
     def identify(self, recording, registry, top_k: int = 5) -> Identification:
         """Who of the enrolled speakers is this? Ranked names, and `UNKNOWN` when the best is below the threshold."""
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ConfigError(f"top_k must be a whole number of at least 1, got {top_k!r}")
+        check_top_k(top_k)
         names, matrix = registry.embeddings()
         scores = self.scorer.score_matrix(matrix, self.encoder.embed(recording)[None])[:, 0]
         order = scores.argsort()[::-1][:top_k]

@@ -49,11 +49,10 @@ def build_backbone(name: str, num_fbanks: int = 64, **options) -> keras.Model:
     if name not in BACKBONES:
         raise ConfigError(f"unknown model {name!r}; choose from {sorted(BACKBONES)}")
     width, embedding_dim = options.get("width", 1.0), options.get("embedding_dim", 1)
-    if not 0 < width <= MAX_WIDTH or not 1 <= embedding_dim <= MAX_EMBEDDING_DIM or not 1 <= num_fbanks <= MAX_FBANKS:
-        raise ConfigError(
-            f"model {name!r}: width {width}, embedding_dim {embedding_dim} and {num_fbanks} filterbanks must be within "
-            f"(0, {MAX_WIDTH:g}], 1-{MAX_EMBEDDING_DIM} and 1-{MAX_FBANKS}"
-        )
+    if not 0 < width <= MAX_WIDTH:  # NaN fails too
+        raise ConfigError(f"model {name!r}: width must be positive and at most {MAX_WIDTH:g}, got {width!r}")
+    if not 1 <= embedding_dim <= MAX_EMBEDDING_DIM or not 1 <= num_fbanks <= MAX_FBANKS:
+        raise ConfigError(f"model {name!r}: embedding_dim {embedding_dim} and {num_fbanks} filterbanks must be 1-{MAX_EMBEDDING_DIM} and 1-{MAX_FBANKS}")
     try:
         model = BACKBONES[name](num_fbanks=num_fbanks, name=BACKBONE_NAME, **options)
     except TypeError as error:
