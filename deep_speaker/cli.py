@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .audio import TRIM_METHODS  # noqa: E402
 from .diarization.pipeline import MAX_SPEAKERS  # noqa: E402
+from .evaluation import ON_REFUSED  # noqa: E402
 from .errors import ConfigError, DeepSpeakerError  # noqa: E402
 from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
 from .scoring.backends import SCORERS  # noqa: E402
@@ -470,11 +471,18 @@ def cmd_test_model(args) -> int:
 
 
 def cmd_eval_trials(args) -> int:
-    from .evaluation import evaluate_trials, save_result
+    from .evaluation import evaluate_trials, save_result, write_scores
 
     encoder = _encoder(args)
-    result = evaluate_trials(encoder, args.trials, args.audio_root, scorer=_scorer(args, encoder))
+    result = evaluate_trials(encoder, args.trials, args.audio_root, scorer=_scorer(args, encoder), on_refused=args.on_refused)
+    for name, reason in list(result.refused.items())[:10]:
+        print(f"warning: refused {name}: {reason}", file=sys.stderr)
+    if result.refused:
+        more = f" (and {len(result.refused) - 10} more, listed in --json)" if len(result.refused) > 10 else ""
+        print(f"warning: {len(result.refused)} recording(s) refused{more}; their {result.refused_trials} trials are excluded", file=sys.stderr)
     save_result(result, args.json, args.plot, extra={"checkpoint": str(_checkpoint(args)), "trials": str(args.trials), "scorer": args.scorer})
+    if args.scores:
+        write_scores(args.scores, args.trials, result)
     print(result)
     return 0
 
@@ -866,13 +874,18 @@ def build_parser() -> argparse.ArgumentParser:
     trials.add_argument("--audio_root", required=True, help="folder the trial paths are relative to")
     trials.add_argument("--json", help="write the numbers here")
     trials.add_argument("--plot", help="write ROC and DET curves to this PNG")
+    trials.add_argument("--scores", help="write every trial's score here ('label enroll test score'; 'refused' where a recording was)")
+    trials.add_argument(
+        "--on-refused", "--on_refused", dest="on_refused", choices=ON_REFUSED, default="skip",
+        help="a recording without usable speech: skip its trials (counted, named, a warning; default) or stop",
+    )
     _add_encoder_arguments(trials)
     _add_scorer_argument(trials)
     trials.set_defaults(handler=cmd_eval_trials)
     return parser
 
 
-OUTPUTS = ("out", "target", "rttm", "json", "plot")  # the arguments naming files a command writes
+OUTPUTS = ("out", "target", "rttm", "json", "plot", "scores")  # the arguments naming files a command writes
 
 
 def refuse_output_over_input(args) -> None:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .audio import FRAME_STEP, SAMPLE_RATE, load_speech, to_model_input, trim_silence
 from .checkpoints import load_model
-from .errors import CheckpointError, ConfigError
+from .errors import AudioError, CheckpointError, ConfigError, MissingAudioError
 from .exported import SUFFIXES, load_exported
 from .features import checked_features, crop_or_pad, fbank_energies, require_speech
 from .models import feature_config_of, feature_model, model_fingerprint
@@ -200,28 +200,47 @@ class SpeakerEncoder:
         """Embeddings (n, dim) of waveform arrays, each prepared as a file would be; crops run in batches."""
         return self.embed_features([self._prepare(waveform, sample_rate) for waveform in waveforms])
 
-    def embed_many(self, paths, progress: bool = False, workers: int = 2) -> np.ndarray:
+    def embed_many(self, paths, progress: bool = False, workers: int = 2, refused: dict | None = None) -> np.ndarray:
         """Embeddings (n, dim) of many files, in order.
 
         Decoding and features run in `workers` threads up to two batches ahead of the model, so the
         model does not wait for the next batch's features. BLAS stays single-threaded meanwhile: its
-        spinning threads would otherwise compete with the model's for the same cores.
+        spinning threads would otherwise compete with the model's for the same cores. With `refused` (a dict), a
+        file whose audio cannot be used (`AudioError`: no speech, too short, corrupt...) does not stop the run: its
+        row is NaN and `refused[path]` says why (a missing file still stops it: that is a wrong path, not bad audio).
         """
         paths = list(paths)
+
+        def prepare(path):
+            try:
+                return self._prepare(path)
+            except AudioError as error:
+                if refused is None or isinstance(error, MissingAudioError):  # a missing file is a wrong path, not bad audio
+                    raise
+                return error
+
         embeddings = []
         with (
             threadpool_limits(limits=1, user_api="blas"),
             ThreadPoolExecutor(max_workers=workers) as pool,
-            tqdm(total=len(paths), disable=not progress, unit="utt", desc="embed") as bar,
+            tqdm(total=len(paths), disable=not progress, unit="utt", desc="embed" if self.checkpoint is None else f"embed {self.checkpoint.name}") as bar,
         ):
-            pending = deque(pool.submit(self._prepare, p) for p in paths[: 2 * self.batch_size])
+            pending = deque(pool.submit(prepare, p) for p in paths[: 2 * self.batch_size])
             next_path = len(pending)
             while pending:
+                done = sum(len(rows) for rows in embeddings)
                 chunk = [pending.popleft().result() for _ in range(min(self.batch_size, len(pending)))]
                 for path in paths[next_path : next_path + len(chunk)]:
-                    pending.append(pool.submit(self._prepare, path))
+                    pending.append(pool.submit(prepare, path))
                 next_path += len(chunk)
-                embeddings.append(self.embed_features(chunk))
+                usable = [item for item in chunk if not isinstance(item, AudioError)]
+                rows = np.full((len(chunk), self.embedding_dim), np.nan, np.float32)
+                if usable:
+                    rows[[not isinstance(item, AudioError) for item in chunk]] = self.embed_features(usable)
+                for offset, item in enumerate(chunk):
+                    if isinstance(item, AudioError):
+                        refused[str(paths[done + offset])] = str(item)
+                embeddings.append(rows)
                 bar.update(len(chunk))
         return np.concatenate(embeddings) if embeddings else np.zeros((0, self.embedding_dim), np.float32)
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DeepSpeakerError, TrialsError
+from .errors import ConfigError, DeepSpeakerError, TrialsError
 from .fileio import atomic_replace, atomic_write_bytes
 from .scoring import CosineScorer, Scorer
 from .scoring.metrics import ReferenceMetrics, compute_eer, compute_min_dcf, reference_metrics
@@ -52,6 +52,9 @@ class Trials:
         return list(dict.fromkeys(self.enroll + self.test))
 
 
+ON_REFUSED = ("skip", "fail")  # a recording the encoder refuses: its trials are excluded and counted, or the run stops
+
+
 @dataclass(frozen=True)
 class VerificationResult:
     eer: float
@@ -60,6 +63,9 @@ class VerificationResult:
     min_dcf_001: float
     target_scores: np.ndarray
     nontarget_scores: np.ndarray
+    refused: dict = field(default_factory=dict)  # recording (as the trial list names it) -> why it was refused
+    refused_trials: int = 0  # trials excluded because one of their recordings was refused
+    scores: np.ndarray | None = None  # every trial's score in list order, NaN where refused
 
     def summary(self) -> dict:
         return {
@@ -69,12 +75,15 @@ class VerificationResult:
             "min_dcf_p0.001": self.min_dcf_001,
             "target_trials": int(self.target_scores.size),
             "nontarget_trials": int(self.nontarget_scores.size),
+            "refused_trials": self.refused_trials,
+            "refused_recordings": self.refused,
         }
 
     def __str__(self) -> str:
+        refused = f"; {self.refused_trials} trials excluded: {len(self.refused)} recording(s) refused" if self.refused else ""
         return (
             f"EER = {100 * self.eer:.2f} % (threshold {self.eer_threshold:.4f}), minDCF(0.01) = {self.min_dcf_01:.4f}, "
-            f"minDCF(0.001) = {self.min_dcf_001:.4f} on {self.target_scores.size} target / {self.nontarget_scores.size} non-target trials"
+            f"minDCF(0.001) = {self.min_dcf_001:.4f} on {self.target_scores.size} target / {self.nontarget_scores.size} non-target trials{refused}"
         )
 
 
@@ -93,12 +102,35 @@ def score_trials(embeddings: dict[str, np.ndarray], trials: Trials, scorer: Scor
     return (scorer or CosineScorer()).score_pairs(enroll, test)
 
 
-def evaluate_trials(encoder, trials_path, audio_root, progress: bool = True, scorer: Scorer | None = None) -> VerificationResult:
-    """Embed each file of the list once (relative to `audio_root`) and compute EER and minDCF."""
+def evaluate_trials(encoder, trials_path, audio_root, progress: bool = True, scorer: Scorer | None = None, on_refused: str = "skip") -> VerificationResult:
+    """Embed each file of the list once (relative to `audio_root`) and compute EER and minDCF. A recording the
+    encoder refuses (no speech, too short, corrupt) excludes its trials, which are counted and named in the result
+    (`on_refused="skip"`), or stops the evaluation (`"fail"`)."""
+    if on_refused not in ON_REFUSED:
+        raise ConfigError(f"on_refused must be one of {ON_REFUSED}, got {on_refused!r}")
     trials = Trials.read(trials_path)
     files = trials.files()
-    vectors = encoder.embed_many([Path(audio_root) / f for f in files], progress=progress)
-    return verification_result(score_trials(dict(zip(files, vectors)), trials, scorer), trials.labels)
+    refused_paths: dict[str, str] | None = {} if on_refused == "skip" else None
+    vectors = encoder.embed_many([Path(audio_root) / f for f in files], progress=progress, refused=refused_paths)
+    usable = np.all(np.isfinite(vectors), axis=1)
+    refused = {name: refused_paths.get(str(Path(audio_root) / name), "refused") for name, ok in zip(files, usable) if not ok}
+    embeddings = dict(zip(files, np.where(usable[:, None], vectors, 0.0)))
+    scores = score_trials(embeddings, trials, scorer)
+    kept = np.array([not (enroll in refused or test in refused) for enroll, test in zip(trials.enroll, trials.test)])
+    if not (np.any(trials.labels[kept] == 1) and np.any(trials.labels[kept] == 0)):
+        raise TrialsError(f"{trials_path}: {len(refused)} refused recording(s) leave no target or no non-target trial to score")
+    result = verification_result(scores[kept], trials.labels[kept])
+    return replace(result, refused=refused, refused_trials=int(np.sum(~kept)), scores=np.where(kept, scores, np.nan))
+
+
+def write_scores(path, trials_path, result: VerificationResult) -> None:
+    """Every trial with its score (`label enroll test score`, `refused` where a recording was refused), atomically."""
+    trials = Trials.read(trials_path)
+    lines = [
+        f"{label} {enroll} {test} {'refused' if np.isnan(score) else f'{score:.6f}'}"
+        for label, enroll, test, score in zip(trials.labels, trials.enroll, trials.test, result.scores)
+    ]
+    atomic_write_bytes(Path(path), ("\n".join(lines) + "\n").encode())
 
 
 def save_result(result: VerificationResult, json_path=None, plot_path=None, extra: dict | None = None) -> None:

@@ -103,9 +103,10 @@ class FusedEncoder:
         waveforms = list(waveforms)
         return self.join([encoder.embed_waveforms(waveforms, sample_rate) for encoder in self.members])
 
-    def embed_many(self, paths, progress: bool = False, workers: int = 2) -> np.ndarray:
+    def embed_many(self, paths, progress: bool = False, workers: int = 2, refused: dict | None = None) -> np.ndarray:
+        """As `SpeakerEncoder.embed_many`; a file any member refuses is refused (a NaN row)."""
         paths = list(paths)
-        return self.join([encoder.embed_many(paths, progress, workers) for encoder in self.members])
+        return self.join([encoder.embed_many(paths, progress, workers, refused) for encoder in self.members])
 
 
 def impostor_std(embeddings: np.ndarray, labels: np.ndarray, seed: int = 123) -> float:

@@ -93,3 +93,32 @@ def test_cli_fits_a_back_end_and_scores_and_calibrates_with_it(tmp_path, capsys)
     assert result.returncode == 0 and json.loads((tmp_path / "r.json").read_text())["scorer"] == "asnorm"
     verified = cli_in_process(capsys, "verify", sample, sample, "--checkpoint_file", checkpoint, "--scorer", "asnorm")
     assert verified.returncode == 0 and "not calibrated for asnorm scores" in verified.stdout
+
+
+def test_eval_trials_completes_without_recordings_it_refuses_and_names_them(tmp_path, capsys):
+    import soundfile as sf
+
+    from tests.helpers import noise, synthetic_speech
+
+    corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2, suffix=".wav")
+    sf.write(corpus / "spk2" / "hiss.wav", noise("white", 2.0, level=0.2), 16000)
+    sf.write(corpus / "spk2" / "blip.wav", synthetic_speech(1.0)[8000:8200], 16000)  # 12 ms
+    trials = tmp_path / "trials.txt"
+    trials.write_text(
+        "1 spk0/utt0.wav spk0/utt1.wav\n1 spk1/utt0.wav spk1/utt1.wav\n0 spk0/utt0.wav spk1/utt0.wav\n"
+        "0 spk1/utt1.wav spk2/hiss.wav\n1 spk2/hiss.wav spk2/utt0.wav\n0 spk2/blip.wav spk0/utt1.wav\n0 spk2/utt1.wav spk0/utt1.wav\n"
+    )
+    checkpoint = save_tiny_model(tmp_path / "tiny.keras")
+    out, scores = tmp_path / "r.json", tmp_path / "scores.txt"
+    done = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus, "--json", out, "--scores", scores)
+    assert done.returncode == 0, done.stderr
+    assert "warning: refused spk2/hiss.wav: " in done.stderr and "no speech found" in done.stderr and "warning: refused spk2/blip.wav" in done.stderr
+    assert "2 recording(s) refused; their 3 trials are excluded" in done.stderr and "3 trials excluded: 2 recording(s) refused" in done.stdout
+    numbers = json.loads(out.read_text())
+    assert numbers["refused_trials"] == 3 and sorted(numbers["refused_recordings"]) == ["spk2/blip.wav", "spk2/hiss.wav"]
+    assert numbers["target_trials"] == 2 and numbers["nontarget_trials"] == 2
+    lines = scores.read_text().splitlines()
+    assert len(lines) == 7 and lines[3].endswith(" refused") and lines[5].endswith(" refused")
+    assert float(lines[0].split()[3]) == pytest.approx(float(lines[0].split()[3])) and lines[0].startswith("1 spk0/utt0.wav spk0/utt1.wav ")
+    strict = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus, "--on-refused", "fail")
+    assert strict.returncode == 2 and "hiss.wav: no speech found" in strict.stderr
