@@ -345,6 +345,10 @@ def cmd_embed(args) -> int:
 def cmd_verify(args) -> int:
     if (args.audio_b is None) == (args.speaker is None):
         raise DeepSpeakerError("verify takes two recordings (verify A B) or one and an enrolled name (verify A --speaker NAME)")
+    if args.speaker is not None:
+        from .enrol import require_store
+
+        require_store(args.store)  # before the model
     verifier = _verifier(args)
     if args.speaker is not None:
         with _registry(args, verifier.encoder) as registry:
@@ -424,7 +428,10 @@ def cmd_remove(args) -> int:
 def cmd_identify(args) -> int:
     from .verification import check_top_k
 
-    check_top_k(args.top_k)  # before the store and the model
+    from .enrol import require_store
+
+    check_top_k(args.top_k)  # the options and the store before the model
+    require_store(args.store)
     verifier = _verifier(args)
     with _registry(args, verifier.encoder) as registry:
         print(verifier.identify(args.audio, registry, args.top_k))

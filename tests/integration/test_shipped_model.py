@@ -41,6 +41,7 @@ def test_our_model_scores_the_same_from_numpy_features_and_in_the_graph():
         assert features.score(*pair) == pytest.approx(graph.score(*pair), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_readme_main_command_prints_what_the_readme_says():
     documented = re.search(r"The first command prints `([^`]+)`", (ROOT / "README.md").read_text().replace("\n", " ")).group(1)
     result = run_cli("verify", *PHILIPPE)

@@ -65,6 +65,7 @@ def test_the_front_end_matches_librosa_and_pads_to_the_partial_grid():
         FeatureConfig(num_fbanks=40, kind="resemblyzer", energies="log")
 
 
+@pytest.mark.slow
 def test_import_model_gives_resemblyzers_embeddings_through_the_encoder(pytorch_fixtures, tmp_path, capsys):
     from deep_speaker.audio import load_speech
     from deep_speaker.embedding import SpeakerEncoder

@@ -215,6 +215,7 @@ def _onnx_with(path, target, weights=None, metadata_edit=None):
     return target
 
 
+@pytest.mark.slow
 def test_an_export_whose_weights_or_metadata_changed_is_refused(tmp_path, speech_file):
     model = tiny_model()
     original = tmp_path / "tiny.onnx"
@@ -251,6 +252,7 @@ def test_an_export_whose_weights_or_metadata_changed_is_refused(tmp_path, speech
         SpeakerEncoder(tflite)
 
 
+@pytest.mark.slow
 def test_the_onnx_runtime_cache_is_checked_and_rebuilt_when_replaced(tmp_path, speech_file, private_home, caplog):
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     other = tiny_model()
@@ -270,6 +272,7 @@ def test_the_onnx_runtime_cache_is_checked_and_rebuilt_when_replaced(tmp_path, s
         assert read_metadata(cached).fingerprint == first.fingerprint
 
 
+@pytest.mark.slow
 def test_force_replaces_earlier_exports_only(tmp_path, capsys):
     model = tiny_model()
     (tmp_path / "notes.onnx").write_bytes(b"an unrelated file")
