@@ -1,5 +1,6 @@
-"""Ablation table on the speechocean762 dev trials: each system's EER and minDCF(0.01), clean and with the test
-side of every trial re-encoded (MP3 16 kHz, 8 kHz telephone band), with AS-norm, its training time and size.
+"""Ablation table on the speechocean762 dev trials: each system's EER and minDCF(0.01), clean and with every dev
+recording re-encoded (MP3 16 kHz, 8 kHz telephone band; every file is some trial's test side, so both sides of every
+trial are), with AS-norm, its training time and size.
 
 The first column, the all-pairs EER of the held-out utterances of the training speakers (the training runs'
 validation split, whole utterances), is what systems are chosen by; dev is reported, not tuned to.
@@ -140,7 +141,7 @@ def markdown(rows: list[dict]) -> str:
         return f"{100 * row[key]['eer']:.2f} % / {row[key]['min_dcf_p0.01']:.3f}" if key in row else "-"
 
     lines = [
-        "| system | held-out train-speaker EER | dev EER / minDCF(0.01) | + AS-norm | test side MP3 16 kHz | test side 8 kHz telephone | own copy accepted at far1 | training (2-core CPU) | weights |",
+        "| system | held-out train-speaker EER | dev EER / minDCF(0.01) | + AS-norm | MP3 16 kHz copies | 8 kHz telephone copies | own copy accepted at far1 | training (2-core CPU) | weights |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:

@@ -59,6 +59,26 @@ def compute_min_dcf(target_scores, nontarget_scores, p_target: float = 0.01, c_m
     return float(costs[best] / min(c_miss * p_target, c_fa * (1 - p_target))), float(thresholds[best])
 
 
+def cllr(target_llrs, nontarget_llrs) -> float:
+    """Log-likelihood-ratio cost (Brummer and du Preez 2006), in bits: 0 for perfect calibrated LLRs, 1 for a system
+    that always says LLR 0; above 1, its LLRs are worse than saying nothing.
+
+    >>> round(cllr(np.array([0.0]), np.array([0.0])), 6)
+    1.0
+    """
+    target_llrs, nontarget_llrs = np.asarray(target_llrs, np.float64), np.asarray(nontarget_llrs, np.float64)
+    return float((np.mean(np.logaddexp(0, -target_llrs)) + np.mean(np.logaddexp(0, nontarget_llrs))) / (2 * np.log(2)))
+
+
+def actual_dcf(target_llrs, nontarget_llrs, p_target: float = 0.01) -> float:
+    """Normalised detection cost of deciding by the LLRs at the Bayes threshold log((1 - p) / p): what the
+    calibration really delivers at that prior (minDCF is the best any threshold could)."""
+    threshold = np.log((1 - p_target) / p_target)
+    miss = float(np.mean(np.asarray(target_llrs) < threshold))
+    false_accept = float(np.mean(np.asarray(nontarget_llrs) >= threshold))
+    return (miss * p_target + false_accept * (1 - p_target)) / min(p_target, 1 - p_target)
+
+
 def pair_masks(labels) -> tuple[np.ndarray, np.ndarray]:
     """(same-speaker, different-speaker) masks of the unordered pairs i < j of a labelled set."""
     labels = np.asarray(labels)

@@ -83,3 +83,18 @@ def test_reference_metrics_match_reference_loops():
     assert (metrics.f_measure, metrics.true_positive_rate, metrics.accuracy, metrics.equal_error_rate) == pytest.approx(expected)
     assert str(metrics).startswith("f-measure = ")
     assert "equal error rate = " in str(metrics)
+
+
+def test_cllr_and_actual_dcf_reward_calibration_and_punish_overconfidence():
+    from deep_speaker.scoring.metrics import actual_dcf, cllr
+
+    rng = np.random.default_rng(0)
+    target, nontarget = rng.normal(0.5, 1.0, 20000), rng.normal(-0.5, 1.0, 20000)  # equal-variance Gaussians: LLR = x
+    calibrated = cllr(target, nontarget)
+    assert 0.7 < calibrated < 0.95
+    assert cllr(target - 2, nontarget - 2) > calibrated  # shifted: miscalibrated
+    assert cllr(20 * target, 20 * nontarget) > 1.0  # twenty times overconfident: worse than saying nothing
+    assert cllr(np.zeros(5), np.zeros(5)) == pytest.approx(1.0)
+    assert actual_dcf(np.full(10, 10.0), np.full(10, -10.0), 0.01) == 0.0
+    assert actual_dcf(np.full(10, 10.0), np.full(10, 10.0), 0.01) == pytest.approx(99.0)  # every impostor accepted
+    assert actual_dcf(np.full(10, 4.0), np.full(10, -10.0), 0.01) == pytest.approx(1.0)  # below log(99): every target missed

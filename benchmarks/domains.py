@@ -1,0 +1,218 @@
+"""Every shipped model and the default system on every domain we can reach: is the default best off its home corpus,
+and do its operating points mean the same false-accept rate elsewhere?
+
+Domains: speechocean762 dev (the home corpus: calibration was fitted there), `../shared/data/asc` (Arabic keyword
+sessions, never trained on), the repository's sample files, and channel domains made from dev (every recording,
+both sides of each trial, through MP3 at 16 kHz, an 8 kHz telephone band, recorded noise at 10 dB SNR, or cut to its
+middle 2 s). Per domain and system: EER, minDCF(0.01), Cllr and actual DCF(0.01) of the shipped score-to-LLR map,
+and the actual false-accept and false-reject rates at the shipped `eer`, `far1` and `far0.1` thresholds.
+Recordings a model refuses (no speech found) are excluded with their trials and counted.
+
+    python benchmarks/domains.py [--domains asc,dev-mp3]
+
+Embeddings are cached per model fingerprint and domain under benchmarks/work/domains. Prints one line, writes
+benchmarks/results/domains.json and a Markdown table to domains.md beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from accuracy import channel_copy
+from common import RESULTS, ROOT, require_shared_data, write_result
+from deep_speaker.audio import read_audio
+from deep_speaker.evaluation import Trials
+from deep_speaker.fileio import atomic_save_npy, atomic_write_bytes
+from deep_speaker.score_fusion import DEFAULT_SYSTEM, load_encoder, read_fusion
+from deep_speaker.scoring.calibration import find_calibration
+from deep_speaker.scoring.metrics import actual_dcf, cllr, compute_eer, compute_min_dcf
+
+WORK = ROOT / "benchmarks" / "work" / "domains"
+CHANNELS = {"dev-mp3": "mp3", "dev-telephone": "telephone", "dev-noise10": "noise", "dev-2s": "short"}
+NOISE_SNR_DB = 10.0
+SHORT_SECONDS = 2.0
+
+
+def domain_copy(source: Path, channel: str, root: Path) -> Path:
+    """`source` through `channel`, written once: MP3 or 8 kHz as the accuracy benchmark makes them, recorded noise
+    at `NOISE_SNR_DB` (noise file and offset seeded by the file name), or the middle `SHORT_SECONDS`."""
+    if channel in ("mp3", "telephone"):
+        return channel_copy(source, channel, root)
+    target = root / channel / source.with_suffix(".flac").name
+    if target.is_file():
+        return target
+    audio = read_audio(source)
+    if channel == "noise":
+        noises = sorted((require_shared_data() / "noise").glob("*.flac"))
+        rng = np.random.default_rng(list(source.stem.encode()))
+        noise = read_audio(noises[rng.integers(len(noises))])
+        noise = np.tile(noise, -(-audio.size // noise.size) + 1)
+        start = int(rng.integers(0, noise.size - audio.size))
+        noise = noise[start : start + audio.size]
+        gain = np.sqrt(np.mean(audio**2) / max(np.mean(noise**2), 1e-12) / 10 ** (NOISE_SNR_DB / 10))
+        audio = audio + gain * noise
+        audio = audio / max(1.0, float(np.abs(audio).max()) / 0.99)
+    else:
+        length = int(SHORT_SECONDS * 16000)
+        audio = audio[max(0, (audio.size - length) // 2) :][:length]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, audio, 16000)
+    return target
+
+
+def sample_trials(samples: Path, root: Path) -> Path:
+    """Trials over the Deep Speaker project's sample files: the four recordings of one speaker (48 kHz) against each
+    other, and against the LibriSpeech recording."""
+    philippe = sorted((samples / "PhilippeRemy").glob("*.wav"))
+    other = samples / "1255-90413-0001.flac"
+    lines = [f"1 {a.relative_to(samples)} {b.relative_to(samples)}" for i, a in enumerate(philippe) for b in philippe[i + 1 :]]
+    lines += [f"0 {a.relative_to(samples)} {other.name}" for a in philippe]
+    path = root / "samples_trials.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def domains() -> dict[str, tuple[Path, Path, str | None]]:
+    """name -> (audio root, trial list, channel applied to every recording or None)."""
+    data = require_shared_data()
+    dev, dev_trials = data / "speechocean762" / "dev", data / "speechocean762" / "dev_trials.txt"
+    found = {"dev": (dev, dev_trials, None), "asc": (data / "asc", data / "asc" / "trials.txt", None), "samples": (data / "samples", sample_trials(data / "samples", WORK), None)}
+    found.update({name: (dev, dev_trials, channel) for name, channel in CHANNELS.items()})
+    return found
+
+
+def member_embeddings(encoder, domain: str, paths: list[Path]) -> np.ndarray:
+    """Embeddings of `paths` by one model, NaN rows for recordings it refuses; cached by fingerprint and domain."""
+    files = hashlib.sha256("\n".join(map(str, paths)).encode()).hexdigest()[:8]
+    cache = WORK / "embeddings" / f"{encoder.fingerprint}_{domain}_{files}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    vectors = encoder.embed_many(paths, progress=True, refused={})
+    atomic_save_npy(cache, vectors)
+    return vectors
+
+
+def trial_scores(matrix: np.ndarray, enroll: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine scores of the trials whose recordings both have embeddings (rows not NaN), and which trials those are."""
+    usable = np.all(np.isfinite(matrix), axis=1)
+    kept = usable[enroll] & usable[test]
+    unit = np.where(usable[:, None], matrix, 0.0)
+    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    return np.sum(unit[enroll[kept]] * unit[test[kept]], axis=1), kept
+
+
+def weight_study(member_scores: dict, spreads: dict, weights=np.round(np.arange(0.1, 0.95, 0.1), 2)) -> dict:
+    """The z-normalised fusion with GE2E's share w of the weight (the default: 0.5), per domain, and w chosen leave one
+    domain out: on the other domains (the samples aside: 10 trials), the w whose worst EER relative to the better
+    member is smallest, reported on the held-out domain."""
+    ge2e, ours = "ge2e_resemblyzer", "deep_speaker"
+    table = {}
+    for domain, (scores, labels) in member_scores.items():
+        best = min(compute_eer(scores[m][labels == 1], scores[m][labels == 0])[0] for m in scores)
+        row = {}
+        for w in weights:
+            shares = np.array([w / spreads[ge2e], (1 - w) / spreads[ours]])
+            shares = shares / shares.sum()
+            fused = shares[0] * scores[ge2e] + shares[1] * scores[ours]
+            row[float(w)] = compute_eer(fused[labels == 1], fused[labels == 0])[0]
+        table[domain] = {"best_member_eer": best, "eer_by_ge2e_share": row}
+    chosen = {}
+    for held in table:
+        others = [d for d in table if d not in (held, "samples")]
+        worst = {w: max(table[d]["eer_by_ge2e_share"][w] / max(table[d]["best_member_eer"], 1e-4) for d in others) for w in table[held]["eer_by_ge2e_share"]}
+        w = min(worst, key=worst.get)
+        chosen[held] = {"ge2e_share": w, "eer": table[held]["eer_by_ge2e_share"][w], "relative_to_best_member": table[held]["eer_by_ge2e_share"][w] / max(table[held]["best_member_eer"], 1e-4)}
+    return {"by_domain": table, "leave_one_domain_out": chosen}
+
+
+def rates(target: np.ndarray, nontarget: np.ndarray, threshold: float) -> dict:
+    return {"threshold": threshold, "far": float(np.mean(nontarget >= threshold)), "frr": float(np.mean(target < threshold))}
+
+
+def evaluate(scores: np.ndarray, labels: np.ndarray, calibration) -> dict:
+    """Discrimination and, with the shipped calibration, what its LLRs and thresholds deliver here."""
+    target, nontarget = scores[labels == 1], scores[labels == 0]
+    result = {"target_trials": int(target.size), "nontarget_trials": int(nontarget.size)}
+    result["eer"], _ = compute_eer(target, nontarget)
+    result["min_dcf_0.01"], _ = compute_min_dcf(target, nontarget, 0.01)
+    if calibration is not None:
+        llr = lambda s: calibration.llr_scale * s + calibration.llr_offset  # noqa: E731
+        result["cllr"] = cllr(llr(target), llr(nontarget))
+        result["act_dcf_0.01"] = actual_dcf(llr(target), llr(nontarget), 0.01)
+        result["operating_points"] = {point: rates(target, nontarget, calibration.threshold(point)) for point in ("eer", "far1", "far0.1")}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--domains", help="comma-separated subset of the domains (default: all)")
+    args = parser.parse_args()
+    system = load_encoder()
+    members = {Path(m.checkpoint).stem: m for m in system.members}
+    chosen = domains()
+    if args.domains:
+        chosen = {name: chosen[name] for name in args.domains.split(",")}
+    results, member_scores = {}, {}
+    for domain, (root, trials_path, channel) in chosen.items():
+        trials = Trials.read(trials_path)
+        files = trials.files()
+        paths = [root / f if channel is None else domain_copy(root / f, channel, WORK / "audio") for f in files]
+        vectors = {name: member_embeddings(encoder, domain, paths) for name, encoder in members.items()}
+        vectors["default system"] = system.join([vectors[name] for name in members])
+        index = {f: k for k, f in enumerate(files)}
+        enroll, test = np.array([index[f] for f in trials.enroll]), np.array([index[f] for f in trials.test])
+        results[domain] = {}
+        for name, matrix in vectors.items():
+            scores, kept = trial_scores(matrix, enroll, test)
+            encoder = system if name == "default system" else members[name]
+            results[domain][name] = {
+                **evaluate(scores, trials.labels[kept], find_calibration(encoder.fingerprint)),
+                "refused_recordings": int(np.sum(~np.all(np.isfinite(matrix), axis=1))),
+                "refused_trials": int(np.sum(~kept)),
+            }
+        both = np.all(np.isfinite(vectors["default system"]), axis=1)
+        member_scores[domain] = ({name: trial_scores(np.where(both[:, None], vectors[name], np.nan), enroll, test)[0] for name in members}, trials.labels[both[enroll] & both[test]])
+    trial_lists = {d: os.path.relpath(chosen[d][1], ROOT) + (f" through {chosen[d][2]}" if chosen[d][2] else "") for d in chosen}
+    spreads = {Path(m.checkpoint).stem: m.impostor_std for m in read_fusion(DEFAULT_SYSTEM)}
+    study = weight_study(member_scores, spreads)
+    path = write_result("domains", {"domains": trial_lists, "results": results, "fusion_weight_study": study})
+    atomic_write_bytes(RESULTS / "domains.md", markdown(results).encode())
+    default = {d: results[d]["default system"] for d in results}
+    best = {d: min(results[d][m]["eer"] for m in members) for d in results}
+    print(
+        "domains: default system EER "
+        + ", ".join(f"{d} {100 * default[d]['eer']:.2f} % (best member {100 * best[d]:.2f} %)" for d in results)
+        + "; false accepts at far1: "
+        + ", ".join(f"{d} {100 * default[d]['operating_points']['far1']['far']:.1f} %" for d in results)
+        + "; GE2E share chosen leave-one-domain-out: "
+        + ", ".join(f"{d} {c['ge2e_share']:.1f} ({100 * c['eer']:.2f} %, x{c['relative_to_best_member']:.2f} of the best member)" for d, c in study["leave_one_domain_out"].items())
+        + f" [{path.name}]"
+    )
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "| domain | system | trials (target / non-target; refused) | EER | minDCF(0.01) | Cllr | actDCF(0.01) | FAR / FRR at eer | at far1 | at far0.1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for domain, systems in results.items():
+        for name, r in systems.items():
+            points = r.get("operating_points", {})
+            cells = [f"{100 * points[p]['far']:.1f} / {100 * points[p]['frr']:.1f} %" if p in points else "-" for p in ("eer", "far1", "far0.1")]
+            refused = f"; {r['refused_trials']}" if r["refused_trials"] else ""
+            lines.append(
+                f"| {domain} | {name} | {r['target_trials']} / {r['nontarget_trials']}{refused} | {100 * r['eer']:.2f} % | {r['min_dcf_0.01']:.3f} | "
+                f"{r.get('cllr', float('nan')):.3f} | {r.get('act_dcf_0.01', float('nan')):.3f} | {' | '.join(cells)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
