@@ -132,6 +132,77 @@ def weight_study(member_scores: dict, spreads: dict, weights=np.round(np.arange(
     return {"by_domain": table, "leave_one_domain_out": chosen}
 
 
+COHORT_PER_SPEAKER = 4  # training recordings per speaker in the AS-norm cohort
+TOP_COHORT = 50
+CALIBRATIONS = {  # inputs of a logistic-regression score-to-LLR map
+    "score (shipped form)": ("fused",),
+    "score + typicality": ("fused", "typical_ge2e", "typical_ours"),
+    "AS-norm score": ("asnorm",),
+    "AS-norm score + typicality": ("asnorm", "typical_ge2e", "typical_ours"),
+    "score + typicality + disagreement": ("fused", "typical_ge2e", "typical_ours", "disagreement"),
+}
+
+
+def cohort_embeddings(members: dict) -> dict:
+    """Unit embeddings, per member, of `COHORT_PER_SPEAKER` recordings of every training speaker."""
+    from deep_speaker.data.corpus import discover_utterances
+
+    by_speaker: dict[str, list] = {}
+    for utterance in discover_utterances(require_shared_data() / "speechocean762" / "train"):
+        by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
+    paths = [path for speaker in sorted(by_speaker) for path in by_speaker[speaker][:COHORT_PER_SPEAKER]]
+    cohort = {name: member_embeddings(encoder, "cohort", paths) for name, encoder in members.items()}
+    return {name: vectors / np.linalg.norm(vectors, axis=1, keepdims=True) for name, vectors in cohort.items()}
+
+
+def trial_features(vectors: dict, enroll, test, cohort: dict, spreads: dict) -> dict:
+    """Per trial: the fused score, its AS-norm (top-50 cohort, each member's), how typical the two recordings are of
+    the training speakers for each member (mean top-cohort similarity), and the members' z-score disagreement."""
+    shares = np.array([1 / spreads[name] for name in cohort])
+    shares = shares / shares.sum()
+    features, z_scores = {"fused": 0.0, "asnorm": 0.0}, []
+    for share, (name, reference) in zip(shares, cohort.items()):
+        unit = vectors[name] / np.linalg.norm(vectors[name], axis=1, keepdims=True)
+        score = np.sum(unit[enroll] * unit[test], axis=1)
+        top = np.sort(unit @ reference.T, axis=1)[:, -TOP_COHORT:]
+        mean, spread = top.mean(axis=1), top.std(axis=1)
+        features["fused"] = features["fused"] + share * score
+        features["asnorm"] = features["asnorm"] + share * 0.5 * ((score - mean[enroll]) / spread[enroll] + (score - mean[test]) / spread[test])
+        features[f"typical_{'ge2e' if 'ge2e' in name else 'ours'}"] = (mean[enroll] + mean[test]) / 2
+        z_scores.append(score / spreads[name])
+    features["disagreement"] = np.ptp(np.stack(z_scores), axis=0)
+    return features
+
+
+def _far1_threshold(llrs: list[np.ndarray]) -> float:
+    """The LLR threshold at which the fitting domains' false-accept rates average 1 % (each domain counts once)."""
+    candidates = np.unique(np.concatenate(llrs))
+    far = np.mean([1 - np.searchsorted(np.sort(l), candidates, side="left") / l.size for l in llrs], axis=0)
+    return float(candidates[np.argmax(far <= 0.01)])
+
+
+def calibration_study(features: dict) -> dict:
+    """Leave one domain out: each `CALIBRATIONS` map fitted by logistic regression on the other domains (each domain and
+    class weighted equally), its `far1` threshold set where their false-accept rates average 1 %, then the false-accept
+    and false-reject rates that threshold gives on the held-out domain."""
+    from sklearn.linear_model import LogisticRegression
+
+    study = {}
+    for name, inputs in CALIBRATIONS.items():
+        study[name] = {}
+        for held in features:
+            fitting = [d for d in features if d != held]
+            matrix = np.concatenate([np.stack([features[d][i] for i in inputs], axis=1) for d in fitting])
+            labels = np.concatenate([features[d]["labels"] for d in fitting])
+            weights = np.concatenate([np.where(features[d]["labels"] == 1, 1 / np.sum(features[d]["labels"] == 1), 1 / np.sum(features[d]["labels"] == 0)) for d in fitting])
+            model = LogisticRegression(C=1e4).fit(matrix, labels, sample_weight=weights * len(labels) / weights.sum())
+            threshold = _far1_threshold([model.decision_function(np.stack([features[d][i] for i in inputs], axis=1))[features[d]["labels"] == 0] for d in fitting])
+            llr = model.decision_function(np.stack([features[held][i] for i in inputs], axis=1))
+            truth = features[held]["labels"]
+            study[name][held] = {"far": float(np.mean(llr[truth == 0] >= threshold)), "frr": float(np.mean(llr[truth == 1] < threshold))}
+    return study
+
+
 def rates(target: np.ndarray, nontarget: np.ndarray, threshold: float) -> dict:
     return {"threshold": threshold, "far": float(np.mean(nontarget >= threshold)), "frr": float(np.mean(target < threshold))}
 
@@ -159,7 +230,9 @@ def main() -> None:
     chosen = domains()
     if args.domains:
         chosen = {name: chosen[name] for name in args.domains.split(",")}
-    results, member_scores = {}, {}
+    results, member_scores, features = {}, {}, {}
+    cohort = cohort_embeddings(members)
+    spreads = {Path(m.checkpoint).stem: m.impostor_std for m in read_fusion(DEFAULT_SYSTEM)}
     for domain, (root, trials_path, channel) in chosen.items():
         trials = Trials.read(trials_path)
         files = trials.files()
@@ -179,11 +252,14 @@ def main() -> None:
             }
         both = np.all(np.isfinite(vectors["default system"]), axis=1)
         member_scores[domain] = ({name: trial_scores(np.where(both[:, None], vectors[name], np.nan), enroll, test)[0] for name in members}, trials.labels[both[enroll] & both[test]])
+        if domain != "samples":  # 10 trials: nothing to fit or judge a calibration on
+            kept = both[enroll] & both[test]
+            features[domain] = {**trial_features(vectors, enroll[kept], test[kept], cohort, spreads), "labels": trials.labels[kept]}
     trial_lists = {d: os.path.relpath(chosen[d][1], ROOT) + (f" through {chosen[d][2]}" if chosen[d][2] else "") for d in chosen}
-    spreads = {Path(m.checkpoint).stem: m.impostor_std for m in read_fusion(DEFAULT_SYSTEM)}
     study = weight_study(member_scores, spreads)
-    path = write_result("domains", {"domains": trial_lists, "results": results, "fusion_weight_study": study})
-    atomic_write_bytes(RESULTS / "domains.md", markdown(results).encode())
+    calibrations = calibration_study(features)
+    path = write_result("domains", {"domains": trial_lists, "results": results, "fusion_weight_study": study, "calibration_study_far1": calibrations})
+    atomic_write_bytes(RESULTS / "domains.md", markdown(results).encode() + calibration_markdown(calibrations).encode())
     default = {d: results[d]["default system"] for d in results}
     best = {d: min(results[d][m]["eer"] for m in members) for d in results}
     print(
@@ -195,6 +271,15 @@ def main() -> None:
         + ", ".join(f"{d} {c['ge2e_share']:.1f} ({100 * c['eer']:.2f} %, x{c['relative_to_best_member']:.2f} of the best member)" for d, c in study["leave_one_domain_out"].items())
         + f" [{path.name}]"
     )
+
+
+def calibration_markdown(study: dict) -> str:
+    domains_ = list(next(iter(study.values())))
+    lines = ["", "Leave one domain out: FAR / FRR at the `far1` threshold of a calibration fitted on the other domains", "",
+             "| calibration | " + " | ".join(domains_) + " |", "|---|" + "---|" * len(domains_)]
+    for name, by_domain in study.items():
+        lines.append(f"| {name} | " + " | ".join(f"{100 * r['far']:.1f} / {100 * r['frr']:.1f} %" for r in by_domain.values()) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(results: dict) -> str:
