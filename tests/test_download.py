@@ -123,8 +123,8 @@ def test_an_endless_or_trickling_server_is_cut_off(tmp_path):
         download(f"{server.url}/file", tmp_path / "endless.h5", SHA, len(PAYLOAD), progress=False)
     assert (tmp_path / "endless.h5.part").stat().st_size <= len(PAYLOAD)
     started = time.monotonic()
-    with Server(trickle=0.2) as server, pytest.raises(DownloadError, match=r"did not finish before its deadline .*run the same command again to resume"):
-        download(f"{server.url}/file", tmp_path / "slow.h5", SHA, len(PAYLOAD), progress=False, deadline=1.0)
+    with Server(trickle=0.1) as server, pytest.raises(DownloadError, match=r"did not finish before its deadline .*run the same command again to resume"):
+        download(f"{server.url}/file", tmp_path / "slow.h5", SHA, len(PAYLOAD), progress=False, deadline=0.5)
     assert time.monotonic() - started < 10
 
 

@@ -28,6 +28,7 @@ def test_shipped_models_are_small_and_each_calibrated_by_fingerprint(tmp_path, m
         assert calibration.eer < calibration.far1 < calibration.far0_1 and calibration.llr_scale > 0
 
 
+@pytest.mark.slow
 def test_default_system_separates_the_sample_speakers():
     a, b, other = load_encoder().embed_many([*PHILIPPE, OTHER])
     assert abs(np.linalg.norm(a) - 1) < 1e-4
@@ -49,6 +50,7 @@ def test_readme_main_command_prints_what_the_readme_says():
     assert result.stdout.strip() == documented and "decision: same speaker" in documented
 
 
+@pytest.mark.slow
 def test_other_speaker_is_rejected_at_the_default_operating_point(capsys):
     result = cli_in_process(capsys, "verify", PHILIPPE[0], OTHER)
     assert result.returncode == 0, result.stderr
@@ -69,6 +71,7 @@ def test_eval_trials_with_the_default_system_reports_the_model_cards_dev_eer(sha
     assert "4.18 %" in card
 
 
+@pytest.mark.slow
 def test_a_float_copy_far_above_full_scale_is_still_the_same_speaker(tmp_path, capsys):
     """x50 in a float WAV: peaks at 15 or more. The GE2E member's voice detector once cast it to int16 unclipped
     (wrapping round) and the default system called the copy another speaker."""
