@@ -264,6 +264,29 @@ def cmd_diarize(args) -> int:
     return 0
 
 
+def cmd_score_diarization(args) -> int:
+    import json
+
+    from .diarization import DiarizationError, read_rttm, read_uem, score_recordings
+    from .fileio import atomic_write_bytes
+
+    reference, hypothesis = read_rttm(args.reference), read_rttm(args.hypothesis)
+    if not reference:
+        raise ConfigError(f"{args.reference}: no SPEAKER lines: nothing to score against")
+    scores = score_recordings(reference, hypothesis, args.collar, args.skip_overlap, read_uem(args.uem) if args.uem else None)
+    unscored = sorted({s.recording for s in hypothesis} - set(scores))
+    if unscored:
+        print(f"warning: {len(unscored)} recording(s) of {args.hypothesis} are not in the reference, not scored: {', '.join(unscored[:5])}", file=sys.stderr)
+    for name, error in scores.items():
+        print(f"{name}\t{error}")
+    total = sum(scores.values(), DiarizationError(0.0, 0.0, 0.0, 0.0))
+    print(f"TOTAL ({len(scores)} recording(s), collar {args.collar:g} s{', overlap skipped' if args.skip_overlap else ''})\t{total}")
+    if args.json:
+        document = {"collar": args.collar, "skip_overlap": args.skip_overlap, "total": total.summary(), "recordings": {n: e.summary() for n, e in scores.items()}}
+        atomic_write_bytes(Path(args.json), json.dumps(document, indent=2).encode())
+    return 0
+
+
 def cmd_fuse(args) -> int:
     from .data.corpus import discover_utterances
     from .score_fusion import fit_fusion
@@ -791,6 +814,15 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
     diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     diarize.set_defaults(handler=cmd_diarize)
+
+    scoring = commands.add_parser("score-diarization", help="DER (missed, false alarm, confusion) and JER of RTTM turns against a reference, per recording and in total")
+    scoring.add_argument("reference", help="reference RTTM")
+    scoring.add_argument("hypothesis", help="hypothesis RTTM (e.g. from diarize --rttm)")
+    scoring.add_argument("--collar", type=_number(0, 10), default=0.25, help="seconds either side of each reference boundary left unscored (md-eval's; default 0.25)")
+    scoring.add_argument("--skip-overlap", "--skip_overlap", dest="skip_overlap", action="store_true", help="leave overlapped reference speech unscored")
+    scoring.add_argument("--uem", help="UEM file: score only its regions ('<recording> <channel> <start> <end>' per line)")
+    scoring.add_argument("--json", help="write the numbers here")
+    scoring.set_defaults(handler=cmd_score_diarization)
 
     fuse = commands.add_parser("fuse", help="score fusion of models with different front ends (e.g. GE2E + our own) -> NAME.fusion.json")
     fuse.add_argument("models", nargs="+", help="speaker models, two or more")

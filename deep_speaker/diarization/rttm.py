@@ -61,3 +61,27 @@ def read_rttm(path) -> list[Segment]:
             raise RTTMError(f"{path}:{number}: not an RTTM SPEAKER line ({error}): {line!r}") from None
         segments.append(Segment(start, start + duration, fields[7], fields[1]))
     return segments
+
+
+def read_uem(path) -> dict[str, list[tuple[float, float]]]:
+    """A UEM file (`<recording> <channel> <start> <end>` per line: the regions to score) as {recording: regions}."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RTTMError(f"{path}: cannot read UEM ({error})") from error
+    regions: dict[str, list[tuple[float, float]]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith(";"):
+            continue
+        try:
+            if len(fields) != 4:
+                raise ValueError(f"{len(fields)} fields, expected 4")
+            start, end = float(fields[2]), float(fields[3])
+            if not (math.isfinite(start) and math.isfinite(end)) or not 0 <= start <= end:
+                raise ValueError("start and end must be finite with 0 <= start <= end")
+        except ValueError as error:
+            raise RTTMError(f"{path}:{number}: not a UEM line ({error}): {line!r}") from None
+        regions.setdefault(fields[0], []).append((start, end))
+    return regions
