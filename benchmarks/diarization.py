@@ -27,8 +27,9 @@ from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer
 RATE = 16000
 
 
-def conversation(utterances_by_speaker: dict, rng: np.random.Generator) -> tuple[np.ndarray, list[Segment]]:
-    """One synthetic conversation and its reference turns."""
+def conversation(utterances_by_speaker: dict, rng: np.random.Generator, noise_dbfs: float = -60.0, peak_dbfs: float | None = None) -> tuple[np.ndarray, list[Segment]]:
+    """One synthetic conversation and its reference turns: speech at its recorded level (or scaled to peak at
+    `peak_dbfs`), white noise at `noise_dbfs` RMS under it."""
     speakers = list(rng.choice(sorted(utterances_by_speaker), size=int(rng.integers(2, 6)), replace=False))
     queues = {s: list(rng.permutation(utterances_by_speaker[s])) for s in speakers}
     order = speakers + list(rng.choice(speakers, size=int(rng.integers(len(speakers), 3 * len(speakers)))))
@@ -47,7 +48,9 @@ def conversation(utterances_by_speaker: dict, rng: np.random.Generator) -> tuple
     signal = np.zeros(cursor + RATE // 2, np.float32)
     for start, turn in pieces:
         signal[start : start + len(turn)] += turn
-    signal += rng.normal(0, 10 ** (-60 / 20), signal.size).astype(np.float32)
+    if peak_dbfs is not None:
+        signal *= 10 ** (peak_dbfs / 20) / np.abs(signal).max()
+    signal += rng.normal(0, 10 ** (noise_dbfs / 20), signal.size).astype(np.float32)
     return signal, reference
 
 
@@ -94,13 +97,15 @@ def main() -> None:
     parser.add_argument("--long_minutes", type=float, default=0, help="also diarize one recording this long (conversations end to end) with the command line, against one a sixth as long: peak memory and time")
     parser.add_argument("--no_resegment", action="store_true", help="skip the frame-level resegmentation")
     parser.add_argument("--plot", help="write the first conversation's timeline (found turns above the reference) to this PNG")
+    parser.add_argument("--noise_dbfs", type=float, default=-60.0, help="white noise floor, RMS dBFS (default -60)")
+    parser.add_argument("--peak_dbfs", type=float, help="scale each conversation's speech to peak here first (default: as recorded)")
     args = parser.parse_args()
     utterances = discover_utterances(require_shared_data() / "speechocean762" / args.speakers)
     by_speaker: dict[str, list] = {}
     for utterance in utterances:
         by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
     rng = np.random.default_rng(args.seed)
-    conversations = [conversation(by_speaker, rng) for _ in range(args.conversations)]
+    conversations = [conversation(by_speaker, rng, args.noise_dbfs, args.peak_dbfs) for _ in range(args.conversations)]
     encoder = Diarizer.from_checkpoint(args.checkpoint_file).encoder  # one encoder for both configurations below
     totals = {"auto": [0.0, 0.0], "given": [0.0, 0.0], "one_speaker": [0.0, 0.0]}
     parts = {name: {"missed": 0.0, "false_alarm": 0.0, "confusion": 0.0} for name in totals}
@@ -124,14 +129,15 @@ def main() -> None:
                 parts[name][part] += getattr(error, part)
     der = {name: errors / reference for name, (errors, reference) in totals.items()}
     result = {
-        "speakers": args.speakers, "clustering": args.clustering, "resegment": not args.no_resegment, "conversations": args.conversations, "audio_seconds": audio_seconds, "model": encoder.fingerprint,
+        "speakers": args.speakers, "noise_dbfs": args.noise_dbfs, "peak_dbfs": args.peak_dbfs, "clustering": args.clustering, "resegment": not args.no_resegment, "conversations": args.conversations, "audio_seconds": audio_seconds, "model": encoder.fingerprint,
         "der_auto_count": der["auto"], "der_given_count": der["given"], "der_one_speaker": der["one_speaker"],
         "count_accuracy": counted / args.conversations, "real_time_factor": seconds / audio_seconds,
         "error_parts_percent": {name: {part: 100 * value / totals[name][1] for part, value in values.items()} for name, values in parts.items()},
     }
     if args.long_minutes:
         result["long_recording"] = long_recording(by_speaker, args.long_minutes, args.seed)
-    path = write_result("diarization" if args.speakers == "dev" else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}", result)
+    condition = ("" if args.noise_dbfs == -60.0 else f"_noise{args.noise_dbfs:g}") + ("" if args.peak_dbfs is None else f"_peak{args.peak_dbfs:g}")
+    path = write_result(("diarization" if args.speakers == "dev" else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}") + condition, result)
     long_line = "".join(f"; {name.replace('_', ' ')}: {v['seconds']} s, peak {v['peak_memory_mb']:.0f} MB" for name, v in result.get("long_recording", {}).items())
     print(
         f"diarization ({args.speakers} speakers, {args.clustering}{', no resegmentation' if args.no_resegment else ''}, {args.conversations} conversations, {audio_seconds / 60:.1f} min): DER {100 * der['auto']:.2f} % with the count found "
