@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import asdict, astuple, dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .rttm import Segment
 
@@ -95,6 +94,8 @@ def diarization_error_rate(
     talking = ref.sum(axis=0) > 0  # reference speakers with scored speech
     mapping = {}
     if ref.shape[1] and hyp.shape[1]:
+        from scipy.optimize import linear_sum_assignment  # here: the command line starts without SciPy
+
         overlap = ref.T.astype(np.int64) @ hyp.astype(np.int64)
         rows, columns = linear_sum_assignment(-overlap)
         correct = int(overlap[rows, columns].sum())
