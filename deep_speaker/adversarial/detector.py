@@ -46,6 +46,10 @@ def save_threshold(model_path, model: keras.Model, genuine_scores) -> float:
     return threshold
 
 
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def read_threshold(model_path, model: keras.Model) -> float:
     """The threshold `save_threshold` wrote for these weights; anything else (unreadable, not a number, set for
     other weights or by hand) is a `CheckpointError` naming the file."""
@@ -57,7 +61,7 @@ def read_threshold(model_path, model: keras.Model) -> float:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: not a readable detector threshold file ({error})") from None
     threshold = record.get("threshold") if isinstance(record, dict) else None
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+    if not _finite_number(threshold):
         raise CheckpointError(f"{path}: no finite number under 'threshold' (found {threshold!r}); train-detector writes it")
     if record.get("weights") != weights_fingerprint(model):
         raise CheckpointError(
@@ -89,7 +93,7 @@ class SpoofDetector:
             raise CheckpointError(f"{self.path}: not a spoof detector (model {self.model.name!r}); train one with `train-detector`")
         if threshold is None:
             threshold = read_threshold(self.path, self.model)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        if not _finite_number(threshold):
             raise CheckpointError(f"{self.path}: the detector threshold must be a finite number, got {threshold!r}")
         self.threshold = threshold
 
