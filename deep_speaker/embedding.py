@@ -27,7 +27,7 @@ from .audio import FRAME_STEP, SAMPLE_RATE, load_speech, to_model_input, trim_si
 from .checkpoints import load_model
 from .errors import AudioError, CheckpointError, ConfigError, MissingAudioError
 from .exported import SUFFIXES, load_exported
-from .features import checked_features, crop_or_pad, fbank_energies, require_speech
+from .features import checked_features, crop_or_pad, require_speech
 from .models import feature_config_of, feature_model, model_fingerprint
 from .models.speaker_model import require_speaker_model
 from .scoring import CosineScorer, Scorer
@@ -139,13 +139,6 @@ class SpeakerEncoder:
             return load_speech(source, self.feature_config.trim, self.feature_config.sample_rate)
         return trim_silence(to_model_input(source, sample_rate, self.feature_config.sample_rate), self.feature_config.trim)
 
-    def _energies(self, speech: np.ndarray, source) -> np.ndarray:
-        """Filterbank energies of `speech`; `NoSpeechError` if they do not move like speech (unless `require_speech=False`)."""
-        energies = fbank_energies(speech, self.feature_config.num_fbanks, self.feature_config.sample_rate)
-        if self.require_speech:
-            require_speech(energies, source if isinstance(source, (str, os.PathLike)) else None)
-        return energies
-
     def features(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """Model-input features (frames, bands) of a file path or a waveform array at `sample_rate`, speech-checked."""
         named = source if isinstance(source, (str, os.PathLike)) else None
@@ -157,7 +150,7 @@ class SpeakerEncoder:
             return self.features(source, sample_rate)
         speech = self.speech(source, sample_rate)
         if self.require_speech:
-            self._energies(speech, source)
+            require_speech(speech, source if isinstance(source, (str, os.PathLike)) else None, self.feature_config.sample_rate)
         return speech
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:

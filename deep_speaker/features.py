@@ -30,7 +30,9 @@ RESEMBLYZER_NFFT = 400  # librosa.feature.melspectrogram(sr=16000, n_fft=400, ho
 PARTIAL_FRAMES, PARTIAL_STEP, PARTIAL_MIN_COVERAGE = 160, 77, 0.75
 NORMALISATIONS = ("frame", "utterance")
 SPEECH_BLOCK_FRAMES = 10  # 100 ms: long enough to average out noise, short enough to keep syllables (4 Hz)
-MIN_SPEECH_VARIATION_DB = 8.0  # stationary noise, hum, dither: under 4.5 dB; speech: over 12 dB (speechocean762, samples)
+# stationary noise of any colour, hum, dither: at most 4.0 dB at 1-60 s; speech: 4.6 dB or more even as 1 s crops
+# (benchmarks/speech_check.py on every recording of ../shared/data)
+MIN_SPEECH_VARIATION_DB = 4.3
 MIN_TRAINING_SECONDS = 0.3  # a training recording shorter than this (trimmed) cannot be checked for speech
 
 
@@ -251,14 +253,10 @@ def file_features(path, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
 
 
 def checked_features(speech: np.ndarray, config: FeatureConfig, source=None, check: bool = True) -> np.ndarray:
-    """Model-input features of trimmed `speech`, after the speech check (`require_speech`, unless not `check`);
-    for our own front end one filterbank pass serves both."""
-    energies = fbank_energies(speech, config.num_fbanks, config.sample_rate)
+    """Model-input features of trimmed `speech`, after the speech check (`require_speech`, unless not `check`)."""
     if check:
-        require_speech(energies, source)
-    if config.kind != "deep_speaker":  # another toolkit's front end: the energies only checked the speech
-        return compute_features(speech, config)
-    return features_from_energies(energies, config)
+        require_speech(speech, source, config.sample_rate)
+    return compute_features(speech, config)
 
 
 def crop_or_pad(features: np.ndarray, num_frames: int = NUM_FRAMES, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -270,27 +268,50 @@ def crop_or_pad(features: np.ndarray, num_frames: int = NUM_FRAMES, rng: np.rand
     return np.concatenate([features, padding])
 
 
+def speech_check_energies(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The speech check's own analysis: `NUM_FBANKS` mel band energies (frames, bands) of 25 ms frames every 10 ms,
+    each frame's mean removed and Hann-windowed. The model front ends' unwindowed frames let infrasonic drift (brown
+    noise, a DC offset) leak into every low band, which then moves like speech; a window and mean removal keep the
+    bands' fluctuation for stationary noise at what its bandwidth alone gives."""
+    length, step = round(0.025 * sample_rate), round(0.010 * sample_rate)
+    nfft = 1 << (length - 1).bit_length()
+    signal = np.asarray(samples, dtype=np.float64)
+    if signal.size < length:
+        signal = np.pad(signal, (0, length - signal.size))
+    frames = np.lib.stride_tricks.sliding_window_view(signal, length)[::step]
+    filters = _speech_check_filters(length, nfft, sample_rate)
+    energies = np.empty((frames.shape[0], filters.shape[1]))
+    for start in range(0, frames.shape[0], 4096):  # bounded memory for long recordings
+        block = frames[start : start + 4096]
+        spectrum = np.fft.rfft((block - block.mean(axis=1, keepdims=True)) * np.hanning(length), nfft)
+        energies[start : start + 4096] = (spectrum.real**2 + spectrum.imag**2) @ filters
+    return energies + 1e-20
+
+
+@lru_cache(maxsize=4)
+def _speech_check_filters(length: int, nfft: int, sample_rate: int) -> np.ndarray:
+    return mel_filterbank(NUM_FBANKS, nfft, sample_rate).T / nfft
+
+
 def spectro_temporal_variation(energies: np.ndarray) -> float:
-    """How much the spectrum moves over time, in dB, from linear filterbank energies (frames, bands) at 10 ms
-    frames (`fbank_energies`, which features are made of anyway): per band, the 10-90 % range of its 100 ms log
-    energies; the 90th percentile over bands (speech may fill only part of the band: telephone, children).
-    Stationary noise (white, pink, brown), hum and dither stay under 4.5 dB whatever their level; speech,
-    which starts and stops syllable by syllable, moves by 12-40 dB, quiet or loud. NaN when the signal is
-    too short to judge (under 0.3 s). The threshold was measured with 64 bands."""
+    """How much the spectrum moves over time, in dB, from `speech_check_energies`: per band, the 10-90 % range of its
+    100 ms log energies; the 90th percentile over bands (speech may fill only part of the band: telephone, children).
+    Stationary noise of any colour, hum and dither stay at 4 dB or under whatever their level and length; speech,
+    which starts and stops syllable by syllable, moves by more, even in a 1 s crop. NaN when the signal is too
+    short to judge (under 0.3 s)."""
     blocks = energies.shape[0] // SPEECH_BLOCK_FRAMES
     if blocks < 3:
         return float("nan")
     block_energies = energies[: blocks * SPEECH_BLOCK_FRAMES].reshape(blocks, SPEECH_BLOCK_FRAMES, -1).mean(axis=1)
-    levels = 10 * np.log10(block_energies + 1e-20)
+    levels = 10 * np.log10(block_energies)
     return float(np.percentile(np.percentile(levels, 90, axis=0) - np.percentile(levels, 10, axis=0), 90))
 
 
-def require_speech(energies: np.ndarray, source=None) -> np.ndarray:
-    """`energies` unchanged, or `NoSpeechError` when the spectrum does not move like speech (see above)."""
-    variation = spectro_temporal_variation(energies)
+def require_speech(samples: np.ndarray, source=None, sample_rate: int = SAMPLE_RATE) -> None:
+    """`NoSpeechError` when the spectrum of `samples` does not move like speech (see above)."""
+    variation = spectro_temporal_variation(speech_check_energies(samples, sample_rate))
     if variation < MIN_SPEECH_VARIATION_DB:
         raise NoSpeechError(
             f"{describe_source(source)}: no speech found (the spectrum varies by {variation:.1f} dB over time, "
             f"speech by more than {MIN_SPEECH_VARIATION_DB:g} dB): stationary noise, hum or dither"
         )
-    return energies

@@ -82,25 +82,30 @@ def test_feature_config_rejects_unknown_options_and_reads_old_files():
 
 
 @pytest.mark.parametrize("kind", ["white", "pink", "brown", "hum", "dither"])
-def test_noise_hum_and_dither_are_not_speech(kind):
+def test_noise_hum_and_dither_are_not_speech_at_any_length_or_level(kind):
     from deep_speaker.errors import NoSpeechError
-    from deep_speaker.features import fbank_energies, require_speech
+    from deep_speaker.features import require_speech
     from tests.helpers import noise
 
-    for level in (0.5, 0.001):
-        signal = noise(kind) * (level / 0.5 if kind != "dither" else 1)
-        with pytest.raises(NoSpeechError, match="no speech found"):
-            require_speech(fbank_energies(signal))
+    for seconds in (1.0, 3.0, 20.0):  # brown noise drifts more the longer it runs: it passed the old check at 10 s
+        for level in (0.5, 0.001):
+            signal = noise(kind, seconds=seconds, seed=int(seconds)) * (level / 0.5 if kind != "dither" else 1)
+            with pytest.raises(NoSpeechError, match="no speech found"):
+                require_speech(signal)
 
 
 def test_speech_loud_quiet_or_telephone_band_is_speech(shared_data):
     import soxr
 
-    from deep_speaker.features import MIN_SPEECH_VARIATION_DB, fbank_energies, require_speech, spectro_temporal_variation
+    from deep_speaker.audio import crop_waveform, trim_silence
+    from deep_speaker.features import MIN_SPEECH_VARIATION_DB, require_speech, speech_check_energies, spectro_temporal_variation
 
-    files = sorted((shared_data / "speechocean762").rglob("*.flac"))[::7] + sorted((shared_data / "samples").rglob("*.wav"))
+    files = sorted((shared_data / "speechocean762").rglob("*.flac"))[::7] + sorted((shared_data / "samples").rglob("*.wav")) + sorted((shared_data / "asc").rglob("*.flac"))[::5]
+    rng = np.random.default_rng(0)
     for path in files:
         speech = load_speech(path)
         for version in (speech, 0.001 * speech, soxr.resample(soxr.resample(speech, 16000, 8000), 8000, 16000)):
-            assert spectro_temporal_variation(fbank_energies(version)) > MIN_SPEECH_VARIATION_DB + 2, path
-    require_speech(fbank_energies(synthetic_speech(1.0)))
+            assert spectro_temporal_variation(speech_check_energies(version)) > MIN_SPEECH_VARIATION_DB + 2, path
+        for seconds in (1, 2, 3):  # short crops, trimmed as the encoder trims them, are speech too
+            require_speech(trim_silence(crop_waveform(speech, seconds * 16000, rng)), path)
+    require_speech(synthetic_speech(1.0))

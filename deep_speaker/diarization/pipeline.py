@@ -25,7 +25,7 @@ import numpy as np
 
 from ..audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE, speech_blocks
 from ..errors import ConfigError
-from ..features import MIN_SPEECH_VARIATION_DB, fbank_energies, spectro_temporal_variation
+from ..features import MIN_SPEECH_VARIATION_DB, fbank_energies, speech_check_energies, spectro_temporal_variation
 from .rttm import Segment
 
 BLOCK_SECONDS = FRAME_STEP / SAMPLE_RATE  # 10 ms
@@ -79,7 +79,7 @@ def speech_regions(samples: np.ndarray, config: DiarizationConfig = DiarizationC
     """[start, end) block indices of speech: energy activity, pauses under `max_gap` bridged, short regions and
     regions whose spectrum does not move like speech (stationary noise, hum: `features.require_speech`) dropped."""
     active = speech_blocks(samples)
-    energies = fbank_energies(samples)
+    energies = speech_check_energies(samples)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
     regions = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
     merged: list[tuple[int, int]] = []
