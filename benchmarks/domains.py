@@ -6,7 +6,10 @@ sessions, never trained on), the repository's sample files, and channel domains 
 both sides of each trial, through MP3 at 16 kHz, an 8 kHz telephone band, recorded noise at 10 dB SNR, or cut to its
 middle 2 s). Per domain and system: EER, minDCF(0.01), Cllr and actual DCF(0.01) of the shipped score-to-LLR map,
 and the actual false-accept and false-reject rates at the shipped `eer`, `far1` and `far0.1` thresholds.
-Recordings a model refuses (no speech found) are excluded with their trials and counted.
+Recordings a model refuses (no speech found) are excluded with their trials and counted. Every system is scored
+twice: by cosine, and with S-norm against the domain's own recordings as an unlabelled cohort (`--scorer snorm`
+after `fit-backend --scorer snorm` on the domain: no labels, the trial list's recordings themselves), with the
+shipped S-norm calibration (fitted on dev) for the default system.
 
     python benchmarks/domains.py [--domains asc,dev-mp3]
 
@@ -30,6 +33,7 @@ from deep_speaker.audio import read_audio
 from deep_speaker.evaluation import Trials
 from deep_speaker.fileio import atomic_save_npy, atomic_write_bytes
 from deep_speaker.score_fusion import DEFAULT_SYSTEM, load_encoder, read_fusion
+from deep_speaker.scoring.backends import SNormScorer
 from deep_speaker.scoring.calibration import find_calibration
 from deep_speaker.scoring.metrics import actual_dcf, cllr, compute_eer, compute_min_dcf
 
@@ -99,12 +103,16 @@ def member_embeddings(encoder, domain: str, paths: list[Path]) -> np.ndarray:
     return vectors
 
 
-def trial_scores(matrix: np.ndarray, enroll: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine scores of the trials whose recordings both have embeddings (rows not NaN), and which trials those are."""
+def trial_scores(matrix: np.ndarray, enroll: np.ndarray, test: np.ndarray, snorm: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of the trials whose recordings both have embeddings (rows not NaN), and which trials those are: cosine,
+    or (`snorm`) S-norm against all the domain's usable recordings as its unlabelled cohort."""
     usable = np.all(np.isfinite(matrix), axis=1)
     kept = usable[enroll] & usable[test]
     unit = np.where(usable[:, None], matrix, 0.0)
     unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    if snorm:
+        scores = SNormScorer().fit(unit[usable]).score_matrix(unit, unit)
+        return scores[enroll[kept], test[kept]], kept
     return np.sum(unit[enroll[kept]] * unit[test[kept]], axis=1), kept
 
 
@@ -140,6 +148,7 @@ CALIBRATIONS = {  # inputs of a logistic-regression score-to-LLR map
     "AS-norm score": ("asnorm",),
     "AS-norm score + typicality": ("asnorm", "typical_ge2e", "typical_ours"),
     "score + typicality + disagreement": ("fused", "typical_ge2e", "typical_ours", "disagreement"),
+    "S-norm score, in-domain unlabelled cohort": ("snorm",),
 }
 
 
@@ -157,7 +166,8 @@ def cohort_embeddings(members: dict) -> dict:
 
 def trial_features(vectors: dict, enroll, test, cohort: dict, spreads: dict) -> dict:
     """Per trial: the fused score, its AS-norm (top-50 cohort, each member's), how typical the two recordings are of
-    the training speakers for each member (mean top-cohort similarity), and the members' z-score disagreement."""
+    the training speakers for each member (mean top-cohort similarity), the members' z-score disagreement, and the
+    default system's S-norm against the domain's own recordings (`snorm`)."""
     shares = np.array([1 / spreads[name] for name in cohort])
     shares = shares / shares.sum()
     features, z_scores = {"fused": 0.0, "asnorm": 0.0}, []
@@ -171,6 +181,7 @@ def trial_features(vectors: dict, enroll, test, cohort: dict, spreads: dict) -> 
         features[f"typical_{'ge2e' if 'ge2e' in name else 'ours'}"] = (mean[enroll] + mean[test]) / 2
         z_scores.append(score / spreads[name])
     features["disagreement"] = np.ptp(np.stack(z_scores), axis=0)
+    features["snorm"] = trial_scores(vectors["default system"], enroll, test, snorm=True)[0]
     return features
 
 
@@ -243,13 +254,14 @@ def main() -> None:
         enroll, test = np.array([index[f] for f in trials.enroll]), np.array([index[f] for f in trials.test])
         results[domain] = {}
         for name, matrix in vectors.items():
-            scores, kept = trial_scores(matrix, enroll, test)
             encoder = system if name == "default system" else members[name]
-            results[domain][name] = {
-                **evaluate(scores, trials.labels[kept], find_calibration(encoder.fingerprint)),
-                "refused_recordings": int(np.sum(~np.all(np.isfinite(matrix), axis=1))),
-                "refused_trials": int(np.sum(~kept)),
-            }
+            for scorer in ("cosine", "snorm") if len(files) >= SNormScorer.MIN_COHORT else ("cosine",):  # the samples: 5 recordings
+                scores, kept = trial_scores(matrix, enroll, test, snorm=scorer == "snorm")
+                results[domain][name if scorer == "cosine" else f"{name} + S-norm"] = {
+                    **evaluate(scores, trials.labels[kept], find_calibration(encoder.fingerprint, scorer=scorer)),
+                    "refused_recordings": int(np.sum(~np.all(np.isfinite(matrix), axis=1))),
+                    "refused_trials": int(np.sum(~kept)),
+                }
         both = np.all(np.isfinite(vectors["default system"]), axis=1)
         member_scores[domain] = ({name: trial_scores(np.where(both[:, None], vectors[name], np.nan), enroll, test)[0] for name in members}, trials.labels[both[enroll] & both[test]])
         if domain != "samples":  # 10 trials: nothing to fit or judge a calibration on
@@ -261,12 +273,13 @@ def main() -> None:
     path = write_result("domains", {"domains": trial_lists, "results": results, "fusion_weight_study": study, "calibration_study_far1": calibrations})
     atomic_write_bytes(RESULTS / "domains.md", markdown(results).encode() + calibration_markdown(calibrations).encode())
     default = {d: results[d]["default system"] for d in results}
+    adapted = {d: results[d].get("default system + S-norm") for d in results}
     best = {d: min(results[d][m]["eer"] for m in members) for d in results}
     print(
         "domains: default system EER "
-        + ", ".join(f"{d} {100 * default[d]['eer']:.2f} % (best member {100 * best[d]:.2f} %)" for d in results)
-        + "; false accepts at far1: "
-        + ", ".join(f"{d} {100 * default[d]['operating_points']['far1']['far']:.1f} %" for d in results)
+        + ", ".join(f"{d} {100 * default[d]['eer']:.2f} % (+ S-norm {100 * adapted[d]['eer']:.2f} %; best member {100 * best[d]:.2f} %)" for d in results if adapted[d])
+        + "; false accepts at far1, cosine / S-norm: "
+        + ", ".join(f"{d} {100 * default[d]['operating_points']['far1']['far']:.1f} / {100 * adapted[d]['operating_points']['far1']['far']:.1f} %" for d in results if adapted[d])
         + "; GE2E share chosen leave-one-domain-out: "
         + ", ".join(f"{d} {c['ge2e_share']:.1f} ({100 * c['eer']:.2f} %, x{c['relative_to_best_member']:.2f} of the best member)" for d, c in study["leave_one_domain_out"].items())
         + f" [{path.name}]"

@@ -901,8 +901,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder_arguments(test)
     test.set_defaults(handler=cmd_test_model)
 
-    backend = commands.add_parser("fit-backend", help="fit a score back end (centered, asnorm, plda) on training speakers' recordings")
-    backend.add_argument("--audio_dir", required=True, help="corpus of training speakers (never the evaluation speakers)")
+    backend = commands.add_parser(
+        "fit-backend",
+        help="fit a score back end: centered, asnorm, plda on training speakers' recordings; snorm on unlabelled recordings of the domain you will score",
+    )
+    backend.add_argument("--audio_dir", required=True, help="training speakers' corpus (never the evaluation speakers); for snorm any recordings of the target domain, no labels")
     backend.add_argument("--save_to", help="folder to save it in (default: the user's back-end folder); deep_speaker/pretrained ships it")
     _add_encoder_arguments(backend)
     _add_scorer_argument(backend)

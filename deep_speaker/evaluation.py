@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from .errors import ConfigError, DeepSpeakerError, TrialsError
 from .fileio import atomic_replace, atomic_write_bytes
 from .scoring import CosineScorer, Scorer
 from .scoring.metrics import ReferenceMetrics, compute_eer, compute_min_dcf, reference_metrics
+
+logger = logging.getLogger(__name__)
 
 NEGATIVES_PER_ANCHOR = 99
 
@@ -203,13 +206,22 @@ def closed_set_metrics(embeddings: np.ndarray, labels: np.ndarray, seed: int = 1
 
 
 def fit_backend(encoder, source, name: str, progress: bool = True) -> Scorer:
-    """Fit the back end `name` on embeddings of the corpus `source` (its speakers must not be the evaluation's)."""
-    from .data.corpus import discover_utterances
+    """Fit the back end `name` on embeddings of the corpus `source`: training speakers (not the evaluation's), or
+    for a back end that needs no labels (`snorm`) any recordings of the domain to be scored."""
+    from .data.corpus import audio_files, discover_utterances
     from .scoring import build_scorer
 
     scorer = build_scorer(name)
-    utterances = discover_utterances(source)
-    if scorer.needs_fit:
+    if not scorer.needs_fit:
+        return scorer
+    if scorer.needs_labels:
+        utterances = discover_utterances(source)
         embeddings = encoder.embed_many([u.path for u in utterances], progress=progress)
-        scorer.fit(embeddings, np.array([u.speaker for u in utterances]))
-    return scorer
+        return scorer.fit(embeddings, np.array([u.speaker for u in utterances]))
+    paths = audio_files(source)
+    refused: dict = {}
+    embeddings = encoder.embed_many(paths, progress=progress, refused=refused)
+    kept = np.all(np.isfinite(embeddings), axis=1)
+    if refused:
+        logger.warning("%d of %d recordings refused and left out of the cohort (first: %s)", len(refused), len(paths), next(iter(refused)))
+    return scorer.fit(embeddings[kept])

@@ -83,7 +83,7 @@ def test_cli_fits_a_back_end_and_scores_and_calibrates_with_it(tmp_path, capsys)
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     sample = corpus / "spk0" / "utt0.wav"
     missing = cli_in_process(capsys, "verify", sample, sample, "--checkpoint_file", checkpoint, "--scorer", "asnorm", "--threshold", "0")
-    assert missing.returncode == 2 and "no asnorm back end fitted for model" in missing.stderr and "(run `fit-backend` first)" in missing.stderr
+    assert missing.returncode == 2 and "no asnorm back end fitted for model" in missing.stderr and "(run `fit-backend --scorer asnorm --audio_dir DIR` on training speakers' recordings first)" in missing.stderr
     fitted = cli_in_process(capsys, "fit-backend", "--audio_dir", corpus, "--checkpoint_file", checkpoint, "--scorer", "asnorm")
     assert fitted.returncode == 0 and "fitted asnorm for model" in fitted.stdout
     trials = tmp_path / "trials.txt"
@@ -93,6 +93,32 @@ def test_cli_fits_a_back_end_and_scores_and_calibrates_with_it(tmp_path, capsys)
     assert result.returncode == 0 and json.loads((tmp_path / "r.json").read_text())["scorer"] == "asnorm"
     verified = cli_in_process(capsys, "verify", sample, sample, "--checkpoint_file", checkpoint, "--scorer", "asnorm")
     assert verified.returncode == 0 and "not calibrated for asnorm scores" in verified.stdout
+
+
+def test_snorm_is_fitted_on_unlabelled_recordings_of_the_domain_in_one_flat_folder(tmp_path, capsys, caplog):
+    import shutil
+
+    import soundfile as sf
+
+    from deep_speaker.scoring import load_scorer
+    from tests.helpers import noise
+
+    corpus = write_corpus(tmp_path / "corpus", speakers=7, utterances=3, suffix=".wav")
+    flat = tmp_path / "domain"
+    flat.mkdir()
+    for k, path in enumerate(sorted(corpus.rglob("*.wav"))):
+        shutil.copy(path, flat / f"{k:02d}.wav")  # no speaker folders: the labels are unknown
+    sf.write(flat / "hiss.wav", noise("white", 2.0, level=0.2), 16000)
+    checkpoint = save_tiny_model(tmp_path / "tiny.keras")
+    fitted = cli_in_process(capsys, "fit-backend", "--audio_dir", flat, "--checkpoint_file", checkpoint, "--scorer", "snorm")
+    assert fitted.returncode == 0 and "fitted snorm for model" in fitted.stdout, fitted.stderr
+    assert "1 of 22 recordings refused and left out of the cohort" in caplog.text and "hiss.wav" in caplog.text
+    from deep_speaker.embedding import SpeakerEncoder
+
+    scorer = load_scorer("snorm", SpeakerEncoder(checkpoint).fingerprint)
+    assert scorer.state["cohort"].shape[0] == 21
+    labelled = cli_in_process(capsys, "fit-backend", "--audio_dir", flat, "--checkpoint_file", checkpoint, "--scorer", "asnorm")
+    assert labelled.returncode == 2 and "put each speaker's files in a folder" in labelled.stderr
 
 
 def test_eval_trials_completes_without_recordings_it_refuses_and_names_them(tmp_path, capsys):

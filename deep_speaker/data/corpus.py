@@ -95,6 +95,18 @@ def _from_csv(manifest: Path) -> list[Utterance]:
     return utterances
 
 
+def audio_files(source: str | Path) -> list[Path]:
+    """The recordings of `source` when speakers do not matter: every supported audio file under a folder, at any
+    depth, or the files a Kaldi `wav.scp` or CSV manifest names."""
+    source = Path(source)
+    if not source.is_dir() or (source / "wav.scp").is_file():
+        return [u.path for u in discover_utterances(source)]
+    paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
+    if not paths:
+        raise DatasetError(f"{source}: no audio found ({', '.join(SUPPORTED_EXTENSIONS)})")
+    return paths
+
+
 def discover_utterances(source: str | Path) -> list[Utterance]:
     """All utterances of a corpus, sorted by id; raises `DatasetError` when none is found."""
     source = Path(source)

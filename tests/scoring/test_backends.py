@@ -3,7 +3,7 @@ import pytest
 
 from deep_speaker.errors import CalibrationError, ConfigError
 from deep_speaker.scoring import CosineScorer, all_pairs_eer, build_scorer, load_scorer, save_scorer
-from deep_speaker.scoring.backends import ASNormScorer, CenteredCosineScorer, PLDAScorer, scorer_path
+from deep_speaker.scoring.backends import ASNormScorer, CenteredCosineScorer, PLDAScorer, SNormScorer, scorer_path
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +56,47 @@ def test_as_norm_and_centering_tame_hub_speakers():
     assert asnorm < cosine / 2 and centered < cosine / 2, (asnorm, centered, cosine)
 
 
-@pytest.mark.parametrize("name", ["centered", "asnorm", "plda"])
+def _domain(count: int, per_speaker: int, seed: int, shift: float):
+    """Speakers of one domain: every recording shares a domain direction of weight `shift` (one language, channel or
+    phrase makes impostors score higher together)."""
+    x, labels = _speakers(count, per_speaker, seed)
+    x[:, 16] += shift
+    return x, labels
+
+
+def _impostor_and_target_scores(scorer, x, labels):
+    scores = scorer.score_matrix(x, x)
+    upper = np.triu(np.ones_like(scores, dtype=bool), 1)
+    same = labels[:, None] == labels[None, :]
+    return scores[upper & ~same], scores[upper & same]
+
+
+def test_snorm_with_an_in_domain_cohort_keeps_the_false_accept_rate_of_a_threshold_across_domains():
+    home_x, home_y = _domain(40, 8, seed=7, shift=0.0)
+    away_x, away_y = _domain(40, 8, seed=8, shift=3.0)  # impostors here score far higher by cosine
+    rates = {}
+    for name in ("cosine", "snorm"):
+        home = build_scorer(name).fit(home_x) if name == "snorm" else CosineScorer()
+        away = build_scorer(name).fit(away_x) if name == "snorm" else CosineScorer()  # the cohort: the domain's own recordings, no labels
+        threshold = np.quantile(_impostor_and_target_scores(home, home_x, home_y)[0], 0.99)  # far1 at home
+        impostors, targets = _impostor_and_target_scores(away, away_x, away_y)
+        rates[name] = (np.mean(impostors >= threshold), np.mean(targets < threshold))
+    assert rates["cosine"][0] > 0.1, rates  # the home threshold lets a tenth or more of the impostors in away
+    assert 0.002 <= rates["snorm"][0] <= 0.03 and rates["snorm"][1] < 0.5, rates
+
+
+def test_snorm_leaves_the_scored_recording_out_of_its_own_cohort_and_needs_a_real_cohort():
+    x, labels = _speakers(10, 4, seed=9)
+    scorer = SNormScorer().fit(x)  # no labels
+    mean, std = scorer._cohort_statistics(x[:1])
+    expected = (x[1:] / np.linalg.norm(x[1:], axis=1, keepdims=True)) @ (x[0] / np.linalg.norm(x[0]))
+    assert mean[0] == pytest.approx(expected.mean()) and std[0] == pytest.approx(expected.std())
+    with pytest.raises(ConfigError, match="at least 20 recordings"):
+        SNormScorer().fit(x[:19])
+    assert len(SNormScorer(max_cohort=25).fit(x).state["cohort"]) == 25
+
+
+@pytest.mark.parametrize("name", ["centered", "asnorm", "snorm", "plda"])
 def test_fitted_back_ends_save_and_load_keyed_to_the_model(name):
     x, y = _speakers(10, 4, seed=5)
     scorer = build_scorer(name).fit(x, y)
