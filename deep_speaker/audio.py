@@ -260,9 +260,9 @@ def normalize_volume(samples: np.ndarray, target_dbfs: float = -30.0) -> np.ndar
     return samples if gain == 1.0 else samples * gain
 
 
-def webrtcvad_speech_indices(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, window_ms: int = 30, average_width: int = 8, max_silence: int = 6) -> np.ndarray:
-    """Resemblyzer's `trim_long_silences`: WebRTC VAD (mode 3) on 30 ms windows of 16-bit audio, smoothed by a
-    moving average of 8 windows, dilated by 6, the unvoiced windows cut out (the tail past the last whole window too).
+def webrtcvad_voiced_windows(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, window_ms: int = 30, average_width: int = 8, max_silence: int = 6) -> np.ndarray:
+    """Resemblyzer's `trim_long_silences` decision per `window_ms` window (bool; the tail past the last whole window
+    dropped): WebRTC VAD (mode 3) on 16-bit audio, smoothed by a moving average of 8 windows, dilated by 6.
 
     WebRTC's detector is a fixed-point GMM in C; `webrtcvad` (the maintained `webrtcvad-wheels` build) runs it,
     rather than a reimplementation that could only approximate it."""
@@ -271,6 +271,8 @@ def webrtcvad_speech_indices(samples: np.ndarray, sample_rate: int = SAMPLE_RATE
 
     window = window_ms * sample_rate // 1000
     samples = samples[: samples.size - samples.size % window]
+    if samples.size == 0:
+        return np.zeros(0, dtype=bool)
     pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).tobytes()  # a cast alone wraps loud samples round
     vad = webrtcvad.Vad(3)
     flags = np.array([vad.is_speech(pcm[start * 2 : (start + window) * 2], sample_rate) for start in range(0, samples.size, window)], dtype=float)
@@ -278,8 +280,12 @@ def webrtcvad_speech_indices(samples: np.ndarray, sample_rate: int = SAMPLE_RATE
     running = np.cumsum(padded, dtype=float)
     running[average_width:] = running[average_width:] - running[:-average_width]
     voiced = np.round(running[average_width - 1 :] / average_width).astype(bool)
-    voiced = binary_dilation(voiced, np.ones(max_silence + 1))
-    return np.flatnonzero(np.repeat(voiced, window))
+    return binary_dilation(voiced, np.ones(max_silence + 1))
+
+
+def webrtcvad_speech_indices(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, window_ms: int = 30) -> np.ndarray:
+    """Indices of the samples Resemblyzer's `trim_long_silences` keeps (`webrtcvad_voiced_windows`)."""
+    return np.flatnonzero(np.repeat(webrtcvad_voiced_windows(samples, sample_rate, window_ms), window_ms * sample_rate // 1000))
 
 
 def trim_silence_webrtcvad(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -18,6 +18,7 @@ from .evaluation import ON_REFUSED  # noqa: E402
 from .errors import ConfigError, DeepSpeakerError  # noqa: E402
 from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
 from .scoring.backends import SCORERS  # noqa: E402
+from .vad import VAD_METHODS  # noqa: E402
 
 
 def _feature_config(args):
@@ -252,7 +253,7 @@ def cmd_diarize(args) -> int:
 
     config = DiarizationConfig(
         window=args.window, hop=args.hop, clustering=args.clustering, num_speakers=args.num_speakers,
-        min_speakers=args.min_speakers, max_speakers=args.max_speakers, ahc_threshold=args.threshold, resegment=args.resegment,
+        min_speakers=args.min_speakers, max_speakers=args.max_speakers, ahc_threshold=args.threshold, resegment=args.resegment, vad=args.vad,
     )
     segments = Diarizer.from_checkpoint(_checkpoint(args), config).diarize(args.audio, progress=not args.quiet)
     for segment in segments:
@@ -811,6 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--window", type=_number(0.2, 30), default=1.5, help="seconds per embedded window")
     diarize.add_argument("--hop", type=_number(0.05, 30), default=0.75, help="seconds between windows")
     diarize.add_argument("--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation")
+    diarize.add_argument("--vad", choices=VAD_METHODS, default="silero", help="voice-activity detector (default silero: see README, Diarization)")
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
     diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     diarize.set_defaults(handler=cmd_diarize)

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE, speech_blocks
+from ..audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE
 from ..errors import ConfigError
 from ..features import MIN_SPEECH_VARIATION_DB, fbank_energies, speech_check_energies, spectro_temporal_variation
+from ..vad import VAD_METHODS, speech_activity
 from .rttm import Segment
 
 BLOCK_SECONDS = FRAME_STEP / SAMPLE_RATE  # 10 ms
@@ -54,8 +55,11 @@ class DiarizationConfig:
     min_cluster_share: float = 0.05
     resegment: bool = True  # frame-level resegmentation (speaker GMMs on cepstra) after clustering
     resegment_context: float = 0.3  # seconds of likelihoods averaged per block
+    vad: str = "silero"  # voice-activity detector (`vad.VAD_METHODS`), chosen by benchmarks/vad.py
 
     def __post_init__(self):
+        if self.vad not in VAD_METHODS:
+            raise ConfigError(f"unknown voice-activity detector {self.vad!r}; choose from {VAD_METHODS}")
         if self.clustering not in CLUSTERINGS:
             raise ConfigError(f"unknown clustering {self.clustering!r}; choose from {CLUSTERINGS}")
         if not 0.2 <= self.window <= 30:
@@ -76,9 +80,10 @@ class DiarizationConfig:
 
 
 def speech_regions(samples: np.ndarray, config: DiarizationConfig = DiarizationConfig()) -> list[tuple[int, int]]:
-    """[start, end) block indices of speech: energy activity, pauses under `max_gap` bridged, short regions and
-    regions whose spectrum does not move like speech (stationary noise, hum: `features.require_speech`) dropped."""
-    active = speech_blocks(samples)
+    """[start, end) block indices of speech: the `config.vad` detector's activity, pauses under `max_gap` bridged,
+    short regions and regions whose spectrum does not move like speech (stationary noise, hum:
+    `features.require_speech`) dropped."""
+    active = speech_activity(samples, config.vad)
     energies = speech_check_energies(samples)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
     regions = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
