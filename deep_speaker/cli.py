@@ -415,7 +415,7 @@ def _calibrate_windows(args) -> int:
     if args.scorer != "cosine":
         raise ConfigError("diarization compares windows by cosine: calibrate --windows takes no --scorer")
     recordings = discover_utterances(args.audio_dir)
-    diarizer = Diarizer.from_checkpoint(args.checkpoint_file, DiarizationConfig(window=args.windows, hop=args.windows / 2))
+    diarizer = Diarizer.from_checkpoint(args.checkpoint_file, DiarizationConfig(window=args.windows, hop=args.windows / 2, vad=args.vad))
     if not args.force:
         require_uncalibrated(diarizer.encoder.fingerprint, _checkpoint(args), seconds=args.windows)
     calibration = calibrate_windows(diarizer, [r.path for r in recordings], [r.speaker for r in recordings], progress=not args.quiet, source=str(args.audio_dir))
@@ -854,6 +854,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--audio_root", help="the folder the trial paths are relative to")
     calibrate.add_argument("--windows", type=_number(0.2, 30), help="instead: calibrate windows of this many seconds (diarization's --window) ...")
     calibrate.add_argument("--audio_dir", help="... from recordings of training speakers (never the evaluation speakers)")
+    calibrate.add_argument("--vad", choices=VAD_METHODS, default="silero", help="... whose speech the detector diarize will use finds (--windows only)")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
     calibrate.add_argument("--force", action="store_true", help="replace the model's existing calibration (its own or the shipped one; backed up)")
     _add_encoder_arguments(calibrate)
