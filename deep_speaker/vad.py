@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import binary_dilation
 
 from .audio import FRAME_STEP, SAMPLE_RATE, speech_blocks, webrtcvad_voiced_windows
 from .errors import ConfigError
@@ -48,9 +49,10 @@ def speech_activity(samples: np.ndarray, method: str = "silero") -> np.ndarray:
     if method == "webrtc":
         voiced = webrtcvad_voiced_windows(samples)  # 30 ms windows: 3 blocks each
         return _fit(np.repeat(voiced, 3), num_blocks)
+    if num_blocks == 0:
+        return np.zeros(0, dtype=bool)
     silero = _fit(silero_speech_windows(samples), num_blocks, SILERO_WINDOW)
-    reach = round(SILERO_REFINE * SAMPLE_RATE / FRAME_STEP)
-    near = np.convolve(silero, np.ones(2 * reach + 1), mode="same") > 0
+    near = binary_dilation(silero, np.ones(2 * round(SILERO_REFINE * SAMPLE_RATE / FRAME_STEP) + 1, dtype=bool))
     return near & _fit(speech_blocks(samples), num_blocks)
 
 

@@ -59,7 +59,8 @@ def test_silero_finds_speech_under_a_noise_floor_and_not_the_floor(shared_data, 
     signal, truth = _speech_in_noise(shared_data, floor_dbfs)
     found = speech_activity(signal, "silero")[: truth.size]
     recall, false_alarm = np.mean(found[truth]), np.mean(found[~truth])
-    assert recall > 0.85 and false_alarm < 0.1, (recall, false_alarm)
+    # the edges reach up to 0.2 s into each 2 s gap (padding for whole turns): at most a fifth of the gaps
+    assert recall > 0.85 and false_alarm < 0.25, (recall, false_alarm)
 
 
 def test_the_energy_detector_takes_a_noise_floor_for_speech(shared_data):

@@ -39,6 +39,7 @@ def test_instance_statistics_and_adaptive_instance_normalisation():
     assert guided[1] == pytest.approx(0.5) and 0 < guided[0] < 0.01 and 0.99 < guided[2] < 1
 
 
+@pytest.mark.slow
 def test_the_converter_keeps_the_source_length_depends_on_the_target_and_round_trips(tmp_path):
     converter = tiny_converter()
     rng = np.random.default_rng(1)
@@ -54,6 +55,7 @@ def test_the_converter_keeps_the_source_length_depends_on_the_target_and_round_t
         load_converter(save_tiny_model(tmp_path / "speaker.keras"))
 
 
+@pytest.mark.slow
 def test_griffin_lim_inverts_the_log_mel_spectrogram():
     waveform = synthetic_speech(1.5, pitch=140, seed=4)
     spectrogram = log_mel(waveform)
@@ -65,6 +67,7 @@ def test_griffin_lim_inverts_the_log_mel_spectrogram():
     assert error < 0.25 * np.mean(np.abs(spectrogram - spectrogram.mean()))
 
 
+@pytest.mark.slow
 def test_conversion_gives_valid_audio_and_refuses_what_it_cannot_convert():
     converter = tiny_converter()
     source, target = synthetic_speech(1.2, pitch=110, seed=1), synthetic_speech(0.9, pitch=220, seed=2)
@@ -78,6 +81,7 @@ def test_conversion_gives_valid_audio_and_refuses_what_it_cannot_convert():
         again_convert(converter, np.zeros(16000, np.float32), target)
 
 
+@pytest.mark.slow
 def test_convert_voice_command_with_again(tmp_path, capsys):
     save_model(tiny_converter(), tmp_path / "vc.keras")
     sf.write(tmp_path / "a.wav", synthetic_speech(1.5, pitch=100), 16000)

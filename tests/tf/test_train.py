@@ -28,6 +28,7 @@ def _rows(path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_classification_then_triplet_resume_and_reproducibility(tiny_cache, tmp_path):
     first, second = shutil.copytree(tiny_cache, tmp_path / "a"), shutil.copytree(tiny_cache, tmp_path / "b")
     best = train_classifier(first, tiny_recipe(epochs=2), progress=False)
@@ -74,6 +75,7 @@ def test_triplet_refuses_mismatched_classifier(working_dir):
         train_triplet(working_dir, tiny_recipe("triplet", epochs=1, width=0.125), progress=False)
 
 
+@pytest.mark.slow
 def test_large_margin_fine_tuning_starts_from_the_checkpoint_and_class_means(working_dir):
     from deep_speaker.data.split import SpeakerFeatures
 
@@ -191,6 +193,7 @@ def test_cli_training_survives_kill_9(working_dir):
     assert json.loads(state.read_text())["epoch"] == done + 1
 
 
+@pytest.mark.slow
 def test_aam_softmax_with_margin_warmup_trains_and_resumes(working_dir):
     recipe = tiny_recipe(epochs=2, loss="aamsoftmax", margin_warmup_epochs=2)
     best = train_classifier(working_dir, recipe, progress=False)
