@@ -166,8 +166,7 @@ def cohort_embeddings(members: dict) -> dict:
 
 def trial_features(vectors: dict, enroll, test, cohort: dict, spreads: dict) -> dict:
     """Per trial: the fused score, its AS-norm (top-50 cohort, each member's), how typical the two recordings are of
-    the training speakers for each member (mean top-cohort similarity), the members' z-score disagreement, and the
-    default system's S-norm against the domain's own recordings (`snorm`)."""
+    the training speakers for each member (mean top-cohort similarity), and the members' z-score disagreement."""
     shares = np.array([1 / spreads[name] for name in cohort])
     shares = shares / shares.sum()
     features, z_scores = {"fused": 0.0, "asnorm": 0.0}, []
@@ -181,7 +180,6 @@ def trial_features(vectors: dict, enroll, test, cohort: dict, spreads: dict) -> 
         features[f"typical_{'ge2e' if 'ge2e' in name else 'ours'}"] = (mean[enroll] + mean[test]) / 2
         z_scores.append(score / spreads[name])
     features["disagreement"] = np.ptp(np.stack(z_scores), axis=0)
-    features["snorm"] = trial_scores(vectors["default system"], enroll, test, snorm=True)[0]
     return features
 
 
@@ -257,6 +255,8 @@ def main() -> None:
             encoder = system if name == "default system" else members[name]
             for scorer in ("cosine", "snorm") if len(files) >= SNormScorer.MIN_COHORT else ("cosine",):  # the samples: 5 recordings
                 scores, kept = trial_scores(matrix, enroll, test, snorm=scorer == "snorm")
+                if (name, scorer) == ("default system", "snorm"):
+                    default_snorm = scores  # the calibration study's `snorm` input (same trials: the default's usable ones)
                 results[domain][name if scorer == "cosine" else f"{name} + S-norm"] = {
                     **evaluate(scores, trials.labels[kept], find_calibration(encoder.fingerprint, scorer=scorer)),
                     "refused_recordings": int(np.sum(~np.all(np.isfinite(matrix), axis=1))),
@@ -266,7 +266,7 @@ def main() -> None:
         member_scores[domain] = ({name: trial_scores(np.where(both[:, None], vectors[name], np.nan), enroll, test)[0] for name in members}, trials.labels[both[enroll] & both[test]])
         if domain != "samples":  # 10 trials: nothing to fit or judge a calibration on
             kept = both[enroll] & both[test]
-            features[domain] = {**trial_features(vectors, enroll[kept], test[kept], cohort, spreads), "labels": trials.labels[kept]}
+            features[domain] = {**trial_features(vectors, enroll[kept], test[kept], cohort, spreads), "snorm": default_snorm, "labels": trials.labels[kept]}
     trial_lists = {d: os.path.relpath(chosen[d][1], ROOT) + (f" through {chosen[d][2]}" if chosen[d][2] else "") for d in chosen}
     study = weight_study(member_scores, spreads)
     calibrations = calibration_study(features)

@@ -13,17 +13,13 @@ Prints one line, writes benchmarks/results/speech_check.json.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from tqdm import tqdm
 
-from common import ROOT, require_shared_data, write_result
+from common import require_shared_data, write_result
 from deep_speaker.audio import crop_waveform, load_speech, read_audio, trim_silence
 from deep_speaker.features import MIN_SPEECH_VARIATION_DB, speech_check_energies, spectro_temporal_variation
-
-sys.path.insert(0, str(ROOT))
-from tests.helpers import noise  # noqa: E402  (the non-speech signals the tests refuse)
+from tests.helpers import noise  # the non-speech signals the tests refuse (common puts the project root on the path)
 
 CROP_SECONDS = (1, 2, 3)
 CROPS_PER_LENGTH = 3

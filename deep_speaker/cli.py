@@ -13,7 +13,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .audio import TRIM_METHODS  # noqa: E402
-from .diarization.pipeline import MAX_SPEAKERS  # noqa: E402
+from .diarization.pipeline import MAX_SPEAKERS, DiarizationConfig  # noqa: E402
 from .evaluation import ON_REFUSED  # noqa: E402
 from .errors import ConfigError, DeepSpeakerError  # noqa: E402
 from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
@@ -249,7 +249,7 @@ def cmd_train_again(args) -> int:
 def cmd_diarize(args) -> int:
     from .diarization import write_rttm
     from .diarization.output import plot_timeline, write_json
-    from .diarization.pipeline import DiarizationConfig, Diarizer
+    from .diarization.pipeline import Diarizer
 
     config = DiarizationConfig(
         window=args.window, hop=args.hop, clustering=args.clustering, num_speakers=args.num_speakers,
@@ -409,7 +409,7 @@ def cmd_calibrate(args) -> int:
 def _calibrate_windows(args) -> int:
     """calibrate --windows: the thresholds diarization clusters windows of that length with."""
     from .data.corpus import discover_utterances
-    from .diarization.pipeline import DiarizationConfig, Diarizer, calibrate_windows
+    from .diarization.pipeline import Diarizer, calibrate_windows
     from .scoring.calibration import require_uncalibrated, save_calibration
 
     if args.scorer != "cosine":
@@ -812,7 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--window", type=_number(0.2, 30), default=1.5, help="seconds per embedded window")
     diarize.add_argument("--hop", type=_number(0.05, 30), default=0.75, help="seconds between windows")
     diarize.add_argument("--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation")
-    diarize.add_argument("--vad", choices=VAD_METHODS, default="silero", help="voice-activity detector (default silero: see README, Diarization)")
+    diarize.add_argument("--vad", choices=VAD_METHODS, default=DiarizationConfig.vad, help="voice-activity detector (default %(default)s: see README, Diarization)")
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
     diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     diarize.set_defaults(handler=cmd_diarize)
@@ -854,7 +854,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--audio_root", help="the folder the trial paths are relative to")
     calibrate.add_argument("--windows", type=_number(0.2, 30), help="instead: calibrate windows of this many seconds (diarization's --window) ...")
     calibrate.add_argument("--audio_dir", help="... from recordings of training speakers (never the evaluation speakers)")
-    calibrate.add_argument("--vad", choices=VAD_METHODS, default="silero", help="... whose speech the detector diarize will use finds (--windows only)")
+    calibrate.add_argument("--vad", choices=VAD_METHODS, default=DiarizationConfig.vad, help="... whose speech the detector diarize will use finds (--windows only)")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
     calibrate.add_argument("--force", action="store_true", help="replace the model's existing calibration (its own or the shipped one; backed up)")
     _add_encoder_arguments(calibrate)

@@ -125,13 +125,19 @@ def fbank_energies(signal: np.ndarray, num_filters: int = NUM_FBANKS, sample_rat
 
     The spectrum is computed `block_frames` frames at a time, so memory stays bounded for long recordings.
     """
-    frames = frame_signal(signal)
-    filters = mel_filterbank(num_filters, NFFT, sample_rate).T
-    energies = np.empty((frames.shape[0], num_filters))
-    for start in range(0, frames.shape[0], block_frames):
-        spectrum = np.fft.rfft(frames[start : start + block_frames], NFFT)
-        energies[start : start + block_frames] = ((spectrum.real**2 + spectrum.imag**2) / NFFT) @ filters
+    energies = blocked_mel_power(frame_signal(signal), mel_filterbank(num_filters, NFFT, sample_rate), NFFT, block_frames=block_frames)
     energies[energies == 0] = np.finfo(float).eps
+    return energies
+
+
+def blocked_mel_power(frames: np.ndarray, filters: np.ndarray, nfft: int, prepare=None, block_frames: int = 4096) -> np.ndarray:
+    """Power spectra / nfft of `frames` (each block passed through `prepare` first, if given) summed by `filters`
+    (bands, bins): (frames, bands) float64, `block_frames` frames at a time so memory stays bounded."""
+    energies = np.empty((frames.shape[0], filters.shape[0]))
+    for start in range(0, frames.shape[0], block_frames):
+        block = frames[start : start + block_frames]
+        spectrum = np.fft.rfft(block if prepare is None else prepare(block), nfft)
+        energies[start : start + block_frames] = ((spectrum.real**2 + spectrum.imag**2) / nfft) @ filters.T
     return energies
 
 
@@ -279,18 +285,9 @@ def speech_check_energies(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -
     if signal.size < length:
         signal = np.pad(signal, (0, length - signal.size))
     frames = np.lib.stride_tricks.sliding_window_view(signal, length)[::step]
-    filters = _speech_check_filters(length, nfft, sample_rate)
-    energies = np.empty((frames.shape[0], filters.shape[1]))
-    for start in range(0, frames.shape[0], 4096):  # bounded memory for long recordings
-        block = frames[start : start + 4096]
-        spectrum = np.fft.rfft((block - block.mean(axis=1, keepdims=True)) * np.hanning(length), nfft)
-        energies[start : start + 4096] = (spectrum.real**2 + spectrum.imag**2) @ filters
+    window = np.hanning(length)
+    energies = blocked_mel_power(frames, mel_filterbank(NUM_FBANKS, nfft, sample_rate), nfft, lambda block: (block - block.mean(axis=1, keepdims=True)) * window)
     return energies + 1e-20
-
-
-@lru_cache(maxsize=4)
-def _speech_check_filters(length: int, nfft: int, sample_rate: int) -> np.ndarray:
-    return mel_filterbank(NUM_FBANKS, nfft, sample_rate).T / nfft
 
 
 def spectro_temporal_variation(energies: np.ndarray) -> float:

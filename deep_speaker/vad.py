@@ -31,6 +31,7 @@ from .audio import FRAME_STEP, SAMPLE_RATE, speech_blocks, webrtcvad_voiced_wind
 from .errors import ConfigError
 
 VAD_METHODS = ("energy", "webrtc", "silero")
+WEBRTC_WINDOW_MS = 30  # one WebRTC decision: 3 blocks
 SILERO_WINDOW = 512  # samples at 16 kHz: 32 ms
 SILERO_CONTEXT = 64  # samples of the previous window the v5/v6 model sees before each window
 SILERO_THRESHOLD, SILERO_NEGATIVE_THRESHOLD = 0.35, 0.2  # Silero's get_speech_timestamps defaults are 0.5, 0.35
@@ -47,8 +48,7 @@ def speech_activity(samples: np.ndarray, method: str = "silero") -> np.ndarray:
     if method == "energy":
         return _fit(speech_blocks(samples), num_blocks)  # its last partial block may be missing
     if method == "webrtc":
-        voiced = webrtcvad_voiced_windows(samples)  # 30 ms windows: 3 blocks each
-        return _fit(np.repeat(voiced, 3), num_blocks)
+        return _fit(np.repeat(webrtcvad_voiced_windows(samples, window_ms=WEBRTC_WINDOW_MS), WEBRTC_WINDOW_MS * SAMPLE_RATE // 1000 // FRAME_STEP), num_blocks)
     if num_blocks == 0:
         return np.zeros(0, dtype=bool)
     silero = _fit(silero_speech_windows(samples), num_blocks, SILERO_WINDOW)
