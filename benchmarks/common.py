@@ -24,6 +24,20 @@ def require_shared_data() -> Path:
     return SHARED_DATA
 
 
+def noise_sources(data: Path):
+    """What the noise kinds of `deep_speaker.data.conversations` draw from in ../shared/data: babble talkers (every
+    50th training recording, never a dev speaker), the recorded noises and the room responses."""
+    from deep_speaker.audio import load_speech, read_audio
+    from deep_speaker.data.conversations import NoiseSources
+    from deep_speaker.data.corpus import discover_utterances
+
+    return NoiseSources(
+        talkers=[load_speech(u.path) for u in discover_utterances(data / "speechocean762" / "train")[::50]],
+        recorded=[read_audio(p) for p in sorted((data / "noise").glob("*.flac"))],
+        rooms=[read_audio(p) for p in sorted((data / "rir").glob("*.flac"))],
+    )
+
+
 def machine() -> dict:
     return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
 

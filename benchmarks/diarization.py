@@ -1,60 +1,93 @@
 """Diarization on synthetic conversations built deterministically from the speechocean762 dev speakers.
 
-Each conversation: 2-5 speakers, turns of one or two utterances (silence-trimmed), pauses of 0.2-1.5 s, about
-15 % of turns overlapping the previous one by 0.3-1 s, a low noise floor (-60 dBFS white noise). Reports DER
-(0.25 s collar, overlap scored) with the speaker count found and with it given, the share of conversations
-whose count was found, the real-time factor on this machine, and the one-speaker anchor.
+Each conversation (`deep_speaker.data.conversations`): 2-5 speakers, turns of one or two utterances
+(silence-trimmed), pauses of 0.2-1.5 s, about 15 % of turns overlapping the previous one by 0.3-1 s; then a noise
+floor (default: white noise at -60 dBFS RMS under the speech as recorded). Reports DER (0.25 s collar, overlap
+scored) with the speaker count found, with it given, and with one speaker per instant (`exclusive`), its parts,
+the overlap detector's precision and recall per 10 ms block, the share of conversations whose count was found, the
+real-time factor on this machine, and the one-speaker anchor.
 
     python benchmarks/diarization.py [--conversations 20] [--checkpoint_file MODEL] [--plot docs/diarization.png]
+    python benchmarks/diarization.py --kind pink --noise_dbfs -45 --peak_dbfs -6       # one condition
+    python benchmarks/diarization.py --sweep --conversations 10 --sweep_plot docs/diarization_snr.png
     python benchmarks/diarization.py --speakers train --conversations 8 --seed 11 --clustering ahc|spectral   # choosing
+
+`--sweep`: white, pink and babble floors and white noise under reverberant speech (rooms of ../shared/data/rir),
+from -70 to -35 dBFS under speech peaking at -6 dBFS, plus the default condition; one plot of DER against the SNR
+(speech peak over the floor's RMS).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, require_shared_data, write_result
+from common import ROOT, noise_sources, require_shared_data, write_result
 from deep_speaker.audio import load_speech
+from deep_speaker.data.conversations import block_centres, conversation, in_noise, talkers_at
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.diarization import Segment, diarization_error_rate
-from deep_speaker.diarization.output import plot_timeline
+from deep_speaker.diarization.output import plot_timeline, save_figure
 from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer
 
 RATE = 16000
+SWEEP_KINDS = ("white", "pink", "babble", "white + room")
+SWEEP_FLOORS_DBFS = (-70, -55, -45, -40, -35)
+SWEEP_PEAK_DBFS = -6.0
+SYSTEMS = ("auto", "given", "exclusive", "one_speaker")
 
 
-def conversation(utterances_by_speaker: dict, rng: np.random.Generator, noise_dbfs: float = -60.0, peak_dbfs: float | None = None) -> tuple[np.ndarray, list[Segment]]:
-    """One synthetic conversation and its reference turns: speech at its recorded level (or scaled to peak at
-    `peak_dbfs`), white noise at `noise_dbfs` RMS under it."""
-    speakers = list(rng.choice(sorted(utterances_by_speaker), size=int(rng.integers(2, 6)), replace=False))
-    queues = {s: list(rng.permutation(utterances_by_speaker[s])) for s in speakers}
-    order = speakers + list(rng.choice(speakers, size=int(rng.integers(len(speakers), 3 * len(speakers)))))
-    pieces, reference, cursor, previous = [], [], 0, None
-    for speaker in order:
-        if speaker == previous or not queues[speaker]:
-            continue
-        turn = np.concatenate([load_speech(queues[speaker].pop(), trim="reference") for _ in range(min(int(rng.integers(1, 3)), len(queues[speaker])))])
-        if reference and rng.random() < 0.15:
-            start = max(0, cursor - int(rng.uniform(0.3, 1.0) * RATE))  # overlaps the previous turn's end
-        else:
-            start = cursor + int(rng.uniform(0.2, 1.5) * RATE)
-        pieces.append((start, turn))
-        reference.append(Segment(start / RATE, (start + len(turn)) / RATE, speaker, "conversation"))
-        cursor, previous = max(cursor, start + len(turn)), speaker
-    signal = np.zeros(cursor + RATE // 2, np.float32)
-    for start, turn in pieces:
-        signal[start : start + len(turn)] += turn
-    if peak_dbfs is not None:
-        signal *= 10 ** (peak_dbfs / 20) / np.abs(signal).max()
-    signal += rng.normal(0, 10 ** (noise_dbfs / 20), signal.size).astype(np.float32)
-    return signal, reference
+def talking(segments: list[Segment], num_samples: int) -> np.ndarray:
+    """How many of `segments` cover the centre of each 10 ms block."""
+    return talkers_at([(s.start, s.end, s.speaker) for s in segments], block_centres(num_samples))
 
 
-def long_recording(by_speaker: dict, minutes: float, seed: int) -> dict:
+def evaluate(diarizer: Diarizer, conversations: list, plot: str | None = None) -> dict:
+    """DER of each system, its parts, counts found, overlap detection and real-time factor over `conversations`."""
+    errors = {name: None for name in SYSTEMS}
+    counted, seconds, audio_seconds, overlap_hits, overlap_found, overlap_actual, speech_actual = 0, 0.0, 0.0, 0, 0, 0, 0
+    for index, (signal, reference) in enumerate(conversations):
+        speakers = len({s.speaker for s in reference})
+        start = time.perf_counter()
+        analysis = diarizer.analyse([signal])
+        found = diarizer.segments(analysis, "conversation")
+        seconds += time.perf_counter() - start
+        audio_seconds += len(signal) / RATE
+        if plot and index == 0:
+            plot_timeline(plot, found, reference)
+        hypotheses = {
+            "auto": found,
+            "given": Diarizer(diarizer.encoder, replace(diarizer.config, num_speakers=speakers)).segments(analysis, "conversation"),
+            "exclusive": Diarizer(diarizer.encoder, replace(diarizer.config, exclusive=True)).segments(analysis, "conversation"),
+            "one_speaker": [Segment(0.0, len(signal) / RATE, "everyone", "conversation")],
+        }
+        counted += len({s.speaker for s in found}) == speakers
+        for name, hypothesis in hypotheses.items():
+            error = diarization_error_rate(reference, hypothesis)
+            errors[name] = error if errors[name] is None else errors[name] + error
+        talkers = talking(reference, len(signal))
+        truth, decided = talkers >= 2, talking(found, len(signal)) >= 2
+        speech_actual += int(np.sum(talkers >= 1))
+        overlap_hits += int(np.sum(truth & decided))
+        overlap_found += int(decided.sum())
+        overlap_actual += int(truth.sum())
+    return {
+        **{f"der_{name}": errors[name].rate for name in SYSTEMS},
+        "error_parts_percent": {name: {part: 100 * getattr(e, part) / e.reference for part in ("missed", "false_alarm", "confusion")} for name, e in errors.items()},
+        "count_accuracy": counted / len(conversations),
+        "overlap_precision": overlap_hits / max(overlap_found, 1),
+        "overlap_recall": overlap_hits / max(overlap_actual, 1),
+        "overlap_share_of_speech": overlap_actual / max(speech_actual, 1),
+        "real_time_factor": seconds / audio_seconds,
+        "audio_seconds": audio_seconds,
+    }
+
+
+def long_recording(recordings_by_speaker: dict, minutes: float, seed: int) -> dict:
     """Peak memory and time of `cli.py diarize` on a `minutes`-long FLAC and on one a sixth as long, each in its own
     process (the file is streamed, so memory should not grow with the duration)."""
     import os
@@ -72,8 +105,8 @@ def long_recording(by_speaker: dict, minutes: float, seed: int) -> dict:
             with sf.SoundFile(path, "w", RATE, 1, format="FLAC") as out:  # written piece by piece, never whole in memory
                 written = 0
                 while written < length * 60 * RATE:
-                    signal, _ = conversation(by_speaker, rng)
-                    out.write(signal)
+                    signal, _ = conversation(recordings_by_speaker, rng, load=reference_speech)
+                    out.write(in_noise(signal, rng))
                     written += len(signal)
             started = time.perf_counter()
             log = Path(folder) / "diarize.log"
@@ -87,6 +120,32 @@ def long_recording(by_speaker: dict, minutes: float, seed: int) -> dict:
     return measured
 
 
+def reference_speech(path) -> np.ndarray:
+    return load_speech(path, trim="reference")
+
+
+def plot_sweep(path: str, sweep: dict) -> None:
+    """DER (count found: solid; given: dashed) against the SNR, one colour per noise kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for index, kind in enumerate(SWEEP_KINDS):
+        points = sorted(((SWEEP_PEAK_DBFS - c["floor_dbfs"], c) for c in sweep.values() if c["kind"] == kind and c["peak_dbfs"] == SWEEP_PEAK_DBFS), key=lambda p: p[0])
+        snr = [p for p, _ in points]
+        colour = plt.get_cmap("tab10")(index)
+        axes.plot(snr, [100 * c["der_auto"] for _, c in points], "o-", color=colour, label=f"{kind}, count found")
+        axes.plot(snr, [100 * c["der_given"] for _, c in points], "s--", color=colour, alpha=0.6, label=f"{kind}, count given")
+    axes.axhline(12, color="grey", linewidth=0.8, linestyle=":")
+    axes.set_xlabel("SNR: speech peak over noise RMS (dB)")
+    axes.set_ylabel("DER (%)")
+    axes.invert_xaxis()
+    axes.legend(fontsize=7, ncol=2)
+    save_figure(figure, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conversations", type=int, default=20)
@@ -96,53 +155,67 @@ def main() -> None:
     parser.add_argument("--clustering", choices=["ahc", "spectral"], default="ahc")
     parser.add_argument("--long_minutes", type=float, default=0, help="also diarize one recording this long (conversations end to end) with the command line, against one a sixth as long: peak memory and time")
     parser.add_argument("--no_resegment", action="store_true", help="skip the frame-level resegmentation")
+    parser.add_argument("--overlap_threshold", type=float, default=DiarizationConfig.overlap_threshold)
     parser.add_argument("--plot", help="write the first conversation's timeline (found turns above the reference) to this PNG")
-    parser.add_argument("--noise_dbfs", type=float, default=-60.0, help="white noise floor, RMS dBFS (default -60)")
+    parser.add_argument("--kind", default="white", help="noise kind of the floor (deep_speaker.data.conversations.NOISE_KINDS)")
+    parser.add_argument("--noise_dbfs", type=float, default=-60.0, help="noise floor, RMS dBFS (default -60)")
     parser.add_argument("--peak_dbfs", type=float, help="scale each conversation's speech to peak here first (default: as recorded)")
+    parser.add_argument("--sweep", action="store_true", help="the noise sweep (kinds x floors at -6 dBFS peaks) and the default condition")
+    parser.add_argument("--sweep_plot", help="write the sweep's DER against SNR to this PNG")
     args = parser.parse_args()
-    utterances = discover_utterances(require_shared_data() / "speechocean762" / args.speakers)
+    data = require_shared_data()
     by_speaker: dict[str, list] = {}
-    for utterance in utterances:
+    for utterance in discover_utterances(data / "speechocean762" / args.speakers):
         by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
     rng = np.random.default_rng(args.seed)
-    conversations = [conversation(by_speaker, rng, args.noise_dbfs, args.peak_dbfs) for _ in range(args.conversations)]
-    encoder = Diarizer.from_checkpoint(args.checkpoint_file).encoder  # one encoder for both configurations below
-    totals = {"auto": [0.0, 0.0], "given": [0.0, 0.0], "one_speaker": [0.0, 0.0]}
-    parts = {name: {"missed": 0.0, "false_alarm": 0.0, "confusion": 0.0} for name in totals}
-    counted, seconds, audio_seconds = 0, 0.0, 0.0
-    for index, (signal, reference) in enumerate(conversations):
-        speakers = len({s.speaker for s in reference})
-        start = time.perf_counter()
-        found = Diarizer(encoder, DiarizationConfig(clustering=args.clustering, resegment=not args.no_resegment)).diarize_waveform(signal, "conversation")
-        seconds += time.perf_counter() - start
-        if args.plot and index == 0:
-            plot_timeline(args.plot, found, reference)
-        audio_seconds += len(signal) / RATE
-        given = Diarizer(encoder, DiarizationConfig(clustering=args.clustering, num_speakers=speakers, resegment=not args.no_resegment)).diarize_waveform(signal, "conversation")
-        one = [Segment(0.0, len(signal) / RATE, "everyone", "conversation")]
-        counted += len({s.speaker for s in found}) == speakers
-        for name, hypothesis in (("auto", found), ("given", given), ("one_speaker", one)):
-            error = diarization_error_rate(reference, hypothesis)
-            totals[name][0] += error.missed + error.false_alarm + error.confusion
-            totals[name][1] += error.reference
-            for part in parts[name]:
-                parts[name][part] += getattr(error, part)
-    der = {name: errors / reference for name, (errors, reference) in totals.items()}
+    clean = [conversation(by_speaker, rng, load=reference_speech) for _ in range(args.conversations)]
+    sources = noise_sources(data)
+    config = DiarizationConfig(clustering=args.clustering, resegment=not args.no_resegment, overlap_threshold=args.overlap_threshold)
+    diarizer = Diarizer.from_checkpoint(args.checkpoint_file, config)
+    conditions = [(args.kind, args.noise_dbfs, args.peak_dbfs)]
+    if args.sweep:
+        conditions += [(kind, floor, SWEEP_PEAK_DBFS) for kind in SWEEP_KINDS for floor in SWEEP_FLOORS_DBFS]
+    results = {}
+    for number, (kind, floor, peak) in enumerate(conditions):
+        condition_rng = np.random.default_rng([args.seed, number])
+        conversations = [(in_noise(signal, condition_rng, kind, floor, peak, sources), [Segment(a, b, s, "conversation") for a, b, s in turns]) for signal, turns in clean]
+        name = f"{kind} {floor:g} dBFS" + ("" if peak is None else f", peak {peak:g}")
+        results[name] = {"kind": kind, "floor_dbfs": floor, "peak_dbfs": peak, **evaluate(diarizer, conversations, args.plot if number == 0 else None)}
+        r = results[name]
+        print(
+            f"  {name}: DER {100 * r['der_auto']:.2f} % count found ({100 * r['count_accuracy']:.0f} % right), {100 * r['der_given']:.2f} % given, "
+            f"{100 * r['der_exclusive']:.2f} % exclusive; overlap precision {r['overlap_precision']:.2f} recall {r['overlap_recall']:.2f}; RTF {r['real_time_factor']:.3f}",
+            flush=True,
+        )
+    headline = results[next(iter(results))]
     result = {
-        "speakers": args.speakers, "noise_dbfs": args.noise_dbfs, "peak_dbfs": args.peak_dbfs, "clustering": args.clustering, "resegment": not args.no_resegment, "conversations": args.conversations, "audio_seconds": audio_seconds, "model": encoder.fingerprint,
-        "der_auto_count": der["auto"], "der_given_count": der["given"], "der_one_speaker": der["one_speaker"],
-        "count_accuracy": counted / args.conversations, "real_time_factor": seconds / audio_seconds,
-        "error_parts_percent": {name: {part: 100 * value / totals[name][1] for part, value in values.items()} for name, values in parts.items()},
+        "speakers": args.speakers, "clustering": args.clustering, "resegment": not args.no_resegment, "overlap_threshold": args.overlap_threshold,
+        "conversations": args.conversations, "model": diarizer.encoder.fingerprint, **headline,
     }
+    if args.sweep:
+        swept = [r for r in results.values() if r["peak_dbfs"] == SWEEP_PEAK_DBFS]
+        result["sweep"] = results
+        result["sweep_summary"] = {
+            "median_der_auto": float(np.median([r["der_auto"] for r in swept])),
+            "worst_der_auto": max(r["der_auto"] for r in swept),
+            "worst_der_given": max(r["der_given"] for r in swept),
+        }
+        if args.sweep_plot:
+            plot_sweep(args.sweep_plot, results)
     if args.long_minutes:
         result["long_recording"] = long_recording(by_speaker, args.long_minutes, args.seed)
-    condition = ("" if args.noise_dbfs == -60.0 else f"_noise{args.noise_dbfs:g}") + ("" if args.peak_dbfs is None else f"_peak{args.peak_dbfs:g}")
-    path = write_result(("diarization" if args.speakers == "dev" else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}") + condition, result)
+    condition = "" if (args.kind, args.noise_dbfs, args.peak_dbfs) == ("white", -60.0, None) else f"_{args.kind.replace(' + ', '_')}{args.noise_dbfs:g}" + ("" if args.peak_dbfs is None else f"_peak{args.peak_dbfs:g}")
+    stem = "diarization" if args.speakers == "dev" else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}"
+    path = write_result(stem + condition + ("_sweep" if args.sweep else ""), result)
+    parts = headline["error_parts_percent"]["auto"]
     long_line = "".join(f"; {name.replace('_', ' ')}: {v['seconds']} s, peak {v['peak_memory_mb']:.0f} MB" for name, v in result.get("long_recording", {}).items())
+    sweep_line = "" if not args.sweep else "; sweep DER count found median {:.2f} %, worst {:.2f} %, given worst {:.2f} %".format(*(100 * v for v in result["sweep_summary"].values()))
     print(
-        f"diarization ({args.speakers} speakers, {args.clustering}{', no resegmentation' if args.no_resegment else ''}, {args.conversations} conversations, {audio_seconds / 60:.1f} min): DER {100 * der['auto']:.2f} % with the count found "
-        f"({100 * counted / args.conversations:.0f} % counts right), {100 * der['given']:.2f} % with it given, one-speaker anchor "
-        f"{100 * der['one_speaker']:.2f} % (count found: missed {result['error_parts_percent']['auto']['missed']:.2f}, false alarm {result['error_parts_percent']['auto']['false_alarm']:.2f}, confusion {result['error_parts_percent']['auto']['confusion']:.2f}); real-time factor {seconds / audio_seconds:.3f}{long_line} [{path.name}]"
+        f"diarization ({args.speakers} speakers, {args.clustering}{', no resegmentation' if args.no_resegment else ''}, {args.conversations} conversations, {headline['audio_seconds'] / 60:.1f} min, "
+        f"{next(iter(results))}): DER {100 * headline['der_auto']:.2f} % with the count found ({100 * headline['count_accuracy']:.0f} % counts right; missed {parts['missed']:.2f}, "
+        f"false alarm {parts['false_alarm']:.2f}, confusion {parts['confusion']:.2f}), {100 * headline['der_given']:.2f} % with it given, {100 * headline['der_exclusive']:.2f} % exclusive, "
+        f"one-speaker anchor {100 * headline['der_one_speaker']:.2f} %; overlap precision {headline['overlap_precision']:.2f}, recall {headline['overlap_recall']:.2f}; "
+        f"real-time factor {headline['real_time_factor']:.3f}{sweep_line}{long_line} [{path.name}]"
     )
 
 

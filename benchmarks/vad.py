@@ -21,54 +21,23 @@ import time
 
 import numpy as np
 
-from common import RESULTS, require_shared_data, write_result
-from deep_speaker.audio import FRAME_STEP, load_speech, read_audio
-from deep_speaker.data.augment import babble, coloured_noise, fit_length, reverberate
+from common import RESULTS, noise_sources, require_shared_data, write_result
+from deep_speaker.audio import SAMPLE_RATE
+from deep_speaker.data.conversations import NOISE_KINDS, block_centres, conversation, in_noise, talkers_at
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.fileio import atomic_write_bytes
 from deep_speaker.vad import VAD_METHODS, speech_activity
-from diarization import RATE, conversation
+from diarization import reference_speech
 
 FLOORS_DBFS = (-70, -60, -50, -45, -40, -35, -30)
-KINDS = ("white", "pink", "brown", "babble", "hum", "recorded", "white + room")
 PEAKS_DBFS = (-40, -20, -6, -3)
 DEFAULT_PEAK_DBFS = -6.0
 
 
-def reference_blocks(reference, num_blocks: int) -> np.ndarray:
-    """Speech (any reference turn covers the block's centre) per 10 ms block."""
-    centres = (np.arange(num_blocks) + 0.5) * FRAME_STEP / RATE
-    speech = np.zeros(num_blocks, dtype=bool)
-    for segment in reference:
-        speech |= (centres >= segment.start) & (centres < segment.end)
-    return speech
-
-
-def noise_floor(kind: str, length: int, rng: np.random.Generator, sources: dict) -> np.ndarray:
-    """`length` samples of the noise `kind` at unit RMS."""
-    if kind in ("white", "pink", "brown", "white + room"):
-        noise = coloured_noise(kind.split()[0], length, rng).astype(np.float64)
-    elif kind == "babble":
-        noise = babble(sources["talkers"], length, rng).astype(np.float64)
-    elif kind == "hum":
-        t = np.arange(length) / RATE
-        noise = sum(np.sin(2 * np.pi * 50 * h * t + rng.uniform(0, 2 * np.pi)) / h for h in (1, 2, 3, 5))
-    else:
-        noise = fit_length(sources["recorded"][int(rng.integers(len(sources["recorded"])))], length, rng).astype(np.float64)
-    return noise / np.sqrt(np.mean(noise**2) + 1e-20)
-
-
-def condition(clean: list, kind: str, floor_dbfs: float, peak_dbfs: float, sources: dict, seed: tuple) -> list[np.ndarray]:
+def condition(clean: list, kind: str, floor_dbfs: float, peak_dbfs: float, sources, seed: tuple) -> list[np.ndarray]:
     """The conversations with their speech at `peak_dbfs` and the noise `kind` at `floor_dbfs` RMS under them."""
     rng = np.random.default_rng(seed)
-    noisy = []
-    for signal, _ in clean:
-        speech = signal * (10 ** (peak_dbfs / 20) / np.abs(signal).max())
-        if kind == "white + room":
-            speech = reverberate(speech, sources["rooms"][int(rng.integers(len(sources["rooms"])))])
-            speech = speech * (10 ** (peak_dbfs / 20) / np.abs(speech).max())
-        noisy.append((speech + 10 ** (floor_dbfs / 20) * noise_floor(kind, speech.size, rng, sources)).astype(np.float32))
-    return noisy
+    return [in_noise(signal, rng, kind, floor_dbfs, peak_dbfs, sources) for signal, _ in clean]
 
 
 def scores(signals: list, truths: list, method: str) -> dict:
@@ -95,23 +64,18 @@ def main() -> None:
     for utterance in discover_utterances(data / "speechocean762" / "dev"):
         by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
     rng = np.random.default_rng(args.seed)
-    clean = [conversation(by_speaker, rng, noise_dbfs=-300.0) for _ in range(args.conversations)]
-    truths = [reference_blocks(reference, -(-signal.size // FRAME_STEP)) for signal, reference in clean]
-    talkers = [load_speech(u.path) for u in discover_utterances(data / "speechocean762" / "train")[::50]]
-    sources = {
-        "talkers": talkers,
-        "recorded": [read_audio(p) for p in sorted((data / "noise").glob("*.flac"))],
-        "rooms": [read_audio(p) for p in sorted((data / "rir").glob("*.flac"))],
-    }
+    clean = [conversation(by_speaker, rng, load=reference_speech) for _ in range(args.conversations)]
+    truths = [talkers_at(turns, block_centres(signal.size)) >= 1 for signal, turns in clean]
+    sources = noise_sources(data)
     sweep, levels = {}, {}
-    for kind in KINDS:
+    for kind in NOISE_KINDS:
         for floor in FLOORS_DBFS:
             signals = condition(clean, kind, floor, DEFAULT_PEAK_DBFS, sources, seed=(args.seed, floor + 1000))
             sweep[f"{kind} {floor}"] = {method: scores(signals, truths, method) for method in VAD_METHODS}
     for peak in PEAKS_DBFS:
         signals = condition(clean, "white", peak - 39.0, peak, sources, seed=(args.seed, peak + 1000))
         levels[f"peak {peak}"] = {method: scores(signals, truths, method) for method in VAD_METHODS}
-    audio_seconds = sum(signal.size for signal, _ in clean) / RATE * (len(sweep) + len(levels))
+    audio_seconds = sum(signal.size for signal, _ in clean) / SAMPLE_RATE * (len(sweep) + len(levels))
     summary = {
         method: {
             "median_f1": float(np.median([c[method]["f1"] for c in sweep.values()])),
@@ -140,7 +104,7 @@ def main() -> None:
 def markdown(sweep: dict, levels: dict) -> str:
     lines = ["F1 of speech per 10 ms block (speech peaking at -6 dBFS; rows: noise kind, columns: floor RMS dBFS), " + " / ".join(VAD_METHODS), ""]
     lines += ["| noise | " + " | ".join(f"{f} dBFS" for f in FLOORS_DBFS) + " |", "|---|" + "---|" * len(FLOORS_DBFS)]
-    for kind in KINDS:
+    for kind in NOISE_KINDS:
         cells = [" / ".join(f"{sweep[f'{kind} {f}'][m]['f1']:.2f}" for m in VAD_METHODS) for f in FLOORS_DBFS]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines += ["", "Speech level sweep, white noise 39 dB under the speech peak: F1 " + " / ".join(VAD_METHODS), ""]

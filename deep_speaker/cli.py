@@ -104,13 +104,16 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    from .diarization.pipeline import Diarizer
     from .service import ServiceLimits, SpeakerService, create_app
 
     keys = list(args.api_key or []) + [k for k in os.environ.get("DEEP_SPEAKER_API_KEYS", "").split(",") if k]
-    limits = ServiceLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_seconds=args.max_seconds, max_concurrent=args.max_concurrent)
+    given = {"max_seconds": args.max_seconds, "max_diarize_seconds": args.max_diarize_seconds, "max_concurrent": args.max_concurrent}
+    limits = ServiceLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), **{name: value for name, value in given.items() if value is not None})
     verifier = _verifier(args)  # the encoder, scorer and spoof gate (--detect-spoof) as every command builds them
     encoder = verifier.encoder
-    service = SpeakerService(encoder, args.store, keys, limits, operating_point=args.operating_point, scorer=verifier.scorer, spoof_gate=verifier.spoof_gate)
+    diarizer = Diarizer.from_checkpoint(_checkpoint(args))
+    service = SpeakerService(encoder, args.store, keys, limits, operating_point=args.operating_point, scorer=verifier.scorer, spoof_gate=verifier.spoof_gate, diarizer=diarizer)
     print(f"serving model {encoder.fingerprint} on http://{args.host}:{args.port}/ (store {args.store}; writing {'enabled' if keys else 'disabled: no API key'})")
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
     return 0
@@ -254,8 +257,9 @@ def cmd_diarize(args) -> int:
     config = DiarizationConfig(
         window=args.window, hop=args.hop, clustering=args.clustering, num_speakers=args.num_speakers,
         min_speakers=args.min_speakers, max_speakers=args.max_speakers, ahc_threshold=args.threshold, resegment=args.resegment, vad=args.vad,
+        exclusive=args.exclusive, overlap_threshold=args.overlap_threshold,
     )
-    segments = Diarizer.from_checkpoint(_checkpoint(args), config).diarize(args.audio, progress=not args.quiet)
+    segments = Diarizer.from_checkpoint(_checkpoint(args), config, args.overlap_detector).diarize(args.audio, progress=not args.quiet)
     for segment in segments:
         print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.speaker}")
     print(f"{len({s.speaker for s in segments})} speaker(s), {len(segments)} turn(s)")
@@ -415,13 +419,14 @@ def _calibrate_windows(args) -> int:
     if args.scorer != "cosine":
         raise ConfigError("diarization compares windows by cosine: calibrate --windows takes no --scorer")
     recordings = discover_utterances(args.audio_dir)
-    diarizer = Diarizer.from_checkpoint(args.checkpoint_file, DiarizationConfig(window=args.windows, hop=args.windows / 2, vad=args.vad))
+    diarizer = Diarizer.from_checkpoint(args.checkpoint_file, DiarizationConfig(window=args.windows, hop=args.windows / 2, vad=args.vad, exclusive=True))
     if not args.force:
         require_uncalibrated(diarizer.encoder.fingerprint, _checkpoint(args), seconds=args.windows)
     calibration = calibrate_windows(diarizer, [r.path for r in recordings], [r.speaker for r in recordings], progress=not args.quiet, source=str(args.audio_dir))
     paths = save_calibration(calibration, _checkpoint(args), force=args.force)
     print(f"{calibration.trials}: EER {calibration.eer_percent:.2f} %")
     print(f"thresholds for {args.windows:g} s windows: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}")
+    print("EER threshold by recording SNR: " + ", ".join(f"{snr:g} dB {threshold:.4f}" for snr, threshold in calibration.snr_thresholds))
     return 0
 
 
@@ -472,6 +477,10 @@ def cmd_train(args) -> int:
         held_out = [f for f in (args.held_out or "").split(",") if f]
         best = train.train_detector(args.working_dir, args.manifest, recipe, held_out, progress=not args.quiet, run_name=args.run_name or "detector")
         print(f"best detector: {best} (threshold beside it)")
+        return 0
+    if args.phase == "overlap":
+        best = train.train_overlap(args.working_dir, args.audio_dir, recipe, progress=not args.quiet, run_name=args.run_name or "overlap")
+        print(f"best overlap detector: {best}")
         return 0
     if args.phase == "head":
         paths = train.train_head(args.working_dir, args.checkpoint_file, recipe, progress=not args.quiet)
@@ -711,12 +720,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace an existing export")
     export.set_defaults(handler=cmd_export)
 
-    serve = commands.add_parser("serve", help="HTTP service and web page: embed, verify, enrol, identify, list, remove")
+    serve = commands.add_parser("serve", help="HTTP service and web page: embed, verify, enrol, identify, list, remove, diarize")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_whole(0, 65535), default=8000)
     serve.add_argument("--api-key", "--api_key", dest="api_key", action="append", help="a key for enrolling and removing (repeatable; also DEEP_SPEAKER_API_KEYS=k1,k2)")
     serve.add_argument("--max-upload-mb", "--max_upload_mb", dest="max_upload_mb", type=_number(0, 4096, low_open=True), default=20.0, help="largest request body (default 20 MB)")
     serve.add_argument("--max-seconds", "--max_seconds", dest="max_seconds", type=_number(0, 86400, low_open=True), default=120.0, help="longest recording (default 120 s)")
+    serve.add_argument(
+        "--max-diarize-seconds", "--max_diarize_seconds", dest="max_diarize_seconds", type=_number(0, 86400, low_open=True),
+        help="longest recording to diarize (default: ServiceLimits.max_diarize_seconds, 10 minutes)",
+    )
     serve.add_argument("--max-concurrent", "--max_concurrent", dest="max_concurrent", type=_whole(1, 64), default=2, help="requests running the model at once (default 2)")
     _add_decision_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
@@ -776,6 +789,11 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument("--held_out", help="comma-separated families never seen in training (leave-one-family-out testing)")
     detector.add_argument("--run_name", help="the run's folder under WORKING_DIR (default detector)")
 
+    overlap = commands.add_parser("train-overlap", help="train diarization's overlapped-speech detector on synthetic conversations of a corpus's speakers")
+    _add_recipe_arguments(overlap, "overlap")
+    overlap.add_argument("--audio_dir", required=True, help="training corpus: one subfolder of recordings per speaker")
+    overlap.add_argument("--run_name", help="the run's folder under WORKING_DIR (default overlap)")
+
     detect = commands.add_parser("detect", help="spoof detector score and decision for recordings")
     detect.add_argument("files", nargs="+")
     detect.add_argument("--detector", required=True, help="a train-detector best.keras")
@@ -813,6 +831,9 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--hop", type=_number(0.05, 30), default=0.75, help="seconds between windows")
     diarize.add_argument("--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation")
     diarize.add_argument("--vad", choices=VAD_METHODS, default=DiarizationConfig.vad, help="voice-activity detector (default %(default)s: see README, Diarization)")
+    diarize.add_argument("--exclusive", action="store_true", help="one speaker at every instant (for ASR): overlapped speech is not given a second speaker")
+    diarize.add_argument("--overlap-detector", "--overlap_detector", dest="overlap_detector", help="a train-overlap best.keras (default: the shipped overlap detector)")
+    diarize.add_argument("--overlap-threshold", "--overlap_threshold", dest="overlap_threshold", type=_number(0.01, 0.99), default=DiarizationConfig.overlap_threshold, help="overlap probability from which speech gets a second speaker (default %(default)s)")
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
     diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     diarize.set_defaults(handler=cmd_diarize)

@@ -1,7 +1,8 @@
 """Training recipes, grouped by concern (model, loss, augment, optimiser, run, head), per phase.
 
 A phase is a configuration of the one training driver: `classification` (softmax or AM-softmax
-pre-training), `triplet`, `head` and `detector` (the spoof detector). Its defaults are the reference's recipe. A YAML recipe is nested by
+pre-training), `triplet`, `head`, `detector` (the spoof detector) and `overlap` (diarization's overlapped-speech
+detector). Its defaults are the reference's recipe. A YAML recipe is nested by
 group (`model: {width: 0.25}`) or flat (`width: 0.25`, as command-line flags are); an unknown key is an
 error, so a typo is never silently ignored. Precedence: phase defaults < YAML file < flags. Every
 option is checked (names against the registries, numbers against their ranges) before any work starts.
@@ -119,8 +120,9 @@ PHASE_GROUPS = {
     "triplet": ("model", "loss", "optimiser", "run"),
     "head": ("head", "loss", "optimiser", "run"),
     "detector": ("optimiser", "run"),
+    "overlap": ("augment", "optimiser", "run"),  # augment: its noise_dir and rir_dir (the floors it trains under)
 }
-PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet", "batch_hard_triplet"), "head": ("amsoftmax", "aamsoftmax", "triplet"), "detector": ("softmax",)}
+PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet", "batch_hard_triplet"), "head": ("amsoftmax", "aamsoftmax", "triplet"), "detector": ("softmax",), "overlap": ("softmax",)}
 PHASE_DEFAULTS = {
     # reference: Adam, dropout 0.5, early stopping after 20 epochs, LR halved after 10
     "classification": Recipe("classification", model=ModelRecipe(dropout=0.5)),
@@ -138,6 +140,13 @@ PHASE_DEFAULTS = {
         "detector",
         optimiser=OptimiserRecipe(reduce_lr_patience=3),
         run=RunRecipe(batch_size=32, num_frames=300, epochs=40, steps_per_epoch=60, early_stopping_patience=8, select_by="val_eer"),
+    ),
+    # the overlapped-speech detector: per-frame binary cross-entropy on 8 s crops of synthetic conversations, best
+    # epoch by the held-out speakers' frame-level detection EER
+    "overlap": Recipe(
+        "overlap",
+        optimiser=OptimiserRecipe(reduce_lr_patience=3),
+        run=RunRecipe(batch_size=16, num_frames=800, epochs=30, steps_per_epoch=50, early_stopping_patience=6, select_by="val_eer"),
     ),
 }
 OPTIMISERS = ("adam", "sgd")

@@ -34,6 +34,13 @@ def plot_timeline(path, segments: list[Segment], reference: list[Segment] | None
     axes.set_yticks(range(len(names)), names)
     axes.set_xlabel("time (s)")
     axes.set_xlim(0, max([s.end for _, s in rows], default=1.0))
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path) -> Path:
+    """A matplotlib figure as a PNG at `path`, atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     buffer = BytesIO()
     figure.savefig(buffer, format="png", dpi=100)

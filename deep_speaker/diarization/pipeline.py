@@ -1,25 +1,28 @@
-"""Who spoke when: speech regions, sliding-window embeddings, clustering, frame-level turns.
+"""Who spoke when: speech regions, sliding-window embeddings, clustering, frame-level turns, overlapped speech.
 
-    recording -> energy voice activity (10 ms blocks) -> speech regions (that move like speech)
+    recording -> voice activity (10 ms blocks; Silero by default) -> speech regions (that move like speech)
               -> windows (1.5 s every 0.75 s) -> embeddings with any encoder the toolkit loads
               -> clustering: average linkage stopped at the model's EER threshold calibrated on windows of
                  this length (`calibrate_windows`; whole-recording thresholds sit higher, since a 1.5 s window
-                 says less, and split one speaker into several), clusters of too few windows joined to their
-                 nearest (as pyannote's `min_cluster_size`), or cut at a given count (default: better than
-                 spectral on conversations of training speakers); or spectral clustering with the eigengap
-                 rule or a given count
+                 says less, and split one speaker into several) and for the recording's signal-to-noise ratio
+                 (a noise floor makes different speakers' windows alike, so the threshold rises as the SNR falls:
+                 `Calibration.at_snr`), clusters of too few windows joined to their nearest (as pyannote's
+                 `min_cluster_size`), or cut at a given count; or spectral clustering with the eigengap rule or a
+                 given count
               -> each 10 ms block of speech takes the speaker of the windows covering it (their votes
                  weighted by closeness to the window centre)
               -> resegmentation: a Gaussian mixture per speaker on its turns' cepstra relabels every block
               -> turns, short ones merged into neighbours
-A file is read in chunks of `CHUNK_SECONDS`; what is kept per recording is small (window embeddings, 20 cepstra
-per 10 ms), so an hour of audio diarizes in bounded memory.
+              -> overlapped speech (the overlap detector, `models.overlap`, near a change of speaker) gets the
+                 nearby other speaker as a second one, unless `exclusive`
+A file is read in chunks of `CHUNK_SECONDS`; what is kept per recording is small (window embeddings, 20 cepstra,
+an overlap probability and a power per 10 ms), so an hour of audio diarizes in bounded memory.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,6 +40,7 @@ RESEGMENT_CEPSTRA = 20
 RESEGMENT_COMPONENTS = 8
 RESEGMENT_MIN_BLOCKS = 100  # 1 s of confident speech to model a speaker
 RESEGMENT_MAX_BLOCKS = 20000
+MIN_OVERLAP_BLOCKS = 10  # overlapped speech shorter than 0.1 s gets no second speaker
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class DiarizationConfig:
     resegment: bool = True  # frame-level resegmentation (speaker GMMs on cepstra) after clustering
     resegment_context: float = 0.3  # seconds of likelihoods averaged per block
     vad: str = "silero"  # voice-activity detector (`vad.VAD_METHODS`), chosen by benchmarks/vad.py
+    exclusive: bool = False  # one speaker per instant (for ASR); otherwise detected overlap gets a second speaker
+    overlap_threshold: float = 0.5  # overlap detector probability from which a block is overlapped speech
 
     def __post_init__(self):
         if self.vad not in VAD_METHODS:
@@ -74,6 +80,8 @@ class DiarizationConfig:
             raise ConfigError(f"ahc_threshold is a cosine score in [-1, 1], got {self.ahc_threshold}")
         if not (0 <= self.min_cluster_windows <= 1000 and 0 <= self.min_cluster_share < 0.5):
             raise ConfigError(f"min_cluster_windows must be 0-1000 and min_cluster_share in [0, 0.5), got {self.min_cluster_windows}, {self.min_cluster_share}")
+        if not 0 < self.overlap_threshold < 1:  # NaN fails too
+            raise ConfigError(f"overlap_threshold is a probability in (0, 1), got {self.overlap_threshold}")
         for name in ("min_region", "max_gap", "min_turn", "resegment_context"):
             if not 0 <= getattr(self, name) <= 60:
                 raise ConfigError(f"{name} must be 0-60 s, got {getattr(self, name)}")
@@ -114,6 +122,28 @@ def windows(regions: list[tuple[int, int]], config: DiarizationConfig = Diarizat
             starts.append(end - length)
         spans.extend((s, s + length) for s in starts)
     return spans
+
+
+def block_powers(samples: np.ndarray) -> np.ndarray:
+    """Mean square of each 10 ms block of `samples` (the last one zero-padded), float64."""
+    blocks = -(-samples.size // FRAME_STEP)
+    padded = np.zeros(blocks * FRAME_STEP)
+    padded[: samples.size] = samples
+    return np.mean(padded.reshape(blocks, FRAME_STEP) ** 2, axis=1)
+
+
+def recording_snr_db(powers: np.ndarray, regions: list[tuple[int, int]]) -> float:
+    """How far the speech stands above the noise floor (dB): the mean power of the speech regions' blocks over the
+    median power of the other blocks (the 10th percentile of all blocks when under 0.3 s lie outside speech);
+    clipped to [-20, 100] (100: a digitally silent floor)."""
+    speech = np.zeros(powers.size, dtype=bool)
+    for start, end in regions:
+        speech[start:end] = True
+    if not speech.any():
+        return -20.0
+    quiet = powers[~speech]
+    floor = np.median(quiet) if quiet.size >= 30 else np.percentile(powers, 10)
+    return float(np.clip(10 * np.log10(max(np.mean(powers[speech]), 1e-20) / max(floor, 1e-20)), -20.0, 100.0))
 
 
 def _eigengap_count(affinity: np.ndarray, low: int, high: int) -> int:
@@ -208,19 +238,44 @@ def _bounded(labels: np.ndarray, tree: np.ndarray, config: DiarizationConfig) ->
     return fcluster(tree, t=target, criterion="maxclust") - 1
 
 
-def vote(spans: list[tuple[int, int]], labels: np.ndarray, regions: list[tuple[int, int]]) -> np.ndarray:
-    """Speaker per 10 ms block (-1 outside speech): the label with the largest vote of the windows covering it,
-    a window's vote falling off linearly from its centre."""
-    end = max((b for _, b in regions), default=0)
+def window_votes(spans: list[tuple[int, int]], labels: np.ndarray, end: int) -> np.ndarray:
+    """(blocks, speakers) votes of the windows covering each 10 ms block, a window's vote falling off linearly
+    from its centre."""
     votes = np.zeros((end, int(labels.max()) + 1 if len(labels) else 1))
     for (start, stop), label in zip(spans, labels):
         centre, half = (start + stop) / 2, max((stop - start) / 2, 1)
         blocks = np.arange(start, stop)
         votes[blocks, label] += 1.0 - np.abs(blocks + 0.5 - centre) / (half + 1)
-    block_labels = np.full(end, -1)
+    return votes
+
+
+def vote(votes: np.ndarray, regions: list[tuple[int, int]]) -> np.ndarray:
+    """Speaker per 10 ms block (-1 outside speech): the label with the largest vote."""
+    block_labels = np.full(len(votes), -1)
     for start, stop in regions:
         block_labels[start:stop] = votes[start:stop].argmax(axis=1)
     return block_labels
+
+
+def second_speakers(votes: np.ndarray, block_labels: np.ndarray, overlapped: np.ndarray, reach: int, min_blocks: int) -> np.ndarray:
+    """The second speaker of each overlapped speech block (-1 elsewhere). Speakers overlap where turns change, so
+    only blocks within `reach` of a change from one speaker to another count, and the second speaker is, of the
+    other speakers whose windows lie within `reach`, the one with the largest vote summed over it; runs shorter
+    than `min_blocks` are dropped."""
+    from scipy.ndimage import binary_dilation, uniform_filter1d
+
+    labels = np.asarray(block_labels)
+    change = np.zeros(labels.size, dtype=bool)
+    change[1:] = (labels[1:] != labels[:-1]) & (labels[1:] >= 0) & (labels[:-1] >= 0)
+    near_change = binary_dilation(change, np.ones(2 * reach + 1, dtype=bool)) if change.any() else change
+    others = uniform_filter1d(votes[: labels.size], size=2 * reach + 1, axis=0, mode="constant")
+    speech = np.flatnonzero(labels >= 0)
+    others[speech, labels[speech]] = 0
+    second = np.where(overlapped[: labels.size] & near_change & (labels >= 0) & (others.max(axis=1) > 0), others.argmax(axis=1), -1)
+    for start, stop, label in _runs(second) if len(second) else []:
+        if label >= 0 and stop - start < min_blocks:
+            second[start:stop] = -1
+    return second
 
 
 def cepstra(energies: np.ndarray, coefficients: int = RESEGMENT_CEPSTRA) -> np.ndarray:
@@ -272,8 +327,8 @@ def resegment(block_labels: np.ndarray, frame_cepstra: np.ndarray, config: Diari
     return relabelled
 
 
-def turns(block_labels: np.ndarray, config: DiarizationConfig, recording: str) -> list[Segment]:
-    """Turns of a block labelling; turns under `min_turn` join their longer neighbour inside the same region."""
+def smooth_turns(block_labels: np.ndarray, config: DiarizationConfig) -> np.ndarray:
+    """The block labelling with turns under `min_turn` joined to their longer neighbour inside the same region."""
     block_labels = block_labels.copy()
     runs = _runs(block_labels) if len(block_labels) else []
     minimum = int(round(config.min_turn / BLOCK_SECONDS))
@@ -288,7 +343,20 @@ def turns(block_labels: np.ndarray, config: DiarizationConfig, recording: str) -
                 block_labels[start:stop] = max(neighbours, key=lambda run: run[1] - run[0])[2]
                 runs, changed = _runs(block_labels), True
                 break
-    return [Segment(start * BLOCK_SECONDS, stop * BLOCK_SECONDS, f"speaker_{label}", recording) for start, stop, label in runs if label >= 0]
+    return block_labels
+
+
+def turns(block_labels: np.ndarray, recording: str, second: np.ndarray | None = None) -> list[Segment]:
+    """Each speaker's turns: runs of the blocks labelled with it, or (overlapped speech) given it as `second`
+    speaker; in time order."""
+    speakers = sorted({int(s) for s in np.unique(block_labels) if s >= 0} | ({int(s) for s in np.unique(second) if s >= 0} if second is not None else set()))
+    segments = []
+    for speaker in speakers:
+        active = block_labels == speaker
+        if second is not None:
+            active |= second[: len(active)] == speaker
+        segments += [Segment(a * BLOCK_SECONDS, b * BLOCK_SECONDS, f"speaker_{speaker}", recording) for a, b, on in _runs(active.astype(int)) if on]
+    return sorted(segments, key=lambda segment: (segment.start, segment.speaker))
 
 
 def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
@@ -299,28 +367,57 @@ def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(a), int(b), int(labels[a])) for a, b in zip(starts, ends)]
 
 
+@dataclass
+class Analysis:
+    """What diarization keeps of a recording (block indices global): speech regions, windows and their embeddings,
+    cepstra for resegmentation, overlapped-speech probabilities per block (None without a detector), and how far
+    its speech stands above its noise floor (`recording_snr_db`)."""
+
+    regions: list
+    spans: list
+    embeddings: np.ndarray
+    cepstra: np.ndarray | None
+    overlap: np.ndarray | None
+    snr_db: float
+
+
+def load_overlap_detector(path=None):
+    """The overlapped-speech detector (`train-overlap`; None: the shipped one), refused if it is another model."""
+    from ..checkpoints import load_keras_file
+    from ..errors import CheckpointError
+    from ..models.overlap import DEFAULT_OVERLAP_DETECTOR, OVERLAP_NAME
+
+    model = load_keras_file(path or DEFAULT_OVERLAP_DETECTOR)
+    if model.name != OVERLAP_NAME:
+        raise CheckpointError(f"{path}: not an overlap detector (model {model.name!r}); train one with `train-overlap`")
+    return model
+
+
 class Diarizer:
     """Diarize recordings with an encoder (`SpeakerEncoder` or `FusedEncoder`; the AHC threshold defaults to its
-    calibrated EER threshold).
+    calibrated EER threshold) and, for overlapped speech, an overlap detector (none: one speaker per instant).
 
     >>> segments = Diarizer.from_checkpoint().diarize("meeting.wav")   # doctest: +SKIP
     """
 
-    def __init__(self, encoder, config: DiarizationConfig = DiarizationConfig(), batch_windows: int = 256):
-        self.encoder, self.config, self.batch_windows = encoder, config, batch_windows
+    def __init__(self, encoder, config: DiarizationConfig = DiarizationConfig(), overlap_detector=None, batch_windows: int = 256):
+        self.encoder, self.config, self.overlap_detector, self.batch_windows = encoder, config, overlap_detector, batch_windows
 
     @classmethod
-    def from_checkpoint(cls, checkpoint=None, config: DiarizationConfig = DiarizationConfig()) -> "Diarizer":
+    def from_checkpoint(cls, checkpoint=None, config: DiarizationConfig = DiarizationConfig(), overlap_detector=None) -> "Diarizer":
         """A diarizer with a model or fusion file (None: the default system), its encoder set for windows: no
-        trimming and no speech check (the regions are speech already), crops of exactly one window (batched)."""
+        trimming and no speech check (the regions are speech already), crops of exactly one window (batched); and
+        the overlap detector file given (None: the shipped one; none at all with `config.exclusive`)."""
         from ..score_fusion import load_encoder
 
         window_frames = int(round(config.window / BLOCK_SECONDS))
-        return cls(load_encoder(checkpoint, trim="none", require_speech=False, crop_frames=window_frames), config)
+        encoder = load_encoder(checkpoint, trim="none", require_speech=False, crop_frames=window_frames)
+        return cls(encoder, config, None if config.exclusive else load_overlap_detector(overlap_detector))
 
-    def _threshold(self) -> float | None:
-        """The AHC threshold: given, else the EER threshold calibrated on windows of this length, else (with a
-        warning: it splits speakers) the one calibrated on whole recordings."""
+    def _threshold(self, snr_db: float = 100.0) -> float | None:
+        """The AHC threshold: given, else the EER threshold calibrated on windows of this length for a recording of
+        this SNR (noise makes different speakers' windows alike: `Calibration.at_snr`), else (with a warning: it
+        splits speakers) the one calibrated on whole recordings."""
         if self.config.ahc_threshold is not None:
             return self.config.ahc_threshold
         from ..scoring.calibration import find_calibration
@@ -328,7 +425,7 @@ class Diarizer:
         checkpoint = getattr(self.encoder, "checkpoint", None)
         windows = find_calibration(self.encoder.fingerprint, checkpoint, seconds=self.config.window)
         if windows is not None:
-            return windows.eer
+            return windows.at_snr(snr_db)
         whole = find_calibration(self.encoder.fingerprint, checkpoint)
         if whole is None:
             return None
@@ -338,12 +435,14 @@ class Diarizer:
         )
         return whole.eer
 
-    def _analyse(self, chunks, progress: bool = False):
-        """Regions, windows, embeddings and cepstra of a recording given as consecutive chunks of samples (block
-        indices global); only the current chunk's samples are held."""
+    def analyse(self, chunks, progress: bool = False) -> Analysis:
+        """The `Analysis` of a recording given as consecutive chunks of samples; only the current chunk's samples
+        are held."""
         from tqdm import tqdm
 
-        regions, spans, embeddings, frame_cepstra, offset = [], [], [], [], 0
+        from ..models.overlap import overlap_per_block
+
+        regions, spans, embeddings, frame_cepstra, overlap, powers, offset = [], [], [], [], [], [], 0
         with tqdm(desc="diarize", unit="s", disable=not progress) as bar:
             for samples in chunks:
                 local_regions = speech_regions(samples, self.config)
@@ -353,25 +452,36 @@ class Diarizer:
                     embeddings.append(self.encoder.embed_waveforms([samples[a * FRAME_STEP : b * FRAME_STEP] for a, b in batch]))
                 if self.config.resegment:
                     frame_cepstra.append(block_cepstra(samples))
+                if self.overlap_detector is not None:
+                    overlap.append(overlap_per_block(self.overlap_detector, samples))
+                powers.append(block_powers(samples))
                 regions += [(a + offset, b + offset) for a, b in local_regions]
                 spans += [(a + offset, b + offset) for a, b in local_spans]
                 offset += -(-samples.size // FRAME_STEP)  # 10 ms blocks in this chunk
                 bar.update(round(samples.size / SAMPLE_RATE, 2))
         vectors = np.concatenate(embeddings) if embeddings else np.zeros((0, 1), np.float32)
-        return regions, spans, vectors, (np.concatenate(frame_cepstra) if frame_cepstra else None)
+        snr_db = recording_snr_db(np.concatenate(powers), regions) if powers else -20.0
+        return Analysis(regions, spans, vectors, np.concatenate(frame_cepstra) if frame_cepstra else None, np.concatenate(overlap) if overlap else None, snr_db)
 
-    def _segments(self, analysis, recording: str) -> list[Segment]:
-        regions, spans, embeddings, frame_cepstra = analysis
-        if not spans:
+    def segments(self, analysis: Analysis, recording: str) -> list[Segment]:
+        """The turns of an analysed recording under this diarizer's configuration (clustering, count, overlap)."""
+        if not analysis.spans:
             return []
-        block_labels = vote(spans, cluster(embeddings, self.config, self._threshold()), regions)
+        end = max(b for _, b in analysis.regions)
+        votes = window_votes(analysis.spans, cluster(analysis.embeddings, self.config, self._threshold(analysis.snr_db)), end)
+        block_labels = vote(votes, analysis.regions)
         if self.config.resegment:
-            block_labels = resegment(block_labels, frame_cepstra, self.config)
-        return turns(block_labels, self.config, recording)
+            block_labels = resegment(block_labels, analysis.cepstra, self.config)
+        block_labels = smooth_turns(block_labels, self.config)
+        second = None
+        if analysis.overlap is not None and not self.config.exclusive:
+            reach = int(round(self.config.window / BLOCK_SECONDS))
+            second = second_speakers(votes, block_labels, analysis.overlap >= self.config.overlap_threshold, reach, MIN_OVERLAP_BLOCKS)
+        return turns(block_labels, recording, second)
 
     def diarize_waveform(self, samples: np.ndarray, recording: str = "recording", progress: bool = False) -> list[Segment]:
         """Turns of a 16 kHz mono waveform."""
-        return self._segments(self._analyse([np.asarray(samples, np.float32)], progress), recording)
+        return self.segments(self.analyse([np.asarray(samples, np.float32)], progress), recording)
 
     def diarize(self, path, progress: bool = False) -> list[Segment]:
         """Turns of an audio file of any length (named in the segments by its stem), read `CHUNK_SECONDS` at a time."""
@@ -379,36 +489,83 @@ class Diarizer:
 
         from ..audio import stream_audio
 
-        return self._segments(self._analyse(stream_audio(path, CHUNK_SECONDS), progress), Path(path).stem)
+        return self.segments(self.analyse(stream_audio(path, CHUNK_SECONDS), progress), Path(path).stem)
 
 
-def calibrate_windows(diarizer: Diarizer, recordings, speakers, per_recording: int = 2, seed: int = 0, progress: bool = False, source: str = ""):
+WINDOW_CALIBRATION_FLOORS_DB = (49.0, 39.0, 29.0)  # noise RMS this far under each recording's peak
+WINDOW_CALIBRATION_NOISES = ("white", "pink", "babble")
+
+
+def calibrate_windows(
+    diarizer: Diarizer, recordings, speakers, per_recording: int = 2, seed: int = 0, progress: bool = False, source: str = "",
+    floors_below_peak=WINDOW_CALIBRATION_FLOORS_DB, noisy_recordings: int = 800,
+):
     """A `Calibration` of `diarizer`'s encoder on windows of its length (what its clustering compares): up to
     `per_recording` windows of each recording (of training speakers, never those it will be evaluated on), scored
-    pairwise across recordings; same-speaker pairs are the targets. `source` names the corpus in the record."""
+    pairwise across recordings; same-speaker pairs are the targets. Then `snr_thresholds`: for each floor, the same
+    on `noisy_recordings` of them under white noise, pink noise and babble (of other recordings) that far under each
+    recording's peak, one kind at a time (in a recording every window hears the same noise, which is what makes
+    different speakers' windows alike), the mean of the three EER thresholds at the median SNR diarization measures
+    there (`recording_snr_db`). `source` names the corpus in the record."""
     from tqdm import tqdm
 
     from ..audio import read_audio
-    from ..scoring.calibration import Calibration
+    from ..data.conversations import NoiseSources
 
+    recordings, speakers = list(recordings), np.array(speakers)
+    if len(set(speakers.tolist())) < 2:
+        raise ConfigError("calibrating windows needs recordings of at least two speakers")
     rng = np.random.default_rng(seed)
-    samples, labels, origins = [], [], []
-    for index, (path, speaker) in enumerate(tqdm(list(zip(recordings, speakers)), desc="windows", unit="file", disable=not progress)):
+    babble = NoiseSources(talkers=[read_audio(recordings[i]) for i in rng.choice(len(recordings), min(20, len(recordings)), replace=False)])
+    noisy = np.sort(rng.choice(len(recordings), min(noisy_recordings, len(recordings)), replace=False))
+    conditions = [(None, None, np.arange(len(recordings)))] + [(floor, kind, noisy) for floor in floors_below_peak for kind in WINDOW_CALIBRATION_NOISES]
+    results = []
+    with tqdm(total=sum(len(chosen) for _, _, chosen in conditions), desc="windows", unit="file", disable=not progress) as bar:
+        for number, (floor, kind, chosen) in enumerate(conditions):
+            snrs, calibration = _noisy_windows(diarizer, [recordings[i] for i in chosen], speakers[chosen], per_recording, np.random.default_rng([seed, number]), floor, kind, babble, source, bar)
+            results.append((floor, float(np.median(snrs)), calibration))
+    clean = results[0][2]
+    table = [[round(results[0][1], 2), clean.eer]]
+    for floor in floors_below_peak:
+        rows = [(snr, calibration.eer) for at, snr, calibration in results if at == floor]
+        table.append([round(float(np.median([snr for snr, _ in rows])), 2), float(np.mean([eer for _, eer in rows]))])
+    return replace(clean, snr_thresholds=table)
+
+
+def _noisy_windows(diarizer: Diarizer, recordings, speakers, per_recording, rng, floor, kind, babble, source, bar):
+    """The SNR of each recording (under the noise `kind` `floor` dB below its peak; None: as recorded) and the
+    calibration of `per_recording` windows of each."""
+    from ..audio import read_audio
+    from ..data.conversations import in_noise
+
+    samples, labels, origins, snrs = [], [], [], []
+    for index, (path, speaker) in enumerate(zip(recordings, speakers)):
         waveform = read_audio(path)
-        spans = windows(speech_regions(waveform, diarizer.config), diarizer.config)
+        if floor is not None:
+            peak_dbfs = 20 * np.log10(max(float(np.abs(waveform).max()), 1e-9))
+            waveform = in_noise(waveform, rng, kind, peak_dbfs - floor, None, babble)
+        regions = speech_regions(waveform, diarizer.config)
+        spans = windows(regions, diarizer.config)
+        snrs.append(recording_snr_db(block_powers(waveform), regions))
         for pick in rng.permutation(len(spans))[:per_recording]:
             start, stop = spans[pick]
             samples.append(waveform[start * FRAME_STEP : stop * FRAME_STEP])
             labels.append(speaker)
             origins.append(index)
-    if len(set(labels)) < 2:
-        raise ConfigError("calibrating windows needs recordings of at least two speakers")
+        bar.update()
+    condition = "as recorded" if floor is None else f"{kind} noise {floor:g} dB under the peak"
+    return snrs, _window_calibration(diarizer, samples, np.array(labels), np.array(origins), source, condition)
+
+
+def _window_calibration(diarizer: Diarizer, samples, labels: np.ndarray, origins: np.ndarray, source: str, condition: str):
+    """The calibration of windows scored pairwise across recordings (windows of one recording may overlap: never a trial)."""
+    from ..scoring.calibration import Calibration
+
     embeddings = diarizer.encoder.embed_waveforms(samples)
-    labels, origins = np.array(labels), np.array(origins)
     first, second = np.triu_indices(len(samples), 1)
-    keep = origins[first] != origins[second]  # windows of one recording may overlap: never a trial
+    keep = origins[first] != origins[second]
     first, second = first[keep], second[keep]
     scores = (embeddings @ embeddings.T)[first, second]
     same = labels[first] == labels[second]
-    trials = f"{len(samples)} windows of {diarizer.config.window:g} s from {len(set(origins.tolist()))} recordings of {len(set(labels.tolist()))} speakers"
+    trials = f"{len(samples)} windows of {diarizer.config.window:g} s from {len(set(origins.tolist()))} recordings of {len(set(labels.tolist()))} speakers, {condition}"
     return Calibration.from_scores(scores[same], scores[~same], trials=f"{source}: {trials}" if source else trials, model=diarizer.encoder.fingerprint, seconds=diarizer.config.window)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +30,22 @@ class Segment:
         return self.end - self.start
 
 
-def write_rttm(path, segments: list[Segment]) -> Path:
-    """Write `segments` (sorted by recording and start) as RTTM, atomically."""
-    lines = [
-        f"SPEAKER {s.recording} 1 {s.start:.3f} {s.duration:.3f} <NA> <NA> {s.speaker} <NA> <NA>\n"
+def rttm_field(text: str) -> str:
+    """`text` as one RTTM field: fields are separated by whitespace, so each run of it becomes "_"."""
+    return re.sub(r"\s+", "_", text.strip()) or "_"
+
+
+def rttm_text(segments: list[Segment]) -> str:
+    """`segments` (sorted by recording and start) as RTTM lines (whitespace in names as "_": `rttm_field`)."""
+    return "".join(
+        f"SPEAKER {rttm_field(s.recording)} 1 {s.start:.3f} {s.duration:.3f} <NA> <NA> {rttm_field(s.speaker)} <NA> <NA>\n"
         for s in sorted(segments, key=lambda s: (s.recording, s.start, s.end, s.speaker))
-    ]
-    atomic_write_bytes(Path(path), "".join(lines).encode())
+    )
+
+
+def write_rttm(path, segments: list[Segment]) -> Path:
+    """Write `segments` as RTTM, atomically."""
+    atomic_write_bytes(Path(path), rttm_text(segments).encode())
     return Path(path)
 
 

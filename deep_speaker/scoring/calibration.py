@@ -49,6 +49,15 @@ class Calibration:
     llr_scale: float | None = None  # log-likelihood ratio = llr_scale * score + llr_offset (logistic regression)
     llr_offset: float | None = None
     seconds: float | None = None  # calibrated on windows of this length (diarization); None: whole recordings
+    snr_thresholds: list | None = None  # windows: [[recording SNR in dB, EER threshold], ...] under noise floors
+
+    def at_snr(self, snr_db: float) -> float:
+        """The EER threshold for a recording of this signal-to-noise ratio: interpolated in the `snr_thresholds`
+        table (the ends held beyond it); `eer` without a table."""
+        if not self.snr_thresholds:
+            return self.eer
+        table = sorted(self.snr_thresholds)
+        return float(np.interp(snr_db, [snr for snr, _ in table], [threshold for _, threshold in table]))
 
     @classmethod
     def from_scores(cls, target_scores, nontarget_scores, trials: str = "", model: str = "", scorer: str = "cosine", seconds: float | None = None) -> "Calibration":
@@ -95,6 +104,12 @@ class Calibration:
                     raise ValueError(f"{name} must be text, got {getattr(calibration, name)!r}")
             if calibration.seconds is not None:
                 _require_number("seconds", calibration.seconds, 600.0)
+            if calibration.snr_thresholds is not None:
+                if not isinstance(calibration.snr_thresholds, list) or not all(isinstance(row, list) and len(row) == 2 for row in calibration.snr_thresholds):
+                    raise ValueError(f"snr_thresholds must be a list of [snr_db, threshold] pairs, got {calibration.snr_thresholds!r}")
+                for snr, threshold in calibration.snr_thresholds:
+                    _require_number("an SNR of snr_thresholds", snr, 1000.0)
+                    _require_number("a threshold of snr_thresholds", threshold, MAX_SCORE_MAGNITUDE)
             llr = (calibration.llr_scale, calibration.llr_offset)
             if llr != (None, None):
                 for name, value in zip(("llr_scale", "llr_offset"), llr):

@@ -1,8 +1,9 @@
-"""The HTTP service: embed, verify, enrol, identify, list, remove, health, and a web page, on FastAPI.
+"""The HTTP service: embed, verify, enrol, identify, list, remove, diarize, health, and a web page, on FastAPI.
 
 Decisions are the library's `Verifier`'s (calibrated operating points, "unknown", the spoof gate when one is
 given); the enrolment store is the library's `SpeakerRegistry` (SQLite in WAL mode, one connection per worker
-thread). Safety: uploads above `max_upload_bytes` and recordings above `max_seconds` are refused with 413 before
+thread); turns are the library's `Diarizer`'s. Safety: uploads above `max_upload_bytes` and recordings above
+`max_seconds` (`max_diarize_seconds` for diarization) are refused with 413 before
 any decoding; at most `max_concurrent` requests run the model at once (others wait up to `queue_seconds`, then
 503); enrolling and removing need an API key; audio is decoded by libsndfile from a private temporary file, never
 unpickled or executed; every error is JSON `{"error": {"code", "message"}}` with no stack trace.
@@ -24,8 +25,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
+from ..diarization import rttm_text
+from ..diarization.pipeline import Diarizer
 from ..enrol import SpeakerRegistry
-from ..errors import AudioError, AudioLimitError, DeepSpeakerError, SpeakerExistsError, UnknownSpeakerError
+from ..errors import AudioError, AudioLimitError, DeepSpeakerError, NoSpeechError, SpeakerExistsError, UnknownSpeakerError
 from ..scoring.calibration import OPERATING_POINTS
 from ..verification import Decision, Identification, Verifier
 
@@ -37,6 +40,7 @@ API_KEY_HEADER = "X-API-Key"
 class ServiceLimits:
     max_upload_bytes: int = 20 * 1024 * 1024  # a whole request, all files together
     max_seconds: float = 120.0  # per recording, from its header, before decoding
+    max_diarize_seconds: float = 600.0  # per recording to diarize (a conversation is longer than a voice sample)
     max_concurrent: int = 2  # requests running the model at once (the machine's cores)
     queue_seconds: float = 30.0  # how long a request waits for a free slot before 503
     max_files: int = 20  # per enrolment
@@ -119,8 +123,10 @@ class Uploads(list):
 class SpeakerService:
     """What the endpoints share: the encoder, the verifier, the store, the limits and the keys."""
 
-    def __init__(self, encoder, store, api_keys=(), limits: ServiceLimits = ServiceLimits(), operating_point: str = "far1", scorer=None, spoof_gate=None):
-        self.encoder = encoder
+    def __init__(
+        self, encoder, store, api_keys=(), limits: ServiceLimits = ServiceLimits(), operating_point: str = "far1", scorer=None, spoof_gate=None, diarizer: Diarizer | None = None
+    ):
+        self.encoder, self.diarizer = encoder, diarizer
         self.store = Path(store)
         self.api_keys = tuple(k for k in api_keys if k)
         self.limits = limits
@@ -171,10 +177,19 @@ class SpeakerService:
         finally:
             self._slots.release()
 
+    def diarizer_for(self, **options) -> Diarizer:
+        """The service's diarizer with the request's options (those not None) in its configuration."""
+        if self.diarizer is None:
+            raise ServiceError(501, "diarization_disabled", "this service was started without a diarizer")
+        config = replace(self.diarizer.config, **{name: value for name, value in options.items() if value is not None})
+        return Diarizer(self.diarizer.encoder, config, self.diarizer.overlap_detector)
+
     @contextmanager
-    def recordings(self, uploads: list[UploadFile]):
+    def recordings(self, uploads: list[UploadFile], diarize: bool = False):
         """The uploads as private temporary files (libsndfile reads files; nothing is kept), each checked for its
-        duration from its header before any decoding; errors name the uploaded file, not the temporary one."""
+        duration (the limit for a recording, or for one to diarize) from its header before any decoding; errors
+        name the uploaded file, not the temporary one."""
+        limit = (self.limits.max_diarize_seconds, " to diarize") if diarize else (self.limits.max_seconds, "")
         with tempfile.TemporaryDirectory(prefix="deep_speaker_upload_") as folder:
             paths, names = [], {}
             for index, upload in enumerate(uploads):
@@ -182,7 +197,7 @@ class SpeakerService:
                 path = Path(folder) / f"{index}_{re.sub(r'[^A-Za-z0-9._-]', '_', name)}"
                 path.write_bytes(upload.file.read())
                 names[str(path)] = name
-                self._check_duration(path, name)
+                self._check_duration(path, name, *limit)
                 paths.append(path)
             uploads = Uploads(str(p) for p in paths)
             uploads.names = names
@@ -191,14 +206,14 @@ class SpeakerService:
             except DeepSpeakerError as error:
                 raise type(error)(uploads.public(str(error))) from None
 
-    def _check_duration(self, path: Path, name: str) -> None:
+    def _check_duration(self, path: Path, name: str, max_seconds: float, purpose: str) -> None:
         try:
             info = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError):
             return  # the decoder reports what is wrong with it, naming the file
         seconds = info.frames / max(info.samplerate, 1)
-        if seconds > self.limits.max_seconds:
-            raise ServiceError(413, "audio_too_long", f"{name}: {seconds:.1f} s of audio; this service takes at most {self.limits.max_seconds:g} s per recording")
+        if seconds > max_seconds:
+            raise ServiceError(413, "audio_too_long", f"{name}: {seconds:.1f} s of audio; this service takes at most {max_seconds:g} s per recording{purpose}")
 
 
 def decision_json(decision: Decision, operating_point: str) -> dict:
@@ -264,6 +279,7 @@ def create_app(service: SpeakerService) -> FastAPI:
             "embedding_dim": service.encoder.embedding_dim,
             "speakers": len(service.registry.names()),
             "writing_enabled": bool(service.api_keys),
+            "diarization_enabled": service.diarizer is not None,
             "limits": asdict(service.limits),
         }
 
@@ -290,6 +306,30 @@ def create_app(service: SpeakerService) -> FastAPI:
         with service.recordings([audio]) as paths, service.model_slot():
             result = verifier.identify(paths[0], service.registry, top_k)
             return identification_json(replace(result, reason=paths.public(result.reason)))
+
+    @app.post("/diarize", summary="Who spoke when: the speaker turns of one recording, as JSON and as RTTM")
+    def diarize(
+        audio: UploadFile = File(...),
+        num_speakers: int | None = Form(None),
+        min_speakers: int | None = Form(None),
+        max_speakers: int | None = Form(None),
+        exclusive: bool | None = Form(None),
+    ):
+        diarizer = service.diarizer_for(num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers, exclusive=exclusive)
+        with service.recordings([audio], diarize=True) as paths, service.model_slot():
+            name = paths.names[paths[0]]
+            segments = diarizer.diarize(paths[0])
+            if not segments:
+                raise NoSpeechError(f"{paths[0]}: no speech found to diarize")
+        recording = Path(name).stem or "recording"
+        segments = [replace(segment, recording=recording) for segment in segments]
+        return {
+            "recording": recording,
+            "speakers": sorted({s.speaker for s in segments}),
+            "turns": [{"start": round(s.start, 3), "end": round(s.end, 3), "speaker": s.speaker} for s in segments],
+            "exclusive": diarizer.config.exclusive,
+            "rttm": rttm_text(segments),
+        }
 
     @app.get("/speakers", summary="Enrolled speakers")
     def speakers():

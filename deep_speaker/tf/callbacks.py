@@ -54,17 +54,17 @@ class ValidationEER(keras.callbacks.Callback):
 
 
 class DetectionEER(keras.callbacks.Callback):
-    """Log `val_eer`: the spoof detector's EER (genuine vs spoofed) on fixed crops of the validation speakers."""
+    """Log `val_eer`: a detector's EER (label 1 vs 0) on fixed validation inputs; a model with one logit per frame
+    is judged frame by frame."""
 
-    def __init__(self, clips, length: int):
+    def __init__(self, inputs: np.ndarray, labels: np.ndarray):
         super().__init__()
-        self.crops = clips.crops(clips.validation, length)
-        self.labels = clips.labels[clips.validation]
+        self.inputs, self.labels = inputs, np.asarray(labels).reshape(-1)
 
     def on_epoch_end(self, epoch, logs=None):
         from ..scoring.metrics import compute_eer
 
-        scores = self.model.predict(self.crops, batch_size=32, verbose=0)[:, 0]
+        scores = self.model.predict(self.inputs, batch_size=16, verbose=0).reshape(-1)
         logs["val_eer"] = compute_eer(scores[self.labels == 1], scores[self.labels == 0])[0]
 
 

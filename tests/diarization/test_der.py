@@ -16,6 +16,8 @@ def test_rttm_round_trip_and_bad_lines(tmp_path):
     (tmp_path / "bad.rttm").write_text("SPEAKER meeting 1 zero 1.0 <NA> <NA> bob <NA> <NA>\n")
     with pytest.raises(RTTMError, match=r"bad.rttm:1: not an RTTM SPEAKER line"):
         read_rttm(tmp_path / "bad.rttm")
+    spaced = write_rttm(tmp_path / "spaced.rttm", [Segment(0.0, 1.0, "dr smith", "board meeting\t2")])  # a file name with spaces
+    assert read_rttm(spaced) == [Segment(0.0, 1.0, "dr_smith", "board_meeting_2")]
 
 
 def test_perfect_renamed_hypothesis_scores_zero():

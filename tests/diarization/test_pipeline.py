@@ -1,43 +1,18 @@
 """The diarization pipeline: speech regions, windows, clustering with and without a known count, turns."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from deep_speaker.diarization import Segment, diarization_error_rate
 from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer, cluster, speech_regions, windows
 from deep_speaker.errors import ConfigError
-from tests.helpers import synthetic_speech
-
-
-class SpectrumEncoder:
-    """Stand-in encoder: the unit-normalised coarse spectrum below 1 kHz, which tells synthetic voices apart by pitch."""
-
-    fingerprint, checkpoint = "spectrum", None
-
-    def embed_waveforms(self, waveforms, sample_rate=16000):
-        vectors = []
-        for wave in waveforms:
-            spectrum = np.abs(np.fft.rfft(wave, 16000))[:1000]
-            vector = spectrum.reshape(50, 20).sum(axis=1)
-            vectors.append(vector / np.linalg.norm(vector))
-        return np.array(vectors, np.float32)
-
-
-def _conversation(turns, pause=0.5):
-    """Synthetic speakers (by pitch) taking turns with pauses; returns the waveform and the reference turns
-    (where each voice actually sounds)."""
-    pieces, reference, time = [], [], 0.0
-    for index, (pitch, seconds) in enumerate(turns):
-        voice = synthetic_speech(seconds, pitch=pitch, seed=index)
-        sounding = np.flatnonzero(np.abs(voice) > 1e-3)
-        reference.append(Segment(time + sounding[0] / 16000, time + sounding[-1] / 16000, f"pitch{pitch}"))
-        pieces += [voice, np.zeros(int(pause * 16000), np.float32)]
-        time += (len(voice) + int(pause * 16000)) / 16000
-    return np.concatenate(pieces), reference
+from tests.helpers import SpectrumEncoder, pitch_conversation, synthetic_speech
 
 
 def test_speech_regions_and_windows():
-    wave, _ = _conversation([(120, 1.0), (200, 3.2)], pause=1.0)
+    wave, _ = pitch_conversation([(120, 1.0), (200, 3.2)], pause=1.0)
     regions = speech_regions(wave, DiarizationConfig(vad="energy"))  # the energy detector's context is exactly known
     assert len(regions) == 2
     voiced = np.flatnonzero(np.abs(wave) > 1e-3) // 160  # 10 ms blocks with signal
@@ -71,7 +46,7 @@ def test_clustering_recovers_planted_speakers():
      DiarizationConfig(clustering="spectral", num_speakers=2, vad="energy"), DiarizationConfig(ahc_threshold=0.5, vad="energy")],
 )
 def test_a_synthetic_conversation_is_diarized(config):
-    wave, reference = _conversation([(110, 2.5), (230, 2.0), (110, 1.5), (230, 3.0)])
+    wave, reference = pitch_conversation([(110, 2.5), (230, 2.0), (110, 1.5), (230, 3.0)])
     hypothesis = Diarizer(SpectrumEncoder(), config).diarize_waveform(wave)
     assert len({segment.speaker for segment in hypothesis}) == 2
     assert diarization_error_rate(reference, hypothesis).rate < 0.05
@@ -81,7 +56,7 @@ def test_a_tiny_model_runs_the_whole_pipeline(tmp_path):
     from deep_speaker.embedding import SpeakerEncoder
     from tests.helpers import save_tiny_model
 
-    wave, _ = _conversation([(110, 2.0), (230, 2.0)])
+    wave, _ = pitch_conversation([(110, 2.0), (230, 2.0)])
     encoder = SpeakerEncoder(save_tiny_model(tmp_path / "tiny.keras"), trim="none", require_speech=False, crop_frames=150)
     segments = Diarizer(encoder, DiarizationConfig(num_speakers=2)).diarize_waveform(wave)
     assert segments and all(0 <= s.start < s.end <= len(wave) / 16000 for s in segments)
@@ -96,7 +71,7 @@ def test_the_diarize_command_writes_rttm_json_and_plot_and_refuses_bad_audio(tmp
     from deep_speaker.diarization import read_rttm
     from tests.helpers import cli_in_process, save_tiny_model
 
-    wave, _ = _conversation([(110, 2.0), (230, 2.0)])
+    wave, _ = pitch_conversation([(110, 2.0), (230, 2.0)])
     sf.write(tmp_path / "talk.wav", wave, 16000)
     model = save_tiny_model(tmp_path / "tiny.keras")
     outputs = [tmp_path / name for name in ("talk.rttm", "talk.json", "talk.png")]
@@ -135,7 +110,7 @@ def test_files_are_read_in_chunks_with_bounded_memory(tmp_path, monkeypatch):
     from deep_speaker.diarization import pipeline
     from deep_speaker.errors import MissingAudioError
 
-    wave, reference = _conversation([(110, 2.5), (230, 2.0), (110, 1.5), (230, 3.0)], pause=1.0)
+    wave, reference = pitch_conversation([(110, 2.5), (230, 2.0), (110, 1.5), (230, 3.0)], pause=1.0)
     sf.write(tmp_path / "talk.wav", wave, 16000)
     sf.write(tmp_path / "talk44.flac", read_audio(tmp_path / "talk.wav", 44100), 44100)
     chunks = list(stream_audio(tmp_path / "talk.wav", chunk_seconds=2.0))
@@ -179,14 +154,20 @@ def test_windows_are_calibrated_for_clustering_and_preferred_to_whole_recordings
             paths.append(path)
             speakers.append(f"s{speaker}")
     diarizer = Diarizer(SpectrumEncoder(), DiarizationConfig(vad="energy"))
-    calibration = calibrate_windows(diarizer, paths, speakers)
+    calibration = calibrate_windows(diarizer, paths, speakers, noisy_recordings=32)
     assert calibration.seconds == 1.5 and calibration.model == "spectrum" and "120 windows of 1.5 s from 60 recordings of 4 speakers" in calibration.trials
     assert calibration.eer_percent < 30 and calibration.eer < calibration.far1 < calibration.far0_1
+    snrs = [snr for snr, _ in calibration.snr_thresholds]  # as recorded, then floors 49, 39 and 29 dB under the peak
+    assert len(snrs) == 4 and snrs[0] == 100.0 and all(a > b for a, b in zip(snrs[1:], snrs[2:])) and calibration.snr_thresholds[0][1] == calibration.eer
+    (low_snr, low_threshold), (high_snr, high_threshold) = calibration.snr_thresholds[-1], calibration.snr_thresholds[-2]
+    assert calibration.at_snr((low_snr + high_snr) / 2) == pytest.approx((low_threshold + high_threshold) / 2)
+    assert calibration.at_snr(-20.0) == low_threshold and calibration.at_snr(200.0) == calibration.eer  # ends held
     save_calibration(calibration)
     assert find_calibration("spectrum", seconds=1.5) == calibration and find_calibration("spectrum") is None
     whole = Calibration(0.99, 0.995, 0.999, 1.0, "whole recordings", model="spectrum")
     save_calibration(whole)
     assert diarizer._threshold() == calibration.eer  # the windows' threshold, not the whole recordings'
+    assert diarizer._threshold(low_snr) == low_threshold  # and for a noisy recording, the one calibrated under noise
     assert Diarizer(SpectrumEncoder(), DiarizationConfig(window=2.0))._threshold() == whole.eer  # none for 2 s windows: falls back
 
 
@@ -250,3 +231,88 @@ def test_real_speakers_are_counted_right_alone_and_in_conversation_stereo_and_8_
     sf.write(tmp_path / "narrow.wav", soxr.resample(conversation, 16000, 8000), 8000)  # a telephone-rate copy
     for name in ("stereo.wav", "narrow.wav"):
         assert len({s.speaker for s in diarizer.diarize(tmp_path / name)}) == 2, name
+
+
+class OracleOverlap:
+    """Stand-in overlap detector: logit +10 for the analysis frames inside [start, end) seconds, -10 elsewhere."""
+
+    def __init__(self, start: float, end: float):
+        self.start, self.end = start, end
+
+    def __call__(self, waveform, training=False):
+        from deep_speaker.features import num_frames_of
+
+        centres = (np.arange(num_frames_of(waveform.shape[1])) * 160 + 200) / 16000
+        return np.where((centres >= self.start) & (centres < self.end), 10.0, -10.0)[None].astype(np.float32)
+
+
+def test_detected_overlap_gets_both_speakers_and_exclusive_output_one():
+    high, low = synthetic_speech(4.0, pitch=230, seed=1), synthetic_speech(3.5, pitch=110, seed=2)
+    wave = np.zeros(int(7.0 * 16000), np.float32)
+    wave[: high.size] += high  # 230 Hz sounds from 0.25 to 4.25 s
+    wave[48000 : 48000 + low.size] += low  # 110 Hz from 3.25 to 6.75 s: both from 3.25 to 4.25 s (the turn changes at 3.14 s)
+    config = DiarizationConfig(num_speakers=2, vad="energy")
+    found = Diarizer(SpectrumEncoder(), config, OracleOverlap(3.3, 4.2)).diarize_waveform(wave)
+
+    def talking(segments, t):
+        return {s.speaker for s in segments if s.start <= t < s.end}
+
+    assert all(len(talking(found, t)) == 2 for t in (3.4, 3.75, 4.1))  # both voices where the detector says overlap
+    assert all(len(talking(found, t)) == 1 for t in (1.0, 2.5, 5.0, 6.0))  # one elsewhere
+    assert talking(found, 1.0) != talking(found, 6.0)
+    exclusive = Diarizer(SpectrumEncoder(), replace(config, exclusive=True), OracleOverlap(3.3, 4.2)).diarize_waveform(wave)
+    assert all(len(talking(exclusive, t)) <= 1 for t in np.arange(0, 7, 0.01))
+    assert {s.speaker for s in exclusive} == {s.speaker for s in found}
+    brief = Diarizer(SpectrumEncoder(), config, OracleOverlap(3.5, 3.55)).diarize_waveform(wave)  # 50 ms: too short to trust
+    assert all(len(talking(brief, t)) <= 1 for t in np.arange(0, 7, 0.01))
+    inside = Diarizer(SpectrumEncoder(), config, OracleOverlap(5.0, 6.0)).diarize_waveform(wave)  # mid-turn, 1.9 s from a change
+    assert all(len(talking(inside, t)) <= 1 for t in np.arange(0, 7, 0.01))
+    with pytest.raises(ConfigError, match="overlap_threshold"):
+        DiarizationConfig(overlap_threshold=1.0)
+
+
+def test_the_recording_snr_is_the_speech_level_over_the_noise_floor():
+    from deep_speaker.diarization.pipeline import block_powers, recording_snr_db
+
+    rng = np.random.default_rng(0)
+    speech = np.zeros(10 * 16000, np.float32)
+    speech[16000:40000] = rng.normal(0, 0.1, 24000)  # "speech" at -20 dB power from 1.0 to 2.5 s and 5.0 to 8.0 s
+    speech[80000:128000] = rng.normal(0, 0.1, 48000)
+    regions = [(100, 250), (500, 800)]
+    for floor_db in (-40.0, -60.0):
+        noisy = speech + rng.normal(0, 10 ** (floor_db / 20), speech.size).astype(np.float32)
+        assert recording_snr_db(block_powers(noisy), regions) == pytest.approx(-20.0 - floor_db, abs=0.5)
+    assert recording_snr_db(block_powers(speech), regions) == 100.0  # a digitally silent floor
+    assert recording_snr_db(block_powers(speech), []) == -20.0  # no speech
+    assert block_powers(np.ones(161, np.float32)).tolist() == [1.0, 1 / 160]
+
+
+def test_planted_speakers_are_counted_under_noise_with_the_threshold_calibrated_for_its_snr(tmp_path, monkeypatch):
+    """A noise floor adds the same component to every window's embedding, so different speakers' windows grow alike:
+    the clean threshold merges them, the one calibrated at the recording's SNR keeps them apart."""
+    from deep_speaker.scoring.calibration import Calibration, save_calibration
+
+    monkeypatch.setenv("DEEP_SPEAKER_HOME", str(tmp_path / "home"))
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 64))
+
+    def windows_of(speakers: int, per_speaker: int, noise: float):
+        shared = rng.normal(size=64)  # the noise floor's own direction, common to every window of the recording
+        points = np.concatenate([centres[k] + 0.9 * rng.normal(size=(per_speaker, 64)) + noise * shared for k in range(speakers)])
+        return points / np.linalg.norm(points, axis=1, keepdims=True), np.repeat(np.arange(speakers), per_speaker)
+
+    def eer_threshold(noise: float) -> Calibration:
+        points, labels = windows_of(4, 40, noise)
+        scores, (first, second) = points @ points.T, np.triu_indices(len(points), 1)
+        same = labels[first] == labels[second]
+        return Calibration.from_scores(scores[first, second][same], scores[first, second][~same], model="spectrum", seconds=1.5)
+
+    clean, noisy = eer_threshold(0.0), eer_threshold(1.2)
+    assert noisy.eer > clean.eer + 0.1  # noise raises the scores of different speakers
+    save_calibration(replace(clean, snr_thresholds=[[60.0, clean.eer], [15.0, noisy.eer]]))
+    diarizer = Diarizer(SpectrumEncoder(), DiarizationConfig())
+    points, _ = windows_of(3, 30, 1.2)
+    assert len(np.unique(cluster(points, diarizer.config, diarizer._threshold(60.0)))) < 3  # the clean threshold merges speakers
+    assert len(np.unique(cluster(points, diarizer.config, diarizer._threshold(15.0)))) == 3
+    clean_points, _ = windows_of(3, 30, 0.0)
+    assert len(np.unique(cluster(clean_points, diarizer.config, diarizer._threshold(60.0)))) == 3

@@ -13,7 +13,9 @@ from deep_speaker.scoring.calibration import Calibration, save_calibration
 from deep_speaker.service import ServiceLimits, SpeakerService, create_app
 from deep_speaker.service.app import ServiceError
 from deep_speaker.verification import Verifier
-from tests.helpers import synthetic_speech, tiny_model
+from deep_speaker.diarization import read_rttm
+from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer
+from tests.helpers import SpectrumEncoder, pitch_conversation, synthetic_speech, tiny_model
 
 KEY = "test-key"
 
@@ -38,8 +40,9 @@ def encoder():
 
 @pytest.fixture
 def service(encoder, tmp_path):
-    limits = ServiceLimits(max_upload_bytes=1_000_000, max_seconds=8.0, max_concurrent=2)
-    return SpeakerService(encoder, tmp_path / "speakers.db", [KEY], limits)
+    limits = ServiceLimits(max_upload_bytes=1_000_000, max_seconds=8.0, max_diarize_seconds=20.0, max_concurrent=2)
+    diarizer = Diarizer(SpectrumEncoder(), DiarizationConfig(vad="energy", ahc_threshold=0.5))  # synthetic voices told apart by pitch
+    return SpeakerService(encoder, tmp_path / "speakers.db", [KEY], limits, diarizer=diarizer)
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ def test_health_and_the_openapi_description_list_every_endpoint(url, encoder):
     health = httpx.get(f"{url}/health").json()
     assert health["status"] == "ok" and health["model"] == encoder.fingerprint and health["speakers"] == 0
     paths = httpx.get(f"{url}/openapi.json").json()["paths"]
-    assert {"/health", "/embed", "/verify", "/identify", "/speakers", "/speakers/{name}"} <= set(paths)
+    assert {"/health", "/embed", "/verify", "/identify", "/speakers", "/speakers/{name}", "/diarize"} <= set(paths)
     assert set(paths["/speakers"]) == {"get", "post"} and "delete" in paths["/speakers/{name}"]
     assert "deep-speaker" in httpx.get(url).text
 
@@ -211,3 +214,46 @@ def test_at_shutdown_the_store_file_alone_holds_every_enrolment(encoder, tmp_pat
     shutil.copy(store, copy)  # the .db alone, without its -wal file
     with sqlite3.connect(copy) as connection:
         assert [row[0] for row in connection.execute("SELECT name FROM speakers ORDER BY name")] == ["ann", "ben"]
+
+
+def test_diarize_returns_the_library_s_turns_as_json_and_rttm(url, service, tmp_path):
+    wave, reference = pitch_conversation([(110, 2.5), (230, 2.0), (110, 1.5), (230, 3.0)])  # 11 s: over the 8 s for a recording
+    response = httpx.post(f"{url}/diarize", files={"audio": ("meeting one.wav", wav_bytes(wave))})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["recording"] == "meeting one" and len(body["speakers"]) == 2 and body["exclusive"] is False
+    expected = service.diarizer.diarize_waveform(wave)
+    assert [(t["start"], t["end"], t["speaker"]) for t in body["turns"]] == [(round(s.start, 3), round(s.end, 3), s.speaker) for s in expected]
+    (tmp_path / "found.rttm").write_text(body["rttm"])
+    from_rttm = read_rttm(tmp_path / "found.rttm")
+    assert {s.recording for s in from_rttm} == {"meeting_one"} and len(from_rttm) == len(body["turns"])  # one RTTM field
+    one = httpx.post(f"{url}/diarize", files={"audio": ("m.wav", wav_bytes(wave))}, data={"num_speakers": "1", "exclusive": "true"}).json()
+    assert one["speakers"] == ["speaker_0"] and one["exclusive"] is True
+
+
+@pytest.mark.parametrize(
+    "name,content,options,status,code",
+    [
+        ("empty.wav", b"", {}, 422, "empty_audio"),
+        ("corrupt.wav", b"RIFF\x00\x00garbage" * 100, {}, 422, "corrupt_audio"),
+        ("silence.wav", wav_bytes(np.zeros(32000, np.float32)), {}, 422, "silent_audio"),
+        ("hiss.wav", wav_bytes(np.random.default_rng(0).normal(0, 1e-4, 48000).astype(np.float32)), {}, 422, "no_speech"),
+        ("long.wav", wav_bytes(np.tile(synthetic_speech(1.0), 14)), {}, 413, "audio_too_long"),
+        ("talk.wav", wav_bytes(synthetic_speech(2.0)), {"num_speakers": "0"}, 400, "config"),
+        ("talk.wav", wav_bytes(synthetic_speech(2.0)), {"min_speakers": "3", "max_speakers": "2"}, 400, "config"),
+    ],
+)
+def test_diarize_refuses_bad_input_with_a_json_error_naming_the_upload(url, name, content, options, status, code):
+    response = httpx.post(f"{url}/diarize", files={"audio": (name, content)}, data=options)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and "/tmp" not in error["message"] and "Traceback" not in response.text
+    assert code == "config" or error["message"].startswith(name)
+    if code == "audio_too_long":
+        assert error["message"] == "long.wav: 21.0 s of audio; this service takes at most 20 s per recording to diarize"
+
+
+def test_a_service_without_a_diarizer_says_so(encoder, tmp_path, serve):
+    with serve(create_app(SpeakerService(encoder, tmp_path / "s.db"))) as other:
+        response = httpx.post(f"{other}/diarize", files={"audio": ("talk.wav", speech(120))})
+    assert response.status_code == 501 and response.json()["error"]["code"] == "diarization_disabled"
