@@ -419,6 +419,7 @@ def _calibrate_windows(args) -> int:
     if args.scorer != "cosine":
         raise ConfigError("diarization compares windows by cosine: calibrate --windows takes no --scorer")
     recordings = discover_utterances(args.audio_dir)
+    # windows only: exclusive, so no overlap detector is loaded
     diarizer = Diarizer.from_checkpoint(args.checkpoint_file, DiarizationConfig(window=args.windows, hop=args.windows / 2, vad=args.vad, exclusive=True))
     if not args.force:
         require_uncalibrated(diarizer.encoder.fingerprint, _checkpoint(args), seconds=args.windows)

@@ -486,16 +486,11 @@ def train_detector(working_dir, manifest, recipe: Recipe, held_out=(), progress:
     length = recipe.run.num_frames * FRAME_STEP
     run_dir = Path(working_dir) / run_name
 
-    def build(state):
-        if state:
-            trainer = keras.saving.load_model(run_dir / "last.keras")
-        else:
-            trainer = build_detector()
-            trainer.compile(optimizer=_optimizer(recipe), loss=keras.losses.BinaryCrossentropy(from_logits=True))
-        batches = DetectorBatches(clips, recipe.run.batch_size, length, recipe.run.steps_per_epoch, recipe.run.seed, state["epoch"] if state else 0)
-        return Phase(trainer, batches, "val_eer", "min", lambda: trainer, [DetectionEER(clips.crops(clips.validation, length), clips.labels[clips.validation]), _reduce_lr(recipe)])
+    def batches(epoch: int) -> DetectorBatches:
+        return DetectorBatches(clips, recipe.run.batch_size, length, recipe.run.steps_per_epoch, recipe.run.seed, epoch)
 
-    best = fit(run_dir, recipe, build, progress)
+    validation = (clips.crops(clips.validation, length), clips.labels[clips.validation])
+    best = fit(run_dir, recipe, _detector_build(run_dir, recipe, build_detector, batches, validation), progress)
     if is_chief():
         detector = keras.saving.load_model(best)
         speakers = validation_speakers(rows, recipe.run.validation_fraction, recipe.run.seed)
@@ -536,13 +531,25 @@ def train_overlap(working_dir, audio_dir, recipe: Recipe, progress: bool = True,
     crops, labels = OverlapBatches(validation, sources(held_out), 64, length, 1, recipe.run.seed + 1)[0]
     run_dir = Path(working_dir) / run_name
 
+    noise = sources(training)
+
+    def batches(epoch: int) -> OverlapBatches:
+        return OverlapBatches(training, noise, recipe.run.batch_size, length, recipe.run.steps_per_epoch, recipe.run.seed, epoch)
+
+    return fit(run_dir, recipe, _detector_build(run_dir, recipe, build_overlap_detector, batches, (crops, labels)), progress)
+
+
+def _detector_build(run_dir: Path, recipe: Recipe, build_model: Callable, batches: Callable, validation: tuple) -> Callable:
+    """`fit`'s build step for a detector (spoof, overlap): resumed from last.keras, or built and compiled for binary
+    cross-entropy on logits; `batches(epoch)` from the epoch it starts at; the best epoch by the detection EER on the
+    fixed validation (inputs, labels)."""
+
     def build(state):
         if state:
             trainer = keras.saving.load_model(run_dir / "last.keras")
         else:
-            trainer = build_overlap_detector()
+            trainer = build_model()
             trainer.compile(optimizer=_optimizer(recipe), loss=keras.losses.BinaryCrossentropy(from_logits=True))
-        batches = OverlapBatches(training, sources(training), recipe.run.batch_size, length, recipe.run.steps_per_epoch, recipe.run.seed, state["epoch"] if state else 0)
-        return Phase(trainer, batches, "val_eer", "min", lambda: trainer, [DetectionEER(crops, labels), _reduce_lr(recipe)])
+        return Phase(trainer, batches(state["epoch"] if state else 0), "val_eer", "min", lambda: trainer, [DetectionEER(*validation), _reduce_lr(recipe)])
 
-    return fit(run_dir, recipe, build, progress)
+    return build
