@@ -240,14 +240,6 @@ def energy_speech_indices(samples: np.ndarray, dynamic_range_db: float = 35.0, c
     return np.flatnonzero(np.repeat(speech_blocks(samples, dynamic_range_db, context_frames), FRAME_STEP)[: samples.size])
 
 
-def trim_silence_energy(samples: np.ndarray, dynamic_range_db: float = 35.0, context_frames: int = 5) -> np.ndarray:
-    """Energy voice-activity detection: keep the 10 ms blocks of `speech_blocks`.
-
-    Unlike the reference trim, this also removes pauses inside the utterance.
-    """
-    return samples[energy_speech_indices(samples, dynamic_range_db, context_frames)]
-
-
 def volume_gain(samples: np.ndarray, target_dbfs: float = -30.0) -> float:
     """The factor `normalize_volume` applies: up to `target_dbfs` average power, never down."""
     change_db = target_dbfs - 10 * np.log10(np.mean(samples**2))
@@ -286,10 +278,6 @@ def webrtcvad_voiced_windows(samples: np.ndarray, sample_rate: int = SAMPLE_RATE
 def webrtcvad_speech_indices(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, window_ms: int = 30) -> np.ndarray:
     """Indices of the samples Resemblyzer's `trim_long_silences` keeps (`webrtcvad_voiced_windows`)."""
     return np.flatnonzero(np.repeat(webrtcvad_voiced_windows(samples, sample_rate, window_ms), window_ms * sample_rate // 1000))
-
-
-def trim_silence_webrtcvad(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    return samples[webrtcvad_speech_indices(samples, sample_rate)]
 
 
 def speech_selection(samples: np.ndarray, method: str = "reference") -> tuple[np.ndarray, float]:

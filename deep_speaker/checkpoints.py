@@ -97,15 +97,6 @@ def legacy_weights(path):
         yield weights
 
 
-def is_legacy_checkpoint(path) -> bool:
-    """True for a Keras 2 HDF5 file (what the reference wrote), False for anything else."""
-    try:
-        with legacy_weights(path):
-            return True
-    except CheckpointError:
-        return False
-
-
 def infer_rescnn_args(weights: dict, source) -> dict:
     """Width multiplier and embedding size of the ResCNN whose weights (arrays or datasets) these are.
 

@@ -122,7 +122,8 @@ PHASE_GROUPS = {
     "detector": ("optimiser", "run"),
     "overlap": ("augment", "optimiser", "run"),  # augment: its noise_dir and rir_dir (the floors it trains under)
 }
-PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet", "batch_hard_triplet"), "head": ("amsoftmax", "aamsoftmax", "triplet"), "detector": ("softmax",), "overlap": ("softmax",)}
+# the detectors (spoof, overlap) have no loss to choose: binary cross-entropy on their logits
+PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet", "batch_hard_triplet"), "head": ("amsoftmax", "aamsoftmax", "triplet")}
 PHASE_DEFAULTS = {
     # reference: Adam, dropout 0.5, early stopping after 20 epochs, LR halved after 10
     "classification": Recipe("classification", model=ModelRecipe(dropout=0.5)),
@@ -238,8 +239,9 @@ def validate(recipe: Recipe) -> Recipe:
     from .layers import EmbeddingFusion
 
     phase = recipe.phase
-    _check(recipe.loss.name in PHASE_LOSSES[phase], f"loss {recipe.loss.name!r} is not one of {PHASE_LOSSES[phase]} for {phase} training")
-    _check(recipe.loss.name in LOSSES, f"unknown loss {recipe.loss.name!r}; choose from {sorted(LOSSES)}")
+    if "loss" in PHASE_GROUPS[phase]:
+        _check(recipe.loss.name in PHASE_LOSSES[phase], f"loss {recipe.loss.name!r} is not one of {PHASE_LOSSES[phase]} for {phase} training")
+        _check(recipe.loss.name in LOSSES, f"unknown loss {recipe.loss.name!r}; choose from {sorted(LOSSES)}")
     _check(recipe.optimiser.name in OPTIMISERS, f"unknown optimiser {recipe.optimiser.name!r}; choose from {OPTIMISERS}")
     if "model" in PHASE_GROUPS[phase]:
         _check(recipe.model.name in BACKBONES, f"unknown model {recipe.model.name!r}; choose from {sorted(BACKBONES)}")
