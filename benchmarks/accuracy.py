@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
 from common import RESULTS, ROOT, require_shared_data, write_result
+
 from deep_speaker.audio import read_audio
 from deep_speaker.data.cache import read_manifest
 from deep_speaker.data.corpus import discover_utterances
@@ -58,7 +58,9 @@ def channel_copy(source: Path, condition: str, root: Path) -> Path:
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             audio = read_audio(source)
-            sf.write(target, audio / max(1e-9, np.abs(audio).max()) * 0.9, 16000, format="MP3", subtype="MPEG_LAYER_III", compression_level=0.9)
+            sf.write(
+                target, audio / max(1e-9, np.abs(audio).max()) * 0.9, 16000, format="MP3", subtype="MPEG_LAYER_III", compression_level=0.9
+            )
         return target
     target = root / "telephone" / source.with_suffix(".flac").name
     if not target.is_file():
@@ -111,7 +113,12 @@ def evaluate(label: str, checkpoint: Path, run_dirs: list[Path], corpus: Path, t
     for condition in CONDITIONS[1:]:
         copies = [channel_copy(corpus / "dev" / f, condition, WORK / "audio") for f in tests]
         dev[condition] = {**dev["clean"], **dict(zip(tests, embeddings(encoder, f"dev_{condition}", copies)))}
-    row = {"system": label, "checkpoint": str(checkpoint), "model": encoder.fingerprint, "parameters": sum(int(member.model.count_params()) for member in getattr(encoder, "members", [encoder]))}
+    row = {
+        "system": label,
+        "checkpoint": str(checkpoint),
+        "model": encoder.fingerprint,
+        "parameters": sum(int(member.model.count_params()) for member in getattr(encoder, "members", [encoder])),
+    }
     held_out_embeddings = embeddings(encoder, "validation", validation[0])
     row["validation_eer"] = all_pairs_eer(held_out_embeddings @ held_out_embeddings.T, validation[1])
     for condition in CONDITIONS:
@@ -150,7 +157,9 @@ def markdown(rows: list[dict]) -> str:
         size = f"{row['parameters'] / 1e6:.2f} M" if "parameters" in row else "-"
         accepted = f"{100 * row['self_accepted_through_channel_at_far1']:.1f} %" if "parameters" in row else "-"
         validation = f"{100 * row['validation_eer']:.2f} %" if "validation_eer" in row else "-"
-        lines.append(f"| {row['system']} | {validation} | {cell(row, 'clean')} | {cell(row, 'asnorm')} | {cell(row, 'mp3')} | {cell(row, 'telephone')} | {accepted} | {hours} | {size} |")
+        lines.append(
+            f"| {row['system']} | {validation} | {cell(row, 'clean')} | {cell(row, 'asnorm')} | {cell(row, 'mp3')} | {cell(row, 'telephone')} | {accepted} | {hours} | {size} |"
+        )
     return "\n".join(lines) + "\n"
 
 

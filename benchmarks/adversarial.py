@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import RESULTS, ROOT, dev_impostor_pairs, require_shared_data, write_result
 from voice_conversion import convert_pairs
 
@@ -46,7 +45,11 @@ def main() -> None:
     parser.add_argument("--advgan", help="an AdvGAN generator (train-advgan) to compare with PGD")
     parser.add_argument("--detector", help="a spoof detector (train-detector) as the verifier's gate")
     parser.add_argument("--robust", help="an adversarially fine-tuned model (adversarial-finetune)")
-    parser.add_argument("--robust_base", default=str(ROOT / "deep_speaker" / "pretrained" / "deep_speaker.keras"), help="the model --robust was fine-tuned from")
+    parser.add_argument(
+        "--robust_base",
+        default=str(ROOT / "deep_speaker" / "pretrained" / "deep_speaker.keras"),
+        help="the model --robust was fine-tuned from",
+    )
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from benchmarks/results/adversarial.json")
     args = parser.parse_args()
     if args.replot:
@@ -74,7 +77,14 @@ def main() -> None:
             started = time.perf_counter()
             config = AttackConfig(**{"method": method, "snr_db": snr, "steps": args.steps, **options})
             clean, result = attack_recording(model, impostor, reference, limit, targeted, config, generator)
-            outcome = {"success": result.success, "snr_db": result.snr_db(clean), "seconds": time.perf_counter() - started, "queries": result.queries, "score_before": result.score_before, "score_after": result.score_after}
+            outcome = {
+                "success": result.success,
+                "snr_db": result.snr_db(clean),
+                "seconds": time.perf_counter() - started,
+                "queries": result.queries,
+                "score_before": result.score_before,
+                "score_after": result.score_after,
+            }
             if gate is not None:
                 outcome["flagged"] = gate(result.waveform) is not None
             outcomes.append(outcome)
@@ -99,25 +109,51 @@ def main() -> None:
     results["world_conversion"] = convert_pairs(world_convert, pairs, verifier, gate)  # both converters: benchmarks/voice_conversion.py
     robust = robustness(args, pairs, run, dev) if args.robust else None
 
-    summary = {name: {str(snr): {k: v for k, v in entry.items() if k != "examples"} for snr, entry in levels.items()} for name, levels in results.items() if name != "world_conversion"}
-    path = write_result("adversarial", {
-        "command": "python benchmarks/adversarial.py " + " ".join(sys.argv[1:]),
-        "model": encoder.fingerprint, "threshold": threshold, "pairs": [[str(p.relative_to(dev)) for p in pair] for pair in pairs],
-        "summary": summary, "world_conversion_acceptance_rate": results["world_conversion"]["acceptance_rate"], "details": {k: {str(s): e for s, e in v.items()} if k != "world_conversion" else v for k, v in results.items()},
-        "detector": args.detector, "advgan": args.advgan, "adversarial_training": robust,
-    })
+    summary = {
+        name: {str(snr): {k: v for k, v in entry.items() if k != "examples"} for snr, entry in levels.items()}
+        for name, levels in results.items()
+        if name != "world_conversion"
+    }
+    path = write_result(
+        "adversarial",
+        {
+            "command": "python benchmarks/adversarial.py " + " ".join(sys.argv[1:]),
+            "model": encoder.fingerprint,
+            "threshold": threshold,
+            "pairs": [[str(p.relative_to(dev)) for p in pair] for pair in pairs],
+            "summary": summary,
+            "world_conversion_acceptance_rate": results["world_conversion"]["acceptance_rate"],
+            "details": {k: {str(s): e for s, e in v.items()} if k != "world_conversion" else v for k, v in results.items()},
+            "detector": args.detector,
+            "advgan": args.advgan,
+            "adversarial_training": robust,
+        },
+    )
     plot(json.loads(path.read_text()), args.plot)
     pgd = results["pgd_targeted"]
     print(
-        "adversarial: targeted PGD success " + ", ".join(f"{snr} dB {100 * pgd[snr]['success_rate']:.0f} %" for snr in SNRS)
+        "adversarial: targeted PGD success "
+        + ", ".join(f"{snr} dB {100 * pgd[snr]['success_rate']:.0f} %" for snr in SNRS)
         + f"; untargeted PGD at 30 dB {100 * results['pgd_untargeted'][30]['success_rate']:.0f} %; at 30 dB FGSM {100 * results['fgsm_targeted'][30]['success_rate']:.0f} %, "
         f"BIM {100 * results['bim_targeted'][30]['success_rate']:.0f} %, NES {100 * results['nes_targeted'][30]['success_rate']:.0f} % "
         f"({results['nes_targeted'][30]['queries_per_example']:.0f} queries); WORLD conversion accepted {100 * results['world_conversion']['acceptance_rate']:.0f} %; "
         f"PGD {pgd[30]['seconds_per_example']:.1f} s per example"
-        + (f"; AdvGAN {100 * next(iter(results['advgan_targeted'].values()))['success_rate']:.0f} % in {next(iter(results['advgan_targeted'].values()))['seconds_per_example']:.2f} s" if generator is not None else "")
-        + (f"; past the gate: PGD 30 dB {100 * pgd[30]['success_rate_with_gate']:.0f} %, WORLD {100 * results['world_conversion']['acceptance_rate_with_gate']:.0f} %" if gate is not None else "")
-        + (f"; adversarial training: PGD 30 dB {100 * robust['base']['pgd_targeted_30db']:.0f} % -> {100 * robust['robust']['pgd_targeted_30db']:.0f} %, "
-           f"clean dev EER {100 * robust['base']['dev_eer']:.2f} % -> {100 * robust['robust']['dev_eer']:.2f} %" if robust is not None else "")
+        + (
+            f"; AdvGAN {100 * next(iter(results['advgan_targeted'].values()))['success_rate']:.0f} % in {next(iter(results['advgan_targeted'].values()))['seconds_per_example']:.2f} s"
+            if generator is not None
+            else ""
+        )
+        + (
+            f"; past the gate: PGD 30 dB {100 * pgd[30]['success_rate_with_gate']:.0f} %, WORLD {100 * results['world_conversion']['acceptance_rate_with_gate']:.0f} %"
+            if gate is not None
+            else ""
+        )
+        + (
+            f"; adversarial training: PGD 30 dB {100 * robust['base']['pgd_targeted_30db']:.0f} % -> {100 * robust['robust']['pgd_targeted_30db']:.0f} %, "
+            f"clean dev EER {100 * robust['base']['dev_eer']:.2f} % -> {100 * robust['robust']['dev_eer']:.2f} %"
+            if robust is not None
+            else ""
+        )
         + f" -> {path}"
     )
 
@@ -137,10 +173,25 @@ def plot(report: dict, path) -> None:
         for snr, entry in summary.get(name, {}).items():
             axis.scatter([float(snr)], [100 * entry["success_rate"]], marker=marker, label=name.replace("_", " "), zorder=3)
     if "success_rate_with_gate" in summary["pgd_targeted"]["30"]:
-        axis.plot(SNRS, [100 * summary["pgd_targeted"][str(snr)]["success_rate_with_gate"] for snr in SNRS], marker="o", linestyle="--", label="PGD targeted, past the spoof gate")
+        axis.plot(
+            SNRS,
+            [100 * summary["pgd_targeted"][str(snr)]["success_rate_with_gate"] for snr in SNRS],
+            marker="o",
+            linestyle="--",
+            label="PGD targeted, past the spoof gate",
+        )
     if robust:
-        axis.scatter([30], [100 * robust["base"]["pgd_targeted_30db"]], marker="P", s=50, label="PGD targeted vs ECAPA-TDNN alone", zorder=3)
-        axis.scatter([30], [100 * robust["robust"]["pgd_targeted_30db"]], marker="*", s=90, label="PGD targeted vs ECAPA-TDNN, adversarially fine-tuned", zorder=3)
+        axis.scatter(
+            [30], [100 * robust["base"]["pgd_targeted_30db"]], marker="P", s=50, label="PGD targeted vs ECAPA-TDNN alone", zorder=3
+        )
+        axis.scatter(
+            [30],
+            [100 * robust["robust"]["pgd_targeted_30db"]],
+            marker="*",
+            s=90,
+            label="PGD targeted vs ECAPA-TDNN, adversarially fine-tuned",
+            zorder=3,
+        )
     axis.axhline(100 * report["world_conversion_acceptance_rate"], color="grey", linestyle=":", label="WORLD conversion accepted")
     axis.set_xlabel("signal-to-perturbation ratio (dB)")
     axis.set_ylabel("success rate (%)")
@@ -175,8 +226,14 @@ def robustness(args, pairs, run, dev) -> dict:
         result = evaluate_trials(model, dev.parent / "dev_trials.txt", dev, progress=False)
         far1 = Calibration.from_scores(result.target_scores, result.nontarget_scores).far1
         attacked = run("pgd", 30, True, pairs, model=model, limit=far1)
-        report[name] = {"model": str(path), "dev_eer": result.eer, "threshold_far1": far1, "pgd_targeted_30db": attacked["success_rate"],
-                        "mean_snr_db": attacked["mean_snr_db"], "examples": attacked["examples"]}
+        report[name] = {
+            "model": str(path),
+            "dev_eer": result.eer,
+            "threshold_far1": far1,
+            "pgd_targeted_30db": attacked["success_rate"],
+            "mean_snr_db": attacked["mean_snr_db"],
+            "examples": attacked["examples"],
+        }
     return report
 
 

@@ -15,8 +15,8 @@ import argparse
 import time
 
 import numpy as np
-
 from common import require_shared_data, write_result
+
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.embedding import DEFAULT_CHECKPOINT, SpeakerEncoder
 from deep_speaker.evaluation import Trials, score_trials, verification_result
@@ -44,8 +44,16 @@ def main() -> None:
         table[name] = verification_result(score_trials(dev, trials, scorer), trials.labels).summary()
         if args.save and scorer.needs_fit:
             save_scorer(scorer, encoder.fingerprint)
-    path = write_result("backends", {"checkpoint": args.checkpoint, "model": encoder.fingerprint, "train_utterances": len(train),
-                                     "embed_seconds": embed_seconds, "systems": table})
+    path = write_result(
+        "backends",
+        {
+            "checkpoint": args.checkpoint,
+            "model": encoder.fingerprint,
+            "train_utterances": len(train),
+            "embed_seconds": embed_seconds,
+            "systems": table,
+        },
+    )
     rows = ", ".join(f"{name} {100 * r['eer']:.2f} % / {r['min_dcf_p0.01']:.3f}" for name, r in table.items())
     print(f"backends ({encoder.fingerprint}): dev EER / minDCF(0.01): {rows} [{path.name}]")
 

@@ -1,14 +1,14 @@
 """Classical floor: 30 MFCC, per-utterance mean + std, LDA trained on the train speakers, cosine scoring.
 
-    python benchmarks/baseline.py     # prints one line, writes benchmarks/results/baseline.json
+python benchmarks/baseline.py     # prints one line, writes benchmarks/results/baseline.json
 """
 
 from __future__ import annotations
 
 import numpy as np
+from common import require_shared_data, write_result
 from python_speech_features import mfcc
 
-from common import require_shared_data, write_result
 from deep_speaker.audio import read_audio
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.evaluation import Trials, score_trials, verification_result

@@ -17,7 +17,6 @@ import sys
 import time
 
 import numpy as np
-
 from common import ROOT, require_shared_data, write_result
 
 
@@ -34,7 +33,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--dev_files", type=int, default=200, help="genuine dev recordings for the gate's false rejections")
-    parser.add_argument("--held_out", help="comma-separated: only these leave-one-out runs ('none': all families seen; default: every family and none)")
+    parser.add_argument(
+        "--held_out", help="comma-separated: only these leave-one-out runs ('none': all families seen; default: every family and none)"
+    )
     parser.add_argument("--name", default="detector", help="the results file's name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
     rows = read_manifest(args.manifest)
@@ -55,7 +56,9 @@ def main() -> None:
     results = {}
     for held_out in runs:
         started = time.perf_counter()
-        best = train_detector(work, args.manifest, recipe, held_out=() if held_out == "none" else (held_out,), progress=False, run_name=f"without_{held_out}")
+        best = train_detector(
+            work, args.manifest, recipe, held_out=() if held_out == "none" else (held_out,), progress=False, run_name=f"without_{held_out}"
+        )
         detector = SpoofDetector(best)
         entry = {"training_seconds": round(time.perf_counter() - started, 1)}
         if held_out != "none":
@@ -69,14 +72,23 @@ def main() -> None:
     rejected = float(np.mean([gate(p) is not None for p in dev]))
     unseen = {f: results[f]["unseen_eer"] for f in runs if f != "none"}
     mean_unseen = float(np.mean(list(unseen.values()))) if unseen else None
-    path = write_result(args.name, {
-        "command": "python benchmarks/detector.py " + " ".join(sys.argv[1:]), "gate": str(gate_path.relative_to(ROOT)),
-        "families": families, "per_held_out_family": results, "mean_unseen_eer": mean_unseen,
-        "all_families_seen_eer": results["none"]["seen_eer"], "dev_genuine_false_rejection": rejected, "dev_files": len(dev),
-    })
+    path = write_result(
+        args.name,
+        {
+            "command": "python benchmarks/detector.py " + " ".join(sys.argv[1:]),
+            "gate": str(gate_path.relative_to(ROOT)),
+            "families": families,
+            "per_held_out_family": results,
+            "mean_unseen_eer": mean_unseen,
+            "all_families_seen_eer": results["none"]["seen_eer"],
+            "dev_genuine_false_rejection": rejected,
+            "dev_files": len(dev),
+        },
+    )
     unseen_summary = ", ".join(f"{f} {100 * eer:.1f} %" for f, eer in unseen.items())
     print(
-        "detector: " + (f"unseen-family EER {unseen_summary} (mean {100 * mean_unseen:.1f} %); " if unseen else "")
+        "detector: "
+        + (f"unseen-family EER {unseen_summary} (mean {100 * mean_unseen:.1f} %); " if unseen else "")
         + f"seen families {100 * results['none']['seen_eer']:.1f} %; "
         f"genuine dev recordings rejected by the gate {100 * rejected:.1f} % of {len(dev)} -> {path}"
     )

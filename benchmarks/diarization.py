@@ -25,8 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, noise_sources, require_shared_data, write_result
+
 from deep_speaker.audio import load_speech
 from deep_speaker.data.conversations import block_centres, conversation, in_noise, talkers_at
 from deep_speaker.data.corpus import discover_utterances
@@ -77,7 +77,10 @@ def evaluate(diarizer: Diarizer, conversations: list, plot: str | None = None) -
         overlap_actual += int(truth.sum())
     return {
         **{f"der_{name}": errors[name].rate for name in SYSTEMS},
-        "error_parts_percent": {name: {part: 100 * getattr(e, part) / e.reference for part in ("missed", "false_alarm", "confusion")} for name, e in errors.items()},
+        "error_parts_percent": {
+            name: {part: 100 * getattr(e, part) / e.reference for part in ("missed", "false_alarm", "confusion")}
+            for name, e in errors.items()
+        },
         "count_accuracy": counted / len(conversations),
         "overlap_precision": overlap_hits / max(overlap_found, 1),
         "overlap_recall": overlap_hits / max(overlap_actual, 1),
@@ -111,12 +114,18 @@ def long_recording(recordings_by_speaker: dict, minutes: float, seed: int) -> di
             started = time.perf_counter()
             log = Path(folder) / "diarize.log"
             with open(log, "w") as output:
-                child = subprocess.Popen([sys.executable, "cli.py", "diarize", str(path), "--quiet"], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+                child = subprocess.Popen(
+                    [sys.executable, "cli.py", "diarize", str(path), "--quiet"], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
+                )
                 _, status, usage = os.wait4(child.pid, 0)  # this child's own peak resident memory
             if status:
                 sys.exit(f"diarize failed on {path.name}: {log.read_text()[-1000:]}")
             turns = log.read_text().strip().splitlines()[-1]
-            measured[f"{length:.0f}_min"] = {"seconds": round(time.perf_counter() - started, 1), "peak_memory_mb": round(usage.ru_maxrss / 1024, 1), "turns": turns}
+            measured[f"{length:.0f}_min"] = {
+                "seconds": round(time.perf_counter() - started, 1),
+                "peak_memory_mb": round(usage.ru_maxrss / 1024, 1),
+                "turns": turns,
+            }
     return measured
 
 
@@ -133,7 +142,10 @@ def plot_sweep(path: str, sweep: dict) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 4))
     for index, kind in enumerate(SWEEP_KINDS):
-        points = sorted(((SWEEP_PEAK_DBFS - c["floor_dbfs"], c) for c in sweep.values() if c["kind"] == kind and c["peak_dbfs"] == SWEEP_PEAK_DBFS), key=lambda p: p[0])
+        points = sorted(
+            ((SWEEP_PEAK_DBFS - c["floor_dbfs"], c) for c in sweep.values() if c["kind"] == kind and c["peak_dbfs"] == SWEEP_PEAK_DBFS),
+            key=lambda p: p[0],
+        )
         snr = [p for p, _ in points]
         colour = plt.get_cmap("tab10")(index)
         axes.plot(snr, [100 * c["der_auto"] for _, c in points], "o-", color=colour, label=f"{kind}, count found")
@@ -151,9 +163,16 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--speakers", choices=["dev", "train"], default="dev", help="train: conversations of training speakers, to choose methods on")
+    parser.add_argument(
+        "--speakers", choices=["dev", "train"], default="dev", help="train: conversations of training speakers, to choose methods on"
+    )
     parser.add_argument("--clustering", choices=["ahc", "spectral"], default="ahc")
-    parser.add_argument("--long_minutes", type=float, default=0, help="also diarize one recording this long (conversations end to end) with the command line, against one a sixth as long: peak memory and time")
+    parser.add_argument(
+        "--long_minutes",
+        type=float,
+        default=0,
+        help="also diarize one recording this long (conversations end to end) with the command line, against one a sixth as long: peak memory and time",
+    )
     parser.add_argument("--no_resegment", action="store_true", help="skip the frame-level resegmentation")
     parser.add_argument("--overlap_threshold", type=float, default=DiarizationConfig.overlap_threshold)
     parser.add_argument("--plot", help="write the first conversation's timeline (found turns above the reference) to this PNG")
@@ -178,9 +197,17 @@ def main() -> None:
     results = {}
     for number, (kind, floor, peak) in enumerate(conditions):
         condition_rng = np.random.default_rng([args.seed, number])
-        conversations = [(in_noise(signal, condition_rng, kind, floor, peak, sources), [Segment(a, b, s, "conversation") for a, b, s in turns]) for signal, turns in clean]
+        conversations = [
+            (in_noise(signal, condition_rng, kind, floor, peak, sources), [Segment(a, b, s, "conversation") for a, b, s in turns])
+            for signal, turns in clean
+        ]
         name = f"{kind} {floor:g} dBFS" + ("" if peak is None else f", peak {peak:g}")
-        results[name] = {"kind": kind, "floor_dbfs": floor, "peak_dbfs": peak, **evaluate(diarizer, conversations, args.plot if number == 0 else None)}
+        results[name] = {
+            "kind": kind,
+            "floor_dbfs": floor,
+            "peak_dbfs": peak,
+            **evaluate(diarizer, conversations, args.plot if number == 0 else None),
+        }
         r = results[name]
         print(
             f"  {name}: DER {100 * r['der_auto']:.2f} % count found ({100 * r['count_accuracy']:.0f} % right), {100 * r['der_given']:.2f} % given, "
@@ -189,8 +216,13 @@ def main() -> None:
         )
     headline = results[next(iter(results))]
     result = {
-        "speakers": args.speakers, "clustering": args.clustering, "resegment": not args.no_resegment, "overlap_threshold": args.overlap_threshold,
-        "conversations": args.conversations, "model": diarizer.encoder.fingerprint, **headline,
+        "speakers": args.speakers,
+        "clustering": args.clustering,
+        "resegment": not args.no_resegment,
+        "overlap_threshold": args.overlap_threshold,
+        "conversations": args.conversations,
+        "model": diarizer.encoder.fingerprint,
+        **headline,
     }
     if args.sweep:
         swept = [r for r in results.values() if r["peak_dbfs"] == SWEEP_PEAK_DBFS]
@@ -204,12 +236,29 @@ def main() -> None:
             plot_sweep(args.sweep_plot, results)
     if args.long_minutes:
         result["long_recording"] = long_recording(by_speaker, args.long_minutes, args.seed)
-    condition = "" if (args.kind, args.noise_dbfs, args.peak_dbfs) == ("white", -60.0, None) else f"_{args.kind.replace(' + ', '_')}{args.noise_dbfs:g}" + ("" if args.peak_dbfs is None else f"_peak{args.peak_dbfs:g}")
-    stem = "diarization" if args.speakers == "dev" else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}"
+    condition = (
+        ""
+        if (args.kind, args.noise_dbfs, args.peak_dbfs) == ("white", -60.0, None)
+        else f"_{args.kind.replace(' + ', '_')}{args.noise_dbfs:g}" + ("" if args.peak_dbfs is None else f"_peak{args.peak_dbfs:g}")
+    )
+    stem = (
+        "diarization"
+        if args.speakers == "dev"
+        else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}"
+    )
     path = write_result(stem + condition + ("_sweep" if args.sweep else ""), result)
     parts = headline["error_parts_percent"]["auto"]
-    long_line = "".join(f"; {name.replace('_', ' ')}: {v['seconds']} s, peak {v['peak_memory_mb']:.0f} MB" for name, v in result.get("long_recording", {}).items())
-    sweep_line = "" if not args.sweep else "; sweep DER count found median {:.2f} %, worst {:.2f} %, given worst {:.2f} %".format(*(100 * v for v in result["sweep_summary"].values()))
+    long_line = "".join(
+        f"; {name.replace('_', ' ')}: {v['seconds']} s, peak {v['peak_memory_mb']:.0f} MB"
+        for name, v in result.get("long_recording", {}).items()
+    )
+    sweep_line = (
+        ""
+        if not args.sweep
+        else "; sweep DER count found median {:.2f} %, worst {:.2f} %, given worst {:.2f} %".format(
+            *(100 * v for v in result["sweep_summary"].values())
+        )
+    )
     print(
         f"diarization ({args.speakers} speakers, {args.clustering}{', no resegmentation' if args.no_resegment else ''}, {args.conversations} conversations, {headline['audio_seconds'] / 60:.1f} min, "
         f"{next(iter(results))}): DER {100 * headline['der_auto']:.2f} % with the count found ({100 * headline['count_accuracy']:.0f} % counts right; missed {parts['missed']:.2f}, "

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
 from accuracy import channel_copy
 from common import RESULTS, ROOT, require_shared_data, write_result
+
 from deep_speaker.audio import read_audio
 from deep_speaker.evaluation import Trials
 from deep_speaker.fileio import atomic_save_npy, atomic_write_bytes
@@ -87,7 +87,11 @@ def domains() -> dict[str, tuple[Path, Path, str | None]]:
     """name -> (audio root, trial list, channel applied to every recording or None)."""
     data = require_shared_data()
     dev, dev_trials = data / "speechocean762" / "dev", data / "speechocean762" / "dev_trials.txt"
-    found = {"dev": (dev, dev_trials, None), "asc": (data / "asc", data / "asc" / "trials.txt", None), "samples": (data / "samples", sample_trials(data / "samples", WORK), None)}
+    found = {
+        "dev": (dev, dev_trials, None),
+        "asc": (data / "asc", data / "asc" / "trials.txt", None),
+        "samples": (data / "samples", sample_trials(data / "samples", WORK), None),
+    }
     found.update({name: (dev, dev_trials, channel) for name, channel in CHANNELS.items()})
     return found
 
@@ -134,9 +138,16 @@ def weight_study(member_scores: dict, spreads: dict, weights=np.round(np.arange(
     chosen = {}
     for held in table:
         others = [d for d in table if d not in (held, "samples")]
-        worst = {w: max(table[d]["eer_by_ge2e_share"][w] / max(table[d]["best_member_eer"], 1e-4) for d in others) for w in table[held]["eer_by_ge2e_share"]}
+        worst = {
+            w: max(table[d]["eer_by_ge2e_share"][w] / max(table[d]["best_member_eer"], 1e-4) for d in others)
+            for w in table[held]["eer_by_ge2e_share"]
+        }
         w = min(worst, key=worst.get)
-        chosen[held] = {"ge2e_share": w, "eer": table[held]["eer_by_ge2e_share"][w], "relative_to_best_member": table[held]["eer_by_ge2e_share"][w] / max(table[held]["best_member_eer"], 1e-4)}
+        chosen[held] = {
+            "ge2e_share": w,
+            "eer": table[held]["eer_by_ge2e_share"][w],
+            "relative_to_best_member": table[held]["eer_by_ge2e_share"][w] / max(table[held]["best_member_eer"], 1e-4),
+        }
     return {"by_domain": table, "leave_one_domain_out": chosen}
 
 
@@ -176,7 +187,9 @@ def trial_features(vectors: dict, enroll, test, cohort: dict, spreads: dict) -> 
         top = np.sort(unit @ reference.T, axis=1)[:, -TOP_COHORT:]
         mean, spread = top.mean(axis=1), top.std(axis=1)
         features["fused"] = features["fused"] + share * score
-        features["asnorm"] = features["asnorm"] + share * 0.5 * ((score - mean[enroll]) / spread[enroll] + (score - mean[test]) / spread[test])
+        features["asnorm"] = features["asnorm"] + share * 0.5 * (
+            (score - mean[enroll]) / spread[enroll] + (score - mean[test]) / spread[test]
+        )
         features[f"typical_{'ge2e' if 'ge2e' in name else 'ours'}"] = (mean[enroll] + mean[test]) / 2
         z_scores.append(score / spreads[name])
     features["disagreement"] = np.ptp(np.stack(z_scores), axis=0)
@@ -186,7 +199,7 @@ def trial_features(vectors: dict, enroll, test, cohort: dict, spreads: dict) -> 
 def _far1_threshold(llrs: list[np.ndarray]) -> float:
     """The LLR threshold at which the fitting domains' false-accept rates average 1 % (each domain counts once)."""
     candidates = np.unique(np.concatenate(llrs))
-    far = np.mean([1 - np.searchsorted(np.sort(l), candidates, side="left") / l.size for l in llrs], axis=0)
+    far = np.mean([1 - np.searchsorted(np.sort(values), candidates, side="left") / values.size for values in llrs], axis=0)
     return float(candidates[np.argmax(far <= 0.01)])
 
 
@@ -203,9 +216,16 @@ def calibration_study(features: dict) -> dict:
             fitting = [d for d in features if d != held]
             matrix = np.concatenate([np.stack([features[d][i] for i in inputs], axis=1) for d in fitting])
             labels = np.concatenate([features[d]["labels"] for d in fitting])
-            weights = np.concatenate([np.where(features[d]["labels"] == 1, 1 / np.sum(features[d]["labels"] == 1), 1 / np.sum(features[d]["labels"] == 0)) for d in fitting])
+            weights = np.concatenate(
+                [
+                    np.where(features[d]["labels"] == 1, 1 / np.sum(features[d]["labels"] == 1), 1 / np.sum(features[d]["labels"] == 0))
+                    for d in fitting
+                ]
+            )
             model = LogisticRegression(C=1e4).fit(matrix, labels, sample_weight=weights * len(labels) / weights.sum())
-            threshold = _far1_threshold([model.decision_function(np.stack([features[d][i] for i in inputs], axis=1))[features[d]["labels"] == 0] for d in fitting])
+            threshold = _far1_threshold(
+                [model.decision_function(np.stack([features[d][i] for i in inputs], axis=1))[features[d]["labels"] == 0] for d in fitting]
+            )
             llr = model.decision_function(np.stack([features[held][i] for i in inputs], axis=1))
             truth = features[held]["labels"]
             study[name][held] = {"far": float(np.mean(llr[truth == 0] >= threshold)), "frr": float(np.mean(llr[truth == 1] < threshold))}
@@ -263,33 +283,58 @@ def main() -> None:
                     "refused_trials": int(np.sum(~kept)),
                 }
         both = np.all(np.isfinite(vectors["default system"]), axis=1)
-        member_scores[domain] = ({name: trial_scores(np.where(both[:, None], vectors[name], np.nan), enroll, test)[0] for name in members}, trials.labels[both[enroll] & both[test]])
+        member_scores[domain] = (
+            {name: trial_scores(np.where(both[:, None], vectors[name], np.nan), enroll, test)[0] for name in members},
+            trials.labels[both[enroll] & both[test]],
+        )
         if domain != "samples":  # 10 trials: nothing to fit or judge a calibration on
             kept = both[enroll] & both[test]
-            features[domain] = {**trial_features(vectors, enroll[kept], test[kept], cohort, spreads), "snorm": default_snorm, "labels": trials.labels[kept]}
+            features[domain] = {
+                **trial_features(vectors, enroll[kept], test[kept], cohort, spreads),
+                "snorm": default_snorm,
+                "labels": trials.labels[kept],
+            }
     trial_lists = {d: os.path.relpath(chosen[d][1], ROOT) + (f" through {chosen[d][2]}" if chosen[d][2] else "") for d in chosen}
     study = weight_study(member_scores, spreads)
     calibrations = calibration_study(features)
-    path = write_result("domains", {"domains": trial_lists, "results": results, "fusion_weight_study": study, "calibration_study_far1": calibrations})
+    path = write_result(
+        "domains", {"domains": trial_lists, "results": results, "fusion_weight_study": study, "calibration_study_far1": calibrations}
+    )
     atomic_write_bytes(RESULTS / "domains.md", markdown(results).encode() + calibration_markdown(calibrations).encode())
     default = {d: results[d]["default system"] for d in results}
     adapted = {d: results[d].get("default system + S-norm") for d in results}
     best = {d: min(results[d][m]["eer"] for m in members) for d in results}
     print(
         "domains: default system EER "
-        + ", ".join(f"{d} {100 * default[d]['eer']:.2f} % (+ S-norm {100 * adapted[d]['eer']:.2f} %; best member {100 * best[d]:.2f} %)" for d in results if adapted[d])
+        + ", ".join(
+            f"{d} {100 * default[d]['eer']:.2f} % (+ S-norm {100 * adapted[d]['eer']:.2f} %; best member {100 * best[d]:.2f} %)"
+            for d in results
+            if adapted[d]
+        )
         + "; false accepts at far1, cosine / S-norm: "
-        + ", ".join(f"{d} {100 * default[d]['operating_points']['far1']['far']:.1f} / {100 * adapted[d]['operating_points']['far1']['far']:.1f} %" for d in results if adapted[d])
+        + ", ".join(
+            f"{d} {100 * default[d]['operating_points']['far1']['far']:.1f} / {100 * adapted[d]['operating_points']['far1']['far']:.1f} %"
+            for d in results
+            if adapted[d]
+        )
         + "; GE2E share chosen leave-one-domain-out: "
-        + ", ".join(f"{d} {c['ge2e_share']:.1f} ({100 * c['eer']:.2f} %, x{c['relative_to_best_member']:.2f} of the best member)" for d, c in study["leave_one_domain_out"].items())
+        + ", ".join(
+            f"{d} {c['ge2e_share']:.1f} ({100 * c['eer']:.2f} %, x{c['relative_to_best_member']:.2f} of the best member)"
+            for d, c in study["leave_one_domain_out"].items()
+        )
         + f" [{path.name}]"
     )
 
 
 def calibration_markdown(study: dict) -> str:
     domains_ = list(next(iter(study.values())))
-    lines = ["", "Leave one domain out: FAR / FRR at the `far1` threshold of a calibration fitted on the other domains", "",
-             "| calibration | " + " | ".join(domains_) + " |", "|---|" + "---|" * len(domains_)]
+    lines = [
+        "",
+        "Leave one domain out: FAR / FRR at the `far1` threshold of a calibration fitted on the other domains",
+        "",
+        "| calibration | " + " | ".join(domains_) + " |",
+        "|---|" + "---|" * len(domains_),
+    ]
     for name, by_domain in study.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * r['far']:.1f} / {100 * r['frr']:.1f} %" for r in by_domain.values()) + " |")
     return "\n".join(lines) + "\n"
@@ -303,7 +348,9 @@ def markdown(results: dict) -> str:
     for domain, systems in results.items():
         for name, r in systems.items():
             points = r.get("operating_points", {})
-            cells = [f"{100 * points[p]['far']:.1f} / {100 * points[p]['frr']:.1f} %" if p in points else "-" for p in ("eer", "far1", "far0.1")]
+            cells = [
+                f"{100 * points[p]['far']:.1f} / {100 * points[p]['frr']:.1f} %" if p in points else "-" for p in ("eer", "far1", "far0.1")
+            ]
             refused = f"; {r['refused_trials']}" if r["refused_trials"] else ""
             lines.append(
                 f"| {domain} | {name} | {r['target_trials']} / {r['nontarget_trials']}{refused} | {100 * r['eer']:.2f} % | {r['min_dcf_0.01']:.3f} | "

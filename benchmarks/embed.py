@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, reference_read_mfcc, require_shared_data, write_result
 
 CHECKPOINT = ROOT.parent / "shared" / "fixtures" / "deep_speaker_legacy" / "rescnn_triplet_layout.h5.gz"
@@ -125,7 +124,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of (a) and (b)")
     parser.add_argument("--path", help=argparse.SUPPRESS)
-    parser.add_argument("--trained", default=str(ROOT / "deep_speaker" / "pretrained" / "deep_speaker.keras"), help="trained model for the bf16 accuracy check")
+    parser.add_argument(
+        "--trained",
+        default=str(ROOT / "deep_speaker" / "pretrained" / "deep_speaker.keras"),
+        help="trained model for the bf16 accuracy check",
+    )
     args = parser.parse_args()
     files = [str(p) for p in sorted((require_shared_data() / "speechocean762" / "dev").rglob("*.flac"))[: args.files]]
     if args.path:

@@ -10,8 +10,8 @@ import argparse
 import time
 
 import numpy as np
-
 from common import reference_mfcc_fbank, reference_read_audio, reference_trim, require_shared_data, write_result
+
 from deep_speaker.audio import load_speech
 from deep_speaker.features import compute_features
 

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from common import ROOT, require_shared_data, write_result
+
 from deep_speaker.config import load_recipe
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.evaluation import evaluate_trials
@@ -22,7 +23,9 @@ from deep_speaker.tf.train import train_head
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--working_dir", default=str(ROOT / "benchmarks" / "work" / "speechocean_log_utterance"), help="from train_speechocean.py")
+    parser.add_argument(
+        "--working_dir", default=str(ROOT / "benchmarks" / "work" / "speechocean_log_utterance"), help="from train_speechocean.py"
+    )
     parser.add_argument("--base", default=None, help="default: WORKING_DIR/triplet/best.keras")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--finetune_epochs", type=int, default=0)

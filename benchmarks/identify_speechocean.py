@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from common import require_shared_data, write_result
+
 from deep_speaker.embedding import DEFAULT_CHECKPOINT, SpeakerEncoder
 from deep_speaker.enrol import SpeakerRegistry
 from deep_speaker.scoring.calibration import OPERATING_POINTS
@@ -50,7 +50,12 @@ def main() -> None:
             registry.enroll(name, files[:ENROL_FILES])
     correct = np.array([c for c, _ in known])
     known_scores, unknown_scores = np.array([s for _, s in known]), np.array(unknown)
-    result = {"checkpoint": args.checkpoint, "speakers": len(speakers), "test_recordings": len(known), "top1_accuracy": float(correct.mean())}
+    result = {
+        "checkpoint": args.checkpoint,
+        "speakers": len(speakers),
+        "test_recordings": len(known),
+        "top1_accuracy": float(correct.mean()),
+    }
     for point, threshold in thresholds.items():
         result[point] = {
             "threshold": threshold,
@@ -62,7 +67,9 @@ def main() -> None:
         f"{p} (t={r['threshold']:.3f}): accepted-correct {100 * r['top1_correct_and_accepted']:.1f} %, unknown rejected {100 * r['open_set_rejection_rate']:.1f} %"
         for p, r in ((p, result[p]) for p in OPERATING_POINTS)
     )
-    print(f"identify_speechocean: {len(speakers)} speakers x {ENROL_FILES} enrolment files, {len(known)} tests: top-1 {100 * result['top1_accuracy']:.1f} %; {points} [{path.name}]")
+    print(
+        f"identify_speechocean: {len(speakers)} speakers x {ENROL_FILES} enrolment files, {len(known)} tests: top-1 {100 * result['top1_accuracy']:.1f} %; {points} [{path.name}]"
+    )
 
 
 if __name__ == "__main__":

@@ -15,10 +15,9 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
-from common import ROOT, require_shared_data, write_result
 import keras
+import numpy as np
+from common import ROOT, require_shared_data, write_result
 
 from deep_speaker.config import load_recipe
 from deep_speaker.data.augment import SPEEDS, WaveformAugmentation, read_clips
@@ -48,13 +47,21 @@ def main() -> None:
     data = SpeakerFeatures(args.working_dir)
     config = load_recipe("classification", width=args.width, steps_per_epoch=args.steps).run
     augmented = AugmentedBatches(
-        data, SpeakerWaveforms(data, progress=False), config, WaveformAugmentation(), SPEEDS,
-        read_clips(sorted((shared / "noise").glob("*.flac"))), read_clips(sorted((shared / "rir").glob("*.flac"))),
-        spec_augment=True, workers=args.workers,
+        data,
+        SpeakerWaveforms(data, progress=False),
+        config,
+        WaveformAugmentation(),
+        SPEEDS,
+        read_clips(sorted((shared / "noise").glob("*.flac"))),
+        read_clips(sorted((shared / "rir").glob("*.flac"))),
+        spec_augment=True,
+        workers=args.workers,
     )
     start = time.perf_counter()
     if not (Path(args.working_dir) / COPIES_MANIFEST).is_file():
-        build_augmented_copies(args.working_dir, 4, WaveformAugmentation(), SPEEDS, str(shared / "noise"), str(shared / "rir"), progress=False)
+        build_augmented_copies(
+            args.working_dir, 4, WaveformAugmentation(), SPEEDS, str(shared / "noise"), str(shared / "rir"), progress=False
+        )
     copies_seconds = time.perf_counter() - start
     with_copies = ClassificationBatches(SpeakerFeatures(args.working_dir, augmented_copies=True), config, augment=True)
     backbone = build_backbone("rescnn", width=args.width, dropout=0.5)
@@ -72,8 +79,18 @@ def main() -> None:
         results["copies"].append(timed_fit(model, with_copies, args.steps))
     best = {name: min(times) for name, times in results.items()}
     ratios = {name: best[name] / best["in_memory"] for name in ("cached", "augmented", "copies")}
-    path = write_result("pipeline", {"width": args.width, "steps": args.steps, "workers": args.workers, "seconds_per_step": best,
-                                     "runs": results, "ratio": ratios, "copies_build_seconds": copies_seconds})
+    path = write_result(
+        "pipeline",
+        {
+            "width": args.width,
+            "steps": args.steps,
+            "workers": args.workers,
+            "seconds_per_step": best,
+            "runs": results,
+            "ratio": ratios,
+            "copies_build_seconds": copies_seconds,
+        },
+    )
     print(
         f"pipeline: in-memory arrays {best['in_memory']:.3f} s/step; cached crops {best['cached']:.3f} (ratio {ratios['cached']:.3f}); "
         f"full waveform augmentation with {args.workers} threads {best['augmented']:.3f} (ratio {ratios['augmented']:.3f}); "

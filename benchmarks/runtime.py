@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, require_shared_data, write_result
 
 VARIANTS = [  # (name, format, quantisation, file name)
@@ -52,7 +51,11 @@ def main() -> None:
     for name, model_format, quantisation, file_name in VARIANTS:
         started = time.perf_counter()
         metadata = export_model(model, work / file_name, model_format, quantisation, force=True, source=args.model)
-        exports[name] = {"path": work / file_name, "export_seconds": round(time.perf_counter() - started, 1), "probe_min_cosine": metadata.min_cosine}
+        exports[name] = {
+            "path": work / file_name,
+            "export_seconds": round(time.perf_counter() - started, 1),
+            "probe_min_cosine": metadata.min_cosine,
+        }
 
     keras_encoder = SpeakerEncoder(model=model, jit_compile=False)
     onnx_encoder = SpeakerEncoder(exports["onnx"]["path"])
@@ -82,7 +85,9 @@ def main() -> None:
             "dev_eer_percent": round(100 * eer, 2),
             "eer_change_points": round(100 * (eer - keras_eer), 2),
             "export_seconds": info["export_seconds"],
-            "size_bytes": sum(f.stat().st_size for f in Path(info["path"]).rglob("*")) if Path(info["path"]).is_dir() else Path(info["path"]).stat().st_size,
+            "size_bytes": sum(f.stat().st_size for f in Path(info["path"]).rglob("*"))
+            if Path(info["path"]).is_dir()
+            else Path(info["path"]).stat().st_size,
         }
     result = {
         "command": "python benchmarks/runtime.py " + f"--files {args.files} --rounds {args.rounds}",
@@ -95,7 +100,9 @@ def main() -> None:
     path = write_result("runtime", result)
     print(
         f"runtime: keras {speed['keras']} utt/s, onnx {speed['onnx']} utt/s ({speed['onnx'] / speed['keras']:.2f}x); dev EER keras "
-        f"{100 * keras_eer:.2f} %, " + ", ".join(f"{n} {v['dev_eer_percent']:.2f} % (max diff {v['max_abs_difference']:.1e})" for n, v in variants.items()) + f" -> {path}"
+        f"{100 * keras_eer:.2f} %, "
+        + ", ".join(f"{n} {v['dev_eer_percent']:.2f} % (max diff {v['max_abs_difference']:.1e})" for n, v in variants.items())
+        + f" -> {path}"
     )
 
 

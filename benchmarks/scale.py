@@ -77,7 +77,9 @@ def child(args) -> None:
     from deep_speaker.tf.distribute import distributed_stream, strategy
     from deep_speaker.tf.shards import ShardedCorpus
 
-    recipe = load_recipe("classification", input=args.input, batch_size=args.batch_size, steps_per_epoch=args.steps, epochs=1, width=args.width)
+    recipe = load_recipe(
+        "classification", input=args.input, batch_size=args.batch_size, steps_per_epoch=args.steps, epochs=1, width=args.width
+    )
     active = strategy(recipe.run.strategy)
     if args.input == "shards":
         data = ShardedCorpus(args.corpus)

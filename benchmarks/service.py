@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import soundfile as sf
-
 from common import ROOT, require_shared_data, write_result
 
 LEVELS = (1, 4, 16)
@@ -68,7 +67,9 @@ def main() -> None:
         def verify(index: int) -> tuple[float, int]:
             a, b = index % len(files), (index * 7 + 3) % len(files)
             started = time.perf_counter()
-            response = httpx.post(f"{url}/verify", files={"audio": (files[a].name, payloads[a]), "audio_b": (files[b].name, payloads[b])}, timeout=120)
+            response = httpx.post(
+                f"{url}/verify", files={"audio": (files[a].name, payloads[a]), "audio_b": (files[b].name, payloads[b])}, timeout=120
+            )
             return time.perf_counter() - started, response.status_code
 
         verify(0)  # warm-up (graph tracing)
@@ -90,7 +91,8 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     result = {
-        "command": f"python benchmarks/service.py --requests {args.requests} --runtime {args.runtime}" + (f" --checkpoint_file {args.checkpoint_file}" if args.checkpoint_file else ""),
+        "command": f"python benchmarks/service.py --requests {args.requests} --runtime {args.runtime}"
+        + (f" --checkpoint_file {args.checkpoint_file}" if args.checkpoint_file else ""),
         "model": model,
         "runtime": args.runtime,
         "requests_per_level": args.requests,
@@ -100,7 +102,10 @@ def main() -> None:
     path = write_result(f"service_{args.runtime}", result)
     print(
         f"service ({args.runtime}, model {model}): "
-        + "; ".join(f"c={c}: {v['requests_per_second']} req/s, p50 {v['p50_ms']} ms, p99 {v['p99_ms']} ms, {v['errors']} errors" for c, v in levels.items())
+        + "; ".join(
+            f"c={c}: {v['requests_per_second']} req/s, p50 {v['p50_ms']} ms, p99 {v['p99_ms']} ms, {v['errors']} errors"
+            for c, v in levels.items()
+        )
         + f"; server peak {memory:.0f} MB -> {path}"
     )
 

@@ -14,11 +14,11 @@ Prints one line, writes benchmarks/results/speech_check.json.
 from __future__ import annotations
 
 import numpy as np
+from common import require_shared_data, write_result
 from tqdm import tqdm
 
-from common import require_shared_data, write_result
 from deep_speaker.audio import crop_waveform, load_speech, read_audio, trim_silence
-from deep_speaker.features import MIN_SPEECH_VARIATION_DB, speech_check_energies, spectro_temporal_variation
+from deep_speaker.features import MIN_SPEECH_VARIATION_DB, spectro_temporal_variation, speech_check_energies
 from tests.helpers import noise  # the non-speech signals the tests refuse (common puts the project root on the path)
 
 CROP_SECONDS = (1, 2, 3)
@@ -35,12 +35,22 @@ def refusals(values: list[float]) -> dict:
     """How many of `values` the check refuses (NaN: too short to judge, passed), and the lowest values seen."""
     values = np.asarray(values)
     refused = values < MIN_SPEECH_VARIATION_DB
-    return {"count": int(values.size), "refused": int(refused.sum()), "rate": float(refused.mean()), "lowest_db": np.sort(values[np.isfinite(values)])[:5].round(2).tolist()}
+    return {
+        "count": int(values.size),
+        "refused": int(refused.sum()),
+        "rate": float(refused.mean()),
+        "lowest_db": np.sort(values[np.isfinite(values)])[:5].round(2).tolist(),
+    }
 
 
 def main() -> None:
     data = require_shared_data()
-    files = sorted((data / "speechocean762").rglob("*.flac")) + sorted((data / "asc").rglob("*.flac")) + sorted((data / "samples").rglob("*.wav")) + sorted((data / "samples").glob("*.flac"))
+    files = (
+        sorted((data / "speechocean762").rglob("*.flac"))
+        + sorted((data / "asc").rglob("*.flac"))
+        + sorted((data / "samples").rglob("*.wav"))
+        + sorted((data / "samples").glob("*.flac"))
+    )
     speech: dict[str, list[float]] = {"whole": [], **{f"{s} s crops": [] for s in CROP_SECONDS}}
     worst: dict[str, tuple[float, str]] = {}
     rng = np.random.default_rng(0)
@@ -55,7 +65,9 @@ def main() -> None:
                     worst[f"{seconds} s crops"] = (value, str(path.relative_to(data)))
     non_speech = {}
     for kind in ("white", "pink", "brown", "hum", "dither"):
-        values = [variation(noise(kind, seconds, level, seed)) for seconds in NOISE_SECONDS for level in (0.5, 0.001) for seed in NOISE_SEEDS]
+        values = [
+            variation(noise(kind, seconds, level, seed)) for seconds in NOISE_SECONDS for level in (0.5, 0.001) for seed in NOISE_SEEDS
+        ]
         non_speech[kind] = {**refusals(values), "highest_db": float(np.max(values))}
     recorded = {path.name: variation(read_audio(path)) for path in sorted((data / "noise").glob("*.flac"))}
     result = {

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from baseline import classical_baseline
 from common import ROOT, require_shared_data, write_result
+
 from deep_speaker.config import load_recipe
 from deep_speaker.data.cache import build_feature_cache
 from deep_speaker.data.split import SpeakerFeatures
@@ -84,7 +85,10 @@ def main() -> None:
             "train_seconds_this_run": seconds,
             **evaluate(best, corpus, data, ROOT / "benchmarks" / "results" / f"speechocean_{name}_{phase}_roc_det.png"),
         }
-        print(f"{phase}: {len(log)} epochs, {results[phase]['seconds_per_epoch']:.0f} s/epoch; dev {results[phase]['dev']}; {results[phase]['test_model']}", flush=True)
+        print(
+            f"{phase}: {len(log)} epochs, {results[phase]['seconds_per_epoch']:.0f} s/epoch; dev {results[phase]['dev']}; {results[phase]['test_model']}",
+            flush=True,
+        )
     results["timings"] = timings
     path = write_result(f"train_speechocean_{name}", results)
     s, t, b = results["softmax"]["dev"], results["triplet"]["dev"], baseline["mfcc_mean_std_lda_cosine"]

@@ -20,14 +20,14 @@ import argparse
 import time
 
 import numpy as np
-
 from common import RESULTS, noise_sources, require_shared_data, write_result
+from diarization import reference_speech
+
 from deep_speaker.audio import SAMPLE_RATE
 from deep_speaker.data.conversations import NOISE_KINDS, block_centres, conversation, in_noise, talkers_at
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.fileio import atomic_write_bytes
 from deep_speaker.vad import VAD_METHODS, speech_activity
-from diarization import reference_speech
 
 FLOORS_DBFS = (-70, -60, -50, -45, -40, -35, -30)
 PEAKS_DBFS = (-40, -20, -6, -3)
@@ -88,7 +88,9 @@ def main() -> None:
         }
         for method in VAD_METHODS
     }
-    path = write_result("vad", {"conversations": args.conversations, "peak_dbfs": DEFAULT_PEAK_DBFS, "summary": summary, "sweep": sweep, "levels": levels})
+    path = write_result(
+        "vad", {"conversations": args.conversations, "peak_dbfs": DEFAULT_PEAK_DBFS, "summary": summary, "sweep": sweep, "levels": levels}
+    )
     atomic_write_bytes(RESULTS / "vad.md", markdown(sweep, levels).encode())
     print(
         "vad: "
@@ -102,7 +104,10 @@ def main() -> None:
 
 
 def markdown(sweep: dict, levels: dict) -> str:
-    lines = ["F1 of speech per 10 ms block (speech peaking at -6 dBFS; rows: noise kind, columns: floor RMS dBFS), " + " / ".join(VAD_METHODS), ""]
+    lines = [
+        "F1 of speech per 10 ms block (speech peaking at -6 dBFS; rows: noise kind, columns: floor RMS dBFS), " + " / ".join(VAD_METHODS),
+        "",
+    ]
     lines += ["| noise | " + " | ".join(f"{f} dBFS" for f in FLOORS_DBFS) + " |", "|---|" + "---|" * len(FLOORS_DBFS)]
     for kind in NOISE_KINDS:
         cells = [" / ".join(f"{sweep[f'{kind} {f}'][m]['f1']:.2f}" for m in VAD_METHODS) for f in FLOORS_DBFS]

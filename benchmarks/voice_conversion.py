@@ -15,7 +15,6 @@ import sys
 import time
 
 import numpy as np
-
 from common import dev_impostor_pairs, require_shared_data, write_result
 
 
@@ -35,9 +34,17 @@ def convert_pairs(convert, pairs, verifier, gate=None) -> dict:
             accepted, score = bool(decision.accepted), decision.score
         except NoSpeechError:  # the verifier finds no speech in it: rejected, as a user of the verifier would see
             accepted, score = False, None
-        examples.append({"impostor": impostor.name, "target": target.name, "accepted": accepted, "score": score,
-                         "score_before": verifier.verify(impostor, target).score, "seconds": seconds,
-                         **({"flagged": gate(spoof) is not None} if gate is not None else {})})
+        examples.append(
+            {
+                "impostor": impostor.name,
+                "target": target.name,
+                "accepted": accepted,
+                "score": score,
+                "score_before": verifier.verify(impostor, target).score,
+                "seconds": seconds,
+                **({"flagged": gate(spoof) is not None} if gate is not None else {}),
+            }
+        )
     report = {
         "acceptance_rate": float(np.mean([e["accepted"] for e in examples])),
         "mean_score_before": float(np.mean([e["score_before"] for e in examples])),
@@ -78,15 +85,33 @@ def main() -> None:
         converter = load_converter(args.converter)
         methods["again"] = lambda source, target: again_convert(converter, source, target)
     results = {name: convert_pairs(convert, pairs, verifier, gate) for name, convert in methods.items()}
-    path = write_result("voice_conversion", {
-        "command": "python benchmarks/voice_conversion.py " + " ".join(sys.argv[1:]), "model": verifier.encoder.fingerprint,
-        "threshold_far1": threshold, "pairs": len(pairs), "converter": args.converter, "detector": args.detector, "methods": results,
-    })
-    print("voice conversion accepted as the target at far1: " + "; ".join(
-        f"{name} {100 * r['acceptance_rate']:.0f} % (score {r['mean_score_before']:+.3f} -> {r['mean_score']:+.3f}, {r['seconds_per_conversion']:.1f} s each"
-        + (f", no speech found {100 * r['no_speech_rate']:.0f} %" if r["no_speech_rate"] else "")
-        + (f", gate flags {100 * r['flagged_rate']:.0f} %, accepted past it {100 * r['acceptance_rate_with_gate']:.0f} %" if gate is not None else "") + ")"
-        for name, r in results.items()) + f" over {len(pairs)} dev pairs -> {path}")
+    path = write_result(
+        "voice_conversion",
+        {
+            "command": "python benchmarks/voice_conversion.py " + " ".join(sys.argv[1:]),
+            "model": verifier.encoder.fingerprint,
+            "threshold_far1": threshold,
+            "pairs": len(pairs),
+            "converter": args.converter,
+            "detector": args.detector,
+            "methods": results,
+        },
+    )
+    print(
+        "voice conversion accepted as the target at far1: "
+        + "; ".join(
+            f"{name} {100 * r['acceptance_rate']:.0f} % (score {r['mean_score_before']:+.3f} -> {r['mean_score']:+.3f}, {r['seconds_per_conversion']:.1f} s each"
+            + (f", no speech found {100 * r['no_speech_rate']:.0f} %" if r["no_speech_rate"] else "")
+            + (
+                f", gate flags {100 * r['flagged_rate']:.0f} %, accepted past it {100 * r['acceptance_rate_with_gate']:.0f} %"
+                if gate is not None
+                else ""
+            )
+            + ")"
+            for name, r in results.items()
+        )
+        + f" over {len(pairs)} dev pairs -> {path}"
+    )
 
 
 if __name__ == "__main__":

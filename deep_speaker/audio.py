@@ -69,7 +69,9 @@ def describe_source(source) -> str:
 def _decoding_error(path: Path, error: Exception) -> AudioError:
     """What libsndfile's failure means for the user: an unsupported format, or a corrupt file."""
     if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        return UnsupportedFormatError(f"{path}: unsupported format '{path.suffix or 'no extension'}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+        return UnsupportedFormatError(
+            f"{path}: unsupported format '{path.suffix or 'no extension'}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
     return CorruptAudioError(f"{path}: cannot decode audio ({error})")
 
 
@@ -149,7 +151,9 @@ def stream_audio(path, chunk_seconds: float = 300.0, sample_rate: int = SAMPLE_R
     path = Path(path)
     info = _checked_info(path, MAX_STREAM_SECONDS)
     chunk = int(chunk_seconds * sample_rate)
-    resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ") if info.samplerate != sample_rate else None
+    resampler = (
+        soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32", quality="HQ") if info.samplerate != sample_rate else None
+    )
     pending, emitted = np.zeros(0, np.float32), 0
     try:
         for block in sf.blocks(str(path), blocksize=max(1, int(chunk_seconds * info.samplerate) // 4), dtype="float32", always_2d=True):
@@ -252,7 +256,9 @@ def normalize_volume(samples: np.ndarray, target_dbfs: float = -30.0) -> np.ndar
     return samples if gain == 1.0 else samples * gain
 
 
-def webrtcvad_voiced_windows(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, window_ms: int = 30, average_width: int = 8, max_silence: int = 6) -> np.ndarray:
+def webrtcvad_voiced_windows(
+    samples: np.ndarray, sample_rate: int = SAMPLE_RATE, window_ms: int = 30, average_width: int = 8, max_silence: int = 6
+) -> np.ndarray:
     """Resemblyzer's `trim_long_silences` decision per `window_ms` window (bool; the tail past the last whole window
     dropped): WebRTC VAD (mode 3) on 16-bit audio, smoothed by a moving average of 8 windows, dilated by 6.
 
@@ -267,7 +273,9 @@ def webrtcvad_voiced_windows(samples: np.ndarray, sample_rate: int = SAMPLE_RATE
         return np.zeros(0, dtype=bool)
     pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).tobytes()  # a cast alone wraps loud samples round
     vad = webrtcvad.Vad(3)
-    flags = np.array([vad.is_speech(pcm[start * 2 : (start + window) * 2], sample_rate) for start in range(0, samples.size, window)], dtype=float)
+    flags = np.array(
+        [vad.is_speech(pcm[start * 2 : (start + window) * 2], sample_rate) for start in range(0, samples.size, window)], dtype=float
+    )
     padded = np.concatenate([np.zeros((average_width - 1) // 2), flags, np.zeros(average_width // 2)])
     running = np.cumsum(padded, dtype=float)
     running[average_width:] = running[average_width:] - running[:-average_width]

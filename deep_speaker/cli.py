@@ -14,8 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .audio import TRIM_METHODS  # noqa: E402
 from .diarization.pipeline import MAX_SPEAKERS, DiarizationConfig  # noqa: E402
-from .evaluation import ON_REFUSED  # noqa: E402
 from .errors import ConfigError, DeepSpeakerError  # noqa: E402
+from .evaluation import ON_REFUSED  # noqa: E402
 from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
 from .scoring.backends import SCORERS  # noqa: E402
 from .vad import VAD_METHODS  # noqa: E402
@@ -42,10 +42,19 @@ def cmd_build_shards(args) -> int:
 
     part = parse_part(args.shard)
     record = build_shards(
-        args.audio_dir, args.working_dir, _feature_config(args), part, args.utterances_per_file, args.validation_fraction, args.workers, progress=not args.quiet
+        args.audio_dir,
+        args.working_dir,
+        _feature_config(args),
+        part,
+        args.utterances_per_file,
+        args.validation_fraction,
+        args.workers,
+        progress=not args.quiet,
     )
     counts = record["utterances"]
-    print(f"part {part[0]}/{part[1]}: {len(record['speakers'])} speakers, {counts['train']} training and {counts['validation']} held-out utterances, {len(record['failures'])} failed")
+    print(
+        f"part {part[0]}/{part[1]}: {len(record['speakers'])} speakers, {counts['train']} training and {counts['validation']} held-out utterances, {len(record['failures'])} failed"
+    )
     for name in record["rebuilt"]:
         print(f"  REBUILT {name}: it was damaged (size or SHA-256 not as written)")
     for path, reason in record["failures"].items():
@@ -109,12 +118,25 @@ def cmd_serve(args) -> int:
 
     keys = list(args.api_key or []) + [k for k in os.environ.get("DEEP_SPEAKER_API_KEYS", "").split(",") if k]
     given = {"max_seconds": args.max_seconds, "max_diarize_seconds": args.max_diarize_seconds, "max_concurrent": args.max_concurrent}
-    limits = ServiceLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), **{name: value for name, value in given.items() if value is not None})
+    limits = ServiceLimits(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), **{name: value for name, value in given.items() if value is not None}
+    )
     verifier = _verifier(args)  # the encoder, scorer and spoof gate (--detect-spoof) as every command builds them
     encoder = verifier.encoder
     diarizer = Diarizer.from_checkpoint(_checkpoint(args))
-    service = SpeakerService(encoder, args.store, keys, limits, operating_point=args.operating_point, scorer=verifier.scorer, spoof_gate=verifier.spoof_gate, diarizer=diarizer)
-    print(f"serving model {encoder.fingerprint} on http://{args.host}:{args.port}/ (store {args.store}; writing {'enabled' if keys else 'disabled: no API key'})")
+    service = SpeakerService(
+        encoder,
+        args.store,
+        keys,
+        limits,
+        operating_point=args.operating_point,
+        scorer=verifier.scorer,
+        spoof_gate=verifier.spoof_gate,
+        diarizer=diarizer,
+    )
+    print(
+        f"serving model {encoder.fingerprint} on http://{args.host}:{args.port}/ (store {args.store}; writing {'enabled' if keys else 'disabled: no API key'})"
+    )
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -149,13 +171,19 @@ def cmd_attack(args) -> int:
         if not args.generator:
             raise DeepSpeakerError("--method advgan needs --generator G.keras (made by train-advgan)")
         generator = load_generator(args.generator)
-    clean, result = attack_recording(verifier.encoder, args.audio, reference, threshold, targeted, config, generator, progress=sys.stderr.isatty())
+    clean, result = attack_recording(
+        verifier.encoder, args.audio, reference, threshold, targeted, config, generator, progress=sys.stderr.isatty()
+    )
     write_audio(args.out, result.waveform)
     goal = f"accepted as {name or args.target_file}" if targeted else f"rejected from {name or args.reference_file}"
-    print(f"{args.method}: score {result.score_before:.4f} -> {result.score_after:.4f} (threshold {threshold:.4f}, {source}); "
-          f"{'succeeded' if result.success else 'failed'} to be {goal}")
-    print(f"wrote {args.out}: SNR {result.snr_db(clean):.1f} dB, max |perturbation| {abs(result.waveform - clean).max():.4f}, "
-          f"{result.steps} steps, {result.queries} queries, {result.seconds:.1f} s")
+    print(
+        f"{args.method}: score {result.score_before:.4f} -> {result.score_after:.4f} (threshold {threshold:.4f}, {source}); "
+        f"{'succeeded' if result.success else 'failed'} to be {goal}"
+    )
+    print(
+        f"wrote {args.out}: SNR {result.snr_db(clean):.1f} dB, max |perturbation| {abs(result.waveform - clean).max():.4f}, "
+        f"{result.steps} steps, {result.queries} queries, {result.seconds:.1f} s"
+    )
     return 0
 
 
@@ -179,7 +207,17 @@ def cmd_train_advgan(args) -> int:
     from .tf.advgan import train_advgan
 
     out = train_advgan(
-        _encoder(args), args.audio_dir, args.out, _run_dir(args), args.steps, args.batch_size, args.snr, per_speaker=args.per_speaker, gan_weight=args.gan_weight, seed=args.seed, progress=not args.quiet
+        _encoder(args),
+        args.audio_dir,
+        args.out,
+        _run_dir(args),
+        args.steps,
+        args.batch_size,
+        args.snr,
+        per_speaker=args.per_speaker,
+        gan_weight=args.gan_weight,
+        seed=args.seed,
+        progress=not args.quiet,
     )
     print(f"generator: {out} (perturbations at {args.snr} dB SNR; `attack IN OUT --method advgan --generator {out} --target-file T`)")
     return 0
@@ -189,7 +227,16 @@ def cmd_adversarial_finetune(args) -> int:
     from .tf.adversarial_training import adversarial_finetune
 
     out = adversarial_finetune(
-        args.checkpoint_file, args.audio_dir, args.out, _run_dir(args), args.steps, args.batch_size, snr_db=args.snr, pgd_steps=args.pgd_steps, seed=args.seed, progress=not args.quiet
+        args.checkpoint_file,
+        args.audio_dir,
+        args.out,
+        _run_dir(args),
+        args.steps,
+        args.batch_size,
+        snr_db=args.snr,
+        pgd_steps=args.pgd_steps,
+        seed=args.seed,
+        progress=not args.quiet,
     )
     print(f"fine-tuned model: {out} (a new fingerprint: calibrate it before use)")
     return 0
@@ -208,7 +255,17 @@ def cmd_make_spoofs(args) -> int:
         from .models.again_vc import load_converter
 
         converter = load_converter(args.converter)
-    manifest = build_spoof_corpus(recordings, args.out, verifier.encoder, threshold, families, args.per_family, args.seed, progress=not args.quiet, converter=converter)
+    manifest = build_spoof_corpus(
+        recordings,
+        args.out,
+        verifier.encoder,
+        threshold,
+        families,
+        args.per_family,
+        args.seed,
+        progress=not args.quiet,
+        converter=converter,
+    )
     print(f"wrote {manifest}: {len(recordings)} genuine recordings and up to {args.per_family} spoofs per family ({', '.join(families)})")
     return 0
 
@@ -244,7 +301,16 @@ def cmd_convert_voice(args) -> int:
 def cmd_train_again(args) -> int:
     from .tf.again_vc import train_again
 
-    out = train_again(args.audio_dir, args.out, _run_dir(args), args.steps, args.batch_size, channels=args.channels, seed=args.seed, progress=not args.quiet)
+    out = train_again(
+        args.audio_dir,
+        args.out,
+        _run_dir(args),
+        args.steps,
+        args.batch_size,
+        channels=args.channels,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     print(f"converter: {out} (`convert-voice SOURCE TARGET OUT --method again --converter {out}`)")
     return 0
 
@@ -255,9 +321,17 @@ def cmd_diarize(args) -> int:
     from .diarization.pipeline import Diarizer
 
     config = DiarizationConfig(
-        window=args.window, hop=args.hop, clustering=args.clustering, num_speakers=args.num_speakers,
-        min_speakers=args.min_speakers, max_speakers=args.max_speakers, ahc_threshold=args.threshold, resegment=args.resegment, vad=args.vad,
-        exclusive=args.exclusive, overlap_threshold=args.overlap_threshold,
+        window=args.window,
+        hop=args.hop,
+        clustering=args.clustering,
+        num_speakers=args.num_speakers,
+        min_speakers=args.min_speakers,
+        max_speakers=args.max_speakers,
+        ahc_threshold=args.threshold,
+        resegment=args.resegment,
+        vad=args.vad,
+        exclusive=args.exclusive,
+        overlap_threshold=args.overlap_threshold,
     )
     segments = Diarizer.from_checkpoint(_checkpoint(args), config, args.overlap_detector).diarize(args.audio, progress=not args.quiet)
     for segment in segments:
@@ -281,13 +355,21 @@ def cmd_score_diarization(args) -> int:
     scores = score_recordings(reference, hypothesis, args.collar, args.skip_overlap, read_uem(args.uem) if args.uem else None)
     unscored = sorted({s.recording for s in hypothesis} - set(scores))
     if unscored:
-        print(f"warning: {len(unscored)} recording(s) of {args.hypothesis} are not in the reference, not scored: {', '.join(unscored[:5])}", file=sys.stderr)
+        print(
+            f"warning: {len(unscored)} recording(s) of {args.hypothesis} are not in the reference, not scored: {', '.join(unscored[:5])}",
+            file=sys.stderr,
+        )
     for name, error in scores.items():
         print(f"{name}\t{error}")
     total = sum(scores.values(), DiarizationError(0.0, 0.0, 0.0, 0.0))
     print(f"TOTAL ({len(scores)} recording(s), collar {args.collar:g} s{', overlap skipped' if args.skip_overlap else ''})\t{total}")
     if args.json:
-        document = {"collar": args.collar, "skip_overlap": args.skip_overlap, "total": total.summary(), "recordings": {n: e.summary() for n, e in scores.items()}}
+        document = {
+            "collar": args.collar,
+            "skip_overlap": args.skip_overlap,
+            "total": total.summary(),
+            "recordings": {n: e.summary() for n, e in scores.items()},
+        }
         atomic_write_bytes(Path(args.json), json.dumps(document, indent=2).encode())
     return 0
 
@@ -297,8 +379,12 @@ def cmd_fuse(args) -> int:
     from .score_fusion import fit_fusion
 
     recordings = discover_utterances(args.audio_dir)
-    target = fit_fusion(args.models, [r.path for r in recordings], [r.speaker for r in recordings], args.target, args.weights, progress=not args.quiet)
-    print(f"wrote {target}: score fusion of {len(args.models)} models (impostor spreads from {len(recordings)} recordings in {args.audio_dir})")
+    target = fit_fusion(
+        args.models, [r.path for r in recordings], [r.speaker for r in recordings], args.target, args.weights, progress=not args.quiet
+    )
+    print(
+        f"wrote {target}: score fusion of {len(args.models)} models (impostor spreads from {len(recordings)} recordings in {args.audio_dir})"
+    )
     return 0
 
 
@@ -309,7 +395,9 @@ def cmd_ensemble(args) -> int:
     check_save_path(args.target)
     model = build_ensemble([load_model(path) for path in args.models], args.weights)
     save_model(model, args.target)
-    print(f"wrote {args.target}: {len(args.models)} models fused by score weights {model.get_layer('backbone').get_layer('score_fusion').fusion_weights} ({model.count_params():,} weights)")
+    print(
+        f"wrote {args.target}: {len(args.models)} models fused by score weights {model.get_layer('backbone').get_layer('score_fusion').fusion_weights} ({model.count_params():,} weights)"
+    )
     return 0
 
 
@@ -391,7 +479,9 @@ def cmd_calibrate(args) -> int:
     from .scoring.calibration import Calibration, require_uncalibrated, save_calibration
 
     if (args.trials is None or args.audio_root is None) == (args.windows is None or args.audio_dir is None):
-        raise ConfigError("calibrate takes a trial list (--trials T --audio_root R) or windows of training speakers (--windows SECONDS --audio_dir DIR)")
+        raise ConfigError(
+            "calibrate takes a trial list (--trials T --audio_root R) or windows of training speakers (--windows SECONDS --audio_dir DIR)"
+        )
     if args.windows is not None:
         return _calibrate_windows(args)
     encoder = _encoder(args)
@@ -405,7 +495,9 @@ def cmd_calibrate(args) -> int:
     )
     paths = save_calibration(calibration, _checkpoint(args), force=args.force)
     print(result)
-    print(f"thresholds: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}")
+    print(
+        f"thresholds: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}"
+    )
     print(f"calibrated log-likelihood ratio = {calibration.llr_scale:.3f} x score {calibration.llr_offset:+.3f}")
     return 0
 
@@ -420,13 +512,19 @@ def _calibrate_windows(args) -> int:
         raise ConfigError("diarization compares windows by cosine: calibrate --windows takes no --scorer")
     recordings = discover_utterances(args.audio_dir)
     # windows only: exclusive, so no overlap detector is loaded
-    diarizer = Diarizer.from_checkpoint(args.checkpoint_file, DiarizationConfig(window=args.windows, hop=args.windows / 2, vad=args.vad, exclusive=True))
+    diarizer = Diarizer.from_checkpoint(
+        args.checkpoint_file, DiarizationConfig(window=args.windows, hop=args.windows / 2, vad=args.vad, exclusive=True)
+    )
     if not args.force:
         require_uncalibrated(diarizer.encoder.fingerprint, _checkpoint(args), seconds=args.windows)
-    calibration = calibrate_windows(diarizer, [r.path for r in recordings], [r.speaker for r in recordings], progress=not args.quiet, source=str(args.audio_dir))
+    calibration = calibrate_windows(
+        diarizer, [r.path for r in recordings], [r.speaker for r in recordings], progress=not args.quiet, source=str(args.audio_dir)
+    )
     paths = save_calibration(calibration, _checkpoint(args), force=args.force)
     print(f"{calibration.trials}: EER {calibration.eer_percent:.2f} %")
-    print(f"thresholds for {args.windows:g} s windows: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}")
+    print(
+        f"thresholds for {args.windows:g} s windows: eer {calibration.eer:.4f}, far1 {calibration.far1:.4f}, far0.1 {calibration.far0_1:.4f} -> {', '.join(map(str, paths))}"
+    )
     print("EER threshold by recording SNR: " + ", ".join(f"{snr:g} dB {threshold:.4f}" for snr, threshold in calibration.snr_thresholds))
     return 0
 
@@ -456,9 +554,8 @@ def cmd_remove(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    from .verification import check_top_k
-
     from .enrol import require_store
+    from .verification import check_top_k
 
     check_top_k(args.top_k)  # the options and the store before the model
     require_store(args.store)
@@ -476,7 +573,9 @@ def cmd_train(args) -> int:
     recipe = load_recipe(args.phase, args.recipe, **overrides)
     if args.phase == "detector":
         held_out = [f for f in (args.held_out or "").split(",") if f]
-        best = train.train_detector(args.working_dir, args.manifest, recipe, held_out, progress=not args.quiet, run_name=args.run_name or "detector")
+        best = train.train_detector(
+            args.working_dir, args.manifest, recipe, held_out, progress=not args.quiet, run_name=args.run_name or "detector"
+        )
         print(f"best detector: {best} (threshold beside it)")
         return 0
     if args.phase == "overlap":
@@ -504,7 +603,9 @@ def cmd_test_model(args) -> int:
     data = SpeakerFeatures(args.working_dir)
     encoder = _encoder(args)
     if getattr(encoder, "speaker_model", None) is None:
-        raise DeepSpeakerError(f"{_checkpoint(args)}: test-model runs one Keras model on cached features (not a score fusion or an exported model)")
+        raise DeepSpeakerError(
+            f"{_checkpoint(args)}: test-model runs one Keras model on cached features (not a score fusion or an exported model)"
+        )
     check_features(encoder.speaker_model, data.feature_config, _checkpoint(args))
     embeddings = encoder.embed_features([data.features[i] for i in data.validation])
     print(closed_set_metrics(embeddings, data.labels[data.validation], seed=args.seed))
@@ -520,8 +621,12 @@ def cmd_eval_trials(args) -> int:
         print(f"warning: refused {name}: {reason}", file=sys.stderr)
     if result.refused:
         more = f" (and {len(result.refused) - 10} more, listed in --json)" if len(result.refused) > 10 else ""
-        print(f"warning: {len(result.refused)} recording(s) refused{more}; their {result.refused_trials} trials are excluded", file=sys.stderr)
-    save_result(result, args.json, args.plot, extra={"checkpoint": str(_checkpoint(args)), "trials": str(args.trials), "scorer": args.scorer})
+        print(
+            f"warning: {len(result.refused)} recording(s) refused{more}; their {result.refused_trials} trials are excluded", file=sys.stderr
+        )
+    save_result(
+        result, args.json, args.plot, extra={"checkpoint": str(_checkpoint(args)), "trials": str(args.trials), "scorer": args.scorer}
+    )
     if args.scores:
         write_scores(args.scores, args.trials, result)
     print(result)
@@ -535,8 +640,13 @@ def cmd_augment_cache(args) -> int:
     probabilities = ("noise_probability", "reverb_probability", "channel_probability")
     augmentation = WaveformAugmentation(**{name: getattr(args, name) for name in probabilities if getattr(args, name) is not None})
     computed = build_augmented_copies(
-        args.working_dir, args.copies, augmentation, SPEEDS if args.speed_perturbation else (1.0,),
-        args.noise_dir or "", args.rir_dir or "", workers=args.workers,
+        args.working_dir,
+        args.copies,
+        augmentation,
+        SPEEDS if args.speed_perturbation else (1.0,),
+        args.noise_dir or "",
+        args.rir_dir or "",
+        workers=args.workers,
     )
     print(f"{computed} augmented copies computed in {args.working_dir}/augmented (train with --cached_copies true)")
     return 0
@@ -567,11 +677,17 @@ def _add_recipe_arguments(parser: argparse.ArgumentParser, phase: str) -> None:
     """One flag per recipe option of the phase (default None = keep the recipe's value)."""
     from .config import flat_options
 
-    parser.add_argument("--working_dir", required=True, help="feature cache from build-mfcc (or shards from build-shards with --input shards); runs are written below it")
+    parser.add_argument(
+        "--working_dir",
+        required=True,
+        help="feature cache from build-mfcc (or shards from build-shards with --input shards); runs are written below it",
+    )
     parser.add_argument("--recipe", help="YAML recipe (nested by group or flat)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, (group, _, value_type, default) in flat_options(phase).items():
-        parser.add_argument(f"--{name}", type=_parse_bool if value_type is bool else value_type, default=None, help=f"{group}; default {default}")
+        parser.add_argument(
+            f"--{name}", type=_parse_bool if value_type is bool else value_type, default=None, help=f"{group}; default {default}"
+        )
     parser.set_defaults(handler=cmd_train, phase=phase)
 
 
@@ -592,7 +708,11 @@ def _whole(minimum: int, maximum: int | None = None):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"must be between {minimum} and {maximum}, got {value}" if maximum is not None else f"must be at least {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(
+                f"must be between {minimum} and {maximum}, got {value}"
+                if maximum is not None
+                else f"must be at least {minimum}, got {value}"
+            )
         return value
 
     return parse
@@ -628,11 +748,15 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
-    parser.add_argument("--runtime", choices=["keras", "onnx"], default="keras", help="onnx: the model exported once (cached) and run by ONNX Runtime")
+    parser.add_argument(
+        "--runtime", choices=["keras", "onnx"], default="keras", help="onnx: the model exported once (cached) and run by ONNX Runtime"
+    )
 
 
 def _add_scorer_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scorer", choices=sorted(SCORERS), default="cosine", help="score back end (all but cosine need `fit-backend` first)")
+    parser.add_argument(
+        "--scorer", choices=sorted(SCORERS), default="cosine", help="score back end (all but cosine need `fit-backend` first)"
+    )
 
 
 def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -652,7 +776,12 @@ def _add_decision_arguments(parser: argparse.ArgumentParser) -> None:
         help="calibrated threshold: false accepts = misses (eer), or 1 %% / 0.1 %% false accepts (default far1)",
     )
     parser.add_argument("--threshold", type=float, default=None, help="explicit score threshold (overrides the operating point)")
-    parser.add_argument("--detect-spoof", "--detect_spoof", dest="detect_spoof", help="a spoof detector (train-detector): recordings it flags are rejected with the reason")
+    parser.add_argument(
+        "--detect-spoof",
+        "--detect_spoof",
+        dest="detect_spoof",
+        help="a spoof detector (train-detector): recordings it flags are rejected with the reason",
+    )
     _add_store_arguments(parser)
     _add_scorer_argument(parser)
 
@@ -671,12 +800,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feature_arguments(build)
     build.set_defaults(handler=cmd_build_mfcc)
 
-    shards = commands.add_parser("build-shards", help="TFRecord feature shards for streamed training at scale (split across machines with --shard i/n)")
+    shards = commands.add_parser(
+        "build-shards", help="TFRecord feature shards for streamed training at scale (split across machines with --shard i/n)"
+    )
     shards.add_argument("--audio_dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
     shards.add_argument("--working_dir", required=True, help="shards go to WORKING_DIR/shards (shared by all machines)")
     shards.add_argument("--shard", default="0/1", help="this machine's part i/n of the speakers (0-based; default 0/1: all)")
     shards.add_argument("--utterances_per_file", type=COUNT, default=500)
-    shards.add_argument("--validation_fraction", type=_number(0, 0.9, low_open=True), default=0.2, help="each speaker's last utterances held out for validation")
+    shards.add_argument(
+        "--validation_fraction",
+        type=_number(0, 0.9, low_open=True),
+        default=0.2,
+        help="each speaker's last utterances held out for validation",
+    )
     shards.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
     _add_feature_arguments(shards)
     shards.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -694,7 +830,9 @@ def build_parser() -> argparse.ArgumentParser:
     copies.set_defaults(handler=cmd_augment_cache)
 
     download = commands.add_parser("download-checkpoint", help="the reference's published checkpoints, resumable, SHA-256 verified")
-    download.add_argument("name", choices=("triplet", "softmax"), help="triplet: softmax + triplet, 2,484 LibriSpeech speakers; softmax: 921 speakers")
+    download.add_argument(
+        "name", choices=("triplet", "softmax"), help="triplet: softmax + triplet, 2,484 LibriSpeech speakers; softmax: 921 speakers"
+    )
     download.add_argument("--output_dir", default=".", help="folder for the .h5 (default: here)")
     download.add_argument("--url", help="a mirror of the same file (default: the authors' Google Drive link)")
     download.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -705,8 +843,14 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("target")
     convert.set_defaults(handler=cmd_convert_checkpoint)
 
-    imported = commands.add_parser("import-model", help="a pretrained model of another toolkit (PyTorch checkpoint, read without torch) -> .keras")
-    imported.add_argument("kind", choices=["resemblyzer", "speechbrain"], help="resemblyzer: the GE2E encoder's pretrained.pt; speechbrain: an ECAPA-TDNN or x-vector embedding_model.ckpt")
+    imported = commands.add_parser(
+        "import-model", help="a pretrained model of another toolkit (PyTorch checkpoint, read without torch) -> .keras"
+    )
+    imported.add_argument(
+        "kind",
+        choices=["resemblyzer", "speechbrain"],
+        help="resemblyzer: the GE2E encoder's pretrained.pt; speechbrain: an ECAPA-TDNN or x-vector embedding_model.ckpt",
+    )
     imported.add_argument("source")
     imported.add_argument("target")
     imported.set_defaults(handler=cmd_import_model)
@@ -724,18 +868,50 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="HTTP service and web page: embed, verify, enrol, identify, list, remove, diarize")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_whole(0, 65535), default=8000)
-    serve.add_argument("--api-key", "--api_key", dest="api_key", action="append", help="a key for enrolling and removing (repeatable; also DEEP_SPEAKER_API_KEYS=k1,k2)")
-    serve.add_argument("--max-upload-mb", "--max_upload_mb", dest="max_upload_mb", type=_number(0, 4096, low_open=True), default=20.0, help="largest request body (default 20 MB)")
-    serve.add_argument("--max-seconds", "--max_seconds", dest="max_seconds", type=_number(0, 86400, low_open=True), default=120.0, help="longest recording (default 120 s)")
     serve.add_argument(
-        "--max-diarize-seconds", "--max_diarize_seconds", dest="max_diarize_seconds", type=_number(0, 86400, low_open=True),
+        "--api-key",
+        "--api_key",
+        dest="api_key",
+        action="append",
+        help="a key for enrolling and removing (repeatable; also DEEP_SPEAKER_API_KEYS=k1,k2)",
+    )
+    serve.add_argument(
+        "--max-upload-mb",
+        "--max_upload_mb",
+        dest="max_upload_mb",
+        type=_number(0, 4096, low_open=True),
+        default=20.0,
+        help="largest request body (default 20 MB)",
+    )
+    serve.add_argument(
+        "--max-seconds",
+        "--max_seconds",
+        dest="max_seconds",
+        type=_number(0, 86400, low_open=True),
+        default=120.0,
+        help="longest recording (default 120 s)",
+    )
+    serve.add_argument(
+        "--max-diarize-seconds",
+        "--max_diarize_seconds",
+        dest="max_diarize_seconds",
+        type=_number(0, 86400, low_open=True),
         help="longest recording to diarize (default: ServiceLimits.max_diarize_seconds, 10 minutes)",
     )
-    serve.add_argument("--max-concurrent", "--max_concurrent", dest="max_concurrent", type=_whole(1, 64), default=2, help="requests running the model at once (default 2)")
+    serve.add_argument(
+        "--max-concurrent",
+        "--max_concurrent",
+        dest="max_concurrent",
+        type=_whole(1, 64),
+        default=2,
+        help="requests running the model at once (default 2)",
+    )
     _add_decision_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
 
-    attack = commands.add_parser("attack", help="adversarial example: make a recording accepted as a target speaker (or rejected from its own)")
+    attack = commands.add_parser(
+        "attack", help="adversarial example: make a recording accepted as a target speaker (or rejected from its own)"
+    )
     attack.add_argument("audio")
     attack.add_argument("out", help="the attacked recording (16-bit WAV/FLAC)")
     attack.add_argument("--method", choices=["fgsm", "bim", "pgd", "nes", "advgan"], default="pgd")
@@ -744,20 +920,30 @@ def build_parser() -> argparse.ArgumentParser:
     goal.add_argument("--target-speaker", "--target_speaker", dest="target_speaker", help="targeted: be accepted as this enrolled speaker")
     goal.add_argument("--target-file", "--target_file", dest="target_file", help="targeted: be accepted as this recording's speaker")
     goal.add_argument("--speaker", help="untargeted: be rejected from this enrolled speaker (the recording's own)")
-    goal.add_argument("--reference-file", "--reference_file", dest="reference_file", help="untargeted: be rejected from this recording's speaker")
+    goal.add_argument(
+        "--reference-file", "--reference_file", dest="reference_file", help="untargeted: be rejected from this recording's speaker"
+    )
     attack.add_argument("--snr", type=SNR_DB, default=30.0, help="perturbation at least this many dB below the signal (default 30)")
-    attack.add_argument("--epsilon", type=_number(0, 1, low_open=True), default=None, help="L-inf bound on the perturbation's amplitude (optional)")
+    attack.add_argument(
+        "--epsilon", type=_number(0, 1, low_open=True), default=None, help="L-inf bound on the perturbation's amplitude (optional)"
+    )
     attack.add_argument("--steps", type=_whole(1, 100_000), default=50)
     attack.add_argument("--random-starts", "--random_starts", dest="random_starts", type=_whole(1, 1000), default=1)
     attack.add_argument("--seed", type=SEED, default=0)
     _add_decision_arguments(attack)
     attack.set_defaults(handler=cmd_attack)
 
-    advgan = commands.add_parser("train-advgan", help="AdvGAN: train a perturbation generator against the verifier (then attack --method advgan)")
-    _add_loop_arguments(advgan, "recordings of training speakers (sources and targets; never evaluation speakers)", "the generator (.keras)", 300, 8)
+    advgan = commands.add_parser(
+        "train-advgan", help="AdvGAN: train a perturbation generator against the verifier (then attack --method advgan)"
+    )
+    _add_loop_arguments(
+        advgan, "recordings of training speakers (sources and targets; never evaluation speakers)", "the generator (.keras)", 300, 8
+    )
     advgan.add_argument("--snr", type=SNR_DB, default=30.0, help="the perturbation's level below the signal, dB")
     advgan.add_argument("--per_speaker", type=COUNT, default=4, help="recordings of each speaker used")
-    advgan.add_argument("--gan_weight", type=_number(0, 1e6), default=0.01, help="weight of the discriminator's realism loss next to -score")
+    advgan.add_argument(
+        "--gan_weight", type=_number(0, 1e6), default=0.01, help="weight of the discriminator's realism loss next to -score"
+    )
     _add_encoder_arguments(advgan)
     advgan.set_defaults(handler=cmd_train_advgan)
 
@@ -773,10 +959,14 @@ def build_parser() -> argparse.ArgumentParser:
     robust.add_argument("--pgd_steps", type=_whole(1, 1000), default=3)
     robust.set_defaults(handler=cmd_adversarial_finetune)
 
-    spoofs = commands.add_parser("make-spoofs", help="a spoof corpus (attacked and converted versions of a corpus's recordings) for the detector")
+    spoofs = commands.add_parser(
+        "make-spoofs", help="a spoof corpus (attacked and converted versions of a corpus's recordings) for the detector"
+    )
     spoofs.add_argument("--audio_dir", required=True, help="genuine recordings (training speakers)")
     spoofs.add_argument("--out", required=True, help="folder for the spoofs and manifest.csv")
-    spoofs.add_argument("--families", default="fgsm,bim,pgd,world", help="comma-separated: fgsm, bim, pgd, nes, world, again (needs --converter)")
+    spoofs.add_argument(
+        "--families", default="fgsm,bim,pgd,world", help="comma-separated: fgsm, bim, pgd, nes, world, again (needs --converter)"
+    )
     spoofs.add_argument("--converter", help="the AGAIN-VC converter (train-again) for the again family")
     spoofs.add_argument("--per_family", type=COUNT, default=100)
     spoofs.add_argument("--seed", type=SEED, default=0)
@@ -790,7 +980,9 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument("--held_out", help="comma-separated families never seen in training (leave-one-family-out testing)")
     detector.add_argument("--run_name", help="the run's folder under WORKING_DIR (default detector)")
 
-    overlap = commands.add_parser("train-overlap", help="train diarization's overlapped-speech detector on synthetic conversations of a corpus's speakers")
+    overlap = commands.add_parser(
+        "train-overlap", help="train diarization's overlapped-speech detector on synthetic conversations of a corpus's speakers"
+    )
     _add_recipe_arguments(overlap, "overlap")
     overlap.add_argument("--audio_dir", required=True, help="training corpus: one subfolder of recordings per speaker")
     overlap.add_argument("--run_name", help="the run's folder under WORKING_DIR (default overlap)")
@@ -806,7 +998,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("target")
     convert.add_argument("out")
     convert.add_argument(
-        "--method", choices=["world", "again"], default="world",
+        "--method",
+        choices=["world", "again"],
+        default="world",
         help="world: WORLD vocoder, F0 and mel-cepstrum statistics mapped to the target; again: an AGAIN-VC converter (--converter), Griffin-Lim vocoded",
     )
     convert.add_argument("--converter", help="--method again: the converter (.keras) made by train-again")
@@ -823,27 +1017,64 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--rttm", help="write the turns as RTTM")
     diarize.add_argument("--json", help="write the turns as JSON")
     diarize.add_argument("--plot", help="write a timeline PNG")
-    diarize.add_argument("--num-speakers", "--num_speakers", dest="num_speakers", type=_whole(1, MAX_SPEAKERS), help="the speaker count, if known")
+    diarize.add_argument(
+        "--num-speakers", "--num_speakers", dest="num_speakers", type=_whole(1, MAX_SPEAKERS), help="the speaker count, if known"
+    )
     diarize.add_argument("--min-speakers", "--min_speakers", dest="min_speakers", type=_whole(1, MAX_SPEAKERS), default=1)
     diarize.add_argument("--max-speakers", "--max_speakers", dest="max_speakers", type=_whole(1, MAX_SPEAKERS), default=10)
-    diarize.add_argument("--clustering", choices=["ahc", "spectral"], default="ahc", help="agglomerative (calibrated threshold) or spectral (eigengap)")
-    diarize.add_argument("--threshold", type=COSINE, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)")
+    diarize.add_argument(
+        "--clustering", choices=["ahc", "spectral"], default="ahc", help="agglomerative (calibrated threshold) or spectral (eigengap)"
+    )
+    diarize.add_argument(
+        "--threshold", type=COSINE, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)"
+    )
     diarize.add_argument("--window", type=_number(0.2, 30), default=1.5, help="seconds per embedded window")
     diarize.add_argument("--hop", type=_number(0.05, 30), default=0.75, help="seconds between windows")
-    diarize.add_argument("--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation")
-    diarize.add_argument("--vad", choices=VAD_METHODS, default=DiarizationConfig.vad, help="voice-activity detector (default %(default)s: see README, Diarization)")
-    diarize.add_argument("--exclusive", action="store_true", help="one speaker at every instant (for ASR): overlapped speech is not given a second speaker")
-    diarize.add_argument("--overlap-detector", "--overlap_detector", dest="overlap_detector", help="a train-overlap best.keras (default: the shipped overlap detector)")
-    diarize.add_argument("--overlap-threshold", "--overlap_threshold", dest="overlap_threshold", type=_number(0.01, 0.99), default=DiarizationConfig.overlap_threshold, help="overlap probability from which speech gets a second speaker (default %(default)s)")
+    diarize.add_argument(
+        "--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation"
+    )
+    diarize.add_argument(
+        "--vad",
+        choices=VAD_METHODS,
+        default=DiarizationConfig.vad,
+        help="voice-activity detector (default %(default)s: see README, Diarization)",
+    )
+    diarize.add_argument(
+        "--exclusive", action="store_true", help="one speaker at every instant (for ASR): overlapped speech is not given a second speaker"
+    )
+    diarize.add_argument(
+        "--overlap-detector",
+        "--overlap_detector",
+        dest="overlap_detector",
+        help="a train-overlap best.keras (default: the shipped overlap detector)",
+    )
+    diarize.add_argument(
+        "--overlap-threshold",
+        "--overlap_threshold",
+        dest="overlap_threshold",
+        type=_number(0.01, 0.99),
+        default=DiarizationConfig.overlap_threshold,
+        help="overlap probability from which speech gets a second speaker (default %(default)s)",
+    )
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
     diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     diarize.set_defaults(handler=cmd_diarize)
 
-    scoring = commands.add_parser("score-diarization", help="DER (missed, false alarm, confusion) and JER of RTTM turns against a reference, per recording and in total")
+    scoring = commands.add_parser(
+        "score-diarization",
+        help="DER (missed, false alarm, confusion) and JER of RTTM turns against a reference, per recording and in total",
+    )
     scoring.add_argument("reference", help="reference RTTM")
     scoring.add_argument("hypothesis", help="hypothesis RTTM (e.g. from diarize --rttm)")
-    scoring.add_argument("--collar", type=_number(0, 10), default=0.25, help="seconds either side of each reference boundary left unscored (md-eval's; default 0.25)")
-    scoring.add_argument("--skip-overlap", "--skip_overlap", dest="skip_overlap", action="store_true", help="leave overlapped reference speech unscored")
+    scoring.add_argument(
+        "--collar",
+        type=_number(0, 10),
+        default=0.25,
+        help="seconds either side of each reference boundary left unscored (md-eval's; default 0.25)",
+    )
+    scoring.add_argument(
+        "--skip-overlap", "--skip_overlap", dest="skip_overlap", action="store_true", help="leave overlapped reference speech unscored"
+    )
     scoring.add_argument("--uem", help="UEM file: score only its regions ('<recording> <channel> <start> <end>' per line)")
     scoring.add_argument("--json", help="write the numbers here")
     scoring.set_defaults(handler=cmd_score_diarization)
@@ -851,7 +1082,11 @@ def build_parser() -> argparse.ArgumentParser:
     fuse = commands.add_parser("fuse", help="score fusion of models with different front ends (e.g. GE2E + our own) -> NAME.fusion.json")
     fuse.add_argument("models", nargs="+", help="speaker models, two or more")
     fuse.add_argument("target", help="the fusion file (NAME.fusion.json); use it wherever a --checkpoint_file goes")
-    fuse.add_argument("--audio_dir", required=True, help="recordings of training speakers (not the evaluation speakers): each model's impostor-score spread")
+    fuse.add_argument(
+        "--audio_dir",
+        required=True,
+        help="recordings of training speakers (not the evaluation speakers): each model's impostor-score spread",
+    )
     fuse.add_argument("--weights", type=WEIGHT, nargs="+", help="one per model (default: equal)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=cmd_fuse)
@@ -870,15 +1105,25 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_verify)
 
     calibrate = commands.add_parser(
-        "calibrate", help="thresholds (EER, FAR 1 %%, FAR 0.1 %%) from a trial list, or for diarization's windows from training speakers; saved beside the model"
+        "calibrate",
+        help="thresholds (EER, FAR 1 %%, FAR 0.1 %%) from a trial list, or for diarization's windows from training speakers; saved beside the model",
     )
     calibrate.add_argument("--trials", help="a trial list ('label enroll test' per line)")
     calibrate.add_argument("--audio_root", help="the folder the trial paths are relative to")
-    calibrate.add_argument("--windows", type=_number(0.2, 30), help="instead: calibrate windows of this many seconds (diarization's --window) ...")
+    calibrate.add_argument(
+        "--windows", type=_number(0.2, 30), help="instead: calibrate windows of this many seconds (diarization's --window) ..."
+    )
     calibrate.add_argument("--audio_dir", help="... from recordings of training speakers (never the evaluation speakers)")
-    calibrate.add_argument("--vad", choices=VAD_METHODS, default=DiarizationConfig.vad, help="... whose speech the detector diarize will use finds (--windows only)")
+    calibrate.add_argument(
+        "--vad",
+        choices=VAD_METHODS,
+        default=DiarizationConfig.vad,
+        help="... whose speech the detector diarize will use finds (--windows only)",
+    )
     calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
-    calibrate.add_argument("--force", action="store_true", help="replace the model's existing calibration (its own or the shipped one; backed up)")
+    calibrate.add_argument(
+        "--force", action="store_true", help="replace the model's existing calibration (its own or the shipped one; backed up)"
+    )
     _add_encoder_arguments(calibrate)
     _add_scorer_argument(calibrate)
     calibrate.set_defaults(handler=cmd_calibrate)
@@ -908,9 +1153,12 @@ def build_parser() -> argparse.ArgumentParser:
     softmax = commands.add_parser("train-softmax", help="classification training (softmax, AM- or AAM-softmax) on a feature cache")
     _add_recipe_arguments(softmax, "classification")
     softmax.add_argument(
-        "--initial_checkpoint", help="fine-tune this speaker model (same backbone and features; margin classes start at class means) instead of training from scratch"
+        "--initial_checkpoint",
+        help="fine-tune this speaker model (same backbone and features; margin classes start at class means) instead of training from scratch",
     )
-    softmax.add_argument("--run_name", help="the run's folder under WORKING_DIR (default softmax), e.g. softmax_lmf for large-margin fine-tuning")
+    softmax.add_argument(
+        "--run_name", help="the run's folder under WORKING_DIR (default softmax), e.g. softmax_lmf for large-margin fine-tuning"
+    )
 
     triplet = commands.add_parser("train-triplet", help="hard-negative triplet training from the classification checkpoint")
     _add_recipe_arguments(triplet, "triplet")
@@ -930,7 +1178,11 @@ def build_parser() -> argparse.ArgumentParser:
         "fit-backend",
         help="fit a score back end: centered, asnorm, plda on training speakers' recordings; snorm on unlabelled recordings of the domain you will score",
     )
-    backend.add_argument("--audio_dir", required=True, help="training speakers' corpus (never the evaluation speakers); for snorm any recordings of the target domain, no labels")
+    backend.add_argument(
+        "--audio_dir",
+        required=True,
+        help="training speakers' corpus (never the evaluation speakers); for snorm any recordings of the target domain, no labels",
+    )
     backend.add_argument("--save_to", help="folder to save it in (default: the user's back-end folder); deep_speaker/pretrained ships it")
     _add_encoder_arguments(backend)
     _add_scorer_argument(backend)
@@ -943,7 +1195,11 @@ def build_parser() -> argparse.ArgumentParser:
     trials.add_argument("--plot", help="write ROC and DET curves to this PNG")
     trials.add_argument("--scores", help="write every trial's score here ('label enroll test score'; 'refused' where a recording was)")
     trials.add_argument(
-        "--on-refused", "--on_refused", dest="on_refused", choices=ON_REFUSED, default="skip",
+        "--on-refused",
+        "--on_refused",
+        dest="on_refused",
+        choices=ON_REFUSED,
+        default="skip",
         help="a recording without usable speech: skip its trials (counted, named, a warning; default) or stop",
     )
     _add_encoder_arguments(trials)
@@ -970,7 +1226,9 @@ def refuse_output_over_input(args) -> None:
             continue
         for name, value in inputs:
             if os.path.exists(value) and os.path.samefile(output, value):
-                raise ConfigError(f"{output}: is also this command's input ({name.replace('_', '-')}); writing there would destroy it: choose another output")
+                raise ConfigError(
+                    f"{output}: is also this command's input ({name.replace('_', '-')}); writing there would destroy it: choose another output"
+                )
 
 
 def main(argv=None) -> int:

@@ -97,7 +97,14 @@ class HeadRecipe:
     finetune_learning_rate: float = 0.0001
 
 
-GROUPS = {"model": ModelRecipe, "loss": LossRecipe, "augment": AugmentRecipe, "optimiser": OptimiserRecipe, "run": RunRecipe, "head": HeadRecipe}
+GROUPS = {
+    "model": ModelRecipe,
+    "loss": LossRecipe,
+    "augment": AugmentRecipe,
+    "optimiser": OptimiserRecipe,
+    "run": RunRecipe,
+    "head": HeadRecipe,
+}
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,11 @@ PHASE_GROUPS = {
     "overlap": ("augment", "optimiser", "run"),  # augment: its noise_dir and rir_dir (the floors it trains under)
 }
 # the detectors (spoof, overlap) have no loss to choose: binary cross-entropy on their logits
-PHASE_LOSSES = {"classification": ("softmax", "amsoftmax", "aamsoftmax"), "triplet": ("triplet", "batch_hard_triplet"), "head": ("amsoftmax", "aamsoftmax", "triplet")}
+PHASE_LOSSES = {
+    "classification": ("softmax", "amsoftmax", "aamsoftmax"),
+    "triplet": ("triplet", "batch_hard_triplet"),
+    "head": ("amsoftmax", "aamsoftmax", "triplet"),
+}
 PHASE_DEFAULTS = {
     # reference: Adam, dropout 0.5, early stopping after 20 epochs, LR halved after 10
     "classification": Recipe("classification", model=ModelRecipe(dropout=0.5)),
@@ -232,21 +243,26 @@ def _check(condition: bool, message: str) -> None:
 
 def validate(recipe: Recipe) -> Recipe:
     """Every enumerated option against its registry and every number against its range, before any work."""
+    from .layers import EmbeddingFusion
     from .losses import LOSSES
     from .models import BACKBONES
     from .models.heads import HEAD_BUILDERS
     from .models.registry import MAX_EMBEDDING_DIM, MAX_WIDTH
-    from .layers import EmbeddingFusion
 
     phase = recipe.phase
     if "loss" in PHASE_GROUPS[phase]:
-        _check(recipe.loss.name in PHASE_LOSSES[phase], f"loss {recipe.loss.name!r} is not one of {PHASE_LOSSES[phase]} for {phase} training")
+        _check(
+            recipe.loss.name in PHASE_LOSSES[phase], f"loss {recipe.loss.name!r} is not one of {PHASE_LOSSES[phase]} for {phase} training"
+        )
         _check(recipe.loss.name in LOSSES, f"unknown loss {recipe.loss.name!r}; choose from {sorted(LOSSES)}")
     _check(recipe.optimiser.name in OPTIMISERS, f"unknown optimiser {recipe.optimiser.name!r}; choose from {OPTIMISERS}")
     if "model" in PHASE_GROUPS[phase]:
         _check(recipe.model.name in BACKBONES, f"unknown model {recipe.model.name!r}; choose from {sorted(BACKBONES)}")
         _check(0 < recipe.model.width <= MAX_WIDTH, f"width must be > 0 and at most {MAX_WIDTH:g}, got {recipe.model.width}")
-        _check(1 <= recipe.model.embedding_dim <= MAX_EMBEDDING_DIM, f"embedding_dim must be >= 1 and at most {MAX_EMBEDDING_DIM}, got {recipe.model.embedding_dim}")
+        _check(
+            1 <= recipe.model.embedding_dim <= MAX_EMBEDDING_DIM,
+            f"embedding_dim must be >= 1 and at most {MAX_EMBEDDING_DIM}, got {recipe.model.embedding_dim}",
+        )
         _check(0 <= recipe.model.dropout < 1, f"dropout must be in [0, 1), got {recipe.model.dropout}")
     if phase == "head":
         head = recipe.head
@@ -269,7 +285,9 @@ def validate(recipe: Recipe) -> Recipe:
         _check(not recipe.augment.waveform, "distillation trains on cached features (and cached_copies), not on-the-fly waveforms")
     _check(math.isfinite(loss.distill_weight) and loss.distill_weight > 0, f"distill_weight must be > 0, got {loss.distill_weight}")
     _check(loss.name != "aamsoftmax" or loss.margin < 1.5, f"an angular margin is in radians (below pi/2), got {loss.margin}")
-    _check(math.isfinite(optimiser.learning_rate) and optimiser.learning_rate > 0, f"learning_rate must be > 0, got {optimiser.learning_rate}")
+    _check(
+        math.isfinite(optimiser.learning_rate) and optimiser.learning_rate > 0, f"learning_rate must be > 0, got {optimiser.learning_rate}"
+    )
     _check(optimiser.reduce_lr_patience >= 1, f"reduce_lr_patience must be >= 1, got {optimiser.reduce_lr_patience}")
     _check(0 < optimiser.reduce_lr_factor < 1, f"reduce_lr_factor must be in (0, 1), got {optimiser.reduce_lr_factor}")
     minimum_batch = 3 if loss.name == "triplet" else 1
@@ -289,13 +307,22 @@ def validate(recipe: Recipe) -> Recipe:
     _check(run.input_pipelines >= 0, f"input_pipelines must be >= 0 (0: one per worker), got {run.input_pipelines}")
     if run.input == "shards":
         _check(phase in ("classification", "triplet"), f"{phase} training reads the feature cache (input: cache)")
-        _check(not (recipe.augment.waveform or recipe.augment.cached_copies or loss.distill_from), "input: shards streams cached features: "
-               "no waveform augmentation, cached_copies or distillation (add augmented recordings to the corpus you shard instead)")
+        _check(
+            not (recipe.augment.waveform or recipe.augment.cached_copies or loss.distill_from),
+            "input: shards streams cached features: "
+            "no waveform augmentation, cached_copies or distillation (add augmented recordings to the corpus you shard instead)",
+        )
     _check(loss.crops_per_speaker >= 2, f"crops_per_speaker must be >= 2 (a positive per crop), got {loss.crops_per_speaker}")
-    _check(not (phase == "triplet" and run.input == "shards" and loss.name == "triplet"), "triplet training on shards mines within batches: use loss batch_hard_triplet")
+    _check(
+        not (phase == "triplet" and run.input == "shards" and loss.name == "triplet"),
+        "triplet training on shards mines within batches: use loss batch_hard_triplet",
+    )
     if loss.name == "batch_hard_triplet":
         _check(run.input == "shards", "batch_hard_triplet mines within streamed batches: set input: shards (the cache uses triplet)")
-        _check(run.batch_size % loss.crops_per_speaker == 0, f"batch_size ({run.batch_size}) must be a multiple of crops_per_speaker ({loss.crops_per_speaker})")
+        _check(
+            run.batch_size % loss.crops_per_speaker == 0,
+            f"batch_size ({run.batch_size}) must be a multiple of crops_per_speaker ({loss.crops_per_speaker})",
+        )
     aug = recipe.augment
     for name in ("noise_probability", "reverb_probability", "channel_probability"):
         _check(0 <= getattr(aug, name) <= 1, f"{name} must be in [0, 1], got {getattr(aug, name)}")

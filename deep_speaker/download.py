@@ -69,7 +69,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, target, sha256: str, size: int, progress: bool = True, timeout: float = 60.0, page: str | None = None, deadline: float = DEADLINE_SECONDS) -> Path:
+def download(
+    url: str,
+    target,
+    sha256: str,
+    size: int,
+    progress: bool = True,
+    timeout: float = 60.0,
+    page: str | None = None,
+    deadline: float = DEADLINE_SECONDS,
+) -> Path:
     """`url` -> `target`, resuming `target.part` if an earlier attempt stopped; returns `target`. A target that
     already has the expected SHA-256 is kept as is. `timeout`: seconds without a byte; `deadline`: for the whole."""
     target = Path(target)
@@ -119,7 +128,9 @@ def _fetch(url: str, partial: Path, have: int, size: int, progress: bool, timeou
         raise DownloadError(f"{url}: cannot download ({getattr(error, 'reason', error)}); {_retry(partial, page)}") from None
     with response:
         if response.headers.get_content_type() == "text/html":
-            raise DownloadError(f"{url}: the server answered with a web page, not the file (a quota or sign-in page?); {_retry(partial, page)}")
+            raise DownloadError(
+                f"{url}: the server answered with a web page, not the file (a quota or sign-in page?); {_retry(partial, page)}"
+            )
         if have and response.status != 206:  # the server ignored the range: start again
             have = 0
         announced = response.headers.get("Content-Length")
@@ -129,7 +140,10 @@ def _fetch(url: str, partial: Path, have: int, size: int, progress: bool, timeou
         descriptor = _open_part(partial, append=bool(have))
         written = have
         try:
-            with os.fdopen(descriptor, "wb") as stream, tqdm(total=end, initial=have, unit="B", unit_scale=True, desc=partial.stem, disable=not progress) as bar:
+            with (
+                os.fdopen(descriptor, "wb") as stream,
+                tqdm(total=end, initial=have, unit="B", unit_scale=True, desc=partial.stem, disable=not progress) as bar,
+            ):
                 while block := response.read1(CHUNK):  # what has arrived, so the deadline is checked as bytes trickle in
                     if written + len(block) > size:
                         raise DownloadError(f"{url}: the server sent more than the {size:,} bytes of the published file; refused")
@@ -137,7 +151,9 @@ def _fetch(url: str, partial: Path, have: int, size: int, progress: bool, timeou
                     written += len(block)
                     bar.update(len(block))
                     if time.monotonic() > deadline:
-                        raise DownloadError(f"{url}: the download did not finish before its deadline ({written:,} of {end:,} bytes); {_retry(partial, page)}")
+                        raise DownloadError(
+                            f"{url}: the download did not finish before its deadline ({written:,} of {end:,} bytes); {_retry(partial, page)}"
+                        )
         except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
             raise DownloadError(f"{url}: the download stopped ({error!r}); {_retry(partial, page)}") from None
     got = partial.stat().st_size
@@ -155,4 +171,12 @@ def download_checkpoint(name: str, folder=".", url: str | None = None, progress:
     if name not in PUBLISHED:
         raise DownloadError(f"unknown checkpoint {name!r}; choose from {sorted(PUBLISHED)}")
     published = PUBLISHED[name]
-    return download(url or published.url, Path(folder) / published.file_name, published.sha256, published.size, progress, page=published.page, deadline=deadline)
+    return download(
+        url or published.url,
+        Path(folder) / published.file_name,
+        published.sha256,
+        published.size,
+        progress,
+        page=published.page,
+        deadline=deadline,
+    )

@@ -216,7 +216,12 @@ class SpeakerEncoder:
         with (
             threadpool_limits(limits=1, user_api="blas"),
             ThreadPoolExecutor(max_workers=workers) as pool,
-            tqdm(total=len(paths), disable=not progress, unit="utt", desc="embed" if self.checkpoint is None else f"embed {self.checkpoint.name}") as bar,
+            tqdm(
+                total=len(paths),
+                disable=not progress,
+                unit="utt",
+                desc="embed" if self.checkpoint is None else f"embed {self.checkpoint.name}",
+            ) as bar,
         ):
             pending = deque(pool.submit(prepare, p) for p in paths[: 2 * self.batch_size])
             next_path = len(pending)

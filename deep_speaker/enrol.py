@@ -35,7 +35,14 @@ SCHEMA = {"meta", "speakers"}
 def check_name(name: str) -> str:
     """A speaker name: 1-200 printable characters, no tabs or line breaks, not only spaces, and no '/' or '\\' (a
     name is also a path segment of the HTTP service: one with a slash could be enrolled there but never removed)."""
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable() or "/" in name or "\\" in name:
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or len(name) > MAX_NAME_LENGTH
+        or not name.isprintable()
+        or "/" in name
+        or "\\" in name
+    ):
         raise RegistryError(
             f"speaker name {name!r}: use 1-{MAX_NAME_LENGTH} printable characters, without '/' or '\\' (and no tabs, line breaks or control characters)"
         )
@@ -46,7 +53,9 @@ def require_store(path) -> Path:
     """`path` if a store exists there, else a `RegistryError` (checked before any model is loaded)."""
     path = Path(path)
     if not path.is_file():
-        raise RegistryError(f"{path}: no such speaker store; enrol speakers into it first", cli_hint="run `enroll NAME FILES... --store PATH`")
+        raise RegistryError(
+            f"{path}: no such speaker store; enrol speakers into it first", cli_hint="run `enroll NAME FILES... --store PATH`"
+        )
     return path
 
 
@@ -88,7 +97,12 @@ class SpeakerRegistry:
             if concurrent and not self.read_only:
                 self.connection.execute("PRAGMA journal_mode=WAL")
             stored = dict(self.connection.execute("SELECT key, value FROM meta")).get("model_id")
-        if stored != self.model_identity and encoder.checkpoint is not None and stored == file_digest(encoder.checkpoint) and not self.read_only:
+        if (
+            stored != self.model_identity
+            and encoder.checkpoint is not None
+            and stored == file_digest(encoder.checkpoint)
+            and not self.read_only
+        ):
             with self._sqlite_errors("update"), self.connection:  # a store of version 0.1, keyed by the file's bytes
                 self.connection.execute("UPDATE meta SET value = ? WHERE key = 'model_id'", (self.model_identity,))
         elif stored != self.model_identity:
@@ -165,7 +179,9 @@ class SpeakerRegistry:
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         try:
             with self._sqlite_errors("write to"), self.connection:
-                self.connection.execute(f"{verb} INTO speakers (name, embedding, num_files) VALUES (?, ?, ?)", (name, mean.tobytes(), len(files)))
+                self.connection.execute(
+                    f"{verb} INTO speakers (name, embedding, num_files) VALUES (?, ?, ?)", (name, mean.tobytes(), len(files))
+                )
         except RegistryError as error:
             if isinstance(error.__cause__, sqlite3.IntegrityError):
                 raise already from None

@@ -28,7 +28,7 @@ class Trials:
     test: list[str]
 
     @classmethod
-    def read(cls, path) -> "Trials":
+    def read(cls, path) -> Trials:
         path = Path(path)
         if not path.is_file():
             raise TrialsError(f"{path}: no such trial list")
@@ -105,7 +105,9 @@ def score_trials(embeddings: dict[str, np.ndarray], trials: Trials, scorer: Scor
     return (scorer or CosineScorer()).score_pairs(enroll, test)
 
 
-def evaluate_trials(encoder, trials_path, audio_root, progress: bool = True, scorer: Scorer | None = None, on_refused: str = "skip") -> VerificationResult:
+def evaluate_trials(
+    encoder, trials_path, audio_root, progress: bool = True, scorer: Scorer | None = None, on_refused: str = "skip"
+) -> VerificationResult:
     """Embed each file of the list once (relative to `audio_root`) and compute EER and minDCF. A recording the
     encoder refuses (no speech, too short, corrupt) excludes its trials, which are counted and named in the result
     (`on_refused="skip"`), or stops the evaluation (`"fail"`)."""
@@ -165,7 +167,9 @@ def plot_roc_det(target_scores, nontarget_scores, path) -> None:
     ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5])
     det_axis.set_xticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
     det_axis.set_yticks(norm.ppf(ticks), [f"{100 * t:g}" for t in ticks])
-    det_axis.set(xlabel="false accept rate (%)", ylabel="miss rate (%)", title="DET", xlim=norm.ppf([clip, 0.6]), ylim=norm.ppf([clip, 0.6]))
+    det_axis.set(
+        xlabel="false accept rate (%)", ylabel="miss rate (%)", title="DET", xlim=norm.ppf([clip, 0.6]), ylim=norm.ppf([clip, 0.6])
+    )
     det_axis.plot(norm.ppf([clip, 0.6]), norm.ppf([clip, 0.6]), linestyle=":", color="grey")
     for axis in (roc_axis, det_axis):
         axis.grid(alpha=0.3)

@@ -50,7 +50,7 @@ class ExportMetadata:
     def to_json(self) -> str:
         return json.dumps(self._fields(), indent=2)
 
-    def sealed(self, graph: str) -> "ExportMetadata":
+    def sealed(self, graph: str) -> ExportMetadata:
         """This metadata with the digest binding it to the graph whose digest is `graph` (`graph_digest`)."""
         return replace(self, digest=self._expected_digest(graph))
 
@@ -58,7 +58,7 @@ class ExportMetadata:
         fields = {key: value for key, value in self._fields().items() if key != "digest"}
         return hashlib.sha256(f"{graph}\n{json.dumps(fields, sort_keys=True)}".encode()).hexdigest()
 
-    def verify(self, path) -> "ExportMetadata":
+    def verify(self, path) -> ExportMetadata:
         """Refuse unless the model at `path` and this metadata are what the exporter wrote (see the module docstring)."""
         if self.digest is None:
             raise CheckpointError(f"{path}: its metadata carries no digest; export the model again")
@@ -70,7 +70,7 @@ class ExportMetadata:
         return self
 
     @classmethod
-    def from_json(cls, text: str, source) -> "ExportMetadata":
+    def from_json(cls, text: str, source) -> ExportMetadata:
         try:
             data = json.loads(text)
             if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
@@ -113,7 +113,7 @@ def _onnx_without_metadata(path) -> bytes:
     return graph.SerializeToString(deterministic=True)
 
 
-def check_output_size(found, metadata: "ExportMetadata", path) -> None:
+def check_output_size(found, metadata: ExportMetadata, path) -> None:
     """Refuse metadata whose embedding size is not the graph's output size (`found`; None where the graph leaves it open)."""
     if found is not None and int(found) != metadata.embedding_dim:
         raise CheckpointError(f"{path}: the metadata says {metadata.embedding_dim}-d embeddings, the graph outputs {int(found)}-d; refused")

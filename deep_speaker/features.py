@@ -69,13 +69,10 @@ class FeatureConfig:
             return f"SpeechBrain's Fbank ({self.num_fbanks} bands, {self.sample_rate} Hz, log, sentence mean normalisation)"
         if self.kind == "resemblyzer":
             return f"Resemblyzer's power mel spectrogram ({self.num_fbanks} bands, {self.sample_rate} Hz, padded to its partial windows)"
-        return (
-            f"{self.energies} filterbank energies ({self.num_fbanks} bands, {self.sample_rate} Hz, "
-            f"{self.normalisation} normalisation)"
-        )
+        return f"{self.energies} filterbank energies ({self.num_fbanks} bands, {self.sample_rate} Hz, {self.normalisation} normalisation)"
 
     @classmethod
-    def from_dict(cls, values: dict) -> "FeatureConfig":
+    def from_dict(cls, values: dict) -> FeatureConfig:
         """From a stored dict; keys missing in files written before a field existed take its default."""
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
@@ -120,7 +117,9 @@ def frame_signal(signal: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, FRAME_LENGTH)[::FRAME_STEP]
 
 
-def fbank_energies(signal: np.ndarray, num_filters: int = NUM_FBANKS, sample_rate: int = SAMPLE_RATE, block_frames: int = 4096) -> np.ndarray:
+def fbank_energies(
+    signal: np.ndarray, num_filters: int = NUM_FBANKS, sample_rate: int = SAMPLE_RATE, block_frames: int = 4096
+) -> np.ndarray:
     """Linear (not log) mel filterbank energies (frames, num_filters), float64, zeros replaced by eps.
 
     The spectrum is computed `block_frames` frames at a time, so memory stays bounded for long recordings.
@@ -286,7 +285,9 @@ def speech_check_energies(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -
         signal = np.pad(signal, (0, length - signal.size))
     frames = np.lib.stride_tricks.sliding_window_view(signal, length)[::step]
     window = np.hanning(length)
-    energies = blocked_mel_power(frames, mel_filterbank(NUM_FBANKS, nfft, sample_rate), nfft, lambda block: (block - block.mean(axis=1, keepdims=True)) * window)
+    energies = blocked_mel_power(
+        frames, mel_filterbank(NUM_FBANKS, nfft, sample_rate), nfft, lambda block: (block - block.mean(axis=1, keepdims=True)) * window
+    )
     return energies + 1e-20
 
 

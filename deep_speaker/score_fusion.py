@@ -132,7 +132,9 @@ def fit_fusion(checkpoints, paths, labels, target, weights=None, progress: bool 
         raise ConfigError(f"{target}: a score-fusion file is named *{FUSION_SUFFIX}")
     weights = [1.0] * len(checkpoints) if weights is None else [float(w) for w in weights]
     if len(checkpoints) < 2 or len(weights) != len(checkpoints) or not all(0 < w <= MAX_WEIGHT for w in weights):
-        raise ConfigError(f"a fusion takes two or more models with one weight in (0, {MAX_WEIGHT:g}] each, got {len(checkpoints)} models and weights {weights}")
+        raise ConfigError(
+            f"a fusion takes two or more models with one weight in (0, {MAX_WEIGHT:g}] each, got {len(checkpoints)} models and weights {weights}"
+        )
     labels = np.asarray(labels)
     members = []
     for checkpoint, weight in zip(checkpoints, weights):

@@ -48,7 +48,10 @@ def speech_activity(samples: np.ndarray, method: str = "silero") -> np.ndarray:
     if method == "energy":
         return _fit(speech_blocks(samples), num_blocks)  # its last partial block may be missing
     if method == "webrtc":
-        return _fit(np.repeat(webrtcvad_voiced_windows(samples, window_ms=WEBRTC_WINDOW_MS), WEBRTC_WINDOW_MS * SAMPLE_RATE // 1000 // FRAME_STEP), num_blocks)
+        return _fit(
+            np.repeat(webrtcvad_voiced_windows(samples, window_ms=WEBRTC_WINDOW_MS), WEBRTC_WINDOW_MS * SAMPLE_RATE // 1000 // FRAME_STEP),
+            num_blocks,
+        )
     if num_blocks == 0:
         return np.zeros(0, dtype=bool)
     silero = _fit(silero_speech_windows(samples), num_blocks, SILERO_WINDOW)

@@ -8,8 +8,8 @@ of the model's calibration, found by the model's fingerprint), and can consult a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import CalibrationError, ConfigError
 from .scoring import CosineScorer, Scorer
@@ -110,7 +110,10 @@ class Verifier:
         if self.explicit_threshold is not None:
             return self.explicit_threshold, "threshold given"
         if self.calibration is None:
-            return None, f"model {self.encoder.fingerprint} is not calibrated for {self.scorer.name} scores: calibrate it or give a threshold"
+            return (
+                None,
+                f"model {self.encoder.fingerprint} is not calibrated for {self.scorer.name} scores: calibrate it or give a threshold",
+            )
         return self.calibration.threshold(self.operating_point), f"operating point {self.operating_point}"
 
     def decide(self, score: float) -> Decision:

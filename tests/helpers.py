@@ -94,7 +94,9 @@ def register_fast_backbone() -> str:
             pooled = TemporalAverage(name="average")(frames)
             if dropout:
                 pooled = keras.layers.Dropout(dropout, name="dropout")(pooled)
-            return keras.Model(features, {"frames": frames, "embedding": keras.layers.Dense(embedding_dim, name="affine")(pooled)}, name=name)
+            return keras.Model(
+                features, {"frames": frames, "embedding": keras.layers.Dense(embedding_dim, name="affine")(pooled)}, name=name
+            )
 
     return FAST_BACKBONE
 
@@ -151,7 +153,9 @@ def noise(kind: str, seconds: float = 3.0, level: float = 0.5, seed: int = 0) ->
     return (level * signal / np.abs(signal).max()).astype(np.float32)
 
 
-def torchaudio_resample(signal: np.ndarray, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6, rolloff: float = 0.99) -> np.ndarray:
+def torchaudio_resample(
+    signal: np.ndarray, orig_freq: int, new_freq: int, lowpass_filter_width: int = 6, rolloff: float = 0.99
+) -> np.ndarray:
     """torchaudio.functional.resample (sinc_interp_hann, its defaults) in NumPy: how SpeechBrain's fixture
     outputs were made from 48 kHz files; the toolkit itself resamples with soxr."""
     import math

@@ -28,7 +28,8 @@ def test_reads_wav_as_mono_float32(speech_file):
 
 
 @pytest.mark.parametrize(
-    "suffix,container,subtype", [(".flac", None, None), (".ogg", "OGG", "VORBIS"), (".opus", "OGG", "OPUS"), (".mp3", "MP3", "MPEG_LAYER_III")]
+    "suffix,container,subtype",
+    [(".flac", None, None), (".ogg", "OGG", "VORBIS"), (".opus", "OGG", "OPUS"), (".mp3", "MP3", "MPEG_LAYER_III")],
 )
 def test_reads_compressed_formats(tmp_path, suffix, container, subtype):
     path = tmp_path / f"a{suffix}"
@@ -172,7 +173,9 @@ def test_declared_rate_and_length_are_bounded_before_decoding(tmp_path, monkeypa
 
     with pytest.raises(AudioLimitError, match="one_hz.wav: sample rate 1 Hz is outside 4000-384000 Hz"):
         read_audio(_wav_claiming(tmp_path / "one_hz.wav", 1))
-    with pytest.raises(AudioLimitError, match=r"huge.flac: \d+ s of audio, longer than the limit of 1200 s \(set DEEP_SPEAKER_MAX_AUDIO_SECONDS"):
+    with pytest.raises(
+        AudioLimitError, match=r"huge.flac: \d+ s of audio, longer than the limit of 1200 s \(set DEEP_SPEAKER_MAX_AUDIO_SECONDS"
+    ):
         read_audio(_flac_claiming_2_to_the_36_samples(tmp_path / "huge.flac"))
     long_file = tmp_path / "long.wav"
     sf.write(long_file, np.tile(synthetic_speech(1.0), 3), 16000)

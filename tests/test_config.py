@@ -6,8 +6,16 @@ from deep_speaker.errors import ConfigError
 
 def test_defaults_are_the_reference_recipe():
     classification, triplet = PHASE_DEFAULTS["classification"], PHASE_DEFAULTS["triplet"]
-    assert (classification.run.batch_size, classification.run.validation_fraction, classification.run.early_stopping_patience) == (96, 0.2, 20)
-    assert (classification.optimiser.reduce_lr_patience, classification.optimiser.reduce_lr_factor, classification.model.dropout) == (10, 0.5, 0.5)
+    assert (classification.run.batch_size, classification.run.validation_fraction, classification.run.early_stopping_patience) == (
+        96,
+        0.2,
+        20,
+    )
+    assert (classification.optimiser.reduce_lr_patience, classification.optimiser.reduce_lr_factor, classification.model.dropout) == (
+        10,
+        0.5,
+        0.5,
+    )
     assert (triplet.run.batch_size, triplet.loss.margin, triplet.run.num_frames, triplet.optimiser.name) == (96, 0.1, 160, "sgd")
     assert (classification.model.width, classification.model.embedding_dim, classification.model.name) == (1.0, 512, "rescnn")
 

@@ -103,7 +103,9 @@ def test_published_checkpoints_and_the_command_refuse_a_mirror_with_other_bytes(
     assert PUBLISHED["triplet"].size == 97_054_080 and PUBLISHED["triplet"].sha256.startswith("995f4f51")
     assert PUBLISHED["softmax"].size == 296_364_940 and PUBLISHED["softmax"].sha256.endswith("71cc0c2")
     with Server() as server:
-        result = cli_in_process(capsys, "download-checkpoint", "triplet", "--output_dir", tmp_path, "--url", f"{server.url}/file", "--quiet")
+        result = cli_in_process(
+            capsys, "download-checkpoint", "triplet", "--output_dir", tmp_path, "--url", f"{server.url}/file", "--quiet"
+        )
     assert result.returncode != 0 and "995f4f51" in result.stderr and "refused: got 1,048,576 bytes" in result.stderr
     with pytest.raises(DownloadError, match="unknown checkpoint"):
         download_checkpoint("lstm", tmp_path)
@@ -123,7 +125,10 @@ def test_an_endless_or_trickling_server_is_cut_off(tmp_path):
         download(f"{server.url}/file", tmp_path / "endless.h5", SHA, len(PAYLOAD), progress=False)
     assert (tmp_path / "endless.h5.part").stat().st_size <= len(PAYLOAD)
     started = time.monotonic()
-    with Server(trickle=0.1) as server, pytest.raises(DownloadError, match=r"did not finish before its deadline .*run the same command again to resume"):
+    with (
+        Server(trickle=0.1) as server,
+        pytest.raises(DownloadError, match=r"did not finish before its deadline .*run the same command again to resume"),
+    ):
         download(f"{server.url}/file", tmp_path / "slow.h5", SHA, len(PAYLOAD), progress=False, deadline=0.5)
     assert time.monotonic() - started < 10
 

@@ -27,7 +27,9 @@ def test_enroll_list_identify_verify_remove(registry):
     verifier = Verifier(registry.encoder, threshold=0.5)
     ranked = verifier.identify("alice_3.wav", registry, top_k=2).ranked
     assert [name for name, _ in ranked] == ["alice", "bob"] and ranked[0][1] > ranked[1][1]
-    assert verifier.verify_enrolled("bob_2.wav", "bob", registry).score > 0.95 > verifier.verify_enrolled("bob_2.wav", "alice", registry).score
+    assert (
+        verifier.verify_enrolled("bob_2.wav", "bob", registry).score > 0.95 > verifier.verify_enrolled("bob_2.wav", "alice", registry).score
+    )
     registry.remove("bob")
     assert registry.names() == [("alice", 2)]
     with pytest.raises(RegistryError, match="no speaker named 'bob'"):

@@ -7,6 +7,7 @@ from deep_speaker.errors import TrialsError
 from deep_speaker.evaluation import Trials, closed_set_metrics, closed_set_trials, score_trials
 from tests.helpers import cli_in_process, save_tiny_model, write_corpus
 
+
 def test_trials_read_and_files(tmp_path):
     path = tmp_path / "trials.txt"
     path.write_text("1 a/1.wav a/2.wav\n0 a/1.wav b/1.wav\n\n0 b/1.wav a/2.wav\n")
@@ -17,7 +18,12 @@ def test_trials_read_and_files(tmp_path):
 
 @pytest.mark.parametrize(
     "text,problem",
-    [("1 a b\n2 a c\n", "label 0 or 1"), ("1 a\n", "expected 'label enroll test'"), ("1 a b\n1 b c\n", "both target"), (b"\x89PNG\xff\xfe", "not a text trial list")],
+    [
+        ("1 a b\n2 a c\n", "label 0 or 1"),
+        ("1 a\n", "expected 'label enroll test'"),
+        ("1 a b\n1 b c\n", "both target"),
+        (b"\x89PNG\xff\xfe", "not a text trial list"),
+    ],
 )
 def test_trials_errors(tmp_path, text, problem):
     path = tmp_path / "t.txt"
@@ -58,10 +64,14 @@ def test_closed_set_metrics_perfect_and_random():
 def test_cli_eval_trials_writes_json_and_plot(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2, suffix=".wav")
     trials = tmp_path / "trials.txt"
-    trials.write_text("1 spk0/utt0.wav spk0/utt1.wav\n1 spk1/utt0.wav spk1/utt1.wav\n0 spk0/utt0.wav spk1/utt0.wav\n0 spk1/utt1.wav spk2/utt0.wav\n0 spk2/utt1.wav spk0/utt1.wav\n")
+    trials.write_text(
+        "1 spk0/utt0.wav spk0/utt1.wav\n1 spk1/utt0.wav spk1/utt1.wav\n0 spk0/utt0.wav spk1/utt0.wav\n0 spk1/utt1.wav spk2/utt0.wav\n0 spk2/utt1.wav spk0/utt1.wav\n"
+    )
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     out, plot = tmp_path / "r.json", tmp_path / "curves.png"
-    result = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus, "--json", out, "--plot", plot)
+    result = cli_in_process(
+        capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus, "--json", out, "--plot", plot
+    )
     assert result.returncode == 0, result.stderr
     numbers = json.loads(out.read_text())
     assert 0.0 <= numbers["eer"] <= 1.0 and numbers["target_trials"] == 2 and numbers["nontarget_trials"] == 3
@@ -83,13 +93,29 @@ def test_cli_fits_a_back_end_and_scores_and_calibrates_with_it(tmp_path, capsys)
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     sample = corpus / "spk0" / "utt0.wav"
     missing = cli_in_process(capsys, "verify", sample, sample, "--checkpoint_file", checkpoint, "--scorer", "asnorm", "--threshold", "0")
-    assert missing.returncode == 2 and "no asnorm back end fitted for model" in missing.stderr and "(run `fit-backend --scorer asnorm --audio_dir DIR` on training speakers' recordings first)" in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "no asnorm back end fitted for model" in missing.stderr
+        and "(run `fit-backend --scorer asnorm --audio_dir DIR` on training speakers' recordings first)" in missing.stderr
+    )
     fitted = cli_in_process(capsys, "fit-backend", "--audio_dir", corpus, "--checkpoint_file", checkpoint, "--scorer", "asnorm")
     assert fitted.returncode == 0 and "fitted asnorm for model" in fitted.stdout
     trials = tmp_path / "trials.txt"
     trials.write_text("1 spk0/utt0.wav spk0/utt1.wav\n0 spk0/utt0.wav spk1/utt0.wav\n0 spk2/utt1.wav spk3/utt0.wav\n")
-    result = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus,
-                            "--scorer", "asnorm", "--json", tmp_path / "r.json")
+    result = cli_in_process(
+        capsys,
+        "eval-trials",
+        "--checkpoint_file",
+        checkpoint,
+        "--trials",
+        trials,
+        "--audio_root",
+        corpus,
+        "--scorer",
+        "asnorm",
+        "--json",
+        tmp_path / "r.json",
+    )
     assert result.returncode == 0 and json.loads((tmp_path / "r.json").read_text())["scorer"] == "asnorm"
     verified = cli_in_process(capsys, "verify", sample, sample, "--checkpoint_file", checkpoint, "--scorer", "asnorm")
     assert verified.returncode == 0 and "not calibrated for asnorm scores" in verified.stdout
@@ -136,15 +162,36 @@ def test_eval_trials_completes_without_recordings_it_refuses_and_names_them(tmp_
     )
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     out, scores = tmp_path / "r.json", tmp_path / "scores.txt"
-    done = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus, "--json", out, "--scores", scores)
+    done = cli_in_process(
+        capsys,
+        "eval-trials",
+        "--checkpoint_file",
+        checkpoint,
+        "--trials",
+        trials,
+        "--audio_root",
+        corpus,
+        "--json",
+        out,
+        "--scores",
+        scores,
+    )
     assert done.returncode == 0, done.stderr
-    assert "warning: refused spk2/hiss.wav: " in done.stderr and "no speech found" in done.stderr and "warning: refused spk2/blip.wav" in done.stderr
-    assert "2 recording(s) refused; their 3 trials are excluded" in done.stderr and "3 trials excluded: 2 recording(s) refused" in done.stdout
+    assert (
+        "warning: refused spk2/hiss.wav: " in done.stderr
+        and "no speech found" in done.stderr
+        and "warning: refused spk2/blip.wav" in done.stderr
+    )
+    assert (
+        "2 recording(s) refused; their 3 trials are excluded" in done.stderr and "3 trials excluded: 2 recording(s) refused" in done.stdout
+    )
     numbers = json.loads(out.read_text())
     assert numbers["refused_trials"] == 3 and sorted(numbers["refused_recordings"]) == ["spk2/blip.wav", "spk2/hiss.wav"]
     assert numbers["target_trials"] == 2 and numbers["nontarget_trials"] == 2
     lines = scores.read_text().splitlines()
     assert len(lines) == 7 and lines[3].endswith(" refused") and lines[5].endswith(" refused")
     assert float(lines[0].split()[3]) == pytest.approx(float(lines[0].split()[3])) and lines[0].startswith("1 spk0/utt0.wav spk0/utt1.wav ")
-    strict = cli_in_process(capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus, "--on-refused", "fail")
+    strict = cli_in_process(
+        capsys, "eval-trials", "--checkpoint_file", checkpoint, "--trials", trials, "--audio_root", corpus, "--on-refused", "fail"
+    )
     assert strict.returncode == 2 and "hiss.wav: no speech found" in strict.stderr

@@ -98,9 +98,13 @@ def test_speech_loud_quiet_or_telephone_band_is_speech(shared_data):
     import soxr
 
     from deep_speaker.audio import crop_waveform, trim_silence
-    from deep_speaker.features import MIN_SPEECH_VARIATION_DB, require_speech, speech_check_energies, spectro_temporal_variation
+    from deep_speaker.features import MIN_SPEECH_VARIATION_DB, require_speech, spectro_temporal_variation, speech_check_energies
 
-    files = sorted((shared_data / "speechocean762").rglob("*.flac"))[::23] + sorted((shared_data / "samples").rglob("*.wav")) + sorted((shared_data / "asc").rglob("*.flac"))[::15]
+    files = (
+        sorted((shared_data / "speechocean762").rglob("*.flac"))[::23]
+        + sorted((shared_data / "samples").rglob("*.wav"))
+        + sorted((shared_data / "asc").rglob("*.flac"))[::15]
+    )
     rng = np.random.default_rng(0)
     for path in files:
         speech = load_speech(path)

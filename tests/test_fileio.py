@@ -16,8 +16,6 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
 
-
-
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "a.bin"
     target.write_bytes(b"old")

@@ -80,10 +80,25 @@ def test_bad_fusions_are_refused_and_commands_take_a_fusion(two_models, recordin
 @pytest.mark.parametrize(
     "members,problem",
     [
-        ([{"checkpoint": "a.keras", "weight": 1e308, "impostor_std": 0.1}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}], r"weight must be in \(0, 1e\+06\]"),
-        ([{"checkpoint": "a.keras", "weight": 1, "impostor_std": 1e-300}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}], r"impostor_std in \[0.0001, 2\]"),
-        ([{"checkpoint": "a.keras", "weight": 1, "impostor_std": 0.1, "extra": 1}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}], "a member holds exactly"),
-        ([{"checkpoint": "a.keras", "weight": True, "impostor_std": 0.1}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}], "malformed member"),
+        (
+            [{"checkpoint": "a.keras", "weight": 1e308, "impostor_std": 0.1}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}],
+            r"weight must be in \(0, 1e\+06\]",
+        ),
+        (
+            [{"checkpoint": "a.keras", "weight": 1, "impostor_std": 1e-300}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}],
+            r"impostor_std in \[0.0001, 2\]",
+        ),
+        (
+            [
+                {"checkpoint": "a.keras", "weight": 1, "impostor_std": 0.1, "extra": 1},
+                {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1},
+            ],
+            "a member holds exactly",
+        ),
+        (
+            [{"checkpoint": "a.keras", "weight": True, "impostor_std": 0.1}, {"checkpoint": "b.keras", "weight": 1, "impostor_std": 0.1}],
+            "malformed member",
+        ),
     ],
 )
 def test_fusion_fields_out_of_range_or_unknown_are_refused(tmp_path, members, problem):

@@ -21,7 +21,14 @@ def as_written(waveform: np.ndarray) -> np.ndarray:
 
 
 def attack_recording(
-    encoder, source, reference: np.ndarray, threshold: float, targeted: bool, config: AttackConfig = AttackConfig(), generator=None, progress: bool = False
+    encoder,
+    source,
+    reference: np.ndarray,
+    threshold: float,
+    targeted: bool,
+    config: AttackConfig = AttackConfig(),
+    generator=None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, AttackResult]:
     """Attack one recording (a path, or a waveform at 16 kHz) against `encoder`'s cosine score with `reference`;
     `advgan` needs the trained `generator` (targeted only: it was trained to raise the target's score).

@@ -34,7 +34,7 @@ class AttackConfig:
     nes_sigma: float = 0.001  # NES: search distribution's standard deviation (waveform amplitude)
     seed: int = 0
 
-    def check(self) -> "AttackConfig":
+    def check(self) -> AttackConfig:
         if self.method not in METHODS:
             raise ConfigError(f"unknown attack {self.method!r}; choose from {METHODS}")
         if self.snr_db is None and self.epsilon is None:
@@ -118,7 +118,9 @@ def nes_gradient(score, waveform: np.ndarray, config: AttackConfig, rng: np.rand
     return ((ups - downs)[:, None] * noise).sum(axis=0) / (2 * config.nes_sigma * config.nes_samples)
 
 
-def run_attack(clean: np.ndarray, score, threshold: float, targeted: bool, config: AttackConfig, gradient=None, progress: bool = False) -> AttackResult:
+def run_attack(
+    clean: np.ndarray, score, threshold: float, targeted: bool, config: AttackConfig, gradient=None, progress: bool = False
+) -> AttackResult:
     """Attack `clean` (mono float32 in [-1, 1]) given `score(waveform) -> float` and, for white-box methods,
     `gradient(waveform) -> (score, d score / d waveform)`; the best perturbation over random starts is kept.
     `progress`: a bar over the iterations with the score and the queries so far."""
@@ -165,4 +167,6 @@ def run_attack(clean: np.ndarray, score, threshold: float, targeted: bool, confi
         if reached(sign * best_objective):
             break
     bar.close()
-    return AttackResult(clean + best_delta, before, sign * best_objective, threshold, targeted, steps, queries, time.perf_counter() - started)
+    return AttackResult(
+        clean + best_delta, before, sign * best_objective, threshold, targeted, steps, queries, time.perf_counter() - started
+    )

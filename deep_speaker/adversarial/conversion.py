@@ -36,13 +36,17 @@ def log_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.log10(np.maximum(mel, LOG_FLOOR)).T.astype(np.float32)
 
 
-def griffin_lim(log_mel_frames: np.ndarray, length: int, sample_rate: int = SAMPLE_RATE, iterations: int = GRIFFIN_LIM_ITERATIONS, seed: int = 0) -> np.ndarray:
+def griffin_lim(
+    log_mel_frames: np.ndarray, length: int, sample_rate: int = SAMPLE_RATE, iterations: int = GRIFFIN_LIM_ITERATIONS, seed: int = 0
+) -> np.ndarray:
     """A waveform of `length` samples whose log-mel spectrogram approximates `log_mel_frames` (frames, 80)."""
     import librosa
 
     mel = np.power(10.0, np.asarray(log_mel_frames, np.float64).T)
     magnitude = librosa.feature.inverse.mel_to_stft(mel, sr=sample_rate, n_fft=MEL["n_fft"], power=1.0, fmin=MEL["fmin"], fmax=MEL["fmax"])
-    return librosa.griffinlim(magnitude, n_iter=iterations, hop_length=MEL["hop_length"], n_fft=MEL["n_fft"], length=length, random_state=seed).astype(np.float32)
+    return librosa.griffinlim(
+        magnitude, n_iter=iterations, hop_length=MEL["hop_length"], n_fft=MEL["n_fft"], length=length, random_state=seed
+    ).astype(np.float32)
 
 
 def _at_loudness_of(speech: np.ndarray, source: np.ndarray) -> np.ndarray:
@@ -92,6 +96,8 @@ def again_convert(converter, source: np.ndarray, target: np.ndarray, sample_rate
         if len(waveform) < MIN_CONVERSION_SECONDS * sample_rate:
             raise AudioError(f"{name}: {len(waveform) / sample_rate:.2f} s is too short to convert (at least {MIN_CONVERSION_SECONDS} s)")
     # empty, NaN, silent or oddly shaped input is refused as everywhere else (the message names source or target)
-    source, target = (to_model_input(waveform, sample_rate, sample_rate, source=name) for name, waveform in (("source", source), ("target", target)))
+    source, target = (
+        to_model_input(waveform, sample_rate, sample_rate, source=name) for name, waveform in (("source", source), ("target", target))
+    )
     converted = converter([log_mel(source, sample_rate)[None], log_mel(target, sample_rate)[None]], training=False)
     return _at_loudness_of(griffin_lim(keras.ops.convert_to_numpy(converted)[0], source.size, sample_rate, seed=seed), source)

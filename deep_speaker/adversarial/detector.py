@@ -41,7 +41,12 @@ def save_threshold(model_path, model: keras.Model, genuine_scores) -> float:
             f"({np.unique(genuine_scores)[:3]}); it learnt nothing, so no threshold is set. Train longer or on more spoofs"
         )
     threshold = float(np.quantile(genuine_scores, 0.99))
-    record = {"threshold": threshold, "rule": THRESHOLD_RULE, "genuine_recordings": int(genuine_scores.size), "weights": weights_fingerprint(model)}
+    record = {
+        "threshold": threshold,
+        "rule": THRESHOLD_RULE,
+        "genuine_recordings": int(genuine_scores.size),
+        "weights": weights_fingerprint(model),
+    }
     atomic_write_bytes(threshold_path(model_path), json.dumps(record, indent=2).encode())
     return threshold
 

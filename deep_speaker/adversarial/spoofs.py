@@ -47,7 +47,15 @@ def make_spoof(family: str, source: Path, target: Path, encoder, threshold: floa
 
 
 def build_spoof_corpus(
-    recordings, out_dir, encoder, threshold: float, families=FAMILIES, per_family: int = 100, seed: int = 0, progress: bool = True, converter=None
+    recordings,
+    out_dir,
+    encoder,
+    threshold: float,
+    families=FAMILIES,
+    per_family: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+    converter=None,
 ) -> Path:
     """Spoofs of `per_family` recordings (from `recordings`: (path, speaker) pairs) per family, each toward a random
     other speaker's recording; returns the manifest (genuine rows: every recording given). `again` needs the

@@ -156,7 +156,9 @@ def build_feature_cache(
             continue
         target = targets[utterance.utterance_id]
         num_frames = frames[utterance.utterance_id]
-        rows.append((utterance.utterance_id, utterance.speaker, str(utterance.path), target.relative_to(working_dir).as_posix(), num_frames))
+        rows.append(
+            (utterance.utterance_id, utterance.speaker, str(utterance.path), target.relative_to(working_dir).as_posix(), num_frames)
+        )
     atomic_write_csv(working_dir / MANIFEST, MANIFEST_FIELDS, rows)
     by_id = {u.utterance_id: u for u in utterances}
     failures = [(str(by_id[i].path), reason) for i, reason in sorted(errors.items())]
@@ -206,6 +208,8 @@ def read_manifest(working_dir) -> list[CachedUtterance]:
         )
     with manifest.open(newline="") as handle:
         return [
-            CachedUtterance(row["utterance_id"], row["speaker"], working_dir / row["feature_path"], int(row["num_frames"]), Path(row["audio_path"]))
+            CachedUtterance(
+                row["utterance_id"], row["speaker"], working_dir / row["feature_path"], int(row["num_frames"]), Path(row["audio_path"])
+            )
             for row in csv.DictReader(handle)
         ]

@@ -9,8 +9,8 @@ measure on conversations of dev speakers; the overlap detector trains on those o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import keras
 import numpy as np
@@ -34,7 +34,11 @@ class NoiseSources:
 
 
 def conversation(
-    recordings_by_speaker: dict[str, list], rng: np.random.Generator, load: Callable = np.asarray, overlap_probability: float = 0.15, max_speakers: int = 5
+    recordings_by_speaker: dict[str, list],
+    rng: np.random.Generator,
+    load: Callable = np.asarray,
+    overlap_probability: float = 0.15,
+    max_speakers: int = 5,
 ) -> tuple[np.ndarray, list[Turn]]:
     """A conversation (float32 at 16 kHz, half a second of silence at the end) and its turns. `load` makes a
     silence-trimmed waveform of one entry of `recordings_by_speaker` (default: the entries are waveforms)."""
@@ -81,7 +85,12 @@ def noise_floor(kind: str, length: int, rng: np.random.Generator, sources: Noise
 
 
 def in_noise(
-    speech: np.ndarray, rng: np.random.Generator, kind: str = "white", floor_dbfs: float = -60.0, peak_dbfs: float | None = None, sources: NoiseSources = NoiseSources()
+    speech: np.ndarray,
+    rng: np.random.Generator,
+    kind: str = "white",
+    floor_dbfs: float = -60.0,
+    peak_dbfs: float | None = None,
+    sources: NoiseSources = NoiseSources(),
 ) -> np.ndarray:
     """`speech` scaled to peak at `peak_dbfs` (None: as it is), reverberated by one of the rooms for "white + room",
     with the noise `kind` at `floor_dbfs` RMS added (float32)."""
@@ -122,7 +131,9 @@ class OverlapBatches(keras.utils.PyDataset):
     analysis frame where two or more speakers talk: what the overlap detector learns from. Seeded per epoch and
     batch, so a resumed run sees the same batches."""
 
-    def __init__(self, waveforms_by_speaker: dict, sources: NoiseSources, batch_size: int, length: int, steps: int, seed: int, initial_epoch: int = 0):
+    def __init__(
+        self, waveforms_by_speaker: dict, sources: NoiseSources, batch_size: int, length: int, steps: int, seed: int, initial_epoch: int = 0
+    ):
         super().__init__()
         self.waveforms, self.sources = waveforms_by_speaker, sources
         self.kinds = [k for k in NOISE_KINDS if noise_kind_available(k, sources)]

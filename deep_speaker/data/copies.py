@@ -83,10 +83,19 @@ def build_augmented_copies(
             raise CacheError(f"{name} {folder!r} is not a folder")
     entries = read_manifest(working_dir)
     features = read_feature_config(working_dir) or FeatureConfig()
-    settings = {"copies": copies, "augmentation": asdict(augmentation), "speeds": list(speeds), "noise_dir": noise_dir, "rir_dir": rir_dir, "seed": seed}
+    settings = {
+        "copies": copies,
+        "augmentation": asdict(augmentation),
+        "speeds": list(speeds),
+        "noise_dir": noise_dir,
+        "rir_dir": rir_dir,
+        "seed": seed,
+    }
     config_path = working_dir / COPIES_CONFIG
     if config_path.is_file() and json.loads(config_path.read_text()) != json.loads(json.dumps(settings)):
-        raise CacheError(f"{working_dir}: augmented copies were made with other settings ({config_path}); delete {COPIES_DIR}/ and {COPIES_CONFIG} first")
+        raise CacheError(
+            f"{working_dir}: augmented copies were made with other settings ({config_path}); delete {COPIES_DIR}/ and {COPIES_CONFIG} first"
+        )
     atomic_write_bytes(config_path, json.dumps(settings, indent=2).encode())
     speed_of = [speeds[k % len(speeds)] for k in range(copies)]
     targets = {e.utterance_id: [working_dir / COPIES_DIR / f"{e.utterance_id}.{k}.npy" for k in range(copies)] for e in entries}
@@ -106,7 +115,9 @@ def build_augmented_copies(
     if jobs:
         with worker_pool(workers) as pool:
             results = pool.map(_augment_one, jobs, chunksize=max(1, min(8, len(jobs) // (8 * workers))))
-            for utterance_id, copy_results in tqdm(zip(ids, results), total=len(jobs), desc="augmented copies", disable=not progress, unit="utt"):
+            for utterance_id, copy_results in tqdm(
+                zip(ids, results), total=len(jobs), desc="augmented copies", disable=not progress, unit="utt"
+            ):
                 for k, num_frames, _ in copy_results:
                     frames[utterance_id, k] = num_frames
                     computed += num_frames is not None
@@ -126,4 +137,6 @@ def read_augmented_copies(working_dir) -> list[dict]:
     if not path.is_file():
         raise CacheError(f"{working_dir}: no {COPIES_MANIFEST}: no augmented copies in this cache", cli_hint="run `augment-cache` first")
     with path.open(newline="") as handle:
-        return [{**row, "speed": float(row["speed"]), "feature_path": Path(working_dir) / row["feature_path"]} for row in csv.DictReader(handle)]
+        return [
+            {**row, "speed": float(row["speed"]), "feature_path": Path(working_dir) / row["feature_path"]} for row in csv.DictReader(handle)
+        ]

@@ -43,9 +43,7 @@ def _from_speaker_folders(root: Path) -> list[Utterance]:
             continue
         relative = path.relative_to(root)
         if len(relative.parts) < 2:
-            raise DatasetError(
-                f"{path}: audio directly in {root}; put each speaker's files in a folder named after the speaker"
-            )
+            raise DatasetError(f"{path}: audio directly in {root}; put each speaker's files in a folder named after the speaker")
         utterances.append(Utterance(_utterance_id(path, root), relative.parts[0], path))
     return utterances
 

@@ -91,4 +91,6 @@ class SpeakerWaveforms:
 
         config = data.feature_config
         entries = read_manifest(data.working_dir)
-        self.waveforms = [load_speech(e.audio_path, config.trim, config.sample_rate) for e in tqdm(entries, desc="waveforms", disable=not progress)]
+        self.waveforms = [
+            load_speech(e.audio_path, config.trim, config.sample_rate) for e in tqdm(entries, desc="waveforms", disable=not progress)
+        ]

@@ -42,7 +42,7 @@ class DiarizationError:
     def jer(self) -> float:
         return self.jaccard_errors / self.speakers if self.speakers else 0.0
 
-    def __add__(self, other: "DiarizationError") -> "DiarizationError":
+    def __add__(self, other: DiarizationError) -> DiarizationError:
         return DiarizationError(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
     def summary(self) -> dict:
@@ -68,7 +68,11 @@ def _activity(segments: list[Segment], length: int) -> tuple[list[str], np.ndarr
 
 
 def diarization_error_rate(
-    reference: list[Segment], hypothesis: list[Segment], collar: float = 0.25, skip_overlap: bool = False, uem: list[tuple[float, float]] | None = None
+    reference: list[Segment],
+    hypothesis: list[Segment],
+    collar: float = 0.25,
+    skip_overlap: bool = False,
+    uem: list[tuple[float, float]] | None = None,
 ) -> DiarizationError:
     """DER and JER of `hypothesis` against `reference` (one recording): `collar` seconds either side of reference
     boundaries unscored, overlapped reference speech unscored with `skip_overlap`, and only the `uem` regions
@@ -117,13 +121,19 @@ def diarization_error_rate(
     )
 
 
-def score_recordings(reference: list[Segment], hypothesis: list[Segment], collar: float = 0.25, skip_overlap: bool = False, uem: dict | None = None) -> dict[str, DiarizationError]:
+def score_recordings(
+    reference: list[Segment], hypothesis: list[Segment], collar: float = 0.25, skip_overlap: bool = False, uem: dict | None = None
+) -> dict[str, DiarizationError]:
     """DER and JER per recording of the reference (a recording the hypothesis lacks is all missed; with a UEM, the
     recordings it lists, each in its regions)."""
     recordings = sorted({s.recording for s in reference} | set(uem or {}))
     return {
         name: diarization_error_rate(
-            [s for s in reference if s.recording == name], [s for s in hypothesis if s.recording == name], collar, skip_overlap, None if uem is None else uem.get(name, [])
+            [s for s in reference if s.recording == name],
+            [s for s in hypothesis if s.recording == name],
+            collar,
+            skip_overlap,
+            None if uem is None else uem.get(name, []),
         )
         for name in recordings
     }

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE
 from ..errors import ConfigError
-from ..features import MIN_SPEECH_VARIATION_DB, fbank_energies, speech_check_energies, spectro_temporal_variation
+from ..features import MIN_SPEECH_VARIATION_DB, fbank_energies, spectro_temporal_variation, speech_check_energies
 from ..vad import VAD_METHODS, speech_activity
 from .rttm import Segment
 
@@ -79,7 +79,9 @@ class DiarizationConfig:
         if self.ahc_threshold is not None and not -1 <= self.ahc_threshold <= 1:  # NaN fails too
             raise ConfigError(f"ahc_threshold is a cosine score in [-1, 1], got {self.ahc_threshold}")
         if not (0 <= self.min_cluster_windows <= 1000 and 0 <= self.min_cluster_share < 0.5):
-            raise ConfigError(f"min_cluster_windows must be 0-1000 and min_cluster_share in [0, 0.5), got {self.min_cluster_windows}, {self.min_cluster_share}")
+            raise ConfigError(
+                f"min_cluster_windows must be 0-1000 and min_cluster_share in [0, 0.5), got {self.min_cluster_windows}, {self.min_cluster_share}"
+            )
         if not 0 < self.overlap_threshold < 1:  # NaN fails too
             raise ConfigError(f"overlap_threshold is a probability in (0, 1), got {self.overlap_threshold}")
         for name in ("min_region", "max_gap", "min_turn", "resegment_context"):
@@ -338,7 +340,11 @@ def smooth_turns(block_labels: np.ndarray, config: DiarizationConfig) -> np.ndar
         for index, (start, stop, label) in enumerate(runs):
             if label < 0 or stop - start >= minimum:
                 continue
-            neighbours = [runs[i] for i in (index - 1, index + 1) if 0 <= i < len(runs) and runs[i][2] >= 0 and (runs[i][1] == start or runs[i][0] == stop)]
+            neighbours = [
+                runs[i]
+                for i in (index - 1, index + 1)
+                if 0 <= i < len(runs) and runs[i][2] >= 0 and (runs[i][1] == start or runs[i][0] == stop)
+            ]
             if neighbours:
                 block_labels[start:stop] = max(neighbours, key=lambda run: run[1] - run[0])[2]
                 runs, changed = _runs(block_labels), True
@@ -349,13 +355,18 @@ def smooth_turns(block_labels: np.ndarray, config: DiarizationConfig) -> np.ndar
 def turns(block_labels: np.ndarray, recording: str, second: np.ndarray | None = None) -> list[Segment]:
     """Each speaker's turns: runs of the blocks labelled with it, or (overlapped speech) given it as `second`
     speaker; in time order."""
-    speakers = sorted({int(s) for s in np.unique(block_labels) if s >= 0} | ({int(s) for s in np.unique(second) if s >= 0} if second is not None else set()))
+    speakers = sorted(
+        {int(s) for s in np.unique(block_labels) if s >= 0}
+        | ({int(s) for s in np.unique(second) if s >= 0} if second is not None else set())
+    )
     segments = []
     for speaker in speakers:
         active = block_labels == speaker
         if second is not None:
             active |= second[: len(active)] == speaker
-        segments += [Segment(a * BLOCK_SECONDS, b * BLOCK_SECONDS, f"speaker_{speaker}", recording) for a, b, on in _runs(active.astype(int)) if on]
+        segments += [
+            Segment(a * BLOCK_SECONDS, b * BLOCK_SECONDS, f"speaker_{speaker}", recording) for a, b, on in _runs(active.astype(int)) if on
+        ]
     return sorted(segments, key=lambda segment: (segment.start, segment.speaker))
 
 
@@ -404,7 +415,7 @@ class Diarizer:
         self.encoder, self.config, self.overlap_detector, self.batch_windows = encoder, config, overlap_detector, batch_windows
 
     @classmethod
-    def from_checkpoint(cls, checkpoint=None, config: DiarizationConfig = DiarizationConfig(), overlap_detector=None) -> "Diarizer":
+    def from_checkpoint(cls, checkpoint=None, config: DiarizationConfig = DiarizationConfig(), overlap_detector=None) -> Diarizer:
         """A diarizer with a model or fusion file (None: the default system), its encoder set for windows: no
         trimming and no speech check (the regions are speech already), crops of exactly one window (batched); and
         the overlap detector file given (None: the shipped one; none at all with `config.exclusive`)."""
@@ -431,7 +442,10 @@ class Diarizer:
             return None
         logging.getLogger(__name__).warning(
             "model %s has no calibration for %g s windows (`calibrate --windows %g --audio_dir TRAIN`); the threshold for "
-            "whole recordings, higher, may split one speaker into several", self.encoder.fingerprint, self.config.window, self.config.window
+            "whole recordings, higher, may split one speaker into several",
+            self.encoder.fingerprint,
+            self.config.window,
+            self.config.window,
         )
         return whole.eer
 
@@ -461,7 +475,14 @@ class Diarizer:
                 bar.update(round(samples.size / SAMPLE_RATE, 2))
         vectors = np.concatenate(embeddings) if embeddings else np.zeros((0, 1), np.float32)
         snr_db = recording_snr_db(np.concatenate(powers), regions) if powers else -20.0
-        return Analysis(regions, spans, vectors, np.concatenate(frame_cepstra) if frame_cepstra else None, np.concatenate(overlap) if overlap else None, snr_db)
+        return Analysis(
+            regions,
+            spans,
+            vectors,
+            np.concatenate(frame_cepstra) if frame_cepstra else None,
+            np.concatenate(overlap) if overlap else None,
+            snr_db,
+        )
 
     def segments(self, analysis: Analysis, recording: str) -> list[Segment]:
         """The turns of an analysed recording under this diarizer's configuration (clustering, count, overlap)."""
@@ -497,8 +518,15 @@ WINDOW_CALIBRATION_NOISES = ("white", "pink", "babble")
 
 
 def calibrate_windows(
-    diarizer: Diarizer, recordings, speakers, per_recording: int = 2, seed: int = 0, progress: bool = False, source: str = "",
-    floors_below_peak=WINDOW_CALIBRATION_FLOORS_DB, noisy_recordings: int = 800,
+    diarizer: Diarizer,
+    recordings,
+    speakers,
+    per_recording: int = 2,
+    seed: int = 0,
+    progress: bool = False,
+    source: str = "",
+    floors_below_peak=WINDOW_CALIBRATION_FLOORS_DB,
+    noisy_recordings: int = 800,
 ):
     """A `Calibration` of `diarizer`'s encoder on windows of its length (what its clustering compares): up to
     `per_recording` windows of each recording (of training speakers, never those it will be evaluated on), scored
@@ -518,11 +546,24 @@ def calibrate_windows(
     rng = np.random.default_rng(seed)
     babble = NoiseSources(talkers=[read_audio(recordings[i]) for i in rng.choice(len(recordings), min(20, len(recordings)), replace=False)])
     noisy = np.sort(rng.choice(len(recordings), min(noisy_recordings, len(recordings)), replace=False))
-    conditions = [(None, None, np.arange(len(recordings)))] + [(floor, kind, noisy) for floor in floors_below_peak for kind in WINDOW_CALIBRATION_NOISES]
+    conditions = [(None, None, np.arange(len(recordings)))] + [
+        (floor, kind, noisy) for floor in floors_below_peak for kind in WINDOW_CALIBRATION_NOISES
+    ]
     results = []
     with tqdm(total=sum(len(chosen) for _, _, chosen in conditions), desc="windows", unit="file", disable=not progress) as bar:
         for number, (floor, kind, chosen) in enumerate(conditions):
-            snrs, calibration = _noisy_windows(diarizer, [recordings[i] for i in chosen], speakers[chosen], per_recording, np.random.default_rng([seed, number]), floor, kind, babble, source, bar)
+            snrs, calibration = _noisy_windows(
+                diarizer,
+                [recordings[i] for i in chosen],
+                speakers[chosen],
+                per_recording,
+                np.random.default_rng([seed, number]),
+                floor,
+                kind,
+                babble,
+                source,
+                bar,
+            )
             results.append((floor, float(np.median(snrs)), calibration))
     clean = results[0][2]
     table = [[round(results[0][1], 2), clean.eer]]
@@ -568,4 +609,10 @@ def _window_calibration(diarizer: Diarizer, samples, labels: np.ndarray, origins
     scores = (embeddings @ embeddings.T)[first, second]
     same = labels[first] == labels[second]
     trials = f"{len(samples)} windows of {diarizer.config.window:g} s from {len(set(origins.tolist()))} recordings of {len(set(labels.tolist()))} speakers, {condition}"
-    return Calibration.from_scores(scores[same], scores[~same], trials=f"{source}: {trials}" if source else trials, model=diarizer.encoder.fingerprint, seconds=diarizer.config.window)
+    return Calibration.from_scores(
+        scores[same],
+        scores[~same],
+        trials=f"{source}: {trials}" if source else trials,
+        model=diarizer.encoder.fingerprint,
+        seconds=diarizer.config.window,
+    )

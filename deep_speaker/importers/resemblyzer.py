@@ -23,7 +23,11 @@ def ge2e_weights(backbone: keras.Model, state: dict, source) -> None:
     layers = sum(1 for layer in backbone.layers if layer.name.startswith("lstm_"))
     try:
         weights = {
-            f"lstm_{i}": [state[f"lstm.weight_ih_l{i}"].T, state[f"lstm.weight_hh_l{i}"].T, state[f"lstm.bias_ih_l{i}"] + state[f"lstm.bias_hh_l{i}"]]
+            f"lstm_{i}": [
+                state[f"lstm.weight_ih_l{i}"].T,
+                state[f"lstm.weight_hh_l{i}"].T,
+                state[f"lstm.bias_ih_l{i}"] + state[f"lstm.bias_hh_l{i}"],
+            ]
             for i in range(layers)
         }
         weights["linear"] = [state["linear.weight"].T, state["linear.bias"]]

@@ -75,7 +75,11 @@ def ecapa_options(state: dict, source) -> dict:
         scale = 1 + len({k.split(".")[4] for k in state if k.startswith("blocks.1.res2net_block.blocks.")})
         return {
             "num_fbanks": int(first.shape[1]),
-            "channels": (int(first.shape[0]), *(int(state[f"blocks.{b}.tdnn1.conv.conv.weight"].shape[0]) for b in blocks[1:]), int(mfa.shape[0])),
+            "channels": (
+                int(first.shape[0]),
+                *(int(state[f"blocks.{b}.tdnn1.conv.conv.weight"].shape[0]) for b in blocks[1:]),
+                int(mfa.shape[0]),
+            ),
             "kernel_sizes": (int(first.shape[2]), *(int(w.shape[2]) for w in res2net), int(mfa.shape[2])),
             "dilations": DEFAULT_DILATIONS[: len(blocks)] + (1,),
             "attention_channels": int(asp.shape[0]),

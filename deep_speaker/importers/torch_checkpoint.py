@@ -96,16 +96,24 @@ def _array(archive: zipfile.ZipFile, prefix: str, source: Path, storage: _Storag
     except KeyError:
         raise CheckpointError(f"{source}: tensor data {member} is missing from the archive") from None
     if info.file_size != storage.numel * dtype.itemsize:
-        raise CheckpointError(f"{source}: {member} holds {info.file_size} bytes, not the {storage.numel} x {dtype.itemsize} its tensor needs")
+        raise CheckpointError(
+            f"{source}: {member} holds {info.file_size} bytes, not the {storage.numel} x {dtype.itemsize} its tensor needs"
+        )
     if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in (offset, *size, *stride)) or len(size) != len(stride):
         raise CheckpointError(f"{source}: tensor over {member} has a malformed shape {size} / stride {stride} / offset {offset}")
     if int(np.prod(size, dtype=object)) > storage.numel:  # a stride-0 view repeating a storage (or a lie) would allocate it all
-        raise CheckpointError(f"{source}: tensor over {member} declares shape {size}, more values than the {storage.numel} its storage holds")
+        raise CheckpointError(
+            f"{source}: tensor over {member} declares shape {size}, more values than the {storage.numel} its storage holds"
+        )
     last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
     if last >= storage.numel:
         raise CheckpointError(f"{source}: tensor over {member} reaches element {last} of {storage.numel}")
     flat = np.frombuffer(_read_member(archive, member, source), dtype=dtype.newbyteorder("<"))
-    values = np.lib.stride_tricks.as_strided(flat[offset:], shape=size, strides=[s * dtype.itemsize for s in stride]) if all(size) else np.zeros(size, dtype)
+    values = (
+        np.lib.stride_tricks.as_strided(flat[offset:], shape=size, strides=[s * dtype.itemsize for s in stride])
+        if all(size)
+        else np.zeros(size, dtype)
+    )
     values = np.array(values, dtype=dtype.newbyteorder("="))
     if storage.dtype == "bfloat16":
         values = (values.astype(np.uint32) << 16).view(np.float32)
@@ -130,7 +138,9 @@ def _materialise(value, read_tensor, source: Path):
         if id(item) in built:
             return built[id(item)]
         if depth > MAX_DEPTH or len(built) >= MAX_OBJECTS:
-            raise CheckpointError(f"{source}: the checkpoint's objects nest deeper than {MAX_DEPTH} or number over {MAX_OBJECTS:,}; not a state dict")
+            raise CheckpointError(
+                f"{source}: the checkpoint's objects nest deeper than {MAX_DEPTH} or number over {MAX_OBJECTS:,}; not a state dict"
+            )
         if isinstance(item, tuple) and len(item) == 5 and item[0] == "tensor" and isinstance(item[1], _Storage):
             result = read_tensor(*item[1:])
         elif isinstance(item, dict):

@@ -146,7 +146,11 @@ class Fbank(keras.layers.Layer):
         samples = input_shape[1]
         if self.feature_config.kind != "deep_speaker":
             return (input_shape[0], None, self.feature_config.num_fbanks)
-        frames = None if samples is None else 1 + max(samples - FRAME_LENGTH, 0) // FRAME_STEP + (max(samples - FRAME_LENGTH, 0) % FRAME_STEP > 0)
+        frames = (
+            None
+            if samples is None
+            else 1 + max(samples - FRAME_LENGTH, 0) // FRAME_STEP + (max(samples - FRAME_LENGTH, 0) % FRAME_STEP > 0)
+        )
         return (input_shape[0], frames, self.feature_config.num_fbanks)
 
     def get_config(self):

@@ -78,4 +78,9 @@ class AttentiveStatsPooling(keras.layers.Layer):
         return (input_shape[0], 2 * input_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "attention_channels": self.attention_channels, "global_context": self.global_context, "epsilon": self.epsilon}
+        return {
+            **super().get_config(),
+            "attention_channels": self.attention_channels,
+            "global_context": self.global_context,
+            "epsilon": self.epsilon,
+        }

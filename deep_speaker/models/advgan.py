@@ -76,7 +76,9 @@ class SnrScale(layers.Layer):
         return {**super().get_config(), "snr_db": self.snr_db}
 
 
-def build_perturbation_generator(embedding_dim: int, snr_db: float = 30.0, channels: int = 64, depth: int = 4, name: str = "advgan_generator") -> keras.Model:
+def build_perturbation_generator(
+    embedding_dim: int, snr_db: float = 30.0, channels: int = 64, depth: int = 4, name: str = "advgan_generator"
+) -> keras.Model:
     """[waveform (batch, samples), target embedding (batch, dim)] -> perturbation (batch, samples) at `snr_db`:
     dilated convolutions over frames (receptive field about 0.6 s), the target injected before each."""
     waveform = keras.Input((None,), name="waveform")

@@ -14,7 +14,6 @@ from .registry import register_backbone
 from .xvector import scaled
 
 
-
 @register_backbone("ge2e")
 def build_ge2e(
     num_fbanks: int = 40,

@@ -16,7 +16,9 @@ from ..layers import L2Normalize, StatsPooling
 HEAD_TAPS = {"dense": "embedding", "tdnn": "frames"}  # head type -> the tap it reads
 
 
-def build_dense_head(input_dim: int = 512, hidden_units=(512, 512), embedding_dim: int = 128, dropout: float = 0.2, name: str = "dense_head") -> keras.Model:
+def build_dense_head(
+    input_dim: int = 512, hidden_units=(512, 512), embedding_dim: int = 128, dropout: float = 0.2, name: str = "dense_head"
+) -> keras.Model:
     inputs = keras.Input((input_dim,), name=f"{name}_input")
     x = inputs
     for index, units in enumerate(hidden_units, start=1):

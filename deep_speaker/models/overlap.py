@@ -25,7 +25,9 @@ OVERLAP_NAME = "overlap_detector"
 DEFAULT_OVERLAP_DETECTOR = Path(__file__).resolve().parent.parent / "pretrained" / "overlap_detector.keras"
 
 
-def build_overlap_detector(features: FeatureConfig = OVERLAP_FEATURES, channels: int = 64, dilations=(1, 2, 4, 8, 16, 32), dropout: float = 0.1) -> keras.Model:
+def build_overlap_detector(
+    features: FeatureConfig = OVERLAP_FEATURES, channels: int = 64, dilations=(1, 2, 4, 8, 16, 32), dropout: float = 0.1
+) -> keras.Model:
     """waveform (batch, samples) -> overlap logit per frame (batch, frames)."""
     waveform = keras.Input(shape=(None,), name="waveform")
     x = Fbank(**asdict(features), precision="float32", name="fbank")(waveform)

@@ -8,7 +8,7 @@ front end and the final L2 normalisation by `speaker_model.build_speaker_model`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 
@@ -52,7 +52,9 @@ def build_backbone(name: str, num_fbanks: int = 64, **options) -> keras.Model:
     if not 0 < width <= MAX_WIDTH:  # NaN fails too
         raise ConfigError(f"model {name!r}: width must be positive and at most {MAX_WIDTH:g}, got {width!r}")
     if not 1 <= embedding_dim <= MAX_EMBEDDING_DIM or not 1 <= num_fbanks <= MAX_FBANKS:
-        raise ConfigError(f"model {name!r}: embedding_dim {embedding_dim} and {num_fbanks} filterbanks must be 1-{MAX_EMBEDDING_DIM} and 1-{MAX_FBANKS}")
+        raise ConfigError(
+            f"model {name!r}: embedding_dim {embedding_dim} and {num_fbanks} filterbanks must be 1-{MAX_EMBEDDING_DIM} and 1-{MAX_FBANKS}"
+        )
     try:
         model = BACKBONES[name](num_fbanks=num_fbanks, name=BACKBONE_NAME, **options)
     except TypeError as error:

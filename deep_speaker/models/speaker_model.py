@@ -28,7 +28,14 @@ FUSION = "fusion"
 
 
 def _assemble(
-    fbank: Fbank, backbone: keras.Model, ln: L2Normalize, head=None, fusion=None, from_features: bool = False, name: str = "speaker_model", as_backbone: bool = False
+    fbank: Fbank,
+    backbone: keras.Model,
+    ln: L2Normalize,
+    head=None,
+    fusion=None,
+    from_features: bool = False,
+    name: str = "speaker_model",
+    as_backbone: bool = False,
 ) -> keras.Model:
     """Wire the parts (shared, not copied) into a new graph, waveform-in or features-in; `as_backbone`: features-in
     with the backbone's taps, the final embedding as `embedding` (a whole speaker model inside another)."""
@@ -49,7 +56,9 @@ def head_tap(head: keras.Model) -> str:
     return "frames" if len(head.input.shape) == 3 else "embedding"
 
 
-def build_speaker_model(backbone: keras.Model, features: FeatureConfig = FeatureConfig(), precision: str = "float64", name: str = "speaker_model") -> keras.Model:
+def build_speaker_model(
+    backbone: keras.Model, features: FeatureConfig = FeatureConfig(), precision: str = "float64", name: str = "speaker_model"
+) -> keras.Model:
     """waveform -> L2-normalised embedding, sharing the backbone's weights."""
     check_backbone(backbone)
     fbank = Fbank(**asdict(features), precision=precision, name=FRONT_END)
@@ -139,7 +148,14 @@ def model_fingerprint(model: keras.Model) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_fused(model: keras.Model, head: keras.Model, fusion: str = "head", weight: float = 0.5, trained: bool = False, base_fingerprint: str | None = None) -> keras.Model:
+def build_fused(
+    model: keras.Model,
+    head: keras.Model,
+    fusion: str = "head",
+    weight: float = 0.5,
+    trained: bool = False,
+    base_fingerprint: str | None = None,
+) -> keras.Model:
     """waveform -> fused embedding: the base of `model`, `head` on its tap (`head_tap`) and the fusion choice.
 
     `base_fingerprint` records the base weights the head was trained on (default: the base's weights now).
@@ -154,7 +170,9 @@ def check_fused_head(model: keras.Model, source) -> None:
     """Refuse a fused model whose head was never trained, or was trained on other base weights."""
     fusion = model.get_layer(FUSION)
     if not fusion.trained:
-        raise CheckpointError(f"{source}: its refinement head was never trained (train it with train_head first)", cli_hint="run `train-head`")
+        raise CheckpointError(
+            f"{source}: its refinement head was never trained (train it with train_head first)", cli_hint="run `train-head`"
+        )
     found = weights_fingerprint(base_of(model))
     if found != fusion.base_fingerprint:
         raise CheckpointError(

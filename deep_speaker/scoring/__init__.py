@@ -3,4 +3,14 @@
 from .backends import SCORERS, CosineScorer, Scorer, build_scorer, load_scorer, save_scorer
 from .metrics import all_pairs_eer, compute_eer, compute_min_dcf
 
-__all__ = ["SCORERS", "CosineScorer", "Scorer", "all_pairs_eer", "build_scorer", "compute_eer", "compute_min_dcf", "load_scorer", "save_scorer"]
+__all__ = [
+    "SCORERS",
+    "CosineScorer",
+    "Scorer",
+    "all_pairs_eer",
+    "build_scorer",
+    "compute_eer",
+    "compute_min_dcf",
+    "load_scorer",
+    "save_scorer",
+]

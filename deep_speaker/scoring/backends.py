@@ -41,7 +41,7 @@ class Scorer:
         self.options = options
         self.state: dict[str, np.ndarray] = {}
 
-    def fit(self, embeddings, labels) -> "Scorer":
+    def fit(self, embeddings, labels) -> Scorer:
         """Learn from embeddings (n, dim) of training speakers `labels` (n,); a no-op for cosine."""
         return self
 

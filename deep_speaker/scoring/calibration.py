@@ -60,7 +60,9 @@ class Calibration:
         return float(np.interp(snr_db, [snr for snr, _ in table], [threshold for _, threshold in table]))
 
     @classmethod
-    def from_scores(cls, target_scores, nontarget_scores, trials: str = "", model: str = "", scorer: str = "cosine", seconds: float | None = None) -> "Calibration":
+    def from_scores(
+        cls, target_scores, nontarget_scores, trials: str = "", model: str = "", scorer: str = "cosine", seconds: float | None = None
+    ) -> Calibration:
         """Thresholds from scores; refuses lists too small to place them (see MIN_TARGET_TRIALS, MIN_NONTARGET_TRIALS)."""
         targets, nontargets = len(target_scores), len(nontarget_scores)
         if targets < MIN_TARGET_TRIALS or nontargets < MIN_NONTARGET_TRIALS:
@@ -85,7 +87,7 @@ class Calibration:
         )
 
     @classmethod
-    def read(cls, path) -> "Calibration":
+    def read(cls, path) -> Calibration:
         """Parse a calibration file; anything malformed (not JSON, a field missing, unknown or of the wrong type, a
         number not finite or out of range) raises `CalibrationError` naming the file."""
         path = Path(path)
@@ -105,7 +107,9 @@ class Calibration:
             if calibration.seconds is not None:
                 _require_number("seconds", calibration.seconds, 600.0)
             if calibration.snr_thresholds is not None:
-                if not isinstance(calibration.snr_thresholds, list) or not all(isinstance(row, list) and len(row) == 2 for row in calibration.snr_thresholds):
+                if not isinstance(calibration.snr_thresholds, list) or not all(
+                    isinstance(row, list) and len(row) == 2 for row in calibration.snr_thresholds
+                ):
                     raise ValueError(f"snr_thresholds must be a list of [snr_db, threshold] pairs, got {calibration.snr_thresholds!r}")
                 for snr, threshold in calibration.snr_thresholds:
                     _require_number("an SNR of snr_thresholds", snr, 1000.0)
@@ -175,7 +179,9 @@ def find_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine", 
     return None if found is None else found[1]
 
 
-def locate_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine", seconds: float | None = None) -> tuple[Path, Calibration] | None:
+def locate_calibration(
+    fingerprint: str, checkpoint=None, scorer: str = "cosine", seconds: float | None = None
+) -> tuple[Path, Calibration] | None:
     """(file, calibration) in effect for the model `fingerprint`, back end `scorer` and window length `seconds`, or None.
 
     A file beside the checkpoint that names other weights is ignored (it is stale); one that names none

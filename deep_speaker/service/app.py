@@ -124,15 +124,21 @@ class SpeakerService:
     """What the endpoints share: the encoder, the verifier, the store, the limits and the keys."""
 
     def __init__(
-        self, encoder, store, api_keys=(), limits: ServiceLimits = ServiceLimits(), operating_point: str = "far1", scorer=None, spoof_gate=None, diarizer: Diarizer | None = None
+        self,
+        encoder,
+        store,
+        api_keys=(),
+        limits: ServiceLimits = ServiceLimits(),
+        operating_point: str = "far1",
+        scorer=None,
+        spoof_gate=None,
+        diarizer: Diarizer | None = None,
     ):
         self.encoder, self.diarizer = encoder, diarizer
         self.store = Path(store)
         self.api_keys = tuple(k for k in api_keys if k)
         self.limits = limits
-        self.verifiers = {
-            point: Verifier(encoder, scorer, operating_point=point, spoof_gate=spoof_gate) for point in OPERATING_POINTS
-        }
+        self.verifiers = {point: Verifier(encoder, scorer, operating_point=point, spoof_gate=spoof_gate) for point in OPERATING_POINTS}
         self.default_operating_point = operating_point
         self._slots = threading.BoundedSemaphore(limits.max_concurrent)
         self._local = threading.local()
@@ -171,7 +177,9 @@ class SpeakerService:
     def model_slot(self):
         """At most `max_concurrent` requests in the model; the rest wait, then get 503."""
         if not self._slots.acquire(timeout=self.limits.queue_seconds):
-            raise ServiceError(503, "busy", f"all {self.limits.max_concurrent} model slots stayed busy for {self.limits.queue_seconds:g} s; try again")
+            raise ServiceError(
+                503, "busy", f"all {self.limits.max_concurrent} model slots stayed busy for {self.limits.queue_seconds:g} s; try again"
+            )
         try:
             yield
         finally:
@@ -213,11 +221,23 @@ class SpeakerService:
             return  # the decoder reports what is wrong with it, naming the file
         seconds = info.frames / max(info.samplerate, 1)
         if seconds > max_seconds:
-            raise ServiceError(413, "audio_too_long", f"{name}: {seconds:.1f} s of audio; this service takes at most {max_seconds:g} s per recording{purpose}")
+            raise ServiceError(
+                413,
+                "audio_too_long",
+                f"{name}: {seconds:.1f} s of audio; this service takes at most {max_seconds:g} s per recording{purpose}",
+            )
 
 
 def decision_json(decision: Decision, operating_point: str) -> dict:
-    verdict = "rejected" if decision.reason else "none" if decision.accepted is None else "same speaker" if decision.accepted else "different speakers"
+    verdict = (
+        "rejected"
+        if decision.reason
+        else "none"
+        if decision.accepted is None
+        else "same speaker"
+        if decision.accepted
+        else "different speakers"
+    )
     return {**asdict(decision), "probability": decision.probability, "decision": verdict, "operating_point": operating_point}
 
 
@@ -290,9 +310,16 @@ def create_app(service: SpeakerService) -> FastAPI:
         return {"model": service.encoder.fingerprint, "dim": int(embedding.size), "embedding": embedding.tolist()}
 
     @app.post("/verify", summary="Same speaker? Two recordings, or one and an enrolled name")
-    def verify(audio: UploadFile = File(...), audio_b: UploadFile | None = File(None), speaker: str | None = Form(None), operating_point: str | None = Form(None)):
+    def verify(
+        audio: UploadFile = File(...),
+        audio_b: UploadFile | None = File(None),
+        speaker: str | None = Form(None),
+        operating_point: str | None = Form(None),
+    ):
         if (audio_b is None) == (speaker is None):
-            raise ServiceError(422, "invalid_request", "verify takes two recordings (audio, audio_b) or one and an enrolled name (audio, speaker)")
+            raise ServiceError(
+                422, "invalid_request", "verify takes two recordings (audio, audio_b) or one and an enrolled name (audio, speaker)"
+            )
         verifier = service.verifier(operating_point)
         uploads = [audio] if audio_b is None else [audio, audio_b]
         with service.recordings(uploads) as paths, service.model_slot():
@@ -315,7 +342,9 @@ def create_app(service: SpeakerService) -> FastAPI:
         max_speakers: int | None = Form(None),
         exclusive: bool | None = Form(None),
     ):
-        diarizer = service.diarizer_for(num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers, exclusive=exclusive)
+        diarizer = service.diarizer_for(
+            num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers, exclusive=exclusive
+        )
         with service.recordings([audio], diarize=True) as paths, service.model_slot():
             name = paths.names[paths[0]]
             segments = diarizer.diarize(paths[0])
@@ -356,4 +385,3 @@ def create_app(service: SpeakerService) -> FastAPI:
         return {"removed": name}
 
     return UploadLimit(app, service.limits.max_upload_bytes)
-

@@ -73,7 +73,9 @@ def train_advgan(
     generator_optimiser, discriminator_optimiser = keras.optimizers.Adam(learning_rate), keras.optimizers.Adam(learning_rate)
     generator_optimiser.build(generator.trainable_variables)
     discriminator_optimiser.build(discriminator.trainable_variables)
-    step, manager = resumable_steps(run_dir, generator=generator, discriminator=discriminator, g=generator_optimiser, d=discriminator_optimiser)
+    step, manager = resumable_steps(
+        run_dir, generator=generator, discriminator=discriminator, g=generator_optimiser, d=discriminator_optimiser
+    )
     fake_loss = keras.losses.BinaryCrossentropy(from_logits=True)
 
     bar = tqdm(total=steps, initial=int(step.numpy()), desc="advgan", disable=not progress)
@@ -88,7 +90,9 @@ def train_advgan(
             adversarial = tf.clip_by_value(clean + generator([clean, target], training=True), -1.0, 1.0)
             real_logits, fake_logits = discriminator(clean, training=True), discriminator(adversarial, training=True)
             discriminator_loss = fake_loss(tf.ones_like(real_logits), real_logits) + fake_loss(tf.zeros_like(fake_logits), fake_logits)
-        discriminator_optimiser.apply(tape.gradient(discriminator_loss, discriminator.trainable_variables), discriminator.trainable_variables)
+        discriminator_optimiser.apply(
+            tape.gradient(discriminator_loss, discriminator.trainable_variables), discriminator.trainable_variables
+        )
 
         with tf.GradientTape() as tape:
             adversarial = tf.clip_by_value(clean + generator([clean, target], training=True), -1.0, 1.0)
@@ -98,7 +102,9 @@ def train_advgan(
         scores, score_gradients = zip(*(ScoreGradient(encoder, t)(a) for t, a in zip(targets[chosen], adversarial.numpy())))
         # d(-mean score)/d adversarial from the verifier, chained through the generator by the tape
         upstream = -np.stack(score_gradients).astype(np.float32) / batch
-        gradients = tape.gradient([adversarial, realism_loss], generator.trainable_variables, output_gradients=[tf.constant(upstream), tf.constant(1.0)])
+        gradients = tape.gradient(
+            [adversarial, realism_loss], generator.trainable_variables, output_gradients=[tf.constant(upstream), tf.constant(1.0)]
+        )
         generator_optimiser.apply(gradients, generator.trainable_variables)
         step.assign_add(1)
         bar.update(1)
@@ -107,6 +113,13 @@ def train_advgan(
             manager.save()
     bar.close()
     save_model(generator, out)
-    record = {"verifier": encoder.fingerprint, "snr_db": snr_db, "steps": steps, "batch": batch, "recordings": len(paths), "audio_dir": str(audio_dir)}
+    record = {
+        "verifier": encoder.fingerprint,
+        "snr_db": snr_db,
+        "steps": steps,
+        "batch": batch,
+        "recordings": len(paths),
+        "audio_dir": str(audio_dir),
+    }
     atomic_write_bytes(out.with_suffix(".json"), json.dumps(record, indent=2).encode())
     return out

@@ -62,10 +62,16 @@ def train_again(
     out = check_save_path(out)  # a name the model cannot be saved under is refused now, not after training
     by_speaker = recordings_by_speaker(audio_dir, 2, "AGAIN-VC training (many voices)")
     held_out = {speaker: held_out_count(len(files), validation_fraction) for speaker, files in by_speaker.items()}
-    training = _spectrograms([p for s, files in by_speaker.items() for p in files[: len(files) - held_out[s]]], segment_frames, progress, "training recordings")
-    validation = _spectrograms([p for s, files in by_speaker.items() for p in files[len(files) - held_out[s] :]], segment_frames, progress, "validation recordings")
+    training = _spectrograms(
+        [p for s, files in by_speaker.items() for p in files[: len(files) - held_out[s]]], segment_frames, progress, "training recordings"
+    )
+    validation = _spectrograms(
+        [p for s, files in by_speaker.items() for p in files[len(files) - held_out[s] :]], segment_frames, progress, "validation recordings"
+    )
     if not training:
-        raise DatasetError(f"{audio_dir}: no training recording is as long as a segment ({segment_frames} frames, {segment_frames * MEL['hop_length'] / 16000:.1f} s)")
+        raise DatasetError(
+            f"{audio_dir}: no training recording is as long as a segment ({segment_frames} frames, {segment_frames * MEL['hop_length'] / 16000:.1f} s)"
+        )
     fixed = np.random.default_rng(seed)
     validation_segments = np.stack([crop_or_pad(mel, segment_frames, fixed) for mel in validation]) if validation else None
 
@@ -103,9 +109,18 @@ def train_again(
     bar.close()
     save_model(converter, out)
     record = {
-        "steps": steps, "batch": batch, "segment_frames": segment_frames, "channels": channels, "blocks": blocks,
-        "content_channels": content_channels, "alpha": alpha, "mel": MEL, "training_recordings": len(training),
-        "validation_recordings": len(validation), "validation_l1": validation_l1(), "audio_dir": str(audio_dir),
+        "steps": steps,
+        "batch": batch,
+        "segment_frames": segment_frames,
+        "channels": channels,
+        "blocks": blocks,
+        "content_channels": content_channels,
+        "alpha": alpha,
+        "mel": MEL,
+        "training_recordings": len(training),
+        "validation_recordings": len(validation),
+        "validation_l1": validation_l1(),
+        "audio_dir": str(audio_dir),
     }
     atomic_write_bytes(out.with_suffix(".json"), json.dumps(record, indent=2).encode())
     return out

@@ -47,7 +47,9 @@ def strategy(name: str = "default") -> tf.distribute.Strategy:
         if not os.environ.get("TF_CONFIG"):
             from ..errors import ConfigError
 
-            raise ConfigError("strategy multi_worker needs TF_CONFIG (the cluster's addresses and this task); see README 'Training at scale'")
+            raise ConfigError(
+                "strategy multi_worker needs TF_CONFIG (the cluster's addresses and this task); see README 'Training at scale'"
+            )
         return _reduce_nested(tf.distribute.MultiWorkerMirroredStrategy)()
     return tf.distribute.get_strategy()
 
@@ -134,4 +136,6 @@ def embed_locally(model: keras.Model, crops: np.ndarray, batch_size: int = 96) -
     between workers; validation needs every worker to see the same complete result."""
     if num_workers() == 1:
         return model.predict(crops, batch_size=batch_size, verbose=0)
-    return np.concatenate([keras.ops.convert_to_numpy(model(crops[i : i + batch_size], training=False)) for i in range(0, len(crops), batch_size)])
+    return np.concatenate(
+        [keras.ops.convert_to_numpy(model(crops[i : i + batch_size], training=False)) for i in range(0, len(crops), batch_size)]
+    )

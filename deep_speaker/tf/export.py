@@ -169,7 +169,9 @@ def _is_export(path: Path) -> bool:
         return False
 
 
-def export_model(model: keras.Model, target, model_format: str = "onnx", quantisation: str | None = None, force: bool = False, source="model") -> ExportMetadata:
+def export_model(
+    model: keras.Model, target, model_format: str = "onnx", quantisation: str | None = None, force: bool = False, source="model"
+) -> ExportMetadata:
     """Write `model` (a waveform-in speaker model) to `target` in `model_format`; returns the metadata written.
 
     A float export whose embeddings differ from Keras's by more than `PARITY_BOUND` on the probe waveforms is

@@ -28,14 +28,21 @@ class _Member:
     stop: int
 
 
-_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one traced function per model, reused by every attack
+_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # one traced function per model, reused by every attack
 
 
 def _member_function(model):
     if model in _FUNCTIONS:
         return _FUNCTIONS[model]
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32), tf.TensorSpec([None], tf.float32)])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+        ]
+    )
     def score_and_gradient(waveform, indices, gain, reference):
         with tf.GradientTape() as tape:
             tape.watch(waveform)
@@ -72,7 +79,9 @@ class ScoreGradient:
         for member in self.members:
             indices, gain = speech_selection(waveform, member.trim)
             if indices.size < FRAME_LENGTH:
-                raise AudioError(f"only {indices.size} samples of speech after '{member.trim}' trimming; at least {FRAME_LENGTH} are needed")
+                raise AudioError(
+                    f"only {indices.size} samples of speech after '{member.trim}' trimming; at least {FRAME_LENGTH} are needed"
+                )
             reference = member.scale * self.reference[member.start : member.stop]
             part, part_gradient = member.score(waveform, indices.astype(np.int32), np.float32(gain), reference)
             score += float(part)

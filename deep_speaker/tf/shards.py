@@ -249,7 +249,9 @@ class ShardedCorpus:
             names = {kind: [str(name) for name in index["files"][kind]] for kind in ("train", "validation")}
             checksums = index.get("checksums", {})
         except (KeyError, TypeError, AttributeError, ValueError) as error:
-            raise CacheError(f"{path}: malformed shard index ({type(error).__name__}: {error}); run `{rebuild}` again to rewrite it") from None
+            raise CacheError(
+                f"{path}: malformed shard index ({type(error).__name__}: {error}); run `{rebuild}` again to rewrite it"
+            ) from None
         self.num_classes = len(self.speakers)
         self.train_files = [str(self.folder / name) for name in names["train"]]
         self.validation_files = [str(self.folder / name) for name in names["validation"]]
@@ -266,7 +268,9 @@ class ShardedCorpus:
                 )
         self._validation = None
         keys = tf.constant(self.speakers if self.speakers else [""])
-        self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, tf.range(tf.size(keys), dtype=tf.int64)), default_value=-1)
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.range(tf.size(keys), dtype=tf.int64)), default_value=-1
+        )
 
     def _decode(self, record):
         example = tf.io.parse_single_example(record, _SCHEMA)
@@ -313,7 +317,9 @@ class ShardedCorpus:
         each (for within-batch hard-negative mining)."""
         files = self.train_files[pipeline::pipelines]
         if not files:
-            raise ConfigError(f"{self.folder}: {pipelines} input pipelines but only {len(self.train_files)} training files; build smaller files")
+            raise ConfigError(
+                f"{self.folder}: {pipelines} input pipelines but only {len(self.train_files)} training files; build smaller files"
+            )
         batch, num_frames, seed = run.batch_size // pipelines, run.num_frames, run.seed
         num_fbanks = self.feature_config.num_fbanks
         per_speaker = batch // speakers_per_batch if speakers_per_batch else 0

@@ -15,9 +15,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -60,7 +60,9 @@ class Phase:
 def _reduce_lr(recipe: Recipe) -> keras.callbacks.ReduceLROnPlateau:
     """The learning rate cut by `reduce_lr_factor` after `reduce_lr_patience` epochs without progress in `select_by`."""
     optimiser, monitor = recipe.optimiser, recipe.run.select_by
-    return keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=SELECTION[monitor], factor=optimiser.reduce_lr_factor, patience=optimiser.reduce_lr_patience)
+    return keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor, mode=SELECTION[monitor], factor=optimiser.reduce_lr_factor, patience=optimiser.reduce_lr_patience
+    )
 
 
 def _optimizer(recipe: Recipe, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
@@ -125,7 +127,10 @@ def fit(run_dir: Path, recipe: Recipe, build: Callable[[dict | None], Phase], pr
     writers = []
     if is_chief():
         _cut_log(run_dir / "training.csv", initial_epoch)
-        writers = [keras.callbacks.CSVLogger(str(run_dir / "training.csv"), append=True), keras.callbacks.TensorBoard(str(run_dir / "tensorboard"))]
+        writers = [
+            keras.callbacks.CSVLogger(str(run_dir / "training.csv"), append=True),
+            keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
+        ]
     try:
         phase.trainer.fit(
             phase.batches,
@@ -232,7 +237,9 @@ def _shard_stream(data, recipe: Recipe, initial_epoch: int, crops_per_speaker: i
     pipelines = run.input_pipelines or num_workers()
     share = run.batch_size // pipelines
     if crops_per_speaker and share % crops_per_speaker:
-        raise ConfigError(f"each input pipeline's share of the batch ({share}) must be a multiple of crops_per_speaker ({crops_per_speaker})")
+        raise ConfigError(
+            f"each input pipeline's share of the batch ({share}) must be a multiple of crops_per_speaker ({crops_per_speaker})"
+        )
 
     def pipeline(index):
         speakers = share // crops_per_speaker if crops_per_speaker else 0
@@ -255,7 +262,10 @@ def _classification_batches(data: SpeakerFeatures, recipe: Recipe, initial_epoch
         reverb_probability=aug.reverb_probability,
         channel_probability=aug.channel_probability,
     )
-    clips = {name: read_clips(sorted(Path(folder).glob("*.*"))) if folder else [] for name, folder in (("noise", aug.noise_dir), ("rir", aug.rir_dir))}
+    clips = {
+        name: read_clips(sorted(Path(folder).glob("*.*"))) if folder else []
+        for name, folder in (("noise", aug.noise_dir), ("rir", aug.rir_dir))
+    }
     return AugmentedBatches(
         data,
         SpeakerWaveforms(data, progress),
@@ -282,7 +292,11 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
         monitor,
         mode,
         lambda: export,
-        [ValidationEER(data, run.num_frames, _normalised(backbone)), reduce_lr, *_margin_callbacks(trainer, recipe)],  # val_eer first: the others may read it
+        [
+            ValidationEER(data, run.num_frames, _normalised(backbone)),
+            reduce_lr,
+            *_margin_callbacks(trainer, recipe),
+        ],  # val_eer first: the others may read it
         (data.crops(data.validation, run.num_frames, None), targets(data, data.validation, teacher)),
     )
 
@@ -344,7 +358,9 @@ def _class_means(backbone: keras.Model, data: SpeakerFeatures, num_classes: int,
     """(dim, classes): each class's mean unit embedding over its training utterances (first `num_frames`), unit length."""
     embeddings = _normalised(backbone).predict(data.crops(data.train, num_frames, None), batch_size=64, verbose=0)
     labels = data.labels[data.train]
-    means = np.stack([embeddings[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(embeddings.shape[1]) for c in range(num_classes)])
+    means = np.stack(
+        [embeddings[labels == c].mean(axis=0) if np.any(labels == c) else np.zeros(embeddings.shape[1]) for c in range(num_classes)]
+    )
     return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).T
 
 
@@ -443,7 +459,9 @@ def train_head(working_dir, base_checkpoint, recipe: Recipe, progress: bool = Tr
         joint = feature_model(build_fused(base, head, "head"))
 
         def build_finetune_phase(state):
-            trainer = _compile(_on_features(joint, LOSSES[recipe.loss.name].output(classes), "joint_training"), recipe, recipe.head.finetune_learning_rate)
+            trainer = _compile(
+                _on_features(joint, LOSSES[recipe.loss.name].output(classes), "joint_training"), recipe, recipe.head.finetune_learning_rate
+            )
             return _head_phase(data, recipe, trainer, joint, lambda: head)
 
         best_head = fit(run_dir / "finetune", recipe, build_finetune_phase, progress, epochs=recipe.head.finetune_epochs)
@@ -516,14 +534,25 @@ def train_overlap(working_dir, audio_dir, recipe: Recipe, progress: bool = True,
     for utterance in tqdm(discover_utterances(audio_dir), desc="recordings", unit="file", disable=not progress):
         waveforms.setdefault(utterance.speaker, []).append(load_speech(utterance.path, trim="reference"))
     speakers = sorted(waveforms)
-    held_out = set(np.random.default_rng(recipe.run.seed).choice(speakers, size=max(2, round(recipe.run.validation_fraction * len(speakers))), replace=False))
+    held_out = set(
+        np.random.default_rng(recipe.run.seed).choice(
+            speakers, size=max(2, round(recipe.run.validation_fraction * len(speakers))), replace=False
+        )
+    )
     if len(speakers) - len(held_out) < 3:
-        raise ConfigError(f"{audio_dir}: the overlap detector needs at least 3 training speakers besides the {len(held_out)} held out, got {len(speakers)}")
+        raise ConfigError(
+            f"{audio_dir}: the overlap detector needs at least 3 training speakers besides the {len(held_out)} held out, got {len(speakers)}"
+        )
 
     def sources(names) -> NoiseSources:
-        folder = {name: sorted(Path(getattr(recipe.augment, name)).glob("*")) if getattr(recipe.augment, name) else [] for name in ("noise_dir", "rir_dir")}
+        folder = {
+            name: sorted(Path(getattr(recipe.augment, name)).glob("*")) if getattr(recipe.augment, name) else []
+            for name in ("noise_dir", "rir_dir")
+        }
         talkers = [w for speaker in names for w in waveforms[speaker]]
-        return NoiseSources(talkers, [read_audio(p) for p in folder["noise_dir"] if p.is_file()], [read_audio(p) for p in folder["rir_dir"] if p.is_file()])
+        return NoiseSources(
+            talkers, [read_audio(p) for p in folder["noise_dir"] if p.is_file()], [read_audio(p) for p in folder["rir_dir"] if p.is_file()]
+        )
 
     training = {speaker: waveforms[speaker] for speaker in speakers if speaker not in held_out}
     validation = {speaker: waveforms[speaker] for speaker in held_out}
@@ -550,6 +579,13 @@ def _detector_build(run_dir: Path, recipe: Recipe, build_model: Callable, batche
         else:
             trainer = build_model()
             trainer.compile(optimizer=_optimizer(recipe), loss=keras.losses.BinaryCrossentropy(from_logits=True))
-        return Phase(trainer, batches(state["epoch"] if state else 0), "val_eer", "min", lambda: trainer, [DetectionEER(*validation), _reduce_lr(recipe)])
+        return Phase(
+            trainer,
+            batches(state["epoch"] if state else 0),
+            "val_eer",
+            "min",
+            lambda: trainer,
+            [DetectionEER(*validation), _reduce_lr(recipe)],
+        )
 
     return build

@@ -32,7 +32,9 @@ def test_fine_tuning_changes_the_model_saves_a_speaker_model_and_resumes(tmp_pat
     keras.utils.set_random_seed(0)
     base = save_tiny_model(tmp_path / "base.keras")
     out, run = tmp_path / "robust.keras", tmp_path / "run"
-    adversarial_finetune(base, corpus, out, run, steps=2, batch=4, seconds=0.5, pgd_steps=2, learning_rate=1e-2, save_every=1, progress=False)
+    adversarial_finetune(
+        base, corpus, out, run, steps=2, batch=4, seconds=0.5, pgd_steps=2, learning_rate=1e-2, save_every=1, progress=False
+    )
     robust = load_model(out)
     changed = [not np.allclose(a, b) for a, b in zip(load_model(base).get_weights(), robust.get_weights())]
     assert any(changed)

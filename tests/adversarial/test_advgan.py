@@ -8,9 +8,8 @@ from deep_speaker.adversarial import AttackConfig, attack_recording, snr_db
 from deep_speaker.audio import read_audio
 from deep_speaker.checkpoints import save_model
 from deep_speaker.embedding import SpeakerEncoder
-from deep_speaker.errors import ConfigError
+from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.features import FeatureConfig
-from deep_speaker.errors import CheckpointError
 from deep_speaker.models.advgan import build_perturbation_generator, build_waveform_discriminator, load_generator, snr_of
 from deep_speaker.tf.advgan import perturb, train_advgan
 from tests.helpers import cli_in_process, save_tiny_model, synthetic_speech, tiny_model, write_corpus
@@ -51,7 +50,12 @@ def test_training_raises_the_target_score_and_a_finished_run_is_kept(encoder, co
     train_advgan(encoder, corpus, out, run, **options)
     keras.utils.set_random_seed(0)  # the generator training started from
     untrained, trained = build_perturbation_generator(16, snr_db=10.0), load_generator(out)
-    pairs = [(read_audio(a), encoder.embed(b)) for a in sorted(corpus.rglob("*.flac")) for b in sorted(corpus.rglob("*.flac")) if a.parent != b.parent]
+    pairs = [
+        (read_audio(a), encoder.embed(b))
+        for a in sorted(corpus.rglob("*.flac"))
+        for b in sorted(corpus.rglob("*.flac"))
+        if a.parent != b.parent
+    ]
 
     def mean_score(generator):
         return np.mean([encoder.embed(np.clip(clean + perturb(generator, clean, target), -1, 1)) @ target for clean, target in pairs])
@@ -79,7 +83,20 @@ def test_attack_command_with_advgan_asks_for_the_generator(tmp_path, capsys):
     import soundfile as sf
 
     sf.write(tmp_path / "a.wav", synthetic_speech(1.5, pitch=110), 16000)
-    result = cli_in_process(capsys, "attack", tmp_path / "a.wav", tmp_path / "out.wav", "--method", "advgan", "--target-file", tmp_path / "a.wav", "--checkpoint_file", model, "--threshold", "0.9")
+    result = cli_in_process(
+        capsys,
+        "attack",
+        tmp_path / "a.wav",
+        tmp_path / "out.wav",
+        "--method",
+        "advgan",
+        "--target-file",
+        tmp_path / "a.wav",
+        "--checkpoint_file",
+        model,
+        "--threshold",
+        "0.9",
+    )
     assert result.returncode != 0 and "--generator" in result.stderr and not (tmp_path / "out.wav").exists()
 
 

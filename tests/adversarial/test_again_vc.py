@@ -86,7 +86,17 @@ def test_convert_voice_command_with_again(tmp_path, capsys):
     save_model(tiny_converter(), tmp_path / "vc.keras")
     sf.write(tmp_path / "a.wav", synthetic_speech(1.5, pitch=100), 16000)
     sf.write(tmp_path / "b.wav", synthetic_speech(1.5, pitch=200, seed=3), 16000)
-    done = cli_in_process(capsys, "convert-voice", tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "out.wav", "--method", "again", "--converter", tmp_path / "vc.keras")
+    done = cli_in_process(
+        capsys,
+        "convert-voice",
+        tmp_path / "a.wav",
+        tmp_path / "b.wav",
+        tmp_path / "out.wav",
+        "--method",
+        "again",
+        "--converter",
+        tmp_path / "vc.keras",
+    )
     assert done.returncode == 0 and sf.info(str(tmp_path / "out.wav")).frames == synthetic_speech(1.5).size
     missing = cli_in_process(capsys, "convert-voice", tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "out2.wav", "--method", "again")
     assert missing.returncode != 0 and "needs --converter" in missing.stderr and not (tmp_path / "out2.wav").exists()
@@ -120,6 +130,8 @@ def test_the_again_spoof_family_needs_a_converter_and_writes_conversions(tmp_pat
     encoder = SpeakerEncoder(model=tiny_model())
     with pytest.raises(ConfigError, match="needs an AGAIN-VC converter"):
         build_spoof_corpus(recordings, tmp_path / "out", encoder, 0.99, families=("again",), per_family=2, progress=False)
-    manifest = build_spoof_corpus(recordings, tmp_path / "out", encoder, 0.99, families=("again",), per_family=2, progress=False, converter=tiny_converter())
+    manifest = build_spoof_corpus(
+        recordings, tmp_path / "out", encoder, 0.99, families=("again",), per_family=2, progress=False, converter=tiny_converter()
+    )
     spoofs = [path for path, _, family in read_manifest(manifest) if family == "again"]
     assert len(spoofs) == 2 and [sf.info(path).frames for path in spoofs] == [synthetic_speech(1.0).size] * 2

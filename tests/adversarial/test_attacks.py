@@ -48,7 +48,9 @@ def test_the_gradient_is_the_pipeline_s(encoder, pair):
 @pytest.mark.parametrize("method", ["fgsm", "bim", "pgd"])
 def test_a_targeted_white_box_attack_raises_the_target_score_within_its_snr(encoder, pair, method):
     waveform, target = pair
-    clean, result = attack_recording(encoder, waveform, target, threshold=2.0, targeted=True, config=AttackConfig(method=method, snr_db=30, steps=10))
+    clean, result = attack_recording(
+        encoder, waveform, target, threshold=2.0, targeted=True, config=AttackConfig(method=method, snr_db=30, steps=10)
+    )
     assert result.score_after > result.score_before + 0.01
     assert snr_db(clean, result.waveform - clean) >= 30 - 0.5  # 16-bit rounding may cost a little
     assert np.all(np.abs(result.waveform) <= 1) and np.all(np.isfinite(result.waveform))
@@ -59,7 +61,9 @@ def test_an_untargeted_attack_gets_a_genuine_recording_rejected_and_stops_there(
     waveform, _ = pair
     own = encoder.embed(waveform)
     threshold = float(own @ encoder.embed(waveform)) - 0.02
-    clean, result = attack_recording(encoder, waveform, own, threshold, targeted=False, config=AttackConfig(method="pgd", snr_db=30, steps=40))
+    clean, result = attack_recording(
+        encoder, waveform, own, threshold, targeted=False, config=AttackConfig(method="pgd", snr_db=30, steps=40)
+    )
     assert result.success and result.score_after < threshold and result.steps < 40
 
 
@@ -98,15 +102,39 @@ def test_the_attack_command_writes_valid_audio_and_reports(tmp_path, capsys):
     sf.write(tmp_path / "impostor.wav", synthetic_speech(1.5, pitch=110, seed=1), 16000)
     sf.write(tmp_path / "target.wav", synthetic_speech(1.5, pitch=230, seed=2), 16000)
     done = cli_in_process(
-        capsys, "attack", tmp_path / "impostor.wav", tmp_path / "adv.wav", "--target-file", tmp_path / "target.wav",
-        "--checkpoint_file", model, "--threshold", "0.99", "--steps", "3", "--store", tmp_path / "s.db",
+        capsys,
+        "attack",
+        tmp_path / "impostor.wav",
+        tmp_path / "adv.wav",
+        "--target-file",
+        tmp_path / "target.wav",
+        "--checkpoint_file",
+        model,
+        "--threshold",
+        "0.99",
+        "--steps",
+        "3",
+        "--store",
+        tmp_path / "s.db",
     )
     assert done.returncode == 0, done.stderr
     assert "pgd: score" in done.stdout and "failed to be accepted as" in done.stdout and "SNR" in done.stdout
     audio, rate = sf.read(tmp_path / "adv.wav")
     assert rate == 16000 and audio.shape == synthetic_speech(1.5).shape
-    mp3 = cli_in_process(capsys, "attack", tmp_path / "impostor.wav", tmp_path / "adv.mp3", "--target-file", tmp_path / "target.wav",
-                         "--checkpoint_file", model, "--threshold", "0.99", "--store", tmp_path / "s.db")
+    mp3 = cli_in_process(
+        capsys,
+        "attack",
+        tmp_path / "impostor.wav",
+        tmp_path / "adv.mp3",
+        "--target-file",
+        tmp_path / "target.wav",
+        "--checkpoint_file",
+        model,
+        "--threshold",
+        "0.99",
+        "--store",
+        tmp_path / "s.db",
+    )
     assert mp3.returncode == 2 and "adv.mp3: audio is written as .wav or .flac" in mp3.stderr  # refused before the attack runs
     neither = cli_in_process(capsys, "attack", tmp_path / "impostor.wav", tmp_path / "x.wav", "--checkpoint_file", model)
     assert neither.returncode == 2 and "one of the arguments --target-speaker" in neither.stderr

@@ -28,7 +28,9 @@ def corpus(tmp_path_factory):
             sf.write(path, synthetic_speech(2.0 + 0.2 * index, pitch=90 + 30 * speaker, seed=index), 16000)
             recordings.append((path, f"spk{speaker}"))
     encoder = SpeakerEncoder(model=tiny_model())
-    manifest = build_spoof_corpus(recordings, root / "out", encoder, threshold=0.99, families=("fgsm", "world"), per_family=12, progress=False)
+    manifest = build_spoof_corpus(
+        recordings, root / "out", encoder, threshold=0.99, families=("fgsm", "world"), per_family=12, progress=False
+    )
     return manifest, encoder
 
 
@@ -43,7 +45,9 @@ def test_the_spoof_corpus_lists_every_recording_and_resumes(corpus):
     assert rate == 16000 and np.all(np.abs(audio) <= 1)
     stamp = (manifest.parent / "fgsm").stat().st_mtime_ns
     recordings = [(p, s) for p, s, f in rows if f == "genuine"]
-    build_spoof_corpus(recordings, manifest.parent, encoder, 0.99, families=("fgsm", "world"), per_family=12, progress=False)  # all exist: nothing redone
+    build_spoof_corpus(
+        recordings, manifest.parent, encoder, 0.99, families=("fgsm", "world"), per_family=12, progress=False
+    )  # all exist: nothing redone
     assert (manifest.parent / "fgsm").stat().st_mtime_ns == stamp
     with pytest.raises(ConfigError, match="unknown spoof families"):
         build_spoof_corpus(recordings, manifest.parent, encoder, 0.99, families=("deepfake",))
@@ -75,7 +79,9 @@ def toy_manifest(tmp_path_factory):
 def test_the_detector_separates_a_toy_set_and_gates_the_verifier(toy_manifest, tmp_path, capsys):
     from deep_speaker.tf.train import train_detector
 
-    recipe = load_recipe("detector", epochs=6, steps_per_epoch=12, batch_size=8, num_frames=100, early_stopping_patience=6, validation_fraction=0.34)
+    recipe = load_recipe(
+        "detector", epochs=6, steps_per_epoch=12, batch_size=8, num_frames=100, early_stopping_patience=6, validation_fraction=0.34
+    )
     best = train_detector(tmp_path, toy_manifest, recipe, progress=False)
     assert best.is_file() and threshold_path(best).is_file()
     log = list(csv.DictReader((tmp_path / "detector" / "training.csv").open()))

@@ -10,9 +10,8 @@ import pytest
 from deep_speaker.data.cache import build_feature_cache, read_manifest
 from deep_speaker.errors import CacheError
 from deep_speaker.features import FeatureConfig, file_features
-from tests.helpers import ROOT, cli_in_process, run_cli as _cli, write_corpus
-
-
+from tests.helpers import ROOT, cli_in_process, write_corpus
+from tests.helpers import run_cli as _cli
 
 
 def test_builds_manifest_and_features(tmp_path):
@@ -67,7 +66,17 @@ def test_cli_build_mfcc_and_kill_resume(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", speakers=6, utterances=5)
     working_dir = tmp_path / "wd"
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "build-mfcc-cache", "--audio_dir", str(corpus), "--working_dir", str(working_dir), "--workers", "1"],
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "build-mfcc-cache",
+            "--audio_dir",
+            str(corpus),
+            "--working_dir",
+            str(working_dir),
+            "--workers",
+            "1",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -99,7 +108,8 @@ def test_log_energies_cache_refuses_a_linear_rerun_and_old_configs_read_as_linea
     corpus = write_corpus(tmp_path / "corpus", speakers=1, utterances=1)
     build_feature_cache(corpus, tmp_path / "log", FeatureConfig(energies="log"), workers=1, progress=False)
     np.testing.assert_array_equal(
-        np.load(read_manifest(tmp_path / "log")[0].feature_path), file_features(corpus / "spk0" / "utt0.flac", FeatureConfig(energies="log"))
+        np.load(read_manifest(tmp_path / "log")[0].feature_path),
+        file_features(corpus / "spk0" / "utt0.flac", FeatureConfig(energies="log")),
     )
     with pytest.raises(CacheError, match="'energies': 'log'"):
         build_feature_cache(corpus, tmp_path / "log", workers=1, progress=False)
@@ -131,8 +141,19 @@ def test_workers_exit_when_build_mfcc_is_killed(tmp_path):
 
     corpus = write_corpus(tmp_path / "corpus", speakers=6, utterances=100)
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "build-mfcc", "--audio_dir", str(corpus), "--working_dir", str(tmp_path / "wd"), "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "build-mfcc",
+            "--audio_dir",
+            str(corpus),
+            "--working_dir",
+            str(tmp_path / "wd"),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
     def children() -> set[int]:

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from deep_speaker.data.conversations import NoiseSources, OverlapBatches, block_centres, conversation, crop_turns, frame_centres, in_noise, talkers_at
+from deep_speaker.data.conversations import (
+    NoiseSources,
+    OverlapBatches,
+    block_centres,
+    conversation,
+    crop_turns,
+    frame_centres,
+    in_noise,
+    talkers_at,
+)
 from deep_speaker.errors import ConfigError
 from deep_speaker.features import num_frames_of
 from tests.helpers import synthetic_speech

@@ -41,7 +41,9 @@ def test_cli_augments_the_cache_and_training_uses_the_copies(working_dir, capsys
     from deep_speaker.tf.train import train_classifier
     from tests.helpers import cli_in_process, tiny_recipe
 
-    result = cli_in_process(capsys, "augment-cache", "--working_dir", working_dir, "--copies", "1", "--speed_perturbation", "--workers", "1")
+    result = cli_in_process(
+        capsys, "augment-cache", "--working_dir", working_dir, "--copies", "1", "--speed_perturbation", "--workers", "1"
+    )
     assert result.returncode == 0 and "20 augmented copies computed" in result.stdout
     train_classifier(working_dir, tiny_recipe(epochs=1, cached_copies=True), progress=False)
     import keras

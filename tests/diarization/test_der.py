@@ -46,7 +46,9 @@ def test_overlapped_speech_is_scored():
     reference = [Segment(0.0, 10.0, "A"), Segment(5.0, 10.0, "B")]  # 15 s of speech, 5 of it overlapped
     only_a = diarization_error_rate(reference, [Segment(0.0, 10.0, "h")], collar=0.0)
     assert only_a.missed == pytest.approx(5.0) and only_a.rate == pytest.approx(5 / 15)
-    wrong_pair = diarization_error_rate(reference, [Segment(0.0, 10.0, "h1"), Segment(5.0, 10.0, "h2"), Segment(12.0, 13.0, "h3")], collar=0.0)
+    wrong_pair = diarization_error_rate(
+        reference, [Segment(0.0, 10.0, "h1"), Segment(5.0, 10.0, "h2"), Segment(12.0, 13.0, "h3")], collar=0.0
+    )
     assert wrong_pair.false_alarm == pytest.approx(1.0) and wrong_pair.confusion == pytest.approx(0.0)
 
 
@@ -80,7 +82,8 @@ def test_uem_reading_and_bad_lines(tmp_path):
 def test_der_and_jer_agree_with_pyannote_metrics_on_random_turns():
     """pyannote.metrics as the oracle (its collar is the whole unscored width: twice md-eval's)."""
     import numpy as np
-    from pyannote.core import Annotation, Segment as Span, Timeline
+    from pyannote.core import Annotation, Timeline
+    from pyannote.core import Segment as Span
     from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
     rng = np.random.default_rng(0)
@@ -89,7 +92,9 @@ def test_der_and_jer_agree_with_pyannote_metrics_on_random_turns():
         """Random turns, each speaker's merged where they overlap (a speaker talks once at a time)."""
         merged = []
         for speaker in range(speakers):
-            spans = sorted((round(float(s), 3), round(float(s + rng.uniform(0.5, 6)), 3)) for s in rng.uniform(0, 60, count // speakers + 1))
+            spans = sorted(
+                (round(float(s), 3), round(float(s + rng.uniform(0.5, 6)), 3)) for s in rng.uniform(0, 60, count // speakers + 1)
+            )
             for start, end in spans:
                 if merged and merged[-1].speaker == f"s{speaker}" and start <= merged[-1].end:
                     merged[-1] = Segment(merged[-1].start, max(end, merged[-1].end), f"s{speaker}")
@@ -108,10 +113,14 @@ def test_der_and_jer_agree_with_pyannote_metrics_on_random_turns():
         collar, skip, uem = (0.0, 0.25)[case % 2], case % 3 == 0, [(5.0, 50.0)] if case % 4 == 1 else None
         ours = diarization_error_rate(reference, hypothesis, collar, skip, uem)
         kwargs = {"uem": Timeline([Span(*region) for region in uem])} if uem else {"uem": Timeline([Span(0, 80)])}
-        der = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip)(annotation(reference), annotation(hypothesis), detailed=True, **kwargs)
+        der = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip)(
+            annotation(reference), annotation(hypothesis), detailed=True, **kwargs
+        )
         jer = JaccardErrorRate(collar=2 * collar, skip_overlap=skip)(annotation(reference), annotation(hypothesis), **kwargs)
         assert ours.rate == pytest.approx(der["diarization error rate"], abs=2e-3), case
-        assert ours.missed == pytest.approx(der["missed detection"], abs=0.02) and ours.confusion == pytest.approx(der["confusion"], abs=0.02), case
+        assert ours.missed == pytest.approx(der["missed detection"], abs=0.02) and ours.confusion == pytest.approx(
+            der["confusion"], abs=0.02
+        ), case
         assert ours.jer == pytest.approx(jer, abs=2e-3), case
 
 
@@ -125,7 +134,9 @@ def test_the_score_diarization_command_per_recording_and_total(tmp_path, capsys)
     hypothesis = [Segment(0.0, 20.0, "x", "one"), Segment(0.0, 5.0, "y", "two"), Segment(0.0, 1.0, "z", "three")]
     write_rttm(tmp_path / "ref.rttm", reference)
     write_rttm(tmp_path / "hyp.rttm", hypothesis)
-    result = cli_in_process(capsys, "score-diarization", tmp_path / "ref.rttm", tmp_path / "hyp.rttm", "--collar", "0", "--json", tmp_path / "s.json")
+    result = cli_in_process(
+        capsys, "score-diarization", tmp_path / "ref.rttm", tmp_path / "hyp.rttm", "--collar", "0", "--json", tmp_path / "s.json"
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("one\tDER = 50.00 %") and lines[1].startswith("two\tDER = 0.00 %")

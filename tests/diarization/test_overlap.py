@@ -30,7 +30,9 @@ def test_training_needs_speakers_to_hold_out_and_to_train_on(tmp_path):
 @pytest.mark.slow
 def test_training_lowers_the_loss_resumes_and_the_result_loads(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus", speakers=6, utterances=3)
-    recipe = load_recipe("overlap", epochs=3, steps_per_epoch=6, batch_size=4, num_frames=300, validation_fraction=0.34, learning_rate=0.003)
+    recipe = load_recipe(
+        "overlap", epochs=3, steps_per_epoch=6, batch_size=4, num_frames=300, validation_fraction=0.34, learning_rate=0.003
+    )
     from deep_speaker.tf.train import train_overlap
 
     best = train_overlap(tmp_path / "work", corpus, recipe, progress=False)
@@ -38,8 +40,27 @@ def test_training_lowers_the_loss_resumes_and_the_result_loads(tmp_path, capsys)
     assert len(log) == 3 and float(log[-1]["loss"]) < float(log[0]["loss"])
     assert all(0 <= float(row["val_eer"]) <= 1 for row in log)
     assert load_overlap_detector(best).name == OVERLAP_NAME
-    resumed = cli_in_process(capsys, "train-overlap", "--working_dir", tmp_path / "work", "--audio_dir", corpus, "--epochs", "4", "--steps_per_epoch", "6",
-                             "--batch_size", "4", "--num_frames", "300", "--validation_fraction", "0.34", "--learning_rate", "0.003", "--quiet")
+    resumed = cli_in_process(
+        capsys,
+        "train-overlap",
+        "--working_dir",
+        tmp_path / "work",
+        "--audio_dir",
+        corpus,
+        "--epochs",
+        "4",
+        "--steps_per_epoch",
+        "6",
+        "--batch_size",
+        "4",
+        "--num_frames",
+        "300",
+        "--validation_fraction",
+        "0.34",
+        "--learning_rate",
+        "0.003",
+        "--quiet",
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert len(list(csv.DictReader((tmp_path / "work" / "overlap" / "training.csv").open()))) == 4  # one more epoch, not four
     with pytest.raises(CheckpointError, match="not an overlap detector"):

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from deep_speaker.diarization import Segment, diarization_error_rate
+from deep_speaker.diarization import diarization_error_rate
 from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer, cluster, speech_regions, windows
 from deep_speaker.errors import ConfigError
 from tests.helpers import SpectrumEncoder, pitch_conversation, synthetic_speech
@@ -30,7 +30,11 @@ def test_clustering_recovers_planted_speakers():
     centres = np.eye(16)[:3]
     points = np.concatenate([centre + 0.15 * rng.standard_normal((20, 16)) for centre in centres])
     truth = np.repeat(np.arange(3), 20)
-    configs = [(DiarizationConfig(clustering="spectral"), None), (DiarizationConfig(clustering="ahc"), 0.5), (DiarizationConfig(num_speakers=3), None)]
+    configs = [
+        (DiarizationConfig(clustering="spectral"), None),
+        (DiarizationConfig(clustering="ahc"), 0.5),
+        (DiarizationConfig(num_speakers=3), None),
+    ]
     for config, threshold in configs + [(DiarizationConfig(clustering="spectral", num_speakers=3), None)]:
         labels = cluster(points, config, threshold)
         assert len(np.unique(labels)) == 3
@@ -42,8 +46,12 @@ def test_clustering_recovers_planted_speakers():
 
 @pytest.mark.parametrize(
     "config",  # synthetic voices: the energy detector (Silero, rightly, does not take them all for speech)
-    [DiarizationConfig(clustering="spectral", vad="energy"), DiarizationConfig(num_speakers=2, vad="energy"),
-     DiarizationConfig(clustering="spectral", num_speakers=2, vad="energy"), DiarizationConfig(ahc_threshold=0.5, vad="energy")],
+    [
+        DiarizationConfig(clustering="spectral", vad="energy"),
+        DiarizationConfig(num_speakers=2, vad="energy"),
+        DiarizationConfig(clustering="spectral", num_speakers=2, vad="energy"),
+        DiarizationConfig(ahc_threshold=0.5, vad="energy"),
+    ],
 )
 def test_a_synthetic_conversation_is_diarized(config):
     wave, reference = pitch_conversation([(110, 2.5), (230, 2.0), (110, 1.5), (230, 3.0)])
@@ -75,8 +83,22 @@ def test_the_diarize_command_writes_rttm_json_and_plot_and_refuses_bad_audio(tmp
     sf.write(tmp_path / "talk.wav", wave, 16000)
     model = save_tiny_model(tmp_path / "tiny.keras")
     outputs = [tmp_path / name for name in ("talk.rttm", "talk.json", "talk.png")]
-    result = cli_in_process(capsys, "diarize", tmp_path / "talk.wav", "--checkpoint_file", model, "--num-speakers", "2", "--quiet",
-                            "--rttm", outputs[0], "--json", outputs[1], "--plot", outputs[2])
+    result = cli_in_process(
+        capsys,
+        "diarize",
+        tmp_path / "talk.wav",
+        "--checkpoint_file",
+        model,
+        "--num-speakers",
+        "2",
+        "--quiet",
+        "--rttm",
+        outputs[0],
+        "--json",
+        outputs[1],
+        "--plot",
+        outputs[2],
+    )
     assert result.returncode == 0, result.stderr
     segments = read_rttm(outputs[0])
     assert segments and {s.recording for s in segments} == {"talk"} and f"{len(segments)} turn(s)" in result.stdout
@@ -117,7 +139,10 @@ def test_files_are_read_in_chunks_with_bounded_memory(tmp_path, monkeypatch):
     assert [len(c) for c in chunks[:-1]] == [32000] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 32000
     np.testing.assert_array_equal(np.concatenate(chunks), read_audio(tmp_path / "talk.wav"))
     resampled = np.concatenate(list(stream_audio(tmp_path / "talk44.flac", chunk_seconds=2.0)))
-    assert abs(len(resampled) - len(wave)) <= 2 and np.max(np.abs(resampled[: len(wave) - 2] - wave[: len(resampled) - 2][: len(wave) - 2])) < 0.02
+    assert (
+        abs(len(resampled) - len(wave)) <= 2
+        and np.max(np.abs(resampled[: len(wave) - 2] - wave[: len(resampled) - 2][: len(wave) - 2])) < 0.02
+    )
     with pytest.raises(MissingAudioError, match="nowhere.wav: no such file"):
         next(stream_audio(tmp_path / "nowhere.wav"))
     monkeypatch.setattr(pipeline, "CHUNK_SECONDS", 4.0)  # chunks end inside turns: the pipeline must not care
@@ -155,10 +180,19 @@ def test_windows_are_calibrated_for_clustering_and_preferred_to_whole_recordings
             speakers.append(f"s{speaker}")
     diarizer = Diarizer(SpectrumEncoder(), DiarizationConfig(vad="energy"))
     calibration = calibrate_windows(diarizer, paths, speakers, noisy_recordings=32)
-    assert calibration.seconds == 1.5 and calibration.model == "spectrum" and "120 windows of 1.5 s from 60 recordings of 4 speakers" in calibration.trials
+    assert (
+        calibration.seconds == 1.5
+        and calibration.model == "spectrum"
+        and "120 windows of 1.5 s from 60 recordings of 4 speakers" in calibration.trials
+    )
     assert calibration.eer_percent < 30 and calibration.eer < calibration.far1 < calibration.far0_1
     snrs = [snr for snr, _ in calibration.snr_thresholds]  # as recorded, then floors 49, 39 and 29 dB under the peak
-    assert len(snrs) == 4 and snrs[0] == 100.0 and all(a > b for a, b in zip(snrs[1:], snrs[2:])) and calibration.snr_thresholds[0][1] == calibration.eer
+    assert (
+        len(snrs) == 4
+        and snrs[0] == 100.0
+        and all(a > b for a, b in zip(snrs[1:], snrs[2:]))
+        and calibration.snr_thresholds[0][1] == calibration.eer
+    )
     (low_snr, low_threshold), (high_snr, high_threshold) = calibration.snr_thresholds[-1], calibration.snr_thresholds[-2]
     assert calibration.at_snr((low_snr + high_snr) / 2) == pytest.approx((low_threshold + high_threshold) / 2)
     assert calibration.at_snr(-20.0) == low_threshold and calibration.at_snr(200.0) == calibration.eer  # ends held
@@ -183,12 +217,20 @@ def test_a_wav_header_that_lies_about_its_length_is_refused(tmp_path, capsys):
     data[data.index(b"data") + 4 : data.index(b"data") + 8] = struct.pack("<I", 0xFFFFFFFF)  # 37 hours at 16 kHz
     (tmp_path / "lie.wav").write_bytes(bytes(data))
     model = save_tiny_model(tmp_path / "tiny.keras")
-    for command in (["diarize", tmp_path / "lie.wav", "--checkpoint_file", model], ["embed", tmp_path / "lie.wav", "--checkpoint_file", model, "--out", tmp_path / "e.npy"]):
+    for command in (
+        ["diarize", tmp_path / "lie.wav", "--checkpoint_file", model],
+        ["embed", tmp_path / "lie.wav", "--checkpoint_file", model, "--out", tmp_path / "e.npy"],
+    ):
         refused = cli_in_process(capsys, *command)
-        assert refused.returncode == 2 and "lie.wav: the WAV header says its audio takes 4,294,967,295 bytes, but only 112,000 follow" in refused.stderr
+        assert (
+            refused.returncode == 2
+            and "lie.wav: the WAV header says its audio takes 4,294,967,295 bytes, but only 112,000 follow" in refused.stderr
+        )
     (tmp_path / "cut.wav").write_bytes((tmp_path / "real.wav").read_bytes()[:-1000])  # a download cut short
     refused = cli_in_process(capsys, "embed", tmp_path / "cut.wav", "--checkpoint_file", model, "--out", tmp_path / "e.npy")
-    assert refused.returncode == 2 and "cut.wav: the WAV header says its audio takes 112,000 bytes, but only 111,000 follow" in refused.stderr
+    assert (
+        refused.returncode == 2 and "cut.wav: the WAV header says its audio takes 112,000 bytes, but only 111,000 follow" in refused.stderr
+    )
 
 
 @pytest.mark.slow

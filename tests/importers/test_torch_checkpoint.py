@@ -140,7 +140,9 @@ def test_the_published_checkpoints_read(pytorch_fixtures):
 def test_a_stride_zero_view_cannot_make_the_reader_allocate_more_than_the_file_holds(tmp_path, fake_torch):
     one = _Storage("FloatStorage", "0", b"\x00" * 4, 1)  # one float, viewed as 2^34 of them (64 GiB) by stride 0
     path = _write(tmp_path / "stride0.pt", {"w": _Tensor(one, 0, (2**17, 2**17), (0, 0))}, [one])
-    with pytest.raises(CheckpointError, match=r"stride0.pt: tensor over model/data/0 declares shape \(131072, 131072\), more values than the 1"):
+    with pytest.raises(
+        CheckpointError, match=r"stride0.pt: tensor over model/data/0 declares shape \(131072, 131072\), more values than the 1"
+    ):
         read_torch_checkpoint(path)
 
 

@@ -27,8 +27,22 @@ def test_installed_command_is_cli_py():
 def test_every_subcommand_has_help(capsys):
     from deep_speaker.cli import main
 
-    for command in ("build-mfcc-cache", "train-softmax", "train-triplet", "train-head", "test-model", "eval-trials",
-                    "embed", "verify", "calibrate", "enroll", "list", "remove", "identify", "convert-checkpoint"):
+    for command in (
+        "build-mfcc-cache",
+        "train-softmax",
+        "train-triplet",
+        "train-head",
+        "test-model",
+        "eval-trials",
+        "embed",
+        "verify",
+        "calibrate",
+        "enroll",
+        "list",
+        "remove",
+        "identify",
+        "convert-checkpoint",
+    ):
         with pytest.raises(SystemExit) as exited:
             main([command, "-h"])
         assert exited.value.code == 0 and "usage:" in capsys.readouterr().out, command
@@ -86,8 +100,20 @@ def test_boolean_recipe_flags_parse_false_as_false(capsys):
 def test_build_mfcc_log_energies_and_a_mismatched_model_is_refused(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2)
     wd = tmp_path / "wd"
-    built = cli_in_process(capsys, "build-mfcc", "--audio_dir", corpus, "--working_dir", wd, "--energies", "log",
-                           "--normalisation", "utterance", "--workers", "1")
+    built = cli_in_process(
+        capsys,
+        "build-mfcc",
+        "--audio_dir",
+        corpus,
+        "--working_dir",
+        wd,
+        "--energies",
+        "log",
+        "--normalisation",
+        "utterance",
+        "--workers",
+        "1",
+    )
     assert built.returncode == 0, built.stderr
     assert '"energies": "log"' in (wd / "features.json").read_text()
     save_tiny_model(tmp_path / "linear.keras")
@@ -138,11 +164,17 @@ def test_system_errors_are_one_line(tmp_path, capsys):
         (["diarize", "a.wav", "--threshold", "nan"], "argument --threshold: must be a number in [-1, 1], got nan"),
         (["diarize", "a.wav", "--threshold", "5"], "argument --threshold: must be a number in [-1, 1], got 5"),
         (["attack", "a.wav", "o.wav", "--target-file", "b.wav", "--snr", "-10"], "argument --snr: must be a number in [0, 120], got -10"),
-        (["fuse", "a.keras", "b.keras", "f.fusion.json", "--audio_dir", "d", "--weights", "inf", "1"], "argument --weights: must be a number in (0, 1e+06], got inf"),
+        (
+            ["fuse", "a.keras", "b.keras", "f.fusion.json", "--audio_dir", "d", "--weights", "inf", "1"],
+            "argument --weights: must be a number in (0, 1e+06], got inf",
+        ),
         (["test-model", "--working_dir", "wd", "--seed", "-1"], "argument --seed: must be between 0 and 4294967295, got -1"),
         (["make-spoofs", "--audio_dir", "d", "--out", "o", "--seed", "x"], "argument --seed: expected a whole number, got 'x'"),
         (["serve", "--port", "70000"], "argument --port: must be between 0 and 65535, got 70000"),
-        (["augment-cache", "--working_dir", "wd", "--noise_probability", "2"], "argument --noise_probability: must be a number in [0, 1], got 2"),
+        (
+            ["augment-cache", "--working_dir", "wd", "--noise_probability", "2"],
+            "argument --noise_probability: must be a number in [0, 1], got 2",
+        ),
     ],
 )
 def test_numbers_out_of_range_are_refused_by_the_parser(capsys, arguments, problem):
@@ -183,8 +215,16 @@ def test_calibrate_windows_for_diarization_and_its_refusals(tmp_path, capsys, mo
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     both = cli_in_process(capsys, "calibrate", "--trials", "t.txt", "--audio_root", ".", "--windows", "1.5", "--audio_dir", corpus)
     assert both.returncode == 2 and "calibrate takes a trial list (--trials T --audio_root R) or windows" in both.stderr
-    done = cli_in_process(capsys, "calibrate", "--windows", "1.5", "--audio_dir", corpus, "--checkpoint_file", checkpoint, "--quiet", "--vad", "energy")
+    done = cli_in_process(
+        capsys, "calibrate", "--windows", "1.5", "--audio_dir", corpus, "--checkpoint_file", checkpoint, "--quiet", "--vad", "energy"
+    )
     assert done.returncode == 0, done.stderr  # synthetic voices: the energy detector (Silero, rightly, finds little speech in them)
     assert "windows of 1.5 s from 48 recordings of 8 speakers" in done.stdout and "tiny.keras.1.5s.calibration.json" in done.stdout
-    again = cli_in_process(capsys, "calibrate", "--windows", "1.5", "--audio_dir", corpus, "--checkpoint_file", checkpoint, "--quiet", "--vad", "energy")
-    assert again.returncode == 2 and "already has a calibration for cosine scores of 1.5 s windows" in again.stderr and "(pass --force" in again.stderr
+    again = cli_in_process(
+        capsys, "calibrate", "--windows", "1.5", "--audio_dir", corpus, "--checkpoint_file", checkpoint, "--quiet", "--vad", "energy"
+    )
+    assert (
+        again.returncode == 2
+        and "already has a calibration for cosine scores of 1.5 s windows" in again.stderr
+        and "(pass --force" in again.stderr
+    )

@@ -63,7 +63,9 @@ def test_eval_trials_with_the_default_system_reports_the_model_cards_dev_eer(sha
     import json
 
     dev = shared_data / "speechocean762"
-    result = cli_in_process(capsys, "eval-trials", "--trials", dev / "dev_trials.txt", "--audio_root", dev / "dev", "--json", tmp_path / "dev.json")
+    result = cli_in_process(
+        capsys, "eval-trials", "--trials", dev / "dev_trials.txt", "--audio_root", dev / "dev", "--json", tmp_path / "dev.json"
+    )
     assert result.returncode == 0, result.stderr
     reported = json.loads((tmp_path / "dev.json").read_text())
     assert reported["eer"] == pytest.approx(0.0418, abs=0.0005) and reported["min_dcf_p0.01"] == pytest.approx(0.443, abs=0.001)

@@ -17,12 +17,15 @@ def test_wheel_installed_outside_the_tree_verifies_the_samples(tmp_path):
         shutil.copy(ROOT / name, source / name)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "dist").glob("deep_speaker-*.whl"))
     target = tmp_path / "site"
-    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], capture_output=True, text=True)
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], capture_output=True, text=True
+    )
     assert installed.returncode == 0, installed.stderr
     for shipped in ("deep_speaker.keras", "ge2e_resemblyzer.keras", "default.fusion.json", "LICENSE.resemblyzer", "README.md"):
         assert (target / "deep_speaker" / "pretrained" / shipped).is_file(), shipped
@@ -33,8 +36,18 @@ def test_wheel_installed_outside_the_tree_verifies_the_samples(tmp_path):
         "from deep_speaker.cli import main; sys.exit(main(['verify', sys.argv[2], sys.argv[3]]))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(target), str(samples / "PhilippeRemy" / "PhilippeRemy_001.wav"), str(samples / "PhilippeRemy" / "PhilippeRemy_002.wav")],
-        capture_output=True, text=True, cwd=tmp_path, env=environment,
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(target),
+            str(samples / "PhilippeRemy" / "PhilippeRemy_001.wav"),
+            str(samples / "PhilippeRemy" / "PhilippeRemy_002.wav"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
     )
     assert result.returncode == 0, result.stderr
     assert "(operating point far1)  decision: same speaker" in result.stdout  # the shipped default system, calibrated

@@ -25,7 +25,10 @@ from deep_speaker.layers import (
 
 # One configured instance and one input for each registered layer class.
 CASES = {
-    Fbank: (Fbank(energies="log", normalisation="utterance"), np.full((2, 2000), 0.1, "float32") + np.sin(np.arange(2000, dtype="float32"))),
+    Fbank: (
+        Fbank(energies="log", normalisation="utterance"),
+        np.full((2, 2000), 0.1, "float32") + np.sin(np.arange(2000, dtype="float32")),
+    ),
     FeatureSpec: (FeatureSpec({"energies": "log"}), np.ones((2, 5, 3), "float32")),
     TemporalAverage: (TemporalAverage(), np.ones((2, 5, 3), "float32")),
     StatsPooling: (StatsPooling(epsilon=1e-3), np.arange(30, dtype="float32").reshape(2, 5, 3)),

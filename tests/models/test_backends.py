@@ -63,14 +63,28 @@ def test_every_model_family_gives_the_same_outputs_on_jax(tmp_path):
     rng = np.random.default_rng(0)
     inputs = {}
     load_all_models()
-    shipped = {name: keras.saving.load_model(ROOT / "deep_speaker" / "pretrained" / f"{name}.keras") for name in ("deep_speaker", "ge2e_resemblyzer")}
+    shipped = {
+        name: keras.saving.load_model(ROOT / "deep_speaker" / "pretrained" / f"{name}.keras")
+        for name in ("deep_speaker", "ge2e_resemblyzer")
+    }
     for name, model in {**_toolkit_models(), **shipped}.items():
         model.save(tmp_path / f"{name}.keras")
         inputs.update({f"{name}/{index}": array for index, array in enumerate(_inputs(model, rng))})
     np.savez(tmp_path / "inputs.npz", **inputs)
     on_tensorflow = run_models(tmp_path)
-    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    run = subprocess.run([sys.executable, "-m", "tests.models.backend_outputs", str(tmp_path)], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600)
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.models.backend_outputs", str(tmp_path)],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     on_jax = np.load(tmp_path / "outputs_jax.npz")
     assert sorted(on_jax) == sorted(on_tensorflow)

@@ -7,9 +7,9 @@ import pytest
 from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.features import FeatureConfig, partial_grid_length, resemblyzer_mel, slaney_mel_filterbank
 from deep_speaker.importers import read_torch_checkpoint
+from deep_speaker.importers.resemblyzer import ge2e_weights
 from deep_speaker.layers.partials import PartialAverage, PartialWindows
 from deep_speaker.models import build_backbone
-from deep_speaker.importers.resemblyzer import ge2e_weights
 
 
 @pytest.mark.parametrize("frames,windows", [(100, 1), (160, 1), (236, 1), (237, 2), (730, 8)])
@@ -40,7 +40,11 @@ def test_a_state_dict_of_another_model_is_refused():
     backbone = build_backbone("ge2e", 40, width=0.25)
     with pytest.raises(CheckpointError, match="not a GE2E"):
         ge2e_weights(backbone, {"linear.weight": np.zeros((256, 256))}, "other.pt")
-    state = {f"lstm.{kind}_l{i}": np.zeros((1024, 40 if (kind == "weight_ih" and i == 0) else 256)) for i in range(3) for kind in ("weight_ih", "weight_hh")}
+    state = {
+        f"lstm.{kind}_l{i}": np.zeros((1024, 40 if (kind == "weight_ih" and i == 0) else 256))
+        for i in range(3)
+        for kind in ("weight_ih", "weight_hh")
+    }
     state.update({f"lstm.bias_{kind}_l{i}": np.zeros(1024) for i in range(3) for kind in ("ih", "hh")})
     state.update({"linear.weight": np.zeros((256, 256)), "linear.bias": np.zeros(256)})
     with pytest.raises(CheckpointError, match=r"wide.pt: does not match the model; .* with other shapes: lstm_0 \(model \[\(40, 256\)"):
@@ -84,5 +88,7 @@ def test_import_model_gives_resemblyzers_embeddings_through_the_encoder(pytorch_
         embeddings = SpeakerEncoder(target, waveform_in=waveform_in).embed_many(files)
         for index, embedding in enumerate(embeddings):
             np.testing.assert_allclose(embedding, expected[f"utterance_{index}"], atol=1e-4)
-    refused = cli_in_process(capsys, "import-model", "resemblyzer", pytorch_fixtures / "speechbrain" / "ecapa_embedding_model.ckpt", tmp_path / "x.keras")
+    refused = cli_in_process(
+        capsys, "import-model", "resemblyzer", pytorch_fixtures / "speechbrain" / "ecapa_embedding_model.ckpt", tmp_path / "x.keras"
+    )
     assert refused.returncode != 0 and "not a GE2E (Resemblyzer) state dict" in refused.stderr

@@ -32,7 +32,14 @@ def test_toy_backbone_trains_saves_loads_and_embeds(toy_backbone, tmp_path):
     corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=4)
     build_feature_cache(corpus, tmp_path / "wd", workers=1, progress=False)
     recipe = load_recipe(
-        "classification", model=toy_backbone, embedding_dim=8, batch_size=6, num_frames=40, epochs=2, steps_per_epoch=2, validation_fraction=0.5
+        "classification",
+        model=toy_backbone,
+        embedding_dim=8,
+        batch_size=6,
+        num_frames=40,
+        epochs=2,
+        steps_per_epoch=2,
+        validation_fraction=0.5,
     )
     best = train_classifier(tmp_path / "wd", recipe, progress=False)
     encoder = SpeakerEncoder(best)

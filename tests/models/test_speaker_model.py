@@ -38,7 +38,9 @@ def test_fingerprint_survives_resave_and_changes_with_weights_or_recipe(tmp_path
 @pytest.mark.parametrize("head_type", ["dense", "tdnn"])
 def test_heads_attach_to_their_tap(head_type):
     model = tiny_model(embedding_dim=32)
-    head = build_head(head_type, backbone_of(model), embedding_dim=8, **({"hidden_units": (16, 16)} if head_type == "dense" else {"channels": 16}))
+    head = build_head(
+        head_type, backbone_of(model), embedding_dim=8, **({"hidden_units": (16, 16)} if head_type == "dense" else {"channels": 16})
+    )
     fused = build_fused(model, head, "concat", trained=True)
     out = fused.predict(synthetic_speech(1.0)[None], verbose=0)
     assert out.shape == (1, 40) and abs(np.linalg.norm(out) - 1) < 1e-5

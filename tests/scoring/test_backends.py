@@ -118,7 +118,9 @@ def test_a_shipped_back_end_is_found_when_the_user_has_none(tmp_path, monkeypatc
     x, y = _speakers(10, 4, seed=6)
     shipped = save_scorer(build_scorer("asnorm").fit(x, y), "shipped-model", tmp_path / "pretrained")
     assert shipped.parent == tmp_path / "pretrained" and not scorer_path("shipped-model", "asnorm").exists()
-    np.testing.assert_allclose(load_scorer("asnorm", "shipped-model").score_matrix(x[:2], x[2:4]), build_scorer("asnorm").fit(x, y).score_matrix(x[:2], x[2:4]))
+    np.testing.assert_allclose(
+        load_scorer("asnorm", "shipped-model").score_matrix(x[:2], x[2:4]), build_scorer("asnorm").fit(x, y).score_matrix(x[:2], x[2:4])
+    )
 
 
 def test_unfitted_unknown_and_bad_options_are_refused():

@@ -59,10 +59,18 @@ def test_a_stale_file_beside_the_checkpoint_is_ignored_and_an_old_unkeyed_one_is
 
 @pytest.mark.parametrize(
     "text",
-    ["{not json", '{"eer": "high"}', '["a"]', '{"eer": 0.1, "far1": true, "far0_1": 0.3, "eer_percent": 1, "trials": ""}',
-     '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": "abc", "trials": ""}', '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "model": [1]}',
-     '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "llr_scale": 1e308, "llr_offset": 0}',
-     '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "extra": 1}', '{"eer": NaN, "far1": 1, "far0_1": 1, "eer_percent": 1, "trials": ""}', '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "llr_scale": "steep", "llr_offset": 0}'],
+    [
+        "{not json",
+        '{"eer": "high"}',
+        '["a"]',
+        '{"eer": 0.1, "far1": true, "far0_1": 0.3, "eer_percent": 1, "trials": ""}',
+        '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": "abc", "trials": ""}',
+        '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "model": [1]}',
+        '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "llr_scale": 1e308, "llr_offset": 0}',
+        '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "extra": 1}',
+        '{"eer": NaN, "far1": 1, "far0_1": 1, "eer_percent": 1, "trials": ""}',
+        '{"eer": 0.1, "far1": 0.2, "far0_1": 0.3, "eer_percent": 1, "trials": "", "llr_scale": "steep", "llr_offset": 0}',
+    ],
 )
 def test_corrupt_files_are_one_clear_error(tmp_path, text):
     checkpoint = tmp_path / "m.keras"
@@ -111,6 +119,8 @@ def test_a_shipped_calibration_is_not_shadowed_without_force(tmp_path, monkeypat
     shipped = Calibration(0.2, 0.4, 0.6, 8.0, "shipped trials", model=fingerprint)
     beside(checkpoint).write_text(json.dumps(shipped.__dict__))
     monkeypatch.setattr(calibration_module, "PRETRAINED_DIR", checkpoint.parent.resolve())
-    with pytest.raises(CalibrationError, match=r"already has a calibration for cosine scores \(.*model.keras.calibration.json, from shipped trials\)"):
+    with pytest.raises(
+        CalibrationError, match=r"already has a calibration for cosine scores \(.*model.keras.calibration.json, from shipped trials\)"
+    ):
         save_calibration(Calibration(0.3, 0.5, 0.7, 9.0, "mine", model=fingerprint), checkpoint)
     assert find_calibration(fingerprint, checkpoint) == shipped

@@ -38,7 +38,9 @@ def test_the_page_verifies_enrols_and_identifies_the_readme_samples(tmp_path, se
         page.set_input_files("#verify-a", first)
         page.set_input_files("#verify-b", second)
         page.click("#verify")
-        page.wait_for_function("!document.getElementById('verify-result').textContent.startsWith('…') && document.getElementById('verify-result').textContent")
+        page.wait_for_function(
+            "!document.getElementById('verify-result').textContent.startsWith('…') && document.getElementById('verify-result').textContent"
+        )
         verdict = page.text_content("#verify-result")
         assert verdict.startswith("same speaker: score 0.875") and "(far1)" in verdict, verdict
 

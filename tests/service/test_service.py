@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from deep_speaker.diarization import read_rttm
+from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.scoring.calibration import Calibration, save_calibration
 from deep_speaker.service import ServiceLimits, SpeakerService, create_app
 from deep_speaker.service.app import ServiceError
 from deep_speaker.verification import Verifier
-from deep_speaker.diarization import read_rttm
-from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer
 from tests.helpers import SpectrumEncoder, pitch_conversation, synthetic_speech, tiny_model
 
 KEY = "test-key"
@@ -80,7 +80,9 @@ def test_enrol_list_identify_verify_by_name_and_remove(url):
     low = [("audio", (f"low{k}.wav", speech(100, k))) for k in range(2)]
     created = httpx.post(f"{url}/speakers", data={"name": "low"}, files=low, headers={"X-API-Key": KEY})
     assert created.status_code == 201 and created.json() == {"name": "low", "files": 2}
-    httpx.post(f"{url}/speakers", data={"name": "high"}, files={"audio": ("h.wav", speech(260, 5))}, headers={"X-API-Key": KEY}).raise_for_status()
+    httpx.post(
+        f"{url}/speakers", data={"name": "high"}, files={"audio": ("h.wav", speech(260, 5))}, headers={"X-API-Key": KEY}
+    ).raise_for_status()
     assert httpx.get(f"{url}/speakers").json() == {"speakers": [{"name": "high", "files": 1}, {"name": "low", "files": 2}]}
     twice = httpx.post(f"{url}/speakers", data={"name": "low"}, files={"audio": ("x.wav", speech(100, 9))}, headers={"X-API-Key": KEY})
     assert twice.status_code == 409 and twice.json()["error"]["code"] == "speaker_exists"
@@ -123,7 +125,9 @@ def test_oversized_uploads_and_long_recordings_get_413(url):
     long = wav_bytes(np.tile(synthetic_speech(1.0), 9))  # 13.5 s against a limit of 8 s, 432 kB
     too_long = httpx.post(f"{url}/embed", files={"audio": ("long.wav", long)})
     assert too_long.status_code == 413 and too_long.json()["error"] == {
-        "code": "audio_too_long", "message": "long.wav: 13.5 s of audio; this service takes at most 8 s per recording"}
+        "code": "audio_too_long",
+        "message": "long.wav: 13.5 s of audio; this service takes at most 8 s per recording",
+    }
 
 
 @pytest.mark.parametrize(
@@ -145,7 +149,11 @@ def test_bad_audio_is_a_json_error_naming_the_upload(url, name, content, code):
 
 def test_malformed_requests_and_internal_errors_are_json_without_stack_traces(url, service, monkeypatch):
     missing = httpx.post(f"{url}/embed", data={"nothing": "here"})
-    assert missing.status_code == 422 and missing.json()["error"]["code"] == "invalid_request" and "audio" in missing.json()["error"]["message"]
+    assert (
+        missing.status_code == 422
+        and missing.json()["error"]["code"] == "invalid_request"
+        and "audio" in missing.json()["error"]["message"]
+    )
     bad_point = httpx.post(f"{url}/identify", files={"audio": ("a.wav", speech(120))}, data={"operating_point": "loose"})
     assert bad_point.status_code == 400 and bad_point.json()["error"]["code"] == "bad_operating_point"
 
@@ -154,13 +162,17 @@ def test_malformed_requests_and_internal_errors_are_json_without_stack_traces(ur
 
     monkeypatch.setattr(service.encoder, "embed", broken)
     crashed = httpx.post(f"{url}/embed", files={"audio": ("a.wav", speech(120))})
-    assert crashed.status_code == 500 and crashed.json() == {"error": {"code": "internal_error", "message": "internal error (the service log has the details)"}}
+    assert crashed.status_code == 500 and crashed.json() == {
+        "error": {"code": "internal_error", "message": "internal error (the service log has the details)"}
+    }
 
 
 def test_32_concurrent_enrolments_are_all_stored(url):
     def enrol(index):
         files = {"audio": (f"s{index}.wav", speech(90 + 7 * index, index, seconds=0.8))}
-        return httpx.post(f"{url}/speakers", data={"name": f"speaker{index:02d}"}, files=files, headers={"X-API-Key": KEY}, timeout=120).status_code
+        return httpx.post(
+            f"{url}/speakers", data={"name": f"speaker{index:02d}"}, files=files, headers={"X-API-Key": KEY}, timeout=120
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=32) as pool:
         codes = list(pool.map(enrol, range(32)))
@@ -190,7 +202,9 @@ def test_a_spoof_gate_rejects_with_its_reason_naming_the_upload(encoder, tmp_pat
         decision = httpx.post(f"{base}/verify", files=files).json()
         assert decision["decision"] == "rejected" and decision["accepted"] is False
         assert decision["reason"] == "fake.wav looks spoofed"  # the client's name, not the server's temporary path
-        httpx.post(f"{base}/speakers", data={"name": "x"}, files={"audio": ("real.wav", speech(110, 2))}, headers={"X-API-Key": KEY}).raise_for_status()
+        httpx.post(
+            f"{base}/speakers", data={"name": "x"}, files={"audio": ("real.wav", speech(110, 2))}, headers={"X-API-Key": KEY}
+        ).raise_for_status()
         identified = httpx.post(f"{base}/identify", files={"audio": ("fake.wav", speech(110, 3))}).json()
         assert identified["speaker"] == "unknown" and identified["reason"] == "fake.wav looks spoofed"
 
@@ -209,7 +223,9 @@ def test_at_shutdown_the_store_file_alone_holds_every_enrolment(encoder, tmp_pat
     service = SpeakerService(encoder, store, [KEY])
     with serve(create_app(service), lifespan="on") as base:
         for name in ("ann", "ben"):
-            httpx.post(f"{base}/speakers", data={"name": name}, files={"audio": ("a.wav", speech(120))}, headers={"X-API-Key": KEY}).raise_for_status()
+            httpx.post(
+                f"{base}/speakers", data={"name": name}, files={"audio": ("a.wav", speech(120))}, headers={"X-API-Key": KEY}
+            ).raise_for_status()
     copy = tmp_path / "copy.db"
     shutil.copy(store, copy)  # the .db alone, without its -wal file
     with sqlite3.connect(copy) as connection:
@@ -223,7 +239,9 @@ def test_diarize_returns_the_library_s_turns_as_json_and_rttm(url, service, tmp_
     body = response.json()
     assert body["recording"] == "meeting one" and len(body["speakers"]) == 2 and body["exclusive"] is False
     expected = service.diarizer.diarize_waveform(wave)
-    assert [(t["start"], t["end"], t["speaker"]) for t in body["turns"]] == [(round(s.start, 3), round(s.end, 3), s.speaker) for s in expected]
+    assert [(t["start"], t["end"], t["speaker"]) for t in body["turns"]] == [
+        (round(s.start, 3), round(s.end, 3), s.speaker) for s in expected
+    ]
     (tmp_path / "found.rttm").write_text(body["rttm"])
     from_rttm = read_rttm(tmp_path / "found.rttm")
     assert {s.recording for s in from_rttm} == {"meeting_one"} and len(from_rttm) == len(body["turns"])  # one RTTM field

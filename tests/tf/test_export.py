@@ -130,7 +130,12 @@ def test_broken_or_foreign_exported_files_are_named_in_the_error(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     onnx.save(helper.make_model(graph), tmp_path / "foreign.onnx")
     with pytest.raises(CheckpointError, match="foreign.onnx: an ONNX model without deep-speaker metadata"):
         OnnxSpeakerModel(tmp_path / "foreign.onnx")

@@ -78,7 +78,11 @@ def test_stream_is_seeded_resumable_and_pipelines_read_disjoint_files(shards):
     resumed = _batches(corpus.stream(run, 1))  # from epoch 1: what an uninterrupted run sees there
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(whole[3:], resumed))
     assert not np.array_equal(whole[0][0], whole[3][0])  # epochs differ
-    other_seed = _batches(corpus.stream(load_recipe("classification", input="shards", batch_size=6, num_frames=40, steps_per_epoch=3, epochs=1, seed=5).run, 0))
+    other_seed = _batches(
+        corpus.stream(
+            load_recipe("classification", input="shards", batch_size=6, num_frames=40, steps_per_epoch=3, epochs=1, seed=5).run, 0
+        )
+    )
     assert not np.array_equal(whole[0][0], other_seed[0][0])
     assert corpus.train_files[0::2] and set(corpus.train_files[0::2]).isdisjoint(corpus.train_files[1::2])
     half = _batches(corpus.stream(run, 0, pipeline=1, pipelines=2))
@@ -267,7 +271,9 @@ def test_damaged_shards_are_named_before_training_and_a_rerun_rebuilds_them(corp
 
     damage()
     for expected in (truncated, flipped, deleted):
-        with pytest.raises(CacheError, match=rf"{expected.name}: damaged shard .*run `build-shards --audio_dir DIR --working_dir .* --shard 0/1` again"):
+        with pytest.raises(
+            CacheError, match=rf"{expected.name}: damaged shard .*run `build-shards --audio_dir DIR --working_dir .* --shard 0/1` again"
+        ):
             ShardedCorpus(tmp_path)
         expected.write_bytes(pristine[expected.name])  # mend it: the next check names the next one
     damage()

@@ -100,7 +100,9 @@ def test_large_margin_fine_tuning_starts_from_the_checkpoint_and_class_means(wor
 @pytest.mark.slow
 def test_distillation_learns_the_teachers_embeddings_and_exports_a_plain_model(working_dir, tmp_path):
     teacher = save_tiny_model(tmp_path / "teacher.keras", embedding_dim=8)
-    recipe = tiny_recipe(epochs=3, steps_per_epoch=6, loss="aamsoftmax", distill_from=str(teacher), distill_weight=10.0, select_by="val_eer")
+    recipe = tiny_recipe(
+        epochs=3, steps_per_epoch=6, loss="aamsoftmax", distill_from=str(teacher), distill_weight=10.0, select_by="val_eer"
+    )
     best = train_classifier(working_dir, recipe, progress=False)
     cached = list(working_dir.glob("teacher_*.npy"))
     assert len(cached) == 1 and np.load(cached[0]).shape[1] == 8
@@ -135,7 +137,14 @@ def test_amsoftmax_pretraining_with_masking_gives_a_unit_embedding_model(working
 def test_train_head_saves_usable_fused_models(working_dir, tmp_path, head, loss):
     base = save_tiny_model(tmp_path / "base.keras", embedding_dim=32)
     recipe = tiny_recipe(
-        "head", head=head, loss=loss, embedding_dim=8, hidden_units=16, tdnn_channels=16, crops_per_utterance=2, epochs=2,
+        "head",
+        head=head,
+        loss=loss,
+        embedding_dim=8,
+        hidden_units=16,
+        tdnn_channels=16,
+        crops_per_utterance=2,
+        epochs=2,
         finetune_epochs=1 if head == "dense" else 0,
     )
     paths = train_head(working_dir, base, recipe, progress=False)
@@ -176,7 +185,21 @@ def test_resume_reads_the_state_saved_inside_the_checkpoint(working_dir, tmp_pat
 
 @pytest.mark.slow
 def test_cli_training_survives_kill_9(working_dir):
-    flags = ["--validation_fraction", "0.4", "--width", "0.03125", "--embedding_dim", "32", "--batch_size", "12", "--num_frames", "40", "--steps_per_epoch", "2", "--quiet"]
+    flags = [
+        "--validation_fraction",
+        "0.4",
+        "--width",
+        "0.03125",
+        "--embedding_dim",
+        "32",
+        "--batch_size",
+        "12",
+        "--num_frames",
+        "40",
+        "--steps_per_epoch",
+        "2",
+        "--quiet",
+    ]
     command = [sys.executable, str(ROOT / "cli.py"), "train-softmax", "--working_dir", str(working_dir), *flags]
     process = subprocess.Popen([*command, "--epochs", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = working_dir / "softmax" / "state.json"
