@@ -32,7 +32,7 @@ from deep_speaker.data.conversations import block_centres, conversation, in_nois
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.diarization import Segment, diarization_error_rate
 from deep_speaker.diarization.output import plot_timeline, save_figure
-from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer
+from deep_speaker.diarization.pipeline import CLUSTERINGS, DiarizationConfig, Diarizer
 
 RATE = 16000
 SWEEP_KINDS = ("white", "pink", "babble", "white + room")
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument(
         "--speakers", choices=["dev", "train"], default="dev", help="train: conversations of training speakers, to choose methods on"
     )
-    parser.add_argument("--clustering", choices=["ahc", "spectral"], default="ahc")
+    parser.add_argument("--clustering", choices=CLUSTERINGS, default=DiarizationConfig.clustering)
     parser.add_argument(
         "--long_minutes",
         type=float,

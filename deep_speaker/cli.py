@@ -13,7 +13,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .audio import TRIM_METHODS  # noqa: E402
-from .diarization.pipeline import MAX_SPEAKERS, DiarizationConfig  # noqa: E402
+from .diarization.pipeline import CLUSTERINGS, MAX_SPEAKERS, DiarizationConfig  # noqa: E402
 from .errors import ConfigError, DeepSpeakerError  # noqa: E402
 from .evaluation import ON_REFUSED  # noqa: E402
 from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
@@ -1020,16 +1020,20 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument(
         "--num-speakers", "--num_speakers", dest="num_speakers", type=_whole(1, MAX_SPEAKERS), help="the speaker count, if known"
     )
-    diarize.add_argument("--min-speakers", "--min_speakers", dest="min_speakers", type=_whole(1, MAX_SPEAKERS), default=1)
-    diarize.add_argument("--max-speakers", "--max_speakers", dest="max_speakers", type=_whole(1, MAX_SPEAKERS), default=10)
+    speakers = _whole(1, MAX_SPEAKERS)
+    diarize.add_argument("--min-speakers", "--min_speakers", dest="min_speakers", type=speakers, default=DiarizationConfig.min_speakers)
+    diarize.add_argument("--max-speakers", "--max_speakers", dest="max_speakers", type=speakers, default=DiarizationConfig.max_speakers)
     diarize.add_argument(
-        "--clustering", choices=["ahc", "spectral"], default="ahc", help="agglomerative (calibrated threshold) or spectral (eigengap)"
+        "--clustering",
+        choices=CLUSTERINGS,
+        default=DiarizationConfig.clustering,
+        help="agglomerative (calibrated threshold) or spectral (eigengap)",
     )
     diarize.add_argument(
         "--threshold", type=COSINE, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)"
     )
-    diarize.add_argument("--window", type=_number(0.2, 30), default=1.5, help="seconds per embedded window")
-    diarize.add_argument("--hop", type=_number(0.05, 30), default=0.75, help="seconds between windows")
+    diarize.add_argument("--window", type=_number(0.2, 30), default=DiarizationConfig.window, help="seconds per embedded window")
+    diarize.add_argument("--hop", type=_number(0.05, 30), default=DiarizationConfig.hop, help="seconds between windows")
     diarize.add_argument(
         "--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation"
     )
