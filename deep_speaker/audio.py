@@ -113,6 +113,12 @@ def _checked_info(path: Path, limit_seconds: float | None = None):
     return info
 
 
+def require_readable(path, limit_seconds: float | None = None) -> None:
+    """Refuse, from its header alone, a file `read_audio` would refuse as missing, empty, not audio, corrupt or
+    longer than the limit: commands call it on their inputs before loading a model (seconds, not a wasted start-up)."""
+    _checked_info(Path(path), limit_seconds)
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read a file as mono float32 at `sample_rate` (channels averaged, resampled with soxr HQ).
 

@@ -316,6 +316,7 @@ def cmd_train_again(args) -> int:
 
 
 def cmd_diarize(args) -> int:
+    from .audio import MAX_STREAM_SECONDS, require_readable
     from .diarization import write_rttm
     from .diarization.output import plot_timeline, write_json
     from .diarization.pipeline import Diarizer
@@ -333,6 +334,7 @@ def cmd_diarize(args) -> int:
         exclusive=args.exclusive,
         overlap_threshold=args.overlap_threshold,
     )
+    require_readable(args.audio, MAX_STREAM_SECONDS)  # before the model
     segments = Diarizer.from_checkpoint(_checkpoint(args), config, args.overlap_detector).diarize(args.audio, progress=not args.quiet)
     for segment in segments:
         print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.speaker}")
@@ -419,6 +421,14 @@ def _encoder(args):
     )
 
 
+def _require_inputs(paths) -> None:
+    """Each input recording exists and has a readable audio header: checked before any model loads."""
+    from .audio import require_readable
+
+    for path in paths:
+        require_readable(path)
+
+
 def _registry(args, encoder=None, create: bool = False):
     """The enrolment store; only `enroll` creates one (a missing store is an error, found before the model loads)."""
     from .enrol import SpeakerRegistry, require_store
@@ -452,6 +462,7 @@ def cmd_embed(args) -> int:
     out = Path(args.out)
     if out.is_dir() or out.suffix != ".npy":
         raise DeepSpeakerError(f"{out}: --out names the .npy file to write (not a folder)")
+    _require_inputs(args.files)
     embeddings = _encoder(args).embed_many(args.files, progress=len(args.files) > 1)
     atomic_save_npy(args.out, embeddings)
     print(f"wrote {args.out}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}")
@@ -465,6 +476,7 @@ def cmd_verify(args) -> int:
         from .enrol import require_store
 
         require_store(args.store)  # before the model
+    _require_inputs([args.audio_a] + ([args.audio_b] if args.audio_b is not None else []))
     verifier = _verifier(args)
     if args.speaker is not None:
         with _registry(args, verifier.encoder) as registry:
@@ -530,6 +542,7 @@ def _calibrate_windows(args) -> int:
 
 
 def cmd_enroll(args) -> int:
+    _require_inputs(args.files)
     with _registry(args, create=True) as registry:
         registry.enroll(args.name, args.files, replace=args.replace)
     print(f"enrolled {args.name!r} from {len(args.files)} file(s) in {args.store}")
@@ -559,6 +572,7 @@ def cmd_identify(args) -> int:
 
     check_top_k(args.top_k)  # the options and the store before the model
     require_store(args.store)
+    _require_inputs([args.audio])
     verifier = _verifier(args)
     with _registry(args, verifier.encoder) as registry:
         print(verifier.identify(args.audio, registry, args.top_k))

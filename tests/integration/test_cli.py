@@ -228,3 +228,27 @@ def test_calibrate_windows_for_diarization_and_its_refusals(tmp_path, capsys, mo
         and "already has a calibration for cosine scores of 1.5 s windows" in again.stderr
         and "(pass --force" in again.stderr
     )
+
+
+def test_bad_inputs_are_refused_before_any_model_loads(tmp_path):
+    """A missing, empty or corrupt recording is named at once: the command stops before importing TensorFlow."""
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
+    good = ROOT / "samples" / "PhilippeRemy" / "PhilippeRemy_001.wav"
+    cases = [
+        (["verify", tmp_path / "missing.wav", good], "missing.wav: no such file"),
+        (["verify", good, tmp_path / "empty.wav"], "empty.wav: empty file"),
+        (["identify", tmp_path / "broken.wav", "--store", tmp_path / "s.db"], "no such speaker store"),
+        (["embed", good, tmp_path / "broken.wav", "--out", tmp_path / "e.npy"], "broken.wav"),
+        (["enroll", "ann", tmp_path / "missing.wav", "--store", tmp_path / "s.db"], "missing.wav: no such file"),
+        (["diarize", tmp_path / "broken.wav"], "broken.wav"),
+    ]
+    script = (
+        "import sys; from deep_speaker.cli import main; code = main(sys.argv[1:]); "
+        "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)"
+    )
+    for arguments, problem in cases:
+        result = subprocess.run([sys.executable, "-c", script, *map(str, arguments)], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 2 and problem in result.stderr, (arguments, result.stderr)
+        assert result.stdout.strip() == "no tensorflow", arguments
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "e.npy").exists()
