@@ -6,6 +6,8 @@ Heavy imports (TensorFlow) happen inside the subcommands that need a model, so `
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -1249,7 +1251,43 @@ def refuse_output_over_input(args) -> None:
                 )
 
 
+class _QuietLoader(importlib.abc.Loader):
+    """Runs a module's import with the process's stderr (file descriptor 2) sent to /dev/null; Python errors still raise."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                self.loader.exec_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Imports TensorFlow, whenever a command first needs it, without the banner its C++ libraries print as they load
+    (oneDNN, CPU features: written before any log level applies; TF_CPP_MIN_LOG_LEVEL does not reach it)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once: the real finders locate it
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
 def main(argv=None) -> int:
+    if "tensorflow" not in sys.modules and not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
     args = build_parser().parse_args(argv)
     try:
         refuse_output_over_input(args)

@@ -252,3 +252,26 @@ def test_bad_inputs_are_refused_before_any_model_loads(tmp_path):
         assert result.returncode == 2 and problem in result.stderr, (arguments, result.stderr)
         assert result.stdout.strip() == "no tensorflow", arguments
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "e.npy").exists()
+
+
+@pytest.mark.slow
+def test_a_command_that_loads_a_model_prints_no_tensorflow_banner(tmp_path):
+    """TensorFlow's C++ libraries print oneDNN and CPU-feature lines as they load, before any log level applies: the
+    command line imports it with them silenced, and its own output and errors still show."""
+    import soundfile as sf
+
+    from tests.helpers import synthetic_speech
+
+    model = save_tiny_model(tmp_path / "tiny.keras")
+    for name, pitch in (("a.wav", 120), ("b.wav", 200)):
+        sf.write(tmp_path / name, synthetic_speech(2.0, pitch=pitch), 16000)
+    result = subprocess.run(
+        [sys.executable, "cli.py", "verify", tmp_path / "a.wav", tmp_path / "b.wav", "--checkpoint_file", model, "--threshold", "0.5"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0 and "decision:" in result.stdout, result.stderr
+    assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr and "cpu_feature_guard" not in result.stderr, (
+        result.stderr
+    )
