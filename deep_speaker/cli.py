@@ -551,8 +551,16 @@ def cmd_enroll(args) -> int:
     return 0
 
 
+def _store_alone(args):
+    """The store for listing and removing names: checked against the model when one is named (`--checkpoint_file`),
+    else opened as it is, with no model loaded (a second, not TensorFlow's start-up)."""
+    from .enrol import SpeakerRegistry
+
+    return SpeakerRegistry(args.store, _encoder(args) if args.checkpoint_file else None, create=False)
+
+
 def cmd_list(args) -> int:
-    with _registry(args) as registry:
+    with _store_alone(args) as registry:
         names = registry.names()
     for name, files in names:
         print(f"{name}\t{files} file(s)")
@@ -562,7 +570,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    with _registry(args) as registry:
+    with _store_alone(args) as registry:
         registry.remove(args.name)
     print(f"removed {args.name!r} from {args.store}")
     return 0

@@ -72,15 +72,17 @@ class SpeakerRegistry:
     >>> Verifier(registry.encoder).identify("who.wav", registry)   # doctest: +SKIP
     """
 
-    def __init__(self, path, encoder, read_only: bool | None = None, concurrent: bool = False, create: bool = True):
-        """`read_only`: open for reading only (default: when the file exists and cannot be written).
+    def __init__(self, path, encoder=None, read_only: bool | None = None, concurrent: bool = False, create: bool = True):
+        """`encoder` None: the store as it is, for listing and removing names, with no model loaded (enrolling and
+        scoring against it need its encoder, which is checked against the store).
+        `read_only`: open for reading only (default: when the file exists and cannot be written).
         `concurrent`: write-ahead logging, so readers never wait for a writer (one registry per thread; the service).
         `create`: make the store if it does not exist (else that is an error: listing must not leave an empty store)."""
         self.path = Path(path)
-        if not create:
+        if not create or encoder is None:
             require_store(self.path)
         self.encoder = encoder
-        self.model_identity = encoder.fingerprint
+        self.model_identity = encoder.fingerprint if encoder is not None else None
         self.read_only = (self.path.exists() and not os.access(self.path, os.W_OK)) if read_only is None else read_only
         with self._sqlite_errors("open"):
             if self.read_only:
@@ -92,12 +94,17 @@ class SpeakerRegistry:
             if tables and not SCHEMA <= tables:
                 self.connection.close()
                 raise RegistryError(f"{self.path}: an SQLite database but not a speaker store (tables {sorted(tables)}); left untouched")
+            if not tables and encoder is None:
+                self.connection.close()
+                raise RegistryError(f"{self.path}: an empty database, not a speaker store (enrol a speaker into it first)")
             if not tables:
                 self._create()
             if concurrent and not self.read_only:
                 self.connection.execute("PRAGMA journal_mode=WAL")
             stored = dict(self.connection.execute("SELECT key, value FROM meta")).get("model_id")
-        if (
+        if encoder is None:
+            self.model_identity = stored
+        elif (
             stored != self.model_identity
             and encoder.checkpoint is not None
             and stored == file_digest(encoder.checkpoint)
@@ -169,6 +176,7 @@ class SpeakerRegistry:
         files = list(files)
         if not files:
             raise RegistryError(f"enrolling {name!r}: no files given")
+        self._require_model("enrol")
         already = SpeakerExistsError(f"{self.path}: {name!r} is already enrolled (replace=True overwrites)", cli_hint="pass --replace")
         with self._sqlite_errors("read"):
             if not replace and self.connection.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone():
@@ -195,8 +203,15 @@ class SpeakerRegistry:
         if not removed:
             raise UnknownSpeakerError(f"{self.path}: no speaker named {name!r}")
 
+    def _require_model(self, action: str) -> None:
+        if self.encoder is None:
+            raise RegistryError(
+                f"{self.path}: opened without its model; to {action} against it, open it with the encoder of model {self.model_identity}"
+            )
+
     def embeddings(self) -> tuple[list[str], np.ndarray]:
         """(names sorted, their embeddings (n, dim)); raises when the store is empty."""
+        self._require_model("score")
         with self._sqlite_errors("read"):
             rows = list(self.connection.execute("SELECT name, embedding FROM speakers ORDER BY name"))
         if not rows:
@@ -204,6 +219,7 @@ class SpeakerRegistry:
         return [name for name, _ in rows], np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
 
     def embedding(self, name: str) -> np.ndarray:
+        self._require_model("score")
         with self._sqlite_errors("read"):
             row = self.connection.execute("SELECT embedding FROM speakers WHERE name = ?", (name,)).fetchone()
         if row is None:

@@ -63,6 +63,37 @@ def test_store_of_another_model_is_refused(tmp_path):
         SpeakerRegistry(tmp_path / "s.db", LookupEncoder("model-b"))
 
 
+def test_a_store_opened_without_its_model_lists_and_removes_but_never_scores(tmp_path):
+    with SpeakerRegistry(tmp_path / "s.db", LookupEncoder("model-a")) as store:
+        store.enroll("alice", ["alice_1.wav"])
+        store.enroll("bob", ["bob_1.wav"])
+    with SpeakerRegistry(tmp_path / "s.db") as alone:
+        assert alone.names() == [("alice", 1), ("bob", 1)] and alone.model_identity == "model-a"
+        alone.remove("bob")
+        for use in (lambda: alone.embeddings(), lambda: alone.embedding("alice"), lambda: alone.enroll("carol", ["carol_1.wav"])):
+            with pytest.raises(RegistryError, match="opened without its model.*encoder of model model-a"):
+                use()
+    with SpeakerRegistry(tmp_path / "s.db", LookupEncoder("model-a")) as store:
+        assert store.names() == [("alice", 1)]
+    with pytest.raises(RegistryError, match="no such speaker store"):
+        SpeakerRegistry(tmp_path / "missing.db")
+    (tmp_path / "empty.db").write_bytes(b"")
+    with pytest.raises(RegistryError, match="empty database, not a speaker store"):
+        SpeakerRegistry(tmp_path / "empty.db")
+
+
+def test_list_and_remove_load_no_model(tmp_path):
+    with SpeakerRegistry(tmp_path / "s.db", LookupEncoder("model-a")) as store:
+        store.enroll("alice", ["alice_1.wav"])
+        store.enroll("bob", ["bob_1.wav"])
+    script = "import sys; from deep_speaker.cli import main; code = main(sys.argv[1:]); print('tf' if 'tensorflow' in sys.modules else 'no tf'); sys.exit(code)"
+    for arguments, shown in ((["remove", "bob"], "removed 'bob'"), (["list"], "alice\t1 file(s)")):
+        result = subprocess.run(
+            [sys.executable, "-c", script, *arguments, "--store", str(tmp_path / "s.db")], capture_output=True, text=True, cwd=ROOT
+        )
+        assert result.returncode == 0 and shown in result.stdout and result.stdout.strip().endswith("no tf"), result.stderr
+
+
 def test_not_a_database(tmp_path):
     path = tmp_path / "s.db"
     path.write_bytes(b"this is not sqlite" * 100)
