@@ -119,6 +119,11 @@ def read_clips(paths, sample_rate: int = 16000) -> list[np.ndarray]:
     return [read_audio(Path(p), sample_rate) for p in paths]
 
 
+def read_clip_folder(folder) -> list[np.ndarray]:
+    """`read_clips` of every file with an extension in `folder` (a recipe's noise_dir or rir_dir); none for ""."""
+    return read_clips(sorted(Path(folder).glob("*.*"))) if folder else []
+
+
 @dataclass(frozen=True)
 class WaveformAugmentation:
     """What `augment` does to each training segment, each stage with its probability."""

@@ -94,12 +94,10 @@ def in_noise(
 ) -> np.ndarray:
     """`speech` scaled to peak at `peak_dbfs` (None: as it is), reverberated by one of the rooms for "white + room",
     with the noise `kind` at `floor_dbfs` RMS added (float32)."""
-    if peak_dbfs is not None:
-        speech = speech * (10 ** (peak_dbfs / 20) / max(float(np.abs(speech).max()), 1e-12))
     if kind == "white + room" and sources.rooms:
         speech = reverberate(speech, sources.rooms[int(rng.integers(len(sources.rooms)))])
-        if peak_dbfs is not None:
-            speech = speech * (10 ** (peak_dbfs / 20) / max(float(np.abs(speech).max()), 1e-12))
+    if peak_dbfs is not None:  # after the room, which changes the peak (reverberation keeps the power, not the peak)
+        speech = speech * (10 ** (peak_dbfs / 20) / max(float(np.abs(speech).max()), 1e-12))
     return (speech + 10 ** (floor_dbfs / 20) * noise_floor(kind, speech.size, rng, sources)).astype(np.float32)
 
 

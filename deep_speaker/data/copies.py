@@ -25,7 +25,7 @@ from ..audio import load_speech
 from ..errors import AudioError, CacheError
 from ..features import FeatureConfig, compute_features
 from ..fileio import atomic_save_npy, atomic_write_bytes, atomic_write_csv
-from .augment import WaveformAugmentation, augment, read_clips, speed_perturb
+from .augment import WaveformAugmentation, augment, read_clip_folder, speed_perturb
 from .cache import cached_frames, read_feature_config, read_manifest, worker_pool
 
 COPIES_DIR = "augmented"
@@ -38,7 +38,7 @@ BABBLE_TALKERS = 5
 @lru_cache(maxsize=4)
 def _clips(folder: str) -> tuple:
     """Noise or room clips of a folder, read once per worker process."""
-    return tuple(read_clips(sorted(Path(folder).glob("*.*")))) if folder else ()
+    return tuple(read_clip_folder(folder))
 
 
 def _augment_one(job) -> list[tuple[int, int | None, str | None]]:

@@ -398,7 +398,8 @@ def load_overlap_detector(path=None):
     from ..errors import CheckpointError
     from ..models.overlap import DEFAULT_OVERLAP_DETECTOR, OVERLAP_NAME
 
-    model = load_keras_file(path or DEFAULT_OVERLAP_DETECTOR)
+    path = path or DEFAULT_OVERLAP_DETECTOR
+    model = load_keras_file(path)
     if model.name != OVERLAP_NAME:
         raise CheckpointError(f"{path}: not an overlap detector (model {model.name!r}); train one with `train-overlap`")
     return model
@@ -454,7 +455,8 @@ class Diarizer:
         are held."""
         from tqdm import tqdm
 
-        from ..models.overlap import overlap_per_block
+        if self.overlap_detector is not None:
+            from ..models.overlap import overlap_per_block  # Keras: only with a detector
 
         regions, spans, embeddings, frame_cepstra, overlap, powers, offset = [], [], [], [], [], [], 0
         with tqdm(desc="diarize", unit="s", disable=not progress) as bar:

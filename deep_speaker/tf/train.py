@@ -26,7 +26,7 @@ import tensorflow as tf
 from ..audio import FRAME_STEP
 from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
 from ..config import PHASE_DEFAULTS, SELECTION, Recipe, validate
-from ..data.augment import SPEEDS, WaveformAugmentation, read_clips
+from ..data.augment import SPEEDS, WaveformAugmentation, read_clip_folder
 from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedInputs, TripletBatches, targets
 from ..data.split import SpeakerFeatures, SpeakerWaveforms
 from ..errors import ConfigError, TrainingError
@@ -262,10 +262,7 @@ def _classification_batches(data: SpeakerFeatures, recipe: Recipe, initial_epoch
         reverb_probability=aug.reverb_probability,
         channel_probability=aug.channel_probability,
     )
-    clips = {
-        name: read_clips(sorted(Path(folder).glob("*.*"))) if folder else []
-        for name, folder in (("noise", aug.noise_dir), ("rir", aug.rir_dir))
-    }
+    clips = {"noise": read_clip_folder(aug.noise_dir), "rir": read_clip_folder(aug.rir_dir)}
     return AugmentedBatches(
         data,
         SpeakerWaveforms(data, progress),
@@ -524,7 +521,7 @@ def train_overlap(working_dir, audio_dir, recipe: Recipe, progress: bool = True,
     epoch by the frame-level detection EER on fixed crops of held-out speakers. Writes `best.keras`."""
     from tqdm import tqdm
 
-    from ..audio import load_speech, read_audio
+    from ..audio import load_speech
     from ..data.conversations import NoiseSources, OverlapBatches
     from ..data.corpus import discover_utterances
     from ..models.overlap import build_overlap_detector
@@ -544,22 +541,17 @@ def train_overlap(working_dir, audio_dir, recipe: Recipe, progress: bool = True,
             f"{audio_dir}: the overlap detector needs at least 3 training speakers besides the {len(held_out)} held out, got {len(speakers)}"
         )
 
+    recorded, rooms = read_clip_folder(recipe.augment.noise_dir), read_clip_folder(recipe.augment.rir_dir)
+
     def sources(names) -> NoiseSources:
-        folder = {
-            name: sorted(Path(getattr(recipe.augment, name)).glob("*")) if getattr(recipe.augment, name) else []
-            for name in ("noise_dir", "rir_dir")
-        }
-        talkers = [w for speaker in names for w in waveforms[speaker]]
-        return NoiseSources(
-            talkers, [read_audio(p) for p in folder["noise_dir"] if p.is_file()], [read_audio(p) for p in folder["rir_dir"] if p.is_file()]
-        )
+        """The noise floors of a speaker set: babble of its own recordings, the recipe's noises and rooms."""
+        return NoiseSources([w for speaker in names for w in waveforms[speaker]], recorded, rooms)
 
     training = {speaker: waveforms[speaker] for speaker in speakers if speaker not in held_out}
     validation = {speaker: waveforms[speaker] for speaker in held_out}
     length = recipe.run.num_frames * FRAME_STEP
     crops, labels = OverlapBatches(validation, sources(held_out), 64, length, 1, recipe.run.seed + 1)[0]
     run_dir = Path(working_dir) / run_name
-
     noise = sources(training)
 
     def batches(epoch: int) -> OverlapBatches:
