@@ -164,7 +164,10 @@ def main() -> None:
     parser.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--speakers", choices=["dev", "train"], default="dev", help="train: conversations of training speakers, to choose methods on"
+        "--speakers",
+        choices=["dev", "train", "asc"],
+        default="dev",
+        help="train: conversations of training speakers, to choose methods on; asc: the Arabic keyword speakers (another corpus)",
     )
     parser.add_argument("--clustering", choices=CLUSTERINGS, default=DiarizationConfig.clustering)
     parser.add_argument(
@@ -175,6 +178,11 @@ def main() -> None:
     )
     parser.add_argument("--no_resegment", action="store_true", help="skip the frame-level resegmentation")
     parser.add_argument("--overlap_threshold", type=float, default=DiarizationConfig.overlap_threshold)
+    parser.add_argument(
+        "--ahc_threshold",
+        type=float,
+        help="a fixed clustering threshold instead of the calibrated one that follows the SNR (for comparison)",
+    )
     parser.add_argument("--plot", help="write the first conversation's timeline (found turns above the reference) to this PNG")
     parser.add_argument("--kind", default="white", help="noise kind of the floor (deep_speaker.data.conversations.NOISE_KINDS)")
     parser.add_argument("--noise_dbfs", type=float, default=-60.0, help="noise floor, RMS dBFS (default -60)")
@@ -184,12 +192,17 @@ def main() -> None:
     args = parser.parse_args()
     data = require_shared_data()
     by_speaker: dict[str, list] = {}
-    for utterance in discover_utterances(data / "speechocean762" / args.speakers):
+    for utterance in discover_utterances(data / "asc" if args.speakers == "asc" else data / "speechocean762" / args.speakers):
         by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
     rng = np.random.default_rng(args.seed)
     clean = [conversation(by_speaker, rng, load=reference_speech) for _ in range(args.conversations)]
     sources = noise_sources(data)
-    config = DiarizationConfig(clustering=args.clustering, resegment=not args.no_resegment, overlap_threshold=args.overlap_threshold)
+    config = DiarizationConfig(
+        clustering=args.clustering,
+        resegment=not args.no_resegment,
+        overlap_threshold=args.overlap_threshold,
+        ahc_threshold=args.ahc_threshold,
+    )
     diarizer = Diarizer.from_checkpoint(args.checkpoint_file, config)
     conditions = [(args.kind, args.noise_dbfs, args.peak_dbfs)]
     if args.sweep:
@@ -220,6 +233,7 @@ def main() -> None:
         "clustering": args.clustering,
         "resegment": not args.no_resegment,
         "overlap_threshold": args.overlap_threshold,
+        "ahc_threshold": args.ahc_threshold,
         "conversations": args.conversations,
         "model": diarizer.encoder.fingerprint,
         **headline,
@@ -246,7 +260,8 @@ def main() -> None:
         if args.speakers == "dev"
         else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}"
     )
-    path = write_result(stem + condition + ("_sweep" if args.sweep else ""), result)
+    fixed = "" if args.ahc_threshold is None else f"_threshold{args.ahc_threshold:g}"
+    path = write_result(stem + condition + fixed + ("_sweep" if args.sweep else ""), result)
     parts = headline["error_parts_percent"]["auto"]
     long_line = "".join(
         f"; {name.replace('_', ' ')}: {v['seconds']} s, peak {v['peak_memory_mb']:.0f} MB"
