@@ -27,12 +27,12 @@ import numpy as np
 import soundfile as sf
 from common import RESULTS, ROOT, require_shared_data, write_result
 
+from deep_speaker.assembly import load_encoder
 from deep_speaker.audio import read_audio
 from deep_speaker.data.cache import read_manifest
 from deep_speaker.data.corpus import discover_utterances
 from deep_speaker.evaluation import Trials, score_trials, verification_result
 from deep_speaker.fileio import atomic_save_npy, atomic_write_bytes
-from deep_speaker.score_fusion import load_encoder
 from deep_speaker.scoring import all_pairs_eer, build_scorer
 from deep_speaker.scoring.metrics import threshold_at_false_accept_rate
 

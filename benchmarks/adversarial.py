@@ -30,9 +30,9 @@ SNRS = (20, 30, 40, 50)
 
 
 def main() -> None:
-    from deep_speaker.adversarial import AttackConfig, attack_recording
+    from deep_speaker.adversarial import AttackConfig
     from deep_speaker.adversarial.conversion import world_convert
-    from deep_speaker.score_fusion import load_encoder
+    from deep_speaker.assembly import attack, load_encoder
     from deep_speaker.verification import Verifier
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,7 +76,7 @@ def main() -> None:
             reference = model.embed(target if targeted else same)
             started = time.perf_counter()
             config = AttackConfig(**{"method": method, "snr_db": snr, "steps": args.steps, **options})
-            clean, result = attack_recording(model, impostor, reference, limit, targeted, config, generator)
+            clean, result = attack(model, impostor, reference, limit, targeted, config, generator)
             outcome = {
                 "success": result.success,
                 "snr_db": result.snr_db(clean),
@@ -216,8 +216,8 @@ def gated(outcomes: list[dict], targeted: bool) -> dict:
 def robustness(args, pairs, run, dev) -> dict:
     """Targeted PGD at 30 dB against the fine-tuned model and its base, each at the far1 threshold of its own scores
     on the dev trials (as `calibrate` would set it), and both clean dev EERs."""
+    from deep_speaker.assembly import load_encoder
     from deep_speaker.evaluation import evaluate_trials
-    from deep_speaker.score_fusion import load_encoder
     from deep_speaker.scoring.calibration import Calibration
 
     report = {}

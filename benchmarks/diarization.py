@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, noise_sources, require_shared_data, write_result
 
+from deep_speaker.assembly import load_diarizer
 from deep_speaker.audio import load_speech
 from deep_speaker.data.conversations import block_centres, conversation, in_noise, talkers_at
 from deep_speaker.data.corpus import discover_utterances
@@ -203,7 +204,7 @@ def main() -> None:
         overlap_threshold=args.overlap_threshold,
         ahc_threshold=args.ahc_threshold,
     )
-    diarizer = Diarizer.from_checkpoint(args.checkpoint_file, config)
+    diarizer = load_diarizer(args.checkpoint_file, config)
     conditions = [(args.kind, args.noise_dbfs, args.peak_dbfs)]
     if args.sweep:
         conditions += [(kind, floor, SWEEP_PEAK_DBFS) for kind in SWEEP_KINDS for floor in SWEEP_FLOORS_DBFS]

@@ -29,10 +29,11 @@ import soundfile as sf
 from accuracy import channel_copy
 from common import RESULTS, ROOT, require_shared_data, write_result
 
+from deep_speaker.assembly import load_encoder
 from deep_speaker.audio import read_audio
 from deep_speaker.evaluation import Trials
 from deep_speaker.fileio import atomic_save_npy, atomic_write_bytes
-from deep_speaker.score_fusion import DEFAULT_SYSTEM, load_encoder, read_fusion
+from deep_speaker.score_fusion import DEFAULT_SYSTEM, read_fusion
 from deep_speaker.scoring.backends import SNormScorer
 from deep_speaker.scoring.calibration import find_calibration
 from deep_speaker.scoring.metrics import actual_dcf, cllr, compute_eer, compute_min_dcf

@@ -31,7 +31,7 @@ VARIANTS = [  # (name, format, quantisation, file name)
 
 def main() -> None:
     from deep_speaker.checkpoints import load_model
-    from deep_speaker.embedding import DEFAULT_CHECKPOINT, SpeakerEncoder
+    from deep_speaker.embedding import DEFAULT_CHECKPOINT, ExportedEncoder, SpeakerEncoder
     from deep_speaker.evaluation import Trials, score_trials, verification_result
     from deep_speaker.tf.export import export_model
 
@@ -58,7 +58,7 @@ def main() -> None:
         }
 
     keras_encoder = SpeakerEncoder(model=model, jit_compile=False)
-    onnx_encoder = SpeakerEncoder(exports["onnx"]["path"])
+    onnx_encoder = ExportedEncoder(exports["onnx"]["path"])
     throughput = {"keras": [], "onnx": []}
     sample = paths[: args.files]
     for encoder in (keras_encoder, onnx_encoder):  # warm-up: graph tracing, session start
@@ -78,7 +78,7 @@ def main() -> None:
     reference, keras_eer = evaluate(keras_encoder)
     variants = {}
     for name, info in exports.items():
-        vectors, eer = evaluate(SpeakerEncoder(info["path"]))
+        vectors, eer = evaluate(ExportedEncoder(info["path"]))
         variants[name] = {
             "max_abs_difference": float(np.max(np.abs(vectors - reference))),
             "min_cosine": float(np.min(np.sum(vectors * reference, axis=1))),

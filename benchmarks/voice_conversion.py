@@ -60,7 +60,7 @@ def convert_pairs(convert, pairs, verifier, gate=None) -> dict:
 
 def main() -> None:
     from deep_speaker.adversarial.conversion import again_convert, world_convert
-    from deep_speaker.score_fusion import load_encoder
+    from deep_speaker.assembly import load_encoder
     from deep_speaker.verification import Verifier
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

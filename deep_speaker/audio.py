@@ -336,3 +336,44 @@ def crop_waveform(waveform: np.ndarray, length: int, rng: np.random.Generator | 
 def load_speech(path, trim: str = "reference", sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read a file and trim its silence: the waveform the feature extractor expects."""
     return trim_silence(read_audio(path, sample_rate), trim, source=path)
+
+
+class Recording:
+    """One recording decoded once, mono float32 at 16 kHz, with each trim of it computed once: the members of a
+    score fusion, the spoof gate and the verifier take it instead of a path, so nothing decodes or trims a file twice.
+    `name` (its path, or None for a waveform) is what messages call it."""
+
+    def __init__(self, samples: np.ndarray, name=None):
+        self.samples = samples
+        self.name = name
+        self._speech: dict[tuple[str, int], np.ndarray] = {}
+
+    def __str__(self) -> str:  # its path (what a gate or a message written for paths expects), or <waveform>
+        return describe_source(self.name)
+
+    @classmethod
+    def of(cls, source, sample_rate: int = SAMPLE_RATE) -> Recording:
+        """A file path read, a waveform array at `sample_rate` validated, a `Recording` as it is."""
+        if isinstance(source, Recording):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            return cls(read_audio(source), source)
+        return cls(to_model_input(source, sample_rate))
+
+    def at_rate(self, sample_rate: int) -> np.ndarray:
+        """The samples at `sample_rate`."""
+        return self.samples if sample_rate == SAMPLE_RATE else _resample(self.samples, SAMPLE_RATE, sample_rate)
+
+    def speech(self, trim: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """The samples at `sample_rate` after `trim` (`trim_silence`), computed on first use."""
+        key = (trim, sample_rate)
+        if key not in self._speech:
+            self._speech[key] = trim_silence(self.at_rate(sample_rate), trim, source=self.name)
+        return self._speech[key]
+
+
+def name_of(source):
+    """What messages and refusal lists call a source: a path as given, a `Recording`'s name, else None (a waveform)."""
+    if isinstance(source, Recording):
+        return source.name
+    return source if isinstance(source, (str, os.PathLike)) else None

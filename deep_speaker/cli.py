@@ -18,6 +18,7 @@ from .audio import TRIM_METHODS  # noqa: E402
 from .diarization.pipeline import CLUSTERINGS, MAX_SPEAKERS, DiarizationConfig  # noqa: E402
 from .errors import ConfigError, DeepSpeakerError  # noqa: E402
 from .evaluation import ON_REFUSED  # noqa: E402
+from .exported import RUNTIMES  # noqa: E402
 from .features import ENERGY_SCALES, NORMALISATIONS  # noqa: E402
 from .scoring.backends import SCORERS  # noqa: E402
 from .vad import VAD_METHODS  # noqa: E402
@@ -115,7 +116,7 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from .diarization.pipeline import Diarizer
+    from .assembly import load_diarizer
     from .service import ServiceLimits, SpeakerService, create_app
 
     keys = list(args.api_key or []) + [k for k in os.environ.get("DEEP_SPEAKER_API_KEYS", "").split(",") if k]
@@ -125,7 +126,7 @@ def cmd_serve(args) -> int:
     )
     verifier = _verifier(args)  # the encoder, scorer and spoof gate (--detect-spoof) as every command builds them
     encoder = verifier.encoder
-    diarizer = Diarizer.from_checkpoint(_checkpoint(args))
+    diarizer = load_diarizer(encoder=encoder)  # the verifier's models, loaded once
     service = SpeakerService(
         encoder,
         args.store,
@@ -152,7 +153,8 @@ def _attack_threshold(verifier) -> tuple[float, str]:
 
 
 def cmd_attack(args) -> int:
-    from .adversarial import AttackConfig, attack_recording
+    from .adversarial import AttackConfig
+    from .assembly import attack
     from .audio import check_audio_target, write_audio
 
     check_audio_target(args.out)
@@ -173,9 +175,7 @@ def cmd_attack(args) -> int:
         if not args.generator:
             raise DeepSpeakerError("--method advgan needs --generator G.keras (made by train-advgan)")
         generator = load_generator(args.generator)
-    clean, result = attack_recording(
-        verifier.encoder, args.audio, reference, threshold, targeted, config, generator, progress=sys.stderr.isatty()
-    )
+    clean, result = attack(verifier.encoder, args.audio, reference, threshold, targeted, config, generator, progress=sys.stderr.isatty())
     write_audio(args.out, result.waveform)
     goal = f"accepted as {name or args.target_file}" if targeted else f"rejected from {name or args.reference_file}"
     print(
@@ -246,6 +246,7 @@ def cmd_adversarial_finetune(args) -> int:
 
 def cmd_make_spoofs(args) -> int:
     from .adversarial.spoofs import build_spoof_corpus
+    from .assembly import attack
     from .data.corpus import discover_utterances
 
     verifier = _verifier(args)
@@ -267,6 +268,7 @@ def cmd_make_spoofs(args) -> int:
         args.seed,
         progress=not args.quiet,
         converter=converter,
+        attack=attack,
     )
     print(f"wrote {manifest}: {len(recordings)} genuine recordings and up to {args.per_family} spoofs per family ({', '.join(families)})")
     return 0
@@ -321,7 +323,6 @@ def cmd_diarize(args) -> int:
     from .audio import MAX_STREAM_SECONDS, require_readable
     from .diarization import write_rttm
     from .diarization.output import plot_timeline, write_json
-    from .diarization.pipeline import Diarizer
 
     config = DiarizationConfig(
         window=args.window,
@@ -337,7 +338,9 @@ def cmd_diarize(args) -> int:
         overlap_threshold=args.overlap_threshold,
     )
     require_readable(args.audio, MAX_STREAM_SECONDS)  # before the model
-    segments = Diarizer.from_checkpoint(_checkpoint(args), config, args.overlap_detector).diarize(args.audio, progress=not args.quiet)
+    from .assembly import load_diarizer
+
+    segments = load_diarizer(_checkpoint(args), config, args.overlap_detector).diarize(args.audio, progress=not args.quiet)
     for segment in segments:
         print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.speaker}")
     print(f"{len({s.speaker for s in segments})} speaker(s), {len(segments)} turn(s)")
@@ -379,11 +382,11 @@ def cmd_score_diarization(args) -> int:
 
 
 def cmd_fuse(args) -> int:
+    from .assembly import fuse
     from .data.corpus import discover_utterances
-    from .score_fusion import fit_fusion
 
     recordings = discover_utterances(args.audio_dir)
-    target = fit_fusion(
+    target = fuse(
         args.models, [r.path for r in recordings], [r.speaker for r in recordings], args.target, args.weights, progress=not args.quiet
     )
     print(
@@ -412,7 +415,7 @@ def _checkpoint(args):
 
 
 def _encoder(args):
-    from .score_fusion import load_encoder
+    from .assembly import load_encoder
 
     return load_encoder(
         _checkpoint(args),
@@ -447,15 +450,10 @@ def _scorer(args, encoder):
 
 
 def _verifier(args, encoder=None):
-    from .verification import Verifier
+    from .assembly import build_verifier
 
     encoder = encoder or _encoder(args)
-    gate = None
-    if getattr(args, "detect_spoof", None):
-        from .adversarial.detector import SpoofDetector
-
-        gate = SpoofDetector(args.detect_spoof)
-    return Verifier(encoder, _scorer(args, encoder), operating_point=args.operating_point, threshold=args.threshold, spoof_gate=gate)
+    return build_verifier(encoder, _scorer(args, encoder), args.operating_point, args.threshold, getattr(args, "detect_spoof", None))
 
 
 def cmd_embed(args) -> int:
@@ -518,15 +516,16 @@ def cmd_calibrate(args) -> int:
 
 def _calibrate_windows(args) -> int:
     """calibrate --windows: the thresholds diarization clusters windows of that length with."""
+    from .assembly import load_diarizer
     from .data.corpus import discover_utterances
-    from .diarization.pipeline import Diarizer, calibrate_windows
+    from .diarization.pipeline import calibrate_windows
     from .scoring.calibration import require_uncalibrated, save_calibration
 
     if args.scorer != "cosine":
         raise ConfigError("diarization compares windows by cosine: calibrate --windows takes no --scorer")
     recordings = discover_utterances(args.audio_dir)
     # windows only: exclusive, so no overlap detector is loaded
-    diarizer = Diarizer.from_checkpoint(
+    diarizer = load_diarizer(
         args.checkpoint_file, DiarizationConfig(window=args.windows, hop=args.windows / 2, vad=args.vad, exclusive=True)
     )
     if not args.force:
@@ -613,7 +612,9 @@ def cmd_train(args) -> int:
         return 0
     extra = {"initial_checkpoint": args.initial_checkpoint} if args.phase in ("triplet", "classification") else {}
     if args.phase == "classification":
-        extra["run_name"] = args.run_name
+        from .assembly import load_teacher
+
+        extra.update(run_name=args.run_name, teacher=load_teacher(recipe))
     best = train.PHASES[args.phase](args.working_dir, recipe, progress=not args.quiet, **extra)
     print(f"best {args.phase} checkpoint: {best}")
     return 0
@@ -773,7 +774,7 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
     parser.add_argument(
-        "--runtime", choices=["keras", "onnx"], default="keras", help="onnx: the model exported once (cached) and run by ONNX Runtime"
+        "--runtime", choices=RUNTIMES, default=RUNTIMES[0], help="onnx: the model exported once (cached) and run by ONNX Runtime"
     )
 
 

@@ -4,8 +4,9 @@ Every export is waveform-in: float32 samples (batch, samples) at the model's rat
 trimmed as the recipe says, -> L2-normalised embeddings (batch, dim). One row is one whole utterance (its
 features are normalised over the row), so rows of a batch are never padded utterances of different lengths.
 What the runtime must know (rate, trimming, fingerprint, dimension) travels with the file: inside an ONNX model
-as metadata, beside a TFLite file or a SavedModel folder as `<name>.json`. ONNX runs through ONNX Runtime with no
-TensorFlow; TFLite and SavedModel through TensorFlow (`tf/export.py`).
+as metadata, beside a TFLite file or a SavedModel folder as `<name>.json`. The runners are here, each importing its
+runtime only when a model of its kind is opened: ONNX through ONNX Runtime with no TensorFlow, TFLite and SavedModel
+through TensorFlow. The writers are in `tf/export.py`.
 
 Nothing on disk is taken on its word: the metadata carries a SHA-256 `digest` of the graph it was written for (its
 weights and operators) and of its own fields, recomputed whenever the model is loaded. Weights swapped after export,
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from .features import FeatureConfig
 FORMAT = "deep-speaker-export/2"  # /2: the digest binds metadata to graph
 METADATA_KEY = "deep_speaker"  # the ONNX metadata property holding the JSON below
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}  # anything else that is a folder: a SavedModel
+RUNTIMES = ("keras", "onnx")  # what runs a Keras checkpoint: Keras, or its cached ONNX export on ONNX Runtime
 
 
 @dataclass(frozen=True)
@@ -174,12 +177,60 @@ class OnnxSpeakerModel:
         return self.session.run(None, {self.input_name: np.asarray(waveforms, np.float32)})[0]
 
 
+class TFLiteSpeakerModel:
+    """An exported TFLite model run by TensorFlow's interpreter, resized to each batch's shape."""
+
+    def __init__(self, path, metadata: ExportMetadata | None = None):
+        import tensorflow as tf
+
+        self.metadata = metadata or read_metadata(path)
+        with warnings.catch_warnings():  # tf.lite.Interpreter's notice that LiteRT will replace it
+            warnings.simplefilter("ignore")
+            try:
+                self.interpreter = tf.lite.Interpreter(model_path=str(path))
+            except ValueError as error:
+                raise CheckpointError(f"{path}: not a readable TFLite model ({error})") from None
+        self._input = self.interpreter.get_input_details()[0]["index"]
+        output = self.interpreter.get_output_details()[0]
+        self._output = output["index"]
+        self._shape = None
+        check_output_size(output["shape"][-1] if len(output["shape"]) else None, self.metadata, path)
+
+    def __call__(self, waveforms: np.ndarray) -> np.ndarray:
+        waveforms = np.asarray(waveforms, np.float32)
+        if waveforms.shape != self._shape:
+            self.interpreter.resize_tensor_input(self._input, waveforms.shape)
+            self.interpreter.allocate_tensors()
+            self._shape = waveforms.shape
+        self.interpreter.set_tensor(self._input, waveforms)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._output).copy()
+
+
+class SavedModelSpeakerModel:
+    """An exported SavedModel's `serve` signature."""
+
+    def __init__(self, path, metadata: ExportMetadata | None = None):
+        import tensorflow as tf
+
+        self.metadata = metadata or read_metadata(path)
+        try:
+            self._loaded = tf.saved_model.load(str(path))  # keeps the variables `serve` refers to alive
+        except (OSError, ValueError, AttributeError) as error:
+            raise CheckpointError(f"{path}: not a readable deep-speaker SavedModel ({error})") from None
+        if not hasattr(self._loaded, "serve"):
+            raise CheckpointError(f"{path}: a SavedModel without the `serve` signature of a deep-speaker export")
+        size = self._loaded.serve.get_concrete_function().structured_outputs.shape[-1]
+        check_output_size(size, self.metadata, path)
+
+    def __call__(self, waveforms: np.ndarray) -> np.ndarray:
+        return np.asarray(self._loaded.serve(np.asarray(waveforms, np.float32)))
+
+
+RUNNERS = {"onnx": OnnxSpeakerModel, "tflite": TFLiteSpeakerModel, "savedmodel": SavedModelSpeakerModel}
+
+
 def load_exported(path, metadata: ExportMetadata | None = None):
     """A callable waveforms (batch, samples) -> embeddings for any exported model, with its `metadata` (read from
     the file unless given)."""
-    kind = model_format(path)
-    if kind == "onnx":
-        return OnnxSpeakerModel(path, metadata)
-    from .tf.export import SavedModelSpeakerModel, TFLiteSpeakerModel
-
-    return (TFLiteSpeakerModel if kind == "tflite" else SavedModelSpeakerModel)(path, metadata)
+    return RUNNERS[model_format(path)](path, metadata)

@@ -3,8 +3,9 @@
 Each member embeds a recording with its own trimming and front end. The fused embedding is the members'
 unit embeddings side by side, member i scaled by sqrt(w_i / sigma_i), where sigma_i is the spread of its
 impostor scores on training speakers: the cosine of two fused embeddings is then a weighted sum of the
-members' z-normalised cosines (up to a constant), so scores on different scales fuse fairly. Everything that
-takes an encoder (Verifier, SpeakerRegistry, eval-trials, calibrate, identify) takes a `FusedEncoder` as is.
+members' z-normalised cosines (up to a constant), so scores on different scales fuse fairly. A `FusedEncoder` keeps
+the `embedding.Encoder` contract, so everything that takes an encoder (Verifier, SpeakerRegistry, eval-trials,
+calibrate, identify) takes it as is.
 (Models with the same front end can instead be fused into one graph: `models.ensemble`.)
 
 A fusion is a small JSON file, `NAME.fusion.json`, naming its members' checkpoints (relative to the file),
@@ -16,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from .audio import SAMPLE_RATE
-from .errors import CheckpointError, ConfigError
+from .audio import SAMPLE_RATE, Recording
+from .errors import AudioError, CheckpointError, ConfigError, MissingAudioError
 from .fileio import atomic_write_bytes
 
 FUSION_SUFFIX = ".fusion.json"
@@ -31,6 +35,7 @@ FORMAT = "deep-speaker-score-fusion"
 MAX_FIT_RECORDINGS = 3000  # impostor spread from at most this many recordings (4.5 M pairs)
 MAX_WEIGHT = 1e6  # a member's weight, relative to the others
 IMPOSTOR_STD_RANGE = (1e-4, 2.0)  # a spread of cosine scores (in [-1, 1]) outside this is no measurement
+DECODE_BLOCK = 64  # recordings decoded at a time for all members (about 80 MB of 20 s recordings)
 
 
 @dataclass(frozen=True)
@@ -72,41 +77,77 @@ def read_fusion(path) -> list[FusionMember]:
 
 
 class FusedEncoder:
-    """Several speaker encoders as one (see the module docstring); `encoder_options` go to every member.
+    """Several speaker encoders as one (see the module docstring): `members` are the encoders of the fusion file
+    `path`'s members, in its order (`assembly.load_encoder` opens them). A recording is decoded once for all of them.
 
-    >>> encoder = FusedEncoder("deep_speaker/pretrained/default.fusion.json")   # doctest: +SKIP
+    >>> encoder = load_encoder("deep_speaker/pretrained/default.fusion.json")   # doctest: +SKIP
     >>> encoder.embed("a.wav").shape                                           # doctest: +SKIP
     (448,)
     """
 
-    def __init__(self, path, **encoder_options):
-        from .embedding import SpeakerEncoder
-
+    def __init__(self, path, members: list):
         self.checkpoint = Path(path)
-        members = read_fusion(self.checkpoint)
-        self.members = [SpeakerEncoder(self.checkpoint.parent / m.checkpoint, **encoder_options) for m in members]
-        shares = np.array([m.weight / m.impostor_std for m in members])
+        spec = read_fusion(self.checkpoint)
+        if len(members) != len(spec):
+            raise ConfigError(f"{self.checkpoint}: names {len(spec)} members, {len(members)} encoders were given")
+        self.members = list(members)
+        shares = np.array([m.weight / m.impostor_std for m in spec])
         self.scales = np.sqrt(shares / shares.sum()).astype(np.float32)
         identity = json.dumps([[encoder.fingerprint, round(float(s), 6)] for encoder, s in zip(self.members, self.scales)])
         self.fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
         self.embedding_dim = sum(encoder.embedding_dim for encoder in self.members)
+
+    @property
+    def parts(self) -> list:
+        return [(part, float(scale) * part_scale) for member, scale in zip(self.members, self.scales) for part, part_scale in member.parts]
 
     def join(self, parts: list[np.ndarray]) -> np.ndarray:
         """The fused embeddings from each member's embeddings of the same recordings (in member order)."""
         return np.concatenate([part * scale for part, scale in zip(parts, self.scales)], axis=-1).astype(np.float32)
 
     def embed(self, source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """The fused unit embedding of one file or waveform."""
-        return self.join([encoder.embed(source, sample_rate) for encoder in self.members])
+        """The fused unit embedding of one file, waveform or `Recording`."""
+        recording = Recording.of(source, sample_rate)
+        return self.join([encoder.embed(recording) for encoder in self.members])
 
     def embed_waveforms(self, waveforms, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        waveforms = list(waveforms)
-        return self.join([encoder.embed_waveforms(waveforms, sample_rate) for encoder in self.members])
+        recordings = [Recording.of(waveform, sample_rate) for waveform in waveforms]
+        return self.join([encoder.embed_many(recordings) for encoder in self.members])
 
-    def embed_many(self, paths, progress: bool = False, workers: int = 2, refused: dict | None = None) -> np.ndarray:
-        """As `SpeakerEncoder.embed_many`; a file any member refuses is refused (a NaN row)."""
-        paths = list(paths)
-        return self.join([encoder.embed_many(paths, progress, workers, refused) for encoder in self.members])
+    def embed_many(self, sources, progress: bool = False, workers: int = 2, refused: dict | None = None) -> np.ndarray:
+        """As `SpeakerEncoder.embed_many`, each file decoded once for all members (`DECODE_BLOCK` at a time); a file
+        any member refuses is refused (a NaN row)."""
+        sources = list(sources)
+        rows = []
+        with (
+            ThreadPoolExecutor(max_workers=workers) as pool,
+            tqdm(total=len(sources), disable=not progress, unit="utt", desc=f"embed {self.checkpoint.name}") as bar,
+        ):
+            for start in range(0, len(sources), DECODE_BLOCK):
+                block = sources[start : start + DECODE_BLOCK]
+                decoded = list(pool.map(partial(_decoded, keep_errors=refused is not None), block))
+                usable = [item for item in decoded if isinstance(item, Recording)]
+                fused = np.full((len(block), self.embedding_dim), np.nan, np.float32)
+                if usable:
+                    fused[[isinstance(item, Recording) for item in decoded]] = self.join(
+                        [m.embed_many(usable, False, workers, refused) for m in self.members]
+                    )
+                for source, item in zip(block, decoded):
+                    if not isinstance(item, Recording):
+                        refused[str(source)] = str(item)
+                rows.append(fused)
+                bar.update(len(block))
+        return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
+
+
+def _decoded(source, keep_errors: bool):
+    """`source` as a `Recording`, or (`keep_errors`) the `AudioError` that refused it; a missing file always raises."""
+    try:
+        return Recording.of(source)
+    except AudioError as error:
+        if not keep_errors or isinstance(error, MissingAudioError):
+            raise
+        return error
 
 
 def impostor_std(embeddings: np.ndarray, labels: np.ndarray, seed: int = 123) -> float:
@@ -122,11 +163,9 @@ def impostor_std(embeddings: np.ndarray, labels: np.ndarray, seed: int = 123) ->
     return float(scores[impostors].std())
 
 
-def fit_fusion(checkpoints, paths, labels, target, weights=None, progress: bool = True) -> Path:
-    """Write `target` (`*.fusion.json`): the models `checkpoints`, weighted by `weights` (default equal), each
-    with its impostor-score spread on the recordings `paths` of training speakers `labels`."""
-    from .embedding import SpeakerEncoder
-
+def checked_plan(checkpoints, target, weights=None) -> tuple[Path, list[float]]:
+    """(target, weights) of a fusion to write, refused before any model runs: a `*.fusion.json` name, two or more
+    models, one weight in (0, MAX_WEIGHT] each (default equal)."""
     target = Path(target)
     if not target.name.endswith(FUSION_SUFFIX):
         raise ConfigError(f"{target}: a score-fusion file is named *{FUSION_SUFFIX}")
@@ -135,10 +174,17 @@ def fit_fusion(checkpoints, paths, labels, target, weights=None, progress: bool 
         raise ConfigError(
             f"a fusion takes two or more models with one weight in (0, {MAX_WEIGHT:g}] each, got {len(checkpoints)} models and weights {weights}"
         )
+    return target, weights
+
+
+def fit_fusion(checkpoints, member_embeddings, labels, target, weights=None) -> Path:
+    """Write `target` (`*.fusion.json`): the models `checkpoints`, weighted by `weights` (default equal), each
+    with its impostor-score spread on `member_embeddings` (one array per model) of recordings of training speakers
+    `labels`."""
+    target, weights = checked_plan(checkpoints, target, weights)
     labels = np.asarray(labels)
     members = []
-    for checkpoint, weight in zip(checkpoints, weights):
-        embeddings = SpeakerEncoder(checkpoint).embed_many(paths, progress=progress)
+    for checkpoint, weight, embeddings in zip(checkpoints, weights, member_embeddings):
         relative = os.path.relpath(Path(checkpoint).resolve(), target.resolve().parent)
         spread = impostor_std(embeddings, labels)
         if not IMPOSTOR_STD_RANGE[0] <= spread <= IMPOSTOR_STD_RANGE[1]:
@@ -146,13 +192,3 @@ def fit_fusion(checkpoints, paths, labels, target, weights=None, progress: bool 
         members.append(FusionMember(relative, weight, spread))
     atomic_write_bytes(target, json.dumps({"format": FORMAT, "members": [asdict(m) for m in members]}, indent=2).encode())
     return target
-
-
-def load_encoder(path=None, **encoder_options):
-    """A `FusedEncoder` for a `*.fusion.json` file, else a `SpeakerEncoder`; None: the shipped default system."""
-    from .embedding import SpeakerEncoder
-
-    path = DEFAULT_SYSTEM if path is None else path
-    if str(path).endswith(FUSION_SUFFIX):
-        return FusedEncoder(path, **encoder_options)
-    return SpeakerEncoder(path, **encoder_options)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .audio import Recording
 from .errors import CalibrationError, ConfigError
 from .scoring import CosineScorer, Scorer
 from .scoring.calibration import OPERATING_POINTS, Calibration, find_calibration, probability
@@ -121,18 +122,24 @@ class Verifier:
         llr = self.calibration.llr(score) if self.calibration is not None else None
         return Decision(score, threshold, source, None if threshold is None else bool(score >= threshold), llr=llr)
 
+    def _shared(self, *recordings) -> tuple:
+        """With a spoof gate, each recording decoded once (`Recording`) for the encoder and the gate alike."""
+        return tuple(map(Recording.of, recordings)) if self.spoof_gate is not None else recordings
+
     def _spoofed(self, *recordings) -> str:
         if self.spoof_gate is None:
             return ""
         return next((reason for reason in map(self.spoof_gate, recordings) if reason), "")
 
     def verify(self, recording_a, recording_b) -> Decision:
-        """Are two recordings the same speaker?"""
+        """Are two recordings (paths, 16 kHz waveforms or `Recording`s) the same speaker?"""
+        recording_a, recording_b = self._shared(recording_a, recording_b)
         score = self.scorer.score(self.encoder.embed(recording_a), self.encoder.embed(recording_b))
         return self._with_gate(self.decide(score), recording_a, recording_b)
 
     def verify_enrolled(self, recording, name: str, registry) -> Decision:
         """Is `recording` the enrolled speaker `name`?"""
+        (recording,) = self._shared(recording)
         score = self.scorer.score(registry.embedding(name), self.encoder.embed(recording))
         return self._with_gate(self.decide(score), recording)
 
@@ -145,6 +152,7 @@ class Verifier:
     def identify(self, recording, registry, top_k: int = 5) -> Identification:
         """Who of the enrolled speakers is this? Ranked names, and `UNKNOWN` when the best is below the threshold."""
         check_top_k(top_k)
+        (recording,) = self._shared(recording)
         names, matrix = registry.embeddings()
         scores = self.scorer.score_matrix(matrix, self.encoder.embed(recording)[None])[:, 0]
         order = scores.argsort()[::-1][:top_k]

@@ -57,8 +57,10 @@ class LookupEncoder:
     def __init__(self, fingerprint: str = "model-a"):
         self.fingerprint = fingerprint
 
-    def embed(self, path):
-        name, k = Path(path).stem.split("_")
+    def embed(self, path):  # a path or a decoded `Recording` of one
+        from deep_speaker.audio import name_of
+
+        name, k = Path(name_of(path)).stem.split("_")
         vector = np.array(self.directions[name], np.float32) + 0.05 * int(k)
         return vector / np.linalg.norm(vector)
 

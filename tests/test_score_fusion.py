@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from deep_speaker.assembly import fuse, load_encoder
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.features import FeatureConfig
-from deep_speaker.score_fusion import FusedEncoder, fit_fusion, impostor_std, load_encoder
+from deep_speaker.score_fusion import FusedEncoder, impostor_std
 from tests.helpers import cli_in_process, synthetic_speech, tiny_model
 
 
@@ -38,7 +39,7 @@ def recordings(tmp_path):
 
 def test_the_fused_cosine_is_the_z_normalised_weighted_sum(two_models, recordings, tmp_path):
     paths, labels = recordings
-    target = fit_fusion(two_models, paths, labels, tmp_path / "both.fusion.json", weights=[2, 1], progress=False)
+    target = fuse(two_models, paths, labels, tmp_path / "both.fusion.json", weights=[2, 1], progress=False)
     document = json.loads(target.read_text())
     assert [m["checkpoint"] for m in document["members"]] == ["linear.keras", "models/log.keras"]
     fused = load_encoder(target)
@@ -57,9 +58,9 @@ def test_the_fused_cosine_is_the_z_normalised_weighted_sum(two_models, recording
 def test_bad_fusions_are_refused_and_commands_take_a_fusion(two_models, recordings, tmp_path, capsys):
     paths, labels = recordings
     with pytest.raises(ConfigError, match="fusion.json"):
-        fit_fusion(two_models, paths, labels, tmp_path / "both.json", progress=False)
+        fuse(two_models, paths, labels, tmp_path / "both.json", progress=False)
     with pytest.raises(ConfigError, match="two or more models"):
-        fit_fusion(two_models[:1], paths, labels, tmp_path / "one.fusion.json", progress=False)
+        fuse(two_models[:1], paths, labels, tmp_path / "one.fusion.json", progress=False)
     broken = tmp_path / "broken.fusion.json"
     broken.write_text('{"format": "deep-speaker-score-fusion", "members": [{"checkpoint": "a.keras"}]}')
     with pytest.raises(CheckpointError, match="broken.fusion.json: not a readable score-fusion file"):

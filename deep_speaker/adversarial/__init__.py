@@ -1,5 +1,6 @@
-"""Adversarial examples against the verifier (attacks.py); the gradient they follow lives in `tf/gradients.py`,
-AdvGAN's generator in `models/advgan.py` and its training in `tf/advgan.py`."""
+"""Adversarial examples against the verifier (attacks.py). The gradient white-box methods follow is given to them
+(`score_gradient`: `assembly.attack` passes TensorFlow's, `tf/gradients.py`); AdvGAN's generator is in
+`models/advgan.py` and its training in `tf/advgan.py`."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ def attack_recording(
     config: AttackConfig = AttackConfig(),
     generator=None,
     progress: bool = False,
+    score_gradient=None,
 ) -> tuple[np.ndarray, AttackResult]:
     """Attack one recording (a path, or a waveform at 16 kHz) against `encoder`'s cosine score with `reference`;
-    `advgan` needs the trained `generator` (targeted only: it was trained to raise the target's score).
+    `advgan` needs the trained `generator` (targeted only: it was trained to raise the target's score), the
+    gradient methods `score_gradient(encoder, reference)` -> oracle(waveform) -> (score, gradient).
 
     Returns the clean waveform and the result, whose `score_after` is measured on the attacked audio as written
     at 16 bits and embedded again through the whole pipeline.
@@ -46,16 +49,16 @@ def attack_recording(
         return clean, _generated(encoder, clean, unit, threshold, targeted, config.check(), generator, score)
     gradient = None
     if config.method != "nes":
-        from ..tf.gradients import ScoreGradient
-
-        gradient = ScoreGradient(encoder, unit)
+        if score_gradient is None:
+            raise ConfigError(f"{config.method} follows the score's gradient: give score_gradient (assembly.attack gives TensorFlow's)")
+        gradient = score_gradient(encoder, unit)
     result = run_attack(clean, score, threshold, targeted, config, gradient, progress)
     written = as_written(result.waveform)
     return clean, dataclasses.replace(result, waveform=written, score_after=score(written), queries=result.queries + 1)
 
 
 def _generated(encoder, clean, unit, threshold, targeted, config, generator, score) -> AttackResult:
-    from ..tf.advgan import perturb
+    from ..models.advgan import perturb  # Keras: imported only for AdvGAN
 
     if generator is None or not targeted:
         raise ConfigError("advgan needs a trained generator (train-advgan) and a target speaker: it makes impostors accepted")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from ..audio import SAMPLE_RATE, load_speech, to_model_input, trim_silence
+from ..audio import SAMPLE_RATE, Recording, name_of
 from ..errors import CheckpointError, TrainingError
 from ..fileio import atomic_write_bytes
 from ..models.detector import DETECTOR_FEATURES, DETECTOR_NAME
@@ -77,11 +76,8 @@ def read_threshold(model_path, model: keras.Model) -> float:
 
 
 def recording_score(model: keras.Model, recording, sample_rate: int = SAMPLE_RATE) -> float:
-    """A detector's spoof logit for a whole file or waveform (trimmed as the detector was trained)."""
-    if isinstance(recording, (str, os.PathLike)):
-        speech = load_speech(recording, DETECTOR_FEATURES.trim)
-    else:
-        speech = trim_silence(to_model_input(recording, sample_rate), DETECTOR_FEATURES.trim)
+    """A detector's spoof logit for a whole file, waveform or `Recording` (trimmed as the detector was trained)."""
+    speech = Recording.of(recording, sample_rate).speech(DETECTOR_FEATURES.trim)
     # a direct call: recordings differ in length, and predict_on_batch would trace a graph for each new one
     return float(keras.ops.convert_to_numpy(model(speech[None].astype(np.float32), training=False))[0, 0])
 
@@ -110,5 +106,5 @@ class SpoofDetector:
         score = self.score(recording)
         if score < self.threshold:
             return None
-        name = recording if isinstance(recording, (str, os.PathLike)) else "the recording"
+        name = name_of(recording) or "the recording"
         return f"{name} looks spoofed or adversarial (detector score {score:.2f} >= {self.threshold:.2f})"

@@ -21,7 +21,8 @@ from ..audio import read_audio, write_audio
 from ..errors import ConfigError, DeepSpeakerError
 from ..fileio import atomic_write_csv
 
-FAMILIES = ("fgsm", "bim", "pgd", "nes", "world", "again")
+ATTACK_FAMILIES = ("fgsm", "bim", "pgd", "nes")
+FAMILIES = (*ATTACK_FAMILIES, "world", "again")
 MANIFEST = "manifest.csv"
 GENUINE = "genuine"
 
@@ -30,9 +31,10 @@ def _seed(path: Path, family: str) -> int:
     return zlib.crc32(f"{path.parent.name}/{path.name}/{family}".encode())
 
 
-def make_spoof(family: str, source: Path, target: Path, encoder, threshold: float, converter=None) -> np.ndarray:
-    """One spoof of `source` toward `target`'s speaker (`converter`: the AGAIN-VC model, for `again`)."""
-    from . import AttackConfig, as_written, attack_recording
+def make_spoof(family: str, source: Path, target: Path, encoder, threshold: float, converter=None, attack=None) -> np.ndarray:
+    """One spoof of `source` toward `target`'s speaker (`converter`: the AGAIN-VC model, for `again`; `attack`: an
+    `adversarial.attack_recording` with its gradient engine, as `assembly.attack`, for the attack families)."""
+    from . import AttackConfig, as_written
     from .conversion import again_convert, world_convert
 
     rng = np.random.default_rng(_seed(source, family))
@@ -42,7 +44,9 @@ def make_spoof(family: str, source: Path, target: Path, encoder, threshold: floa
         return as_written(again_convert(converter, read_audio(source), read_audio(target), seed=int(rng.integers(1 << 31))))
     options = {"nes_samples": 10, "steps": 10} if family == "nes" else {"steps": 20}
     config = AttackConfig(method=family, snr_db=float(rng.uniform(20, 40)), seed=int(rng.integers(1 << 31)), **options)
-    _, result = attack_recording(encoder, source, encoder.embed(target), threshold, True, config)
+    if attack is None:
+        raise ConfigError(f"the {family} family attacks the verifier: give attack (assembly.attack)")
+    _, result = attack(encoder, source, encoder.embed(target), threshold, True, config)
     return result.waveform
 
 
@@ -56,10 +60,11 @@ def build_spoof_corpus(
     seed: int = 0,
     progress: bool = True,
     converter=None,
+    attack=None,
 ) -> Path:
     """Spoofs of `per_family` recordings (from `recordings`: (path, speaker) pairs) per family, each toward a random
     other speaker's recording; returns the manifest (genuine rows: every recording given). `again` needs the
-    AGAIN-VC `converter`."""
+    AGAIN-VC `converter`, the attack families `attack` (`make_spoof`)."""
     from tqdm import tqdm
 
     unknown = sorted(set(families) - set(FAMILIES))
@@ -67,6 +72,9 @@ def build_spoof_corpus(
         raise ConfigError(f"unknown spoof families {unknown}; choose from {FAMILIES}")
     if "again" in families and converter is None:
         raise ConfigError("the again family needs an AGAIN-VC converter (train-again; make-spoofs --converter)")
+    attacks = sorted(set(families) & set(ATTACK_FAMILIES))
+    if attacks and attack is None:
+        raise ConfigError(f"spoof families {attacks} attack the verifier: give attack (assembly.attack)")
     out_dir = Path(out_dir)
     recordings = [(Path(p), s) for p, s in recordings]
     speakers = sorted({s for _, s in recordings})
@@ -84,7 +92,7 @@ def build_spoof_corpus(
             path = out_dir / family / speaker / f"{source.stem}.flac"
             if not path.is_file():
                 try:
-                    write_audio(path, make_spoof(family, source, target, encoder, threshold, converter))
+                    write_audio(path, make_spoof(family, source, target, encoder, threshold, converter, attack))
                 except DeepSpeakerError as error:  # a recording too short or unvoiced for this family: listed, skipped
                     failures.append((str(source), family, str(error)))
                     continue

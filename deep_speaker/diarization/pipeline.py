@@ -405,26 +405,20 @@ def load_overlap_detector(path=None):
     return model
 
 
+def window_frames(config: DiarizationConfig) -> int:
+    """A window's length in feature frames: the crop a Keras encoder embeds it as."""
+    return int(round(config.window / BLOCK_SECONDS))
+
+
 class Diarizer:
     """Diarize recordings with an encoder (`SpeakerEncoder` or `FusedEncoder`; the AHC threshold defaults to its
     calibrated EER threshold) and, for overlapped speech, an overlap detector (none: one speaker per instant).
 
-    >>> segments = Diarizer.from_checkpoint().diarize("meeting.wav")   # doctest: +SKIP
+    >>> segments = load_diarizer().diarize("meeting.wav")   # assembly.load_diarizer   # doctest: +SKIP
     """
 
     def __init__(self, encoder, config: DiarizationConfig = DiarizationConfig(), overlap_detector=None, batch_windows: int = 256):
         self.encoder, self.config, self.overlap_detector, self.batch_windows = encoder, config, overlap_detector, batch_windows
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint=None, config: DiarizationConfig = DiarizationConfig(), overlap_detector=None) -> Diarizer:
-        """A diarizer with a model or fusion file (None: the default system), its encoder set for windows: no
-        trimming and no speech check (the regions are speech already), crops of exactly one window (batched); and
-        the overlap detector file given (None: the shipped one; none at all with `config.exclusive`)."""
-        from ..score_fusion import load_encoder
-
-        window_frames = int(round(config.window / BLOCK_SECONDS))
-        encoder = load_encoder(checkpoint, trim="none", require_speech=False, crop_frames=window_frames)
-        return cls(encoder, config, None if config.exclusive else load_overlap_detector(overlap_detector))
 
     def _threshold(self, snr_db: float = 100.0) -> float | None:
         """The AHC threshold: given, else the EER threshold calibrated on windows of this length for a recording of

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 FRAME = 160  # samples per frame (10 ms at 16 kHz); waveforms are padded to a multiple of it
@@ -118,3 +119,16 @@ def load_generator(path) -> keras.Model:
 def snr_of(generator: keras.Model) -> float:
     """The SNR (dB) a generator's perturbations are scaled to."""
     return generator.get_layer("snr").snr_db
+
+
+def pad_to_frames(waveform: np.ndarray) -> np.ndarray:
+    """`waveform` padded with zeros to a whole number of frames."""
+    return np.pad(waveform, (0, (-waveform.size) % FRAME))
+
+
+def perturb(generator: keras.Model, waveform: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The generator's perturbation of one recording toward `target`, as the recording's length."""
+    unit = np.asarray(target, np.float32) / max(float(np.linalg.norm(target)), 1e-12)
+    padded = pad_to_frames(np.asarray(waveform, np.float32))
+    delta = keras.ops.convert_to_numpy(generator([padded[None], unit[None]], training=False))[0]
+    return delta[: waveform.size]

@@ -28,18 +28,6 @@ from .gradients import ScoreGradient
 from .resume import resumable_steps
 
 
-def _pad_to_frames(waveform: np.ndarray) -> np.ndarray:
-    return np.pad(waveform, (0, (-waveform.size) % FRAME))
-
-
-def perturb(generator: keras.Model, waveform: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The generator's perturbation of one recording toward `target`, as the recording's length."""
-    unit = np.asarray(target, np.float32) / max(float(np.linalg.norm(target)), 1e-12)
-    padded = _pad_to_frames(np.asarray(waveform, np.float32))
-    delta = keras.ops.convert_to_numpy(generator([padded[None], unit[None]], training=False))[0]
-    return delta[: waveform.size]
-
-
 def train_advgan(
     encoder,
     audio_dir,

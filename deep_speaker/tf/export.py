@@ -25,16 +25,7 @@ import numpy as np
 
 from ..checkpoints import require_finite_weights
 from ..errors import CheckpointError, ConfigError
-from ..exported import (
-    METADATA_KEY,
-    ExportMetadata,
-    OnnxSpeakerModel,
-    check_output_size,
-    graph_digest,
-    load_exported,
-    read_metadata,
-    sidecar,
-)
+from ..exported import METADATA_KEY, ExportMetadata, OnnxSpeakerModel, graph_digest, load_exported, sidecar
 from ..fileio import toolkit_home
 from ..layers import Fbank
 from ..models import feature_config_of, model_fingerprint
@@ -217,56 +208,6 @@ def export_model(
         metadata = _attach_metadata(staged, model_format, replace(metadata, max_abs_difference=difference, min_cosine=cosine))
         _move_into_place(staged, target)
     return metadata
-
-
-class TFLiteSpeakerModel:
-    """An exported TFLite model run by TensorFlow's interpreter, resized to each batch's shape."""
-
-    def __init__(self, path, metadata: ExportMetadata | None = None):
-        import tensorflow as tf
-
-        self.metadata = metadata or read_metadata(path)
-        with warnings.catch_warnings():  # tf.lite.Interpreter's notice that LiteRT will replace it
-            warnings.simplefilter("ignore")
-            try:
-                self.interpreter = tf.lite.Interpreter(model_path=str(path))
-            except ValueError as error:
-                raise CheckpointError(f"{path}: not a readable TFLite model ({error})") from None
-        self._input = self.interpreter.get_input_details()[0]["index"]
-        output = self.interpreter.get_output_details()[0]
-        self._output = output["index"]
-        self._shape = None
-        check_output_size(output["shape"][-1] if len(output["shape"]) else None, self.metadata, path)
-
-    def __call__(self, waveforms: np.ndarray) -> np.ndarray:
-        waveforms = np.asarray(waveforms, np.float32)
-        if waveforms.shape != self._shape:
-            self.interpreter.resize_tensor_input(self._input, waveforms.shape)
-            self.interpreter.allocate_tensors()
-            self._shape = waveforms.shape
-        self.interpreter.set_tensor(self._input, waveforms)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._output).copy()
-
-
-class SavedModelSpeakerModel:
-    """An exported SavedModel's `serve` signature."""
-
-    def __init__(self, path, metadata: ExportMetadata | None = None):
-        import tensorflow as tf
-
-        self.metadata = metadata or read_metadata(path)
-        try:
-            self._loaded = tf.saved_model.load(str(path))  # keeps the variables `serve` refers to alive
-        except (OSError, ValueError, AttributeError) as error:
-            raise CheckpointError(f"{path}: not a readable deep-speaker SavedModel ({error})") from None
-        if not hasattr(self._loaded, "serve"):
-            raise CheckpointError(f"{path}: a SavedModel without the `serve` signature of a deep-speaker export")
-        size = self._loaded.serve.get_concrete_function().structured_outputs.shape[-1]
-        check_output_size(size, self.metadata, path)
-
-    def __call__(self, waveforms: np.ndarray) -> np.ndarray:
-        return np.asarray(self._loaded.serve(np.asarray(waveforms, np.float32)))
 
 
 def onnx_copy(model: keras.Model, source="model"):

@@ -204,13 +204,11 @@ def _margin_callbacks(trainer: keras.Model, recipe: Recipe) -> list:
     return []
 
 
-def teacher_embeddings(data: SpeakerFeatures, teacher, progress: bool = True) -> np.ndarray:
-    """The teacher's embedding of every cached utterance (whole recordings, through its own front end), computed
-    once and kept in the working directory under the teacher's fingerprint."""
+def teacher_embeddings(data: SpeakerFeatures, encoder, progress: bool = True) -> np.ndarray:
+    """The teacher `encoder`'s embedding of every cached utterance (whole recordings, through its own front end),
+    computed once and kept in the working directory under the teacher's fingerprint."""
     from ..data.cache import read_manifest
-    from ..score_fusion import load_encoder
 
-    encoder = load_encoder(teacher)
     path = data.working_dir / f"teacher_{encoder.fingerprint}.npy"
     if path.is_file():
         return np.load(path)
@@ -298,16 +296,19 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
     )
 
 
-def train_classifier(working_dir, recipe: Recipe, progress: bool = True, initial_checkpoint=None, run_name: str | None = None) -> Path:
+def train_classifier(
+    working_dir, recipe: Recipe, progress: bool = True, initial_checkpoint=None, run_name: str | None = None, teacher=None
+) -> Path:
     """Softmax, AM- or AAM-softmax training of a registered backbone; returns the best speaker model (by
     `run.select_by`).
 
     From scratch by default. With `initial_checkpoint` (a speaker model of the same backbone and features) it
     fine-tunes: the backbone starts from its weights and each class direction of a margin classifier from its
     class's mean embedding, which is large-margin fine-tuning when the recipe raises the margin and the crop
-    length. With `loss.distill_from` a teacher model's embeddings of the training recordings are learnt too
+    length. With `loss.distill_from` the `teacher` encoder's embeddings of the training recordings are learnt too
     (a linear projection of the student's embedding, cosine loss, `loss.distill_weight`): knowledge distillation
-    from any model the toolkit loads. `run_name` names the run folder under `working_dir` (default `softmax`).
+    from any model the toolkit loads (`assembly.load_teacher` opens it). `run_name` names the run folder under
+    `working_dir` (default `softmax`).
     """
     validate(recipe)
     if initial_checkpoint is not None and recipe.run.input == "shards":
@@ -315,7 +316,9 @@ def train_classifier(working_dir, recipe: Recipe, progress: bool = True, initial
     data = _training_data(working_dir, recipe, recipe.augment.cached_copies)
     run_dir = Path(working_dir) / (run_name or RUN_DIRS["classification"])
 
-    teacher = teacher_embeddings(data, recipe.loss.distill_from, progress) if recipe.loss.distill_from else None
+    if bool(recipe.loss.distill_from) != (teacher is not None):
+        raise ConfigError("a recipe with loss.distill_from trains with its teacher encoder (assembly.load_teacher), and only then")
+    teacher = teacher_embeddings(data, teacher, progress) if teacher is not None else None
 
     def build(state):
         batches = _classification_batches(data, recipe, state["epoch"] if state else 0, progress, teacher)

@@ -4,14 +4,15 @@ import keras
 import numpy as np
 import pytest
 
-from deep_speaker.adversarial import AttackConfig, attack_recording, snr_db
+from deep_speaker.adversarial import AttackConfig, snr_db
+from deep_speaker.assembly import attack
 from deep_speaker.audio import read_audio
 from deep_speaker.checkpoints import save_model
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.features import FeatureConfig
-from deep_speaker.models.advgan import build_perturbation_generator, build_waveform_discriminator, load_generator, snr_of
-from deep_speaker.tf.advgan import perturb, train_advgan
+from deep_speaker.models.advgan import build_perturbation_generator, build_waveform_discriminator, load_generator, perturb, snr_of
+from deep_speaker.tf.advgan import train_advgan
 from tests.helpers import cli_in_process, save_tiny_model, synthetic_speech, tiny_model, write_corpus
 
 
@@ -69,13 +70,13 @@ def test_training_raises_the_target_score_and_a_finished_run_is_kept(encoder, co
 def test_an_advgan_attack_stays_within_its_bound_and_needs_a_generator(encoder):
     generator = build_perturbation_generator(16, snr_db=30.0)
     waveform, target = synthetic_speech(1.5, pitch=110, seed=1), encoder.embed(synthetic_speech(1.5, pitch=230, seed=2))
-    clean, result = attack_recording(encoder, waveform, target, 2.0, True, AttackConfig("advgan", snr_db=35.0), generator)
+    clean, result = attack(encoder, waveform, target, 2.0, True, AttackConfig("advgan", snr_db=35.0), generator)
     assert snr_db(clean, result.waveform - clean) >= 35 - 0.5  # the request's tighter bound wins
     assert np.all(np.abs(result.waveform) <= 1) and result.steps == 1 and not result.success
     with pytest.raises(ConfigError, match="generator"):
-        attack_recording(encoder, waveform, target, 2.0, True, AttackConfig("advgan"))
+        attack(encoder, waveform, target, 2.0, True, AttackConfig("advgan"))
     with pytest.raises(ConfigError, match="target speaker"):
-        attack_recording(encoder, waveform, target, 2.0, False, AttackConfig("advgan"), generator)
+        attack(encoder, waveform, target, 2.0, False, AttackConfig("advgan"), generator)
 
 
 def test_attack_command_with_advgan_asks_for_the_generator(tmp_path, capsys):

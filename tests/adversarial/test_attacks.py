@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deep_speaker.adversarial import AttackConfig, attack_recording, snr_db
+from deep_speaker.adversarial import AttackConfig, snr_db
 from deep_speaker.adversarial.attacks import project, run_attack
+from deep_speaker.assembly import attack
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import ConfigError
 from deep_speaker.features import FeatureConfig
@@ -48,9 +49,7 @@ def test_the_gradient_is_the_pipeline_s(encoder, pair):
 @pytest.mark.parametrize("method", ["fgsm", "bim", "pgd"])
 def test_a_targeted_white_box_attack_raises_the_target_score_within_its_snr(encoder, pair, method):
     waveform, target = pair
-    clean, result = attack_recording(
-        encoder, waveform, target, threshold=2.0, targeted=True, config=AttackConfig(method=method, snr_db=30, steps=10)
-    )
+    clean, result = attack(encoder, waveform, target, threshold=2.0, targeted=True, config=AttackConfig(method=method, snr_db=30, steps=10))
     assert result.score_after > result.score_before + 0.01
     assert snr_db(clean, result.waveform - clean) >= 30 - 0.5  # 16-bit rounding may cost a little
     assert np.all(np.abs(result.waveform) <= 1) and np.all(np.isfinite(result.waveform))
@@ -61,23 +60,21 @@ def test_an_untargeted_attack_gets_a_genuine_recording_rejected_and_stops_there(
     waveform, _ = pair
     own = encoder.embed(waveform)
     threshold = float(own @ encoder.embed(waveform)) - 0.02
-    clean, result = attack_recording(
-        encoder, waveform, own, threshold, targeted=False, config=AttackConfig(method="pgd", snr_db=30, steps=40)
-    )
+    clean, result = attack(encoder, waveform, own, threshold, targeted=False, config=AttackConfig(method="pgd", snr_db=30, steps=40))
     assert result.success and result.score_after < threshold and result.steps < 40
 
 
 def test_an_l_inf_bound_holds_with_random_starts(encoder, pair):
     waveform, target = pair
     config = AttackConfig(method="pgd", snr_db=None, epsilon=0.002, steps=5, random_starts=2, seed=3)
-    clean, result = attack_recording(encoder, waveform, target, threshold=2.0, targeted=True, config=config)
+    clean, result = attack(encoder, waveform, target, threshold=2.0, targeted=True, config=config)
     assert np.max(np.abs(result.waveform - clean)) <= 0.002 + 1 / 32767 and result.score_after > result.score_before
 
 
 def test_nes_needs_only_scores_and_counts_its_queries(encoder, pair):
     waveform, target = pair
     config = AttackConfig(method="nes", snr_db=25, steps=4, nes_samples=8, nes_sigma=0.005, seed=1)
-    clean, result = attack_recording(encoder, waveform, target, threshold=2.0, targeted=True, config=config)
+    clean, result = attack(encoder, waveform, target, threshold=2.0, targeted=True, config=config)
     assert result.score_after > result.score_before
     assert result.queries == 1 + 4 * (1 + 2 * 8) + 1 + 1  # before, per step (score + 2 per pair), last, as written
     with pytest.raises(ConfigError, match="pgd is a white-box attack"):

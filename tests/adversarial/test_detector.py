@@ -9,6 +9,7 @@ import soundfile as sf
 
 from deep_speaker.adversarial.detector import SpoofDetector, threshold_path
 from deep_speaker.adversarial.spoofs import build_spoof_corpus, read_manifest
+from deep_speaker.assembly import attack
 from deep_speaker.config import load_recipe
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
@@ -29,7 +30,7 @@ def corpus(tmp_path_factory):
             recordings.append((path, f"spk{speaker}"))
     encoder = SpeakerEncoder(model=tiny_model())
     manifest = build_spoof_corpus(
-        recordings, root / "out", encoder, threshold=0.99, families=("fgsm", "world"), per_family=12, progress=False
+        recordings, root / "out", encoder, threshold=0.99, families=("fgsm", "world"), per_family=12, progress=False, attack=attack
     )
     return manifest, encoder
 
@@ -46,11 +47,13 @@ def test_the_spoof_corpus_lists_every_recording_and_resumes(corpus):
     stamp = (manifest.parent / "fgsm").stat().st_mtime_ns
     recordings = [(p, s) for p, s, f in rows if f == "genuine"]
     build_spoof_corpus(
-        recordings, manifest.parent, encoder, 0.99, families=("fgsm", "world"), per_family=12, progress=False
+        recordings, manifest.parent, encoder, 0.99, families=("fgsm", "world"), per_family=12, progress=False, attack=attack
     )  # all exist: nothing redone
     assert (manifest.parent / "fgsm").stat().st_mtime_ns == stamp
     with pytest.raises(ConfigError, match="unknown spoof families"):
         build_spoof_corpus(recordings, manifest.parent, encoder, 0.99, families=("deepfake",))
+    with pytest.raises(ConfigError, match=r"spoof families \['fgsm'\] attack the verifier: give attack"):  # not skipped file by file
+        build_spoof_corpus(recordings, manifest.parent, encoder, 0.99, families=("fgsm",))
 
 
 @pytest.fixture(scope="module")

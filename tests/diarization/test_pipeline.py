@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from deep_speaker.assembly import load_diarizer
 from deep_speaker.diarization import diarization_error_rate
 from deep_speaker.diarization.pipeline import DiarizationConfig, Diarizer, cluster, speech_regions, windows
 from deep_speaker.errors import ConfigError
@@ -248,7 +249,7 @@ def test_real_speakers_are_counted_right_alone_and_in_conversation_stereo_and_8_
         by_speaker.setdefault(utterance.speaker, []).append(utterance.path)
     speakers = sorted(by_speaker)
     rng = np.random.default_rng(0)
-    diarizer = Diarizer.from_checkpoint()
+    diarizer = load_diarizer()
 
     def talk(turns):
         pieces = []

@@ -6,8 +6,9 @@ import re
 import numpy as np
 import pytest
 
+from deep_speaker.assembly import load_encoder
 from deep_speaker.embedding import DEFAULT_CHECKPOINT, SpeakerEncoder
-from deep_speaker.score_fusion import DEFAULT_SYSTEM, FusedEncoder, load_encoder
+from deep_speaker.score_fusion import DEFAULT_SYSTEM, FusedEncoder
 from deep_speaker.scoring.calibration import find_calibration
 from tests.helpers import ROOT, cli_in_process, run_cli
 

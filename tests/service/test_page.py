@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from deep_speaker.score_fusion import load_encoder
+from deep_speaker.assembly import load_encoder
 from deep_speaker.service import SpeakerService, create_app
 from tests.helpers import ROOT
 

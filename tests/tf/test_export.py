@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from deep_speaker.assembly import load_encoder
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.exported import OnnxSpeakerModel, read_metadata, sidecar
@@ -38,7 +39,7 @@ def test_an_onnx_export_runs_without_keras_and_matches_it(tmp_path, speech_file)
     metadata = export_model(model, tmp_path / "tiny.onnx", "onnx")
     assert metadata.fingerprint == model_fingerprint(model) and metadata.max_abs_difference <= PARITY_BOUND["onnx"]
     assert read_metadata(tmp_path / "tiny.onnx") == metadata  # the recipe travels inside the file
-    keras_encoder, onnx_encoder = SpeakerEncoder(model=model), SpeakerEncoder(tmp_path / "tiny.onnx")
+    keras_encoder, onnx_encoder = SpeakerEncoder(model=model), load_encoder(tmp_path / "tiny.onnx")
     assert onnx_encoder.runtime == "onnx" and onnx_encoder.speaker_model is None
     assert onnx_encoder.fingerprint == keras_encoder.fingerprint  # calibrations and enrolments carry over
     np.testing.assert_allclose(onnx_encoder.embed(speech_file), keras_encoder.embed(speech_file), atol=1e-4)
@@ -49,16 +50,16 @@ def test_an_onnx_export_runs_without_keras_and_matches_it(tmp_path, speech_file)
 
 def test_runtime_onnx_exports_a_keras_checkpoint_once_and_reuses_it(tmp_path, speech_file, private_home):
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
-    first = SpeakerEncoder(checkpoint, runtime="onnx")
+    first = load_encoder(checkpoint, runtime="onnx")
     cached = private_home / "exports" / f"{first.fingerprint}.onnx"
     stamp = cached.stat().st_mtime_ns
-    second = SpeakerEncoder(checkpoint, runtime="onnx")
+    second = load_encoder(checkpoint, runtime="onnx")
     assert cached.stat().st_mtime_ns == stamp and second.runtime == "onnx"
     np.testing.assert_allclose(second.embed(speech_file), SpeakerEncoder(checkpoint).embed(speech_file), atol=1e-4)
     with pytest.raises(ConfigError, match="unknown runtime 'torch'"):
-        SpeakerEncoder(checkpoint, runtime="torch")
+        load_encoder(checkpoint, runtime="torch")
     with pytest.raises(ConfigError, match="crop_frames needs the Keras runtime"):
-        SpeakerEncoder(checkpoint, runtime="onnx", crop_frames=160)
+        load_encoder(checkpoint, runtime="onnx", crop_frames=160)
 
 
 # Every format on the backbones no other test exports: ECAPA-TDNN is the shipped model (all three formats on dev
@@ -126,7 +127,7 @@ def test_impossible_exports_are_refused_before_any_work(tmp_path):
 def test_broken_or_foreign_exported_files_are_named_in_the_error(tmp_path):
     (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x01garbage" * 10)
     with pytest.raises(CheckpointError, match="corrupt.onnx: not a readable ONNX model"):
-        SpeakerEncoder(tmp_path / "corrupt.onnx")
+        load_encoder(tmp_path / "corrupt.onnx")
     import onnx
     from onnx import TensorProto, helper
 
@@ -141,7 +142,7 @@ def test_broken_or_foreign_exported_files_are_named_in_the_error(tmp_path):
         OnnxSpeakerModel(tmp_path / "foreign.onnx")
     (tmp_path / "lonely.tflite").write_bytes(b"TFL3")
     with pytest.raises(CheckpointError, match=r"lonely.tflite: its metadata .*lonely.tflite.json is missing"):
-        SpeakerEncoder(tmp_path / "lonely.tflite")
+        load_encoder(tmp_path / "lonely.tflite")
 
 
 def test_the_export_command_writes_a_parity_checked_file_and_refuses_a_fusion(tmp_path, capsys):
@@ -225,10 +226,10 @@ def test_an_export_whose_weights_or_metadata_changed_is_refused(tmp_path, speech
     model = tiny_model()
     original = tmp_path / "tiny.onnx"
     export_model(model, original, "onnx")
-    assert SpeakerEncoder(original).fingerprint == model_fingerprint(model)
+    assert load_encoder(original).fingerprint == model_fingerprint(model)
     swapped = _onnx_with(original, tmp_path / "swapped.onnx", weights=1)
     with pytest.raises(CheckpointError, match=r"swapped.onnx: the model's graph or metadata changed after export"):
-        SpeakerEncoder(swapped)
+        load_encoder(swapped)
     edits = {
         "rate": lambda m: m["feature_config"].update(sample_rate=8000),
         "trim": lambda m: m["feature_config"].update(trim="none"),
@@ -254,7 +255,7 @@ def test_an_export_whose_weights_or_metadata_changed_is_refused(tmp_path, speech
     fields["feature_config"]["sample_rate"] = 8000
     sidecar(tflite).write_text(json.dumps(fields))
     with pytest.raises(CheckpointError, match=r"tiny.tflite: the model's graph or metadata changed after export"):
-        SpeakerEncoder(tflite)
+        load_encoder(tflite)
 
 
 @pytest.mark.slow
@@ -263,14 +264,14 @@ def test_the_onnx_runtime_cache_is_checked_and_rebuilt_when_replaced(tmp_path, s
     other = tiny_model()
     other.set_weights([w * 1.5 for w in other.get_weights()])  # surely another model
     reference = SpeakerEncoder(checkpoint).embed(speech_file)
-    first = SpeakerEncoder(checkpoint, runtime="onnx")
+    first = load_encoder(checkpoint, runtime="onnx")
     cached = private_home / "exports" / f"{first.fingerprint}.onnx"
     other_export = tmp_path / "other.onnx"
     export_model(other, other_export, "onnx")
     for name, replacement in (("weights", _onnx_with(cached, tmp_path / "w.onnx", weights=2)), ("another model", other_export)):
         cached.write_bytes(replacement.read_bytes())
         with caplog.at_level("WARNING"):
-            encoder = SpeakerEncoder(checkpoint, runtime="onnx")
+            encoder = load_encoder(checkpoint, runtime="onnx")
         assert "the ONNX Runtime cache is not this model's export" in caplog.text, name
         caplog.clear()
         np.testing.assert_allclose(encoder.embed(speech_file), reference, atol=1e-4, err_msg=name)

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+from deep_speaker.assembly import load_teacher
 from deep_speaker.checkpoints import load_model
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
@@ -103,14 +104,17 @@ def test_distillation_learns_the_teachers_embeddings_and_exports_a_plain_model(w
     recipe = tiny_recipe(
         epochs=3, steps_per_epoch=6, loss="aamsoftmax", distill_from=str(teacher), distill_weight=10.0, select_by="val_eer"
     )
-    best = train_classifier(working_dir, recipe, progress=False)
+    with pytest.raises(ConfigError, match="trains with its teacher encoder"):
+        train_classifier(working_dir, recipe, progress=False)
+    best = train_classifier(working_dir, recipe, progress=False, teacher=load_teacher(recipe))
     cached = list(working_dir.glob("teacher_*.npy"))
     assert len(cached) == 1 and np.load(cached[0]).shape[1] == 8
     losses = [float(row["teacher_loss"]) for row in _rows(working_dir / "softmax" / "training.csv")]
     assert losses[-1] < losses[0] and -1.0 <= losses[-1] <= 1.0  # negative cosine to the teacher, improving
     model = load_model(best)
     assert model.output_shape == (None, 32) and all(layer.name != "teacher_projection" for layer in model.get_layer("backbone").layers)
-    train_classifier(working_dir, replace(recipe, run=replace(recipe.run, epochs=4)), progress=False)  # resumes the two-output trainer
+    longer = replace(recipe, run=replace(recipe.run, epochs=4))
+    train_classifier(working_dir, longer, progress=False, teacher=load_teacher(recipe))  # resumes the two-output trainer
     assert len(_rows(working_dir / "softmax" / "training.csv")) == 4
     with pytest.raises(ConfigError, match="select_by: val_eer"):
         tiny_recipe(loss="aamsoftmax", distill_from=str(teacher))

@@ -1,0 +1,115 @@
+"""The assembly floor: where encoders, runtimes, decision makers, attacks, diarizers and teachers are put together.
+
+Lower modules take the parts they need (an encoder, a gradient engine, a spoof gate, a teacher) and never choose or
+build them; the command line, the HTTP service and the benchmarks call this module. One path gives one encoder:
+
+    path                      runtime "keras" (default)          runtime "onnx"
+    NAME.keras / legacy .h5   SpeakerEncoder (Keras)             ExportedEncoder over the model's cached ONNX export
+    NAME.onnx/.tflite/folder  ExportedEncoder                    ExportedEncoder
+    NAME.fusion.json          FusedEncoder of its members, each opened by these rules
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .embedding import Encoder, ExportedEncoder, SpeakerEncoder
+from .errors import ConfigError
+from .exported import RUNTIMES, SUFFIXES
+from .score_fusion import DEFAULT_SYSTEM, FUSION_SUFFIX, FusedEncoder, checked_plan, fit_fusion, read_fusion
+
+KERAS_ONLY = ("crop_frames", "bfloat16", "waveform_in")  # SpeakerEncoder options an exported model cannot honour
+
+
+def load_encoder(path=None, runtime: str = "keras", **encoder_options) -> Encoder:
+    """The encoder of a model, export or fusion file (None: the shipped default system); `encoder_options` go to
+    every one-model encoder (a fusion's members included). `runtime="onnx"` runs Keras models through ONNX Runtime
+    (exported once, parity-checked, cached by fingerprint: same fingerprints, calibrations and stores)."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}; choose from {RUNTIMES}")
+    path = Path(DEFAULT_SYSTEM if path is None else path)
+    if path.name.endswith(FUSION_SUFFIX):
+        members = [load_encoder(path.parent / member.checkpoint, runtime, **encoder_options) for member in read_fusion(path)]
+        return FusedEncoder(path, members)
+    if path.suffix in SUFFIXES or path.is_dir():
+        return ExportedEncoder(path, **_exported_options(encoder_options))
+    if runtime == "onnx":
+        from .checkpoints import load_model
+        from .tf.export import onnx_copy
+
+        return ExportedEncoder(onnx_copy(load_model(path), path), checkpoint=path, **_exported_options(encoder_options))
+    return SpeakerEncoder(path, **encoder_options)
+
+
+def _exported_options(options: dict) -> dict:
+    """The options an exported model takes: the Keras-only ones are refused when set (the crop seed and XLA, which
+    only matter for crops, are dropped)."""
+    asked = [name for name in KERAS_ONLY if options.get(name) not in (None, False)]
+    if asked:
+        raise ConfigError(
+            f"{', '.join(asked)} with an exported model: crop_frames needs the Keras runtime without waveform_in (crops are "
+            "cut from features), and an export is waveform-in and computes in its own precision"
+        )
+    return {name: value for name, value in options.items() if name not in (*KERAS_ONLY, "seed", "jit_compile")}
+
+
+def fuse(checkpoints, paths, labels, target, weights=None, progress: bool = True) -> Path:
+    """Embed the recordings `paths` of training speakers `labels` with each model and write the fusion `target`
+    (`score_fusion.fit_fusion`)."""
+    checked_plan(checkpoints, target, weights)
+    embeddings = [load_encoder(checkpoint).embed_many(paths, progress=progress) for checkpoint in checkpoints]
+    return fit_fusion(checkpoints, embeddings, labels, target, weights)
+
+
+def build_verifier(encoder: Encoder, scorer=None, operating_point: str = "far1", threshold=None, detect_spoof=None):
+    """The `Verifier` of an encoder, with the spoof detector file `detect_spoof` (if any) as its gate."""
+    from .verification import Verifier
+
+    gate = None
+    if detect_spoof:
+        from .adversarial.detector import SpoofDetector
+
+        gate = SpoofDetector(detect_spoof)
+    return Verifier(encoder, scorer, operating_point=operating_point, threshold=threshold, spoof_gate=gate)
+
+
+def attack(encoder: Encoder, source, reference, threshold: float, targeted: bool, config=None, generator=None, progress=False):
+    """`adversarial.attack_recording` with TensorFlow's score gradient as the engine white-box methods follow."""
+    from .adversarial import AttackConfig, attack_recording
+    from .tf.gradients import ScoreGradient
+
+    config = config or AttackConfig()
+    return attack_recording(encoder, source, reference, threshold, targeted, config, generator, progress, score_gradient=ScoreGradient)
+
+
+def load_diarizer(checkpoint=None, config=None, overlap_detector=None, encoder: Encoder | None = None):
+    """A `Diarizer` with the model or fusion file `checkpoint` (None: the default system), or with the models of an
+    `encoder` already loaded (the service's), set for windows: no trimming and no speech check (the regions are
+    speech already), Keras models in batched crops of exactly one window; and the overlap detector file given
+    (None: the shipped one; none at all with `config.exclusive`)."""
+    from .diarization.pipeline import DiarizationConfig, Diarizer, load_overlap_detector, window_frames
+
+    config = config or DiarizationConfig()
+    options = {"trim": "none", "require_speech": False, "crop_frames": window_frames(config)}
+    if encoder is None:
+        encoder = load_encoder(checkpoint, **options)
+    else:
+        encoder = _windowed(encoder, options)
+    return Diarizer(encoder, config, None if config.exclusive else load_overlap_detector(overlap_detector))
+
+
+def _windowed(encoder: Encoder, options: dict) -> Encoder:
+    """The same models, already loaded (weights shared), under the diarizer's window `options`."""
+    if isinstance(encoder, FusedEncoder):
+        return FusedEncoder(encoder.checkpoint, [_windowed(member, options) for member in encoder.members])
+    if isinstance(encoder, ExportedEncoder):  # waveform-in: windows run one by one, uncropped
+        return ExportedEncoder(encoder.runner, encoder.checkpoint, **_exported_options({**options, "crop_frames": None}))
+    return SpeakerEncoder(encoder.checkpoint, model=encoder.speaker_model, **options)
+
+
+def load_teacher(recipe) -> Encoder | None:
+    """The teacher a classification recipe distils from (`loss.distill_from`), or None."""
+    return load_encoder(recipe.loss.distill_from) if recipe.loss.distill_from else None
+
+
+__all__ = ["attack", "build_verifier", "fuse", "load_diarizer", "load_encoder", "load_teacher"]
