@@ -73,8 +73,8 @@ def channel_copy(source: Path, condition: str, root: Path) -> Path:
 
 def embeddings(encoder, name: str, paths: list[Path]) -> np.ndarray:
     """Embeddings of `paths`, cached by the model's fingerprint and `name` (a fusion's from its members' caches)."""
-    if hasattr(encoder, "members"):
-        return encoder.join([embeddings(member, name, paths) for member in encoder.members])
+    if len(encoder.parts) > 1:
+        return np.concatenate([embeddings(part, name, paths) * scale for part, scale in encoder.parts], axis=1)
     cache = WORK / "embeddings" / f"{encoder.fingerprint}_{name}.npy"
     if cache.is_file():
         return np.load(cache)
@@ -117,7 +117,7 @@ def evaluate(label: str, checkpoint: Path, run_dirs: list[Path], corpus: Path, t
         "system": label,
         "checkpoint": str(checkpoint),
         "model": encoder.fingerprint,
-        "parameters": sum(int(member.model.count_params()) for member in getattr(encoder, "members", [encoder])),
+        "parameters": sum(int(part.model.count_params()) for part, _ in encoder.parts),
     }
     held_out_embeddings = embeddings(encoder, "validation", validation[0])
     row["validation_eer"] = all_pairs_eer(held_out_embeddings @ held_out_embeddings.T, validation[1])

@@ -59,15 +59,13 @@ class ScoreGradient:
     against a fixed `reference` embedding (normalised here)."""
 
     def __init__(self, encoder, reference: np.ndarray):
-        encoders = getattr(encoder, "members", [encoder])
-        scales = getattr(encoder, "scales", [1.0])
         reference = np.asarray(reference, np.float32)
         if reference.shape != (encoder.embedding_dim,):
             raise ConfigError(f"the reference embedding has shape {reference.shape}; the encoder makes ({encoder.embedding_dim},)")
         self.reference = reference / max(float(np.linalg.norm(reference)), 1e-12)
         self.members, start = [], 0
-        for member, scale in zip(encoders, scales):
-            if getattr(member, "speaker_model", None) is None:
+        for member, scale in encoder.parts:  # the one-model encoders, each with its share of the fused embedding
+            if member.speaker_model is None:
                 raise ConfigError("white-box attacks need the Keras model (runtime='keras'), not an exported one")
             stop = start + member.embedding_dim
             self.members.append(_Member(_member_function(member.speaker_model), member.feature_config.trim, float(scale), start, stop))
