@@ -71,9 +71,9 @@ def bf16_agreement(checkpoint: Path, files: list[str]) -> float:
 
 
 def run_path(path: str, files: list[str]) -> dict:
-    from deep_speaker.checkpoints import load_model
     from deep_speaker.embedding import SpeakerEncoder
     from deep_speaker.features import NUM_FRAMES, crop_or_pad
+    from deep_speaker.model_files import load_model
     from deep_speaker.models import feature_model
 
     model = load_model(CHECKPOINT)
@@ -145,7 +145,7 @@ def main() -> None:
     results = {path: sorted(path_runs, key=lambda run: run["seconds"])[len(path_runs) // 2] for path, path_runs in runs.items()}
     round_speedups = [r["seconds"] / o["seconds"] for r, o in zip(runs["reference"], runs["ours"])]
 
-    from deep_speaker.checkpoints import load_model
+    from deep_speaker.model_files import load_model
 
     flops = rescnn_flops(load_model(CHECKPOINT))
     peak = matmul_peak_gflops()

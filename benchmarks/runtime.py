@@ -30,9 +30,9 @@ VARIANTS = [  # (name, format, quantisation, file name)
 
 
 def main() -> None:
-    from deep_speaker.checkpoints import load_model
     from deep_speaker.embedding import DEFAULT_CHECKPOINT, ExportedEncoder, SpeakerEncoder
     from deep_speaker.evaluation import Trials, score_trials, verification_result
+    from deep_speaker.model_files import load_model
     from deep_speaker.tf.export import export_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

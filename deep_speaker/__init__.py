@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.2.0"
 
 _LAZY = {
-    "load_model": "checkpoints",
+    "load_model": "model_files",
     "save_model": "checkpoints",
     "SpeakerEncoder": "embedding",
     "FusedEncoder": "score_fusion",

@@ -34,7 +34,7 @@ def load_encoder(path=None, runtime: str = "keras", **encoder_options) -> Encode
     if path.suffix in SUFFIXES or path.is_dir():
         return ExportedEncoder(path, **_exported_options(encoder_options))
     if runtime == "onnx":
-        from .checkpoints import load_model
+        from .model_files import load_model
         from .tf.export import onnx_copy
 
         return ExportedEncoder(onnx_copy(load_model(path), path), checkpoint=path, **_exported_options(encoder_options))

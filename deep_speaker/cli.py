@@ -76,7 +76,8 @@ def cmd_download_checkpoint(args) -> int:
 
 
 def cmd_convert_checkpoint(args) -> int:
-    from .checkpoints import check_save_path, load_model, save_model
+    from .checkpoints import check_save_path, save_model
+    from .model_files import load_model
 
     check_save_path(args.target)
     model = load_model(args.source)
@@ -97,7 +98,7 @@ def cmd_import_model(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .checkpoints import load_model
+    from .model_files import load_model
     from .score_fusion import FUSION_SUFFIX
     from .tf.export import export_model
 
@@ -396,7 +397,8 @@ def cmd_fuse(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    from .checkpoints import check_save_path, load_model, save_model
+    from .checkpoints import check_save_path, save_model
+    from .model_files import load_model
     from .models.ensemble import build_ensemble
 
     check_save_path(args.target)
@@ -621,9 +623,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_test_model(args) -> int:
-    from .checkpoints import check_features
     from .data.split import SpeakerFeatures
     from .evaluation import closed_set_metrics
+    from .model_files import check_features
 
     data = SpeakerFeatures(args.working_dir)
     encoder = _encoder(args)

@@ -26,10 +26,10 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from .audio import FRAME_STEP, SAMPLE_RATE, Recording, name_of
-from .checkpoints import load_model
 from .errors import AudioError, CheckpointError, ConfigError, MissingAudioError
 from .exported import SUFFIXES, load_exported
 from .features import FeatureConfig, checked_features, crop_or_pad, require_speech
+from .model_files import load_model
 from .models import feature_config_of, feature_model, model_fingerprint
 from .models.speaker_model import require_speaker_model
 from .scoring import CosineScorer, Scorer

@@ -6,10 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from deep_speaker.checkpoints import load_model, save_model
+from deep_speaker.checkpoints import save_model
 from deep_speaker.errors import CheckpointError
 from deep_speaker.features import FeatureConfig, compute_features
 from deep_speaker.layers import FeatureSpec
+from deep_speaker.model_files import load_model
 from deep_speaker.models import build_backbone, feature_config_of, feature_model
 from deep_speaker.models.heads import build_dense_head
 from deep_speaker.models.speaker_model import backbone_of, model_fingerprint

@@ -178,7 +178,8 @@ def test_store_is_keyed_by_the_model_not_its_file(tmp_path):
     copy = tmp_path / "elsewhere" / "copy.keras"
     copy.parent.mkdir()
     copy.write_bytes(checkpoint.read_bytes())
-    from deep_speaker.checkpoints import load_model, save_model
+    from deep_speaker.checkpoints import save_model
+    from deep_speaker.model_files import load_model
 
     save_model(load_model(checkpoint), tmp_path / "resaved.keras")
     for path in (copy, tmp_path / "resaved.keras"):

@@ -161,7 +161,7 @@ class Fbank(keras.layers.Layer):
 class FeatureSpec(keras.layers.Layer):
     """Legacy (version 0.1): identity on a feature-in model's input that recorded its `FeatureConfig`.
 
-    Kept so `.keras` files written before `Fbank` still load; `checkpoints.load_model` rebuilds them as
+    Kept so `.keras` files written before `Fbank` still load; `model_files.load_model` rebuilds them as
     waveform-in models with an `Fbank` of the recorded recipe. New models never contain it.
     """
 

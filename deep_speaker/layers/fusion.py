@@ -23,7 +23,7 @@ class EmbeddingFusion(keras.layers.Layer):
     score-level fusion with weight w that still scores with one dot product.
 
     `trained` and `base_fingerprint` record that the head was trained, and on which base weights, so a
-    model with a never-trained or mismatched head is refused at load time (see `checkpoints.load_model`).
+    model with a never-trained or mismatched head is refused at load time (see `model_files.load_model`).
     """
 
     MODES = ("head", "concat", "score")

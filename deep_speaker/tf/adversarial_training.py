@@ -19,10 +19,11 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from ..audio import crop_waveform, load_speech
-from ..checkpoints import check_save_path, load_model, save_model
+from ..checkpoints import check_save_path, save_model
 from ..data.corpus import recordings_by_speaker
 from ..layers import CosineLogits
 from ..losses import AAMSoftmaxLoss
+from ..model_files import load_model
 from ..models import feature_config_of
 from .resume import resumable_steps
 

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..audio import FRAME_STEP
-from ..checkpoints import assign_weights_by_name, check_features, load_model, save_model
+from ..checkpoints import assign_weights_by_name, save_model
 from ..config import PHASE_DEFAULTS, SELECTION, Recipe, validate
 from ..data.augment import SPEEDS, WaveformAugmentation, read_clip_folder
 from ..data.batches import AugmentedBatches, ClassificationBatches, PrecomputedInputs, TripletBatches, targets
@@ -33,6 +33,7 @@ from ..errors import ConfigError, TrainingError
 from ..fileio import atomic_save_npy, atomic_write_bytes
 from ..layers import CosineLogits, L2Normalize
 from ..losses import LOSSES, AAMSoftmaxLoss, MarginWarmup
+from ..model_files import check_features, load_model
 from ..models import build_backbone, build_speaker_model
 from ..models.heads import HEAD_TAPS, build_head
 from ..models.speaker_model import backbone_of, base_of, build_fused, feature_model

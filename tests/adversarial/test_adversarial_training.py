@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from deep_speaker.adversarial import snr_db
-from deep_speaker.checkpoints import load_model
 from deep_speaker.errors import CheckpointError
+from deep_speaker.model_files import load_model
 from deep_speaker.tf.adversarial_training import adversarial_finetune, pgd_perturbation
 from tests.helpers import save_tiny_model, write_corpus
 

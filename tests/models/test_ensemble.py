@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from deep_speaker.checkpoints import load_model
 from deep_speaker.errors import ConfigError
 from deep_speaker.features import FeatureConfig
 from deep_speaker.layers import ScoreFusion
+from deep_speaker.model_files import load_model
 from deep_speaker.models.ensemble import build_ensemble
 from tests.helpers import synthetic_speech, tiny_model
 

@@ -61,7 +61,8 @@ def test_unknown_backbone_and_broken_contract(toy_backbone):
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_registered_backbone_passes_the_saving_harness(name, tmp_path):
     """Built small, wrapped as a speaker model, saved and reloaded: same config, same embeddings."""
-    from deep_speaker.checkpoints import load_model, save_model
+    from deep_speaker.checkpoints import save_model
+    from deep_speaker.model_files import load_model
     from deep_speaker.models import build_speaker_model
     from tests.helpers import synthetic_speech
 

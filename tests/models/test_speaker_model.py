@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from deep_speaker.checkpoints import load_model, save_model
+from deep_speaker.checkpoints import save_model
 from deep_speaker.errors import CheckpointError
 from deep_speaker.features import FeatureConfig, compute_features
+from deep_speaker.model_files import load_model
 from deep_speaker.models import feature_config_of, feature_model, model_fingerprint
 from deep_speaker.models.heads import build_dense_head, build_head
 from deep_speaker.models.speaker_model import backbone_of, base_of, build_fused, weights_fingerprint

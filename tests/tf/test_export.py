@@ -165,8 +165,8 @@ def test_the_export_command_writes_a_parity_checked_file_and_refuses_a_fusion(tm
 def test_the_shipped_model_exports_within_the_bounds_on_dev_recordings(tmp_path, shared_data):
     """The parity the deployment issue asks for, on real speech: ONNX and SavedModel 1e-4, TFLite 1e-3."""
     from deep_speaker.audio import load_speech
-    from deep_speaker.checkpoints import load_model
     from deep_speaker.embedding import DEFAULT_CHECKPOINT
+    from deep_speaker.model_files import load_model
 
     model = load_model(DEFAULT_CHECKPOINT)
     files = sorted((shared_data / "speechocean762" / "dev").rglob("*.flac"))[::120][:4]
@@ -302,7 +302,8 @@ def test_force_replaces_earlier_exports_only(tmp_path, capsys):
 def test_a_model_with_nan_weights_is_refused_at_load_and_export(tmp_path, capsys):
     import keras
 
-    from deep_speaker.checkpoints import load_model, save_model
+    from deep_speaker.checkpoints import save_model
+    from deep_speaker.model_files import load_model
 
     model = tiny_model()
     weights = model.get_weights()

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from deep_speaker.assembly import load_teacher
-from deep_speaker.checkpoints import load_model
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.features import FeatureConfig
 from deep_speaker.layers import CosineLogits
+from deep_speaker.model_files import load_model
 from deep_speaker.models import feature_config_of, feature_model
 from deep_speaker.tf.distribute import is_chief
 from deep_speaker.tf.train import train_classifier, train_head, train_triplet
