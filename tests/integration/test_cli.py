@@ -275,3 +275,14 @@ def test_a_command_that_loads_a_model_prints_no_tensorflow_banner(tmp_path):
     assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr and "cpu_feature_guard" not in result.stderr, (
         result.stderr
     )
+
+
+def test_the_command_reference_is_generated_from_the_parser_and_current():
+    from deep_speaker.cli import build_parser
+    from deep_speaker.cli.reference import markdown
+
+    reference = markdown()
+    assert (ROOT / "docs" / "commands.md").read_text() == reference, "run: python -m deep_speaker.cli.reference > docs/commands.md"
+    subcommands = next(a for a in build_parser()._actions if a.dest == "command")
+    primary = {action.dest for action in subcommands._choices_actions}
+    assert {line[5:-1] for line in reference.splitlines() if line.startswith("### `")} == primary  # every command, once

@@ -1,0 +1,161 @@
+"""What many commands share: the model, store, scorer and verifier a command's flags name, and argument types."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..exported import RUNTIMES
+from ..scoring.backends import SCORERS
+
+
+def checkpoint_path(args):
+    from ..score_fusion import DEFAULT_SYSTEM
+
+    return args.checkpoint_file or DEFAULT_SYSTEM
+
+
+def open_encoder(args):
+    from ..assembly import load_encoder
+
+    return load_encoder(
+        checkpoint_path(args),
+        crop_frames=args.crop_frames,
+        trim=args.trim,
+        bfloat16=args.bfloat16,
+        runtime=args.runtime,
+    )
+
+
+def require_inputs(paths) -> None:
+    """Each input recording exists and has a readable audio header: checked before any model loads."""
+    from ..audio import require_readable
+
+    for path in paths:
+        require_readable(path)
+
+
+def open_store(args, encoder=None, create: bool = False):
+    """The enrolment store; only `enroll` creates one (a missing store is an error, found before the model loads)."""
+    from ..enrol import SpeakerRegistry, require_store
+
+    if not create:
+        require_store(args.store)
+    return SpeakerRegistry(args.store, encoder or open_encoder(args), create=create)
+
+
+def open_scorer(args, encoder):
+    from ..scoring import load_scorer
+
+    return load_scorer(args.scorer, encoder.fingerprint)
+
+
+def open_verifier(args, encoder=None):
+    from ..assembly import build_verifier
+
+    encoder = encoder or open_encoder(args)
+    return build_verifier(encoder, open_scorer(args, encoder), args.operating_point, args.threshold, getattr(args, "detect_spoof", None))
+
+
+def parse_bool(text: str) -> bool:
+    """true/false, yes/no, 1/0 (plain `bool` would take any non-empty text, 'false' too, as True)."""
+    choices = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return choices[text.lower()]
+
+
+def whole_number(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(
+                f"must be between {minimum} and {maximum}, got {value}"
+                if maximum is not None
+                else f"must be at least {minimum}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+def number_in(low: float, high: float, low_open: bool = False):
+    """An argparse type: a finite number in [low, high] ((low, high] with `low_open`); NaN and infinity refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value > low if low_open else value >= low) or not value <= high:  # NaN fails both
+            raise argparse.ArgumentTypeError(f"must be a number in {'(' if low_open else '['}{low:g}, {high:g}], got {text}")
+        return value
+
+    return parse
+
+
+SEED = whole_number(0, 2**32 - 1)
+
+
+COUNT = whole_number(1)
+
+
+WEIGHT = number_in(0, 1e6, low_open=True)
+
+
+COSINE = number_in(-1, 1)
+
+
+PROBABILITY = number_in(0, 1)
+
+
+SNR_DB = number_in(0, 120)
+
+
+def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint_file",
+        help="model: Keras 2 .h5 (reference), Keras 3 .keras, a score fusion NAME.fusion.json, or an export (.onnx, .tflite, SavedModel folder) (default: the shipped default system)",
+    )
+    parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
+    parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
+    parser.add_argument(
+        "--runtime", choices=RUNTIMES, default=RUNTIMES[0], help="onnx: the model exported once (cached) and run by ONNX Runtime"
+    )
+
+
+def add_scorer_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scorer", choices=sorted(SCORERS), default="cosine", help="score back end (all but cosine need `fit-backend` first)"
+    )
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default="speakers.db", help="SQLite enrolment store (default: ./speakers.db)")
+    add_encoder_arguments(parser)
+
+
+def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..scoring.calibration import OPERATING_POINTS
+
+    parser.add_argument(
+        "--operating-point",
+        "--operating_point",
+        dest="operating_point",
+        choices=OPERATING_POINTS,
+        default="far1",
+        help="calibrated threshold: false accepts = misses (eer), or 1 %% / 0.1 %% false accepts (default far1)",
+    )
+    parser.add_argument("--threshold", type=float, default=None, help="explicit score threshold (overrides the operating point)")
+    parser.add_argument(
+        "--detect-spoof",
+        "--detect_spoof",
+        dest="detect_spoof",
+        help="a spoof detector (train-detector): recordings it flags are rejected with the reason",
+    )
+    add_store_arguments(parser)
+    add_scorer_argument(parser)

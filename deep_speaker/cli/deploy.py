@@ -1,0 +1,236 @@
+"""Commands that get, convert, combine, export and serve models."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import DeepSpeakerError
+from .common import WEIGHT, add_decision_arguments, number_in, open_verifier, whole_number
+
+
+def cmd_download_checkpoint(args) -> int:
+    from ..download import download_checkpoint
+
+    path = download_checkpoint(args.name, args.output_dir, args.url, progress=not args.quiet)
+    print(f"{path} (SHA-256 verified); use it as --checkpoint_file, or `convert-checkpoint {path} model.keras`")
+    return 0
+
+
+def cmd_convert_checkpoint(args) -> int:
+    from ..checkpoints import check_save_path, save_model
+    from ..model_files import load_model
+
+    check_save_path(args.target)
+    model = load_model(args.source)
+    save_model(model, args.target)
+    print(f"wrote {args.target} ({model.count_params():,} weights)")
+    return 0
+
+
+def cmd_import_model(args) -> int:
+    from ..checkpoints import check_save_path, save_model
+    from ..importers import IMPORTERS
+
+    check_save_path(args.target)
+    model = IMPORTERS[args.kind](args.source)
+    save_model(model, args.target)
+    print(f"wrote {args.target}: {args.kind} model from {args.source} ({model.count_params():,} weights)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..model_files import load_model
+    from ..score_fusion import FUSION_SUFFIX
+    from ..tf.export import export_model
+
+    if str(args.model).endswith(FUSION_SUFFIX):
+        raise DeepSpeakerError(f"{args.model}: a score fusion runs several models, each with its own trimming; export each member model")
+    quantisation = "float16" if args.float16 else "int8" if args.int8 else None
+    metadata = export_model(load_model(args.model), args.target, args.format, quantisation, force=args.force, source=args.model)
+    print(
+        f"wrote {args.target}: {args.format}{f' ({quantisation})' if quantisation else ''}, waveform (batch, samples) at "
+        f"{metadata.feature_config.sample_rate} Hz -> embedding ({metadata.embedding_dim}); trim before it: {metadata.feature_config.trim}"
+    )
+    print(f"parity with Keras on probe waveforms: max |difference| {metadata.max_abs_difference:.2e}, min cosine {metadata.min_cosine:.6f}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from ..assembly import load_diarizer
+    from ..service import ServiceLimits, SpeakerService, create_app
+
+    keys = list(args.api_key or []) + [k for k in os.environ.get("DEEP_SPEAKER_API_KEYS", "").split(",") if k]
+    given = {"max_seconds": args.max_seconds, "max_diarize_seconds": args.max_diarize_seconds, "max_concurrent": args.max_concurrent}
+    limits = ServiceLimits(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), **{name: value for name, value in given.items() if value is not None}
+    )
+    verifier = open_verifier(args)  # the encoder, scorer and spoof gate (--detect-spoof) as every command builds them
+    encoder = verifier.encoder
+    diarizer = load_diarizer(encoder=encoder)  # the verifier's models, loaded once
+    service = SpeakerService(
+        encoder,
+        args.store,
+        keys,
+        limits,
+        operating_point=args.operating_point,
+        scorer=verifier.scorer,
+        spoof_gate=verifier.spoof_gate,
+        diarizer=diarizer,
+    )
+    print(
+        f"serving model {encoder.fingerprint} on http://{args.host}:{args.port}/ (store {args.store}; writing {'enabled' if keys else 'disabled: no API key'})"
+    )
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_fuse(args) -> int:
+    from ..assembly import fuse
+    from ..data.corpus import discover_utterances
+
+    recordings = discover_utterances(args.audio_dir)
+    target = fuse(
+        args.models, [r.path for r in recordings], [r.speaker for r in recordings], args.target, args.weights, progress=not args.quiet
+    )
+    print(
+        f"wrote {target}: score fusion of {len(args.models)} models (impostor spreads from {len(recordings)} recordings in {args.audio_dir})"
+    )
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from ..checkpoints import check_save_path, save_model
+    from ..model_files import load_model
+    from ..models.ensemble import build_ensemble
+
+    check_save_path(args.target)
+    model = build_ensemble([load_model(path) for path in args.models], args.weights)
+    save_model(model, args.target)
+    print(
+        f"wrote {args.target}: {len(args.models)} models fused by score weights {model.get_layer('backbone').get_layer('score_fusion').fusion_weights} ({model.count_params():,} weights)"
+    )
+    return 0
+
+
+def register(commands) -> None:
+    _download_checkpoint_parser(commands)
+    _convert_checkpoint_parser(commands)
+    _import_model_parser(commands)
+    _export_parser(commands)
+    _serve_parser(commands)
+    _ensemble_parser(commands)
+    _fuse_parser(commands)
+
+
+def _download_checkpoint_parser(commands) -> None:
+    download = commands.add_parser("download-checkpoint", help="the reference's published checkpoints, resumable, SHA-256 verified")
+    download.add_argument(
+        "name", choices=("triplet", "softmax"), help="triplet: softmax + triplet, 2,484 LibriSpeech speakers; softmax: 921 speakers"
+    )
+    download.add_argument("--output_dir", default=".", help="folder for the .h5 (default: here)")
+    download.add_argument("--url", help="a mirror of the same file (default: the authors' Google Drive link)")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(handler=cmd_download_checkpoint)
+
+
+def _convert_checkpoint_parser(commands) -> None:
+    convert = commands.add_parser("convert-checkpoint", help="legacy Keras 2 .h5 -> native .keras")
+    convert.add_argument("source")
+    convert.add_argument("target")
+    convert.set_defaults(handler=cmd_convert_checkpoint)
+
+
+def _import_model_parser(commands) -> None:
+    imported = commands.add_parser(
+        "import-model", help="a pretrained model of another toolkit (PyTorch checkpoint, read without torch) -> .keras"
+    )
+    imported.add_argument(
+        "kind",
+        choices=["resemblyzer", "speechbrain"],
+        help="resemblyzer: the GE2E encoder's pretrained.pt; speechbrain: an ECAPA-TDNN or x-vector embedding_model.ckpt",
+    )
+    imported.add_argument("source")
+    imported.add_argument("target")
+    imported.set_defaults(handler=cmd_import_model)
+
+
+def _export_parser(commands) -> None:
+    export = commands.add_parser("export", help="waveform-in ONNX / TFLite / SavedModel of a model, front end included, parity-checked")
+    export.add_argument("model", help="a .keras or Keras 2 .h5 speaker model")
+    export.add_argument("target", help="NAME.onnx, NAME.tflite, or a SavedModel folder")
+    export.add_argument("--format", choices=["onnx", "tflite", "savedmodel"], required=True)
+    precision = export.add_mutually_exclusive_group()
+    precision.add_argument("--float16", action="store_true", help="TFLite: float16 weights")
+    precision.add_argument("--int8", action="store_true", help="ONNX or TFLite: int8 weights (dynamic range)")
+    export.add_argument("--force", action="store_true", help="replace an existing export")
+    export.set_defaults(handler=cmd_export)
+
+
+def _serve_parser(commands) -> None:
+    serve = commands.add_parser("serve", help="HTTP service and web page: embed, verify, enrol, identify, list, remove, diarize")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=whole_number(0, 65535), default=8000)
+    serve.add_argument(
+        "--api-key",
+        "--api_key",
+        dest="api_key",
+        action="append",
+        help="a key for enrolling and removing (repeatable; also DEEP_SPEAKER_API_KEYS=k1,k2)",
+    )
+    serve.add_argument(
+        "--max-upload-mb",
+        "--max_upload_mb",
+        dest="max_upload_mb",
+        type=number_in(0, 4096, low_open=True),
+        default=20.0,
+        help="largest request body (default 20 MB)",
+    )
+    serve.add_argument(
+        "--max-seconds",
+        "--max_seconds",
+        dest="max_seconds",
+        type=number_in(0, 86400, low_open=True),
+        default=120.0,
+        help="longest recording (default 120 s)",
+    )
+    serve.add_argument(
+        "--max-diarize-seconds",
+        "--max_diarize_seconds",
+        dest="max_diarize_seconds",
+        type=number_in(0, 86400, low_open=True),
+        help="longest recording to diarize (default: ServiceLimits.max_diarize_seconds, 10 minutes)",
+    )
+    serve.add_argument(
+        "--max-concurrent",
+        "--max_concurrent",
+        dest="max_concurrent",
+        type=whole_number(1, 64),
+        default=2,
+        help="requests running the model at once (default 2)",
+    )
+    add_decision_arguments(serve)
+    serve.set_defaults(handler=cmd_serve)
+
+
+def _ensemble_parser(commands) -> None:
+    ensemble = commands.add_parser("ensemble", help="fuse trained models with one front end into one model (weighted score fusion)")
+    ensemble.add_argument("models", nargs="+", help="speaker models (.keras or legacy .h5), two or more")
+    ensemble.add_argument("target", help="the fused model (.keras)")
+    ensemble.add_argument("--weights", type=WEIGHT, nargs="+", help="score weights, one per model (default: equal)")
+    ensemble.set_defaults(handler=cmd_ensemble)
+
+
+def _fuse_parser(commands) -> None:
+    fuse = commands.add_parser("fuse", help="score fusion of models with different front ends (e.g. GE2E + our own) -> NAME.fusion.json")
+    fuse.add_argument("models", nargs="+", help="speaker models, two or more")
+    fuse.add_argument("target", help="the fusion file (NAME.fusion.json); use it wherever a --checkpoint_file goes")
+    fuse.add_argument(
+        "--audio_dir",
+        required=True,
+        help="recordings of training speakers (not the evaluation speakers): each model's impostor-score spread",
+    )
+    fuse.add_argument("--weights", type=WEIGHT, nargs="+", help="one per model (default: equal)")
+    fuse.add_argument("--quiet", action="store_true", help="no progress bar")
+    fuse.set_defaults(handler=cmd_fuse)

@@ -1,0 +1,153 @@
+"""Commands for who spoke when: diarize a recording, score a diarization."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..diarization.pipeline import CLUSTERINGS, MAX_SPEAKERS, DiarizationConfig
+from ..errors import ConfigError
+from ..vad import VAD_METHODS
+from .common import COSINE, checkpoint_path, number_in, whole_number
+
+
+def cmd_diarize(args) -> int:
+    from ..audio import MAX_STREAM_SECONDS, require_readable
+    from ..diarization import write_rttm
+    from ..diarization.output import plot_timeline, write_json
+
+    config = DiarizationConfig(
+        window=args.window,
+        hop=args.hop,
+        clustering=args.clustering,
+        num_speakers=args.num_speakers,
+        min_speakers=args.min_speakers,
+        max_speakers=args.max_speakers,
+        ahc_threshold=args.threshold,
+        resegment=args.resegment,
+        vad=args.vad,
+        exclusive=args.exclusive,
+        overlap_threshold=args.overlap_threshold,
+    )
+    require_readable(args.audio, MAX_STREAM_SECONDS)  # before the model
+    from ..assembly import load_diarizer
+
+    segments = load_diarizer(checkpoint_path(args), config, args.overlap_detector).diarize(args.audio, progress=not args.quiet)
+    for segment in segments:
+        print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.speaker}")
+    print(f"{len({s.speaker for s in segments})} speaker(s), {len(segments)} turn(s)")
+    for path, write in ((args.rttm, write_rttm), (args.json, write_json), (args.plot, plot_timeline)):
+        if path:
+            write(path, segments)
+    return 0
+
+
+def cmd_score_diarization(args) -> int:
+    import json
+
+    from ..diarization import DiarizationError, read_rttm, read_uem, score_recordings
+    from ..fileio import atomic_write_bytes
+
+    reference, hypothesis = read_rttm(args.reference), read_rttm(args.hypothesis)
+    if not reference:
+        raise ConfigError(f"{args.reference}: no SPEAKER lines: nothing to score against")
+    scores = score_recordings(reference, hypothesis, args.collar, args.skip_overlap, read_uem(args.uem) if args.uem else None)
+    unscored = sorted({s.recording for s in hypothesis} - set(scores))
+    if unscored:
+        print(
+            f"warning: {len(unscored)} recording(s) of {args.hypothesis} are not in the reference, not scored: {', '.join(unscored[:5])}",
+            file=sys.stderr,
+        )
+    for name, error in scores.items():
+        print(f"{name}\t{error}")
+    total = sum(scores.values(), DiarizationError(0.0, 0.0, 0.0, 0.0))
+    print(f"TOTAL ({len(scores)} recording(s), collar {args.collar:g} s{', overlap skipped' if args.skip_overlap else ''})\t{total}")
+    if args.json:
+        document = {
+            "collar": args.collar,
+            "skip_overlap": args.skip_overlap,
+            "total": total.summary(),
+            "recordings": {n: e.summary() for n, e in scores.items()},
+        }
+        atomic_write_bytes(Path(args.json), json.dumps(document, indent=2).encode())
+    return 0
+
+
+def register(commands) -> None:
+    _diarize_parser(commands)
+    _score_diarization_parser(commands)
+
+
+def _diarize_parser(commands) -> None:
+    diarize = commands.add_parser("diarize", help="who spoke when: speaker turns of a recording (RTTM, JSON, timeline plot)")
+    diarize.add_argument("audio")
+    diarize.add_argument("--rttm", help="write the turns as RTTM")
+    diarize.add_argument("--json", help="write the turns as JSON")
+    diarize.add_argument("--plot", help="write a timeline PNG")
+    diarize.add_argument(
+        "--num-speakers", "--num_speakers", dest="num_speakers", type=whole_number(1, MAX_SPEAKERS), help="the speaker count, if known"
+    )
+    speakers = whole_number(1, MAX_SPEAKERS)
+    diarize.add_argument("--min-speakers", "--min_speakers", dest="min_speakers", type=speakers, default=DiarizationConfig.min_speakers)
+    diarize.add_argument("--max-speakers", "--max_speakers", dest="max_speakers", type=speakers, default=DiarizationConfig.max_speakers)
+    diarize.add_argument(
+        "--clustering",
+        choices=CLUSTERINGS,
+        default=DiarizationConfig.clustering,
+        help="agglomerative (calibrated threshold) or spectral (eigengap)",
+    )
+    diarize.add_argument(
+        "--threshold", type=COSINE, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)"
+    )
+    diarize.add_argument("--window", type=number_in(0.2, 30), default=DiarizationConfig.window, help="seconds per embedded window")
+    diarize.add_argument("--hop", type=number_in(0.05, 30), default=DiarizationConfig.hop, help="seconds between windows")
+    diarize.add_argument(
+        "--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation"
+    )
+    diarize.add_argument(
+        "--vad",
+        choices=VAD_METHODS,
+        default=DiarizationConfig.vad,
+        help="voice-activity detector (default %(default)s: see README, Diarization)",
+    )
+    diarize.add_argument(
+        "--exclusive", action="store_true", help="one speaker at every instant (for ASR): overlapped speech is not given a second speaker"
+    )
+    diarize.add_argument(
+        "--overlap-detector",
+        "--overlap_detector",
+        dest="overlap_detector",
+        help="a train-overlap best.keras (default: the shipped overlap detector)",
+    )
+    diarize.add_argument(
+        "--overlap-threshold",
+        "--overlap_threshold",
+        dest="overlap_threshold",
+        type=number_in(0.01, 0.99),
+        default=DiarizationConfig.overlap_threshold,
+        help="overlap probability from which speech gets a second speaker (default %(default)s)",
+    )
+    diarize.add_argument("--quiet", action="store_true", help="no progress bar")
+    diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
+    diarize.set_defaults(handler=cmd_diarize)
+
+
+def _score_diarization_parser(commands) -> None:
+    scoring = commands.add_parser(
+        "score-diarization",
+        help="DER (missed, false alarm, confusion) and JER of RTTM turns against a reference, per recording and in total",
+    )
+    scoring.add_argument("reference", help="reference RTTM")
+    scoring.add_argument("hypothesis", help="hypothesis RTTM (e.g. from diarize --rttm)")
+    scoring.add_argument(
+        "--collar",
+        type=number_in(0, 10),
+        default=0.25,
+        help="seconds either side of each reference boundary left unscored (md-eval's; default 0.25)",
+    )
+    scoring.add_argument(
+        "--skip-overlap", "--skip_overlap", dest="skip_overlap", action="store_true", help="leave overlapped reference speech unscored"
+    )
+    scoring.add_argument("--uem", help="UEM file: score only its regions ('<recording> <channel> <start> <end>' per line)")
+    scoring.add_argument("--json", help="write the numbers here")
+    scoring.set_defaults(handler=cmd_score_diarization)

@@ -1,0 +1,149 @@
+"""Everyday commands: embed, verify, enrol, list, remove, identify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DeepSpeakerError
+from .common import (
+    add_decision_arguments,
+    add_encoder_arguments,
+    add_store_arguments,
+    open_encoder,
+    open_store,
+    open_verifier,
+    require_inputs,
+)
+
+
+def cmd_embed(args) -> int:
+    from ..fileio import atomic_save_npy
+
+    out = Path(args.out)
+    if out.is_dir() or out.suffix != ".npy":
+        raise DeepSpeakerError(f"{out}: --out names the .npy file to write (not a folder)")
+    require_inputs(args.files)
+    embeddings = open_encoder(args).embed_many(args.files, progress=len(args.files) > 1)
+    atomic_save_npy(args.out, embeddings)
+    print(f"wrote {args.out}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    if (args.audio_b is None) == (args.speaker is None):
+        raise DeepSpeakerError("verify takes two recordings (verify A B) or one and an enrolled name (verify A --speaker NAME)")
+    if args.speaker is not None:
+        from ..enrol import require_store
+
+        require_store(args.store)  # before the model
+    require_inputs([args.audio_a] + ([args.audio_b] if args.audio_b is not None else []))
+    verifier = open_verifier(args)
+    if args.speaker is not None:
+        with open_store(args, verifier.encoder) as registry:
+            decision = verifier.verify_enrolled(args.audio_a, args.speaker, registry)
+    else:
+        decision = verifier.verify(args.audio_a, args.audio_b)
+    print(decision)
+    return 0
+
+
+def cmd_enroll(args) -> int:
+    require_inputs(args.files)
+    with open_store(args, create=True) as registry:
+        registry.enroll(args.name, args.files, replace=args.replace)
+    print(f"enrolled {args.name!r} from {len(args.files)} file(s) in {args.store}")
+    return 0
+
+
+def _store_alone(args):
+    """The store for listing and removing names: checked against the model when one is named (`--checkpoint_file`),
+    else opened as it is, with no model loaded (a second, not TensorFlow's start-up)."""
+    from ..enrol import SpeakerRegistry
+
+    return SpeakerRegistry(args.store, open_encoder(args) if args.checkpoint_file else None, create=False)
+
+
+def cmd_list(args) -> int:
+    with _store_alone(args) as registry:
+        names = registry.names()
+    for name, files in names:
+        print(f"{name}\t{files} file(s)")
+    if not names:
+        print(f"{args.store}: no speaker enrolled")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    with _store_alone(args) as registry:
+        registry.remove(args.name)
+    print(f"removed {args.name!r} from {args.store}")
+    return 0
+
+
+def cmd_identify(args) -> int:
+    from ..enrol import require_store
+    from ..verification import check_top_k
+
+    check_top_k(args.top_k)  # the options and the store before the model
+    require_store(args.store)
+    require_inputs([args.audio])
+    verifier = open_verifier(args)
+    with open_store(args, verifier.encoder) as registry:
+        print(verifier.identify(args.audio, registry, args.top_k))
+    return 0
+
+
+def register(commands) -> None:
+    _embed_parser(commands)
+    _verify_parser(commands)
+    _enroll_parser(commands)
+    _list_parser(commands)
+    _remove_parser(commands)
+    _identify_parser(commands)
+
+
+def _embed_parser(commands) -> None:
+    embed = commands.add_parser("embed", help="embed audio files into an .npy (n, dim)")
+    embed.add_argument("files", nargs="+")
+    embed.add_argument("--out", required=True)
+    add_encoder_arguments(embed)
+    embed.set_defaults(handler=cmd_embed)
+
+
+def _verify_parser(commands) -> None:
+    verify = commands.add_parser("verify", help="same speaker? two recordings, or a recording and an enrolled name")
+    verify.add_argument("audio_a")
+    verify.add_argument("audio_b", nargs="?")
+    verify.add_argument("--speaker", help="compare audio_a with this enrolled speaker")
+    add_decision_arguments(verify)
+    verify.set_defaults(handler=cmd_verify)
+
+
+def _enroll_parser(commands) -> None:
+    enroll = commands.add_parser("enroll", help="enrol a speaker from one or more recordings (embeddings averaged)")
+    enroll.add_argument("name")
+    enroll.add_argument("files", nargs="+")
+    enroll.add_argument("--replace", action="store_true", help="overwrite an existing speaker of that name")
+    add_store_arguments(enroll)
+    enroll.set_defaults(handler=cmd_enroll)
+
+
+def _list_parser(commands) -> None:
+    listing = commands.add_parser("list", help="enrolled speakers")
+    add_store_arguments(listing)
+    listing.set_defaults(handler=cmd_list)
+
+
+def _remove_parser(commands) -> None:
+    remove = commands.add_parser("remove", help="delete an enrolled speaker")
+    remove.add_argument("name")
+    add_store_arguments(remove)
+    remove.set_defaults(handler=cmd_remove)
+
+
+def _identify_parser(commands) -> None:
+    identify = commands.add_parser("identify", help="who is speaking? ranked enrolled speakers, 'unknown' below the threshold")
+    identify.add_argument("audio")
+    identify.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5)
+    add_decision_arguments(identify)
+    identify.set_defaults(handler=cmd_identify)
