@@ -243,19 +243,21 @@ def _check(condition: bool, message: str) -> None:
 
 def validate(recipe: Recipe) -> Recipe:
     """Every enumerated option against its registry and every number against its range, before any work."""
+    _validate_architecture(recipe)
+    _validate_loss(recipe)
+    _validate_run(recipe)
+    _validate_augment(recipe.augment)
+    return recipe
+
+
+def _validate_architecture(recipe: Recipe) -> None:
+    """The model and head groups: registered names, sizes in range."""
     from .layers import EmbeddingFusion
-    from .losses import LOSSES
     from .models import BACKBONES
     from .models.heads import HEAD_BUILDERS
     from .models.registry import MAX_EMBEDDING_DIM, MAX_WIDTH
 
     phase = recipe.phase
-    if "loss" in PHASE_GROUPS[phase]:
-        _check(
-            recipe.loss.name in PHASE_LOSSES[phase], f"loss {recipe.loss.name!r} is not one of {PHASE_LOSSES[phase]} for {phase} training"
-        )
-        _check(recipe.loss.name in LOSSES, f"unknown loss {recipe.loss.name!r}; choose from {sorted(LOSSES)}")
-    _check(recipe.optimiser.name in OPTIMISERS, f"unknown optimiser {recipe.optimiser.name!r}; choose from {OPTIMISERS}")
     if "model" in PHASE_GROUPS[phase]:
         _check(recipe.model.name in BACKBONES, f"unknown model {recipe.model.name!r}; choose from {sorted(BACKBONES)}")
         _check(0 < recipe.model.width <= MAX_WIDTH, f"width must be > 0 and at most {MAX_WIDTH:g}, got {recipe.model.width}")
@@ -273,7 +275,17 @@ def validate(recipe: Recipe) -> Recipe:
         _check(0 <= head.dropout < 1, f"dropout must be in [0, 1), got {head.dropout}")
         _check(head.finetune_epochs >= 0, f"finetune_epochs must be >= 0, got {head.finetune_epochs}")
         _check(math.isfinite(head.finetune_learning_rate) and head.finetune_learning_rate > 0, "finetune_learning_rate must be > 0")
-    loss, optimiser, run = recipe.loss, recipe.optimiser, recipe.run
+
+
+def _validate_loss(recipe: Recipe) -> None:
+    """The loss (for its phase), distillation and the optimiser."""
+    from .losses import LOSSES
+
+    phase, loss, optimiser = recipe.phase, recipe.loss, recipe.optimiser
+    if "loss" in PHASE_GROUPS[phase]:
+        _check(loss.name in PHASE_LOSSES[phase], f"loss {loss.name!r} is not one of {PHASE_LOSSES[phase]} for {phase} training")
+        _check(loss.name in LOSSES, f"unknown loss {loss.name!r}; choose from {sorted(LOSSES)}")
+    _check(optimiser.name in OPTIMISERS, f"unknown optimiser {optimiser.name!r}; choose from {OPTIMISERS}")
     _check(math.isfinite(loss.margin) and loss.margin >= 0, f"margin must be >= 0, got {loss.margin}")
     _check(math.isfinite(loss.scale) and loss.scale > 0, f"scale must be > 0, got {loss.scale}")
     _check(loss.negative_candidates >= 1, f"negative_candidates must be >= 1, got {loss.negative_candidates}")
@@ -290,6 +302,11 @@ def validate(recipe: Recipe) -> Recipe:
     )
     _check(optimiser.reduce_lr_patience >= 1, f"reduce_lr_patience must be >= 1, got {optimiser.reduce_lr_patience}")
     _check(0 < optimiser.reduce_lr_factor < 1, f"reduce_lr_factor must be in (0, 1), got {optimiser.reduce_lr_factor}")
+
+
+def _validate_run(recipe: Recipe) -> None:
+    """Batches, epochs, selection, input and strategy, and what each loss needs of them."""
+    phase, loss, run = recipe.phase, recipe.loss, recipe.run
     minimum_batch = 3 if loss.name == "triplet" else 1
     _check(run.batch_size >= minimum_batch, f"batch_size must be >= {minimum_batch}, got {run.batch_size}")
     _check(run.num_frames >= 16, f"num_frames must be >= 16 (the backbone downsamples time by 16), got {run.num_frames}")
@@ -323,10 +340,12 @@ def validate(recipe: Recipe) -> Recipe:
             run.batch_size % loss.crops_per_speaker == 0,
             f"batch_size ({run.batch_size}) must be a multiple of crops_per_speaker ({loss.crops_per_speaker})",
         )
-    aug = recipe.augment
+
+
+def _validate_augment(aug: AugmentRecipe) -> None:
+    """Probabilities, the SNR range and the noise and room folders."""
     for name in ("noise_probability", "reverb_probability", "channel_probability"):
         _check(0 <= getattr(aug, name) <= 1, f"{name} must be in [0, 1], got {getattr(aug, name)}")
     _check(aug.snr_min_db <= aug.snr_max_db, f"snr_min_db ({aug.snr_min_db}) must not exceed snr_max_db ({aug.snr_max_db})")
     for name in ("noise_dir", "rir_dir"):
         _check(not getattr(aug, name) or Path(getattr(aug, name)).is_dir(), f"{name} {getattr(aug, name)!r} is not a folder")
-    return recipe

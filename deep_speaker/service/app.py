@@ -252,6 +252,8 @@ def identification_json(result: Identification) -> dict:
 
 
 def create_app(service: SpeakerService) -> FastAPI:
+    """The service's application: errors as JSON, the page, recognition and the enrolment store, behind the upload limit."""
+
     @asynccontextmanager
     async def lifespan(app):
         yield
@@ -263,6 +265,14 @@ def create_app(service: SpeakerService) -> FastAPI:
         version="1",
         description="Speaker verification, identification and enrolment. Audio: WAV, FLAC, OGG/Opus or MP3 uploads.",
     )
+    _add_error_handlers(app, service)
+    _add_recognition_routes(app, service)
+    _add_store_routes(app, service)
+    return UploadLimit(app, service.limits.max_upload_bytes)
+
+
+def _add_error_handlers(app: FastAPI, service: SpeakerService) -> None:
+    """Every failure as one JSON error with a status and a code; a bug says no more than that."""
 
     @app.exception_handler(ServiceError)
     async def on_service_error(request: Request, error: ServiceError):
@@ -286,6 +296,10 @@ def create_app(service: SpeakerService) -> FastAPI:
     @app.exception_handler(Exception)
     async def on_bug(request: Request, error: Exception):
         return error_response(500, "internal_error", "internal error (the service log has the details)")
+
+
+def _add_recognition_routes(app: FastAPI, service: SpeakerService) -> None:
+    """The page, health, and what the models answer: embed, verify, identify, diarize."""
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -360,6 +374,10 @@ def create_app(service: SpeakerService) -> FastAPI:
             "rttm": rttm_text(segments),
         }
 
+
+def _add_store_routes(app: FastAPI, service: SpeakerService) -> None:
+    """The enrolment store: list, enrol and remove (the last two with an API key)."""
+
     @app.get("/speakers", summary="Enrolled speakers")
     def speakers():
         return {"speakers": [{"name": name, "files": files} for name, files in service.registry.names()]}
@@ -383,5 +401,3 @@ def create_app(service: SpeakerService) -> FastAPI:
         service.check_key(x_api_key)
         service.registry.remove(name)
         return {"removed": name}
-
-    return UploadLimit(app, service.limits.max_upload_bytes)
