@@ -4,7 +4,8 @@ from python_speech_features import fbank
 from python_speech_features.base import get_filterbanks
 
 from deep_speaker.audio import load_speech, read_audio, trim_silence_reference
-from deep_speaker.features import NUM_FBANKS, FeatureConfig, compute_features, crop_or_pad, file_features, mel_filterbank
+from deep_speaker.features import NUM_FBANKS, FeatureConfig, compute_features, crop_or_pad, file_features
+from deep_speaker.frontends.spectra import mel_filterbank
 from tests.helpers import synthetic_speech
 
 

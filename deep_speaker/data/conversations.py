@@ -17,7 +17,7 @@ import numpy as np
 
 from ..audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE
 from ..errors import ConfigError
-from ..features import num_frames_of
+from ..frontends.deep_speaker import num_frames_of
 from .augment import babble, coloured_noise, fit_length, reverberate
 
 NOISE_KINDS = ("white", "pink", "brown", "babble", "hum", "recorded", "white + room")

@@ -28,7 +28,8 @@ import numpy as np
 
 from ..audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE
 from ..errors import ConfigError
-from ..features import MIN_SPEECH_VARIATION_DB, fbank_energies, spectro_temporal_variation, speech_check_energies
+from ..features import MIN_SPEECH_VARIATION_DB, spectro_temporal_variation, speech_check_energies
+from ..frontends.deep_speaker import fbank_energies
 from ..vad import VAD_METHODS, speech_activity
 from .rttm import Segment
 

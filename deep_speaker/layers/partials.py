@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from .sizes import size_maximum
+from ..frontends.spectra import size_maximum
 
 
 @keras.saving.register_keras_serializable(package="deep_speaker")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from ..features import PARTIAL_FRAMES, PARTIAL_STEP
+from ..frontends.resemblyzer import PARTIAL_FRAMES, PARTIAL_STEP
 from ..layers import L2Normalize, PartialAverage, PartialWindows
 from .registry import register_backbone
 from .xvector import scaled

@@ -14,7 +14,7 @@ from deep_speaker.data.conversations import (
     talkers_at,
 )
 from deep_speaker.errors import ConfigError
-from deep_speaker.features import num_frames_of
+from deep_speaker.frontends.deep_speaker import num_frames_of
 from tests.helpers import synthetic_speech
 
 VOICES = {f"s{k}": [synthetic_speech(1.0 + 0.2 * u, pitch=100 + 50 * k, seed=u) for u in range(3)] for k in range(4)}

@@ -283,7 +283,7 @@ class OracleOverlap:
         self.start, self.end = start, end
 
     def __call__(self, waveform, training=False):
-        from deep_speaker.features import num_frames_of
+        from deep_speaker.frontends.deep_speaker import num_frames_of
 
         centres = (np.arange(num_frames_of(waveform.shape[1])) * 160 + 200) / 16000
         return np.where((centres >= self.start) & (centres < self.end), 10.0, -10.0)[None].astype(np.float32)

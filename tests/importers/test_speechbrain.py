@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from deep_speaker.embedding import SpeakerEncoder
-from deep_speaker.features import speechbrain_fbank
+from deep_speaker.frontends.speechbrain import speechbrain_fbank
 from deep_speaker.layers import Fbank
 from deep_speaker.models.speaker_model import feature_model
 from tests.helpers import cli_in_process, torchaudio_resample

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from deep_speaker.errors import CheckpointError, ConfigError
-from deep_speaker.features import FeatureConfig, partial_grid_length, resemblyzer_mel, slaney_mel_filterbank
+from deep_speaker.features import FeatureConfig
+from deep_speaker.frontends.resemblyzer import partial_grid_length, resemblyzer_mel, slaney_mel_filterbank
 from deep_speaker.importers import read_torch_checkpoint
 from deep_speaker.importers.resemblyzer import ge2e_weights
 from deep_speaker.layers.partials import PartialAverage, PartialWindows
