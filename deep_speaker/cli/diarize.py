@@ -108,7 +108,7 @@ def _diarize_parser(commands) -> None:
         "--vad",
         choices=VAD_METHODS,
         default=DiarizationConfig.vad,
-        help="voice-activity detector (default %(default)s: see README, Diarization)",
+        help="voice-activity detector (default %(default)s: see docs/diarization.md)",
     )
     diarize.add_argument(
         "--exclusive", action="store_true", help="one speaker at every instant (for ASR): overlapped speech is not given a second speaker"

@@ -34,7 +34,8 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
             continue
         choices = ", ".join(map(str, action.choices)) if action.choices else ""
-        rows.append(f"| {_flags(action)} | {_default(action)} | {_cell(choices)} | {_cell(action.help)} |")
+        what = (action.help or "").replace("%(default)s", str(action.default))  # as argparse expands it
+        rows.append(f"| {_flags(action)} | {_default(action)} | {_cell(choices)} | {_cell(what)} |")
     return rows
 
 

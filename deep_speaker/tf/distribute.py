@@ -48,7 +48,7 @@ def strategy(name: str = "default") -> tf.distribute.Strategy:
             from ..errors import ConfigError
 
             raise ConfigError(
-                "strategy multi_worker needs TF_CONFIG (the cluster's addresses and this task); see README 'Training at scale'"
+                "strategy multi_worker needs TF_CONFIG (the cluster's addresses and this task); see docs/training.md"
             )
         return _reduce_nested(tf.distribute.MultiWorkerMirroredStrategy)()
     return tf.distribute.get_strategy()
