@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .embedding import Encoder, ExportedEncoder, SpeakerEncoder
 from .errors import ConfigError
-from .exported import RUNTIMES, SUFFIXES
+from .exported import RUNTIMES, SUFFIXES, cached_onnx
 from .score_fusion import DEFAULT_SYSTEM, FUSION_SUFFIX, FusedEncoder, checked_plan, fit_fusion, read_fusion
 
 KERAS_ONLY = ("crop_frames", "bfloat16", "waveform_in")  # SpeakerEncoder options an exported model cannot honour
@@ -34,11 +34,19 @@ def load_encoder(path=None, runtime: str = "keras", **encoder_options) -> Encode
     if path.suffix in SUFFIXES or path.is_dir():
         return ExportedEncoder(path, **_exported_options(encoder_options))
     if runtime == "onnx":
-        from .model_files import load_model
-        from .tf.export import onnx_copy
-
-        return ExportedEncoder(onnx_copy(load_model(path), path), checkpoint=path, **_exported_options(encoder_options))
+        return ExportedEncoder(_onnx_runner(path), checkpoint=path, **_exported_options(encoder_options))
     return SpeakerEncoder(path, **encoder_options)
+
+
+def _onnx_runner(checkpoint):
+    """The cached ONNX Runtime copy of a checkpoint file (no TensorFlow), exported once with Keras when there is none."""
+    cached = cached_onnx(checkpoint)
+    if cached is not None:
+        return cached
+    from .model_files import load_model
+    from .tf.export import onnx_copy
+
+    return onnx_copy(checkpoint, load_model(checkpoint))
 
 
 def _exported_options(options: dict) -> dict:

@@ -18,9 +18,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import keras
 import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
@@ -29,16 +28,17 @@ from .audio import FRAME_STEP, SAMPLE_RATE, Recording, name_of
 from .errors import AudioError, CheckpointError, ConfigError, MissingAudioError
 from .exported import SUFFIXES, load_exported
 from .features import FeatureConfig, checked_features, crop_or_pad, require_speech
-from .model_files import load_model
-from .models import feature_config_of, feature_model, model_fingerprint
-from .models.speaker_model import require_speaker_model
 from .scoring import CosineScorer, Scorer
+
+if TYPE_CHECKING:  # Keras (and TensorFlow) load only when a Keras model is used: exports run without them
+    import keras
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "deep_speaker.keras"
 
 
 def to_bfloat16(model: keras.Model) -> keras.Model:
     """A copy of `model` computing in bfloat16 with float32 weights (fast on CPUs with AVX512_BF16)."""
+    import keras
 
     def clone_layer(layer):
         return layer.__class__.from_config({**layer.get_config(), "dtype": "mixed_bfloat16"})
@@ -238,6 +238,12 @@ class SpeakerEncoder(ModelEncoder):
         require_speech: bool = True,
         max_frames: int = 6000,
     ):
+        import keras
+
+        from .model_files import load_model
+        from .models import feature_config_of, feature_model, model_fingerprint
+        from .models.speaker_model import require_speaker_model
+
         if model is None:
             checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
             if not checkpoint.exists():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from .errors import CheckpointError
 from .features import FeatureConfig
+from .fileio import toolkit_home
 
 FORMAT = "deep-speaker-export/2"  # /2: the digest binds metadata to graph
 METADATA_KEY = "deep_speaker"  # the ONNX metadata property holding the JSON below
@@ -46,9 +48,13 @@ class ExportMetadata:
     max_abs_difference: float | None = None  # measured against the Keras model at export
     min_cosine: float | None = None
     digest: str | None = None  # SHA-256 of the graph and of every field above (`sealed`)
+    source_sha256: str | None = None  # SHA-256 of the checkpoint file exported (the ONNX Runtime cache's key)
 
     def _fields(self) -> dict:
-        return {"format": FORMAT, **asdict(self)}
+        fields = {"format": FORMAT, **asdict(self)}
+        if fields["source_sha256"] is None:  # exports written before the field existed keep their digest
+            del fields["source_sha256"]
+        return fields
 
     def to_json(self) -> str:
         return json.dumps(self._fields(), indent=2)
@@ -234,3 +240,34 @@ def load_exported(path, metadata: ExportMetadata | None = None):
     """A callable waveforms (batch, samples) -> embeddings for any exported model, with its `metadata` (read from
     the file unless given)."""
     return RUNNERS[model_format(path)](path, metadata)
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_cache_path(checkpoint) -> Path:
+    """Where the ONNX Runtime copy of the checkpoint file `checkpoint` is kept: keyed by the file's SHA-256, so it is
+    found (and trusted) without loading the checkpoint, hence without TensorFlow."""
+    return toolkit_home() / "exports" / f"{file_sha256(checkpoint)}.onnx"
+
+
+def cached_onnx(checkpoint) -> OnnxSpeakerModel | None:
+    """The cached ONNX Runtime copy of `checkpoint` (`tf.export.onnx_copy` writes it), or None where there is none or
+    it is not an unchanged export of exactly this file (logged; the caller exports again)."""
+    path = onnx_cache_path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        cached = OnnxSpeakerModel(path)
+        if cached.metadata.source_sha256 != path.stem:
+            raise CheckpointError(f"{path}: an export of another file")
+        return cached
+    except CheckpointError as error:
+        logging.getLogger(__name__).warning("the ONNX Runtime cache is not this model's export (%s); exporting it again", error)
+        return None

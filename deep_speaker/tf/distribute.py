@@ -47,9 +47,7 @@ def strategy(name: str = "default") -> tf.distribute.Strategy:
         if not os.environ.get("TF_CONFIG"):
             from ..errors import ConfigError
 
-            raise ConfigError(
-                "strategy multi_worker needs TF_CONFIG (the cluster's addresses and this task); see docs/training.md"
-            )
+            raise ConfigError("strategy multi_worker needs TF_CONFIG (the cluster's addresses and this task); see docs/training.md")
         return _reduce_nested(tf.distribute.MultiWorkerMirroredStrategy)()
     return tf.distribute.get_strategy()
 

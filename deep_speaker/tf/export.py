@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import replace
@@ -25,8 +26,7 @@ import numpy as np
 
 from ..checkpoints import require_finite_weights
 from ..errors import CheckpointError, ConfigError
-from ..exported import METADATA_KEY, ExportMetadata, OnnxSpeakerModel, graph_digest, load_exported, sidecar
-from ..fileio import toolkit_home
+from ..exported import METADATA_KEY, ExportMetadata, OnnxSpeakerModel, graph_digest, load_exported, onnx_cache_path, sidecar
 from ..layers import Fbank
 from ..models import feature_config_of, model_fingerprint
 from ..models.speaker_model import require_speaker_model
@@ -161,9 +161,16 @@ def _is_export(path: Path) -> bool:
 
 
 def export_model(
-    model: keras.Model, target, model_format: str = "onnx", quantisation: str | None = None, force: bool = False, source="model"
+    model: keras.Model,
+    target,
+    model_format: str = "onnx",
+    quantisation: str | None = None,
+    force: bool = False,
+    source="model",
+    source_sha256: str | None = None,
 ) -> ExportMetadata:
-    """Write `model` (a waveform-in speaker model) to `target` in `model_format`; returns the metadata written.
+    """Write `model` (a waveform-in speaker model) to `target` in `model_format`; returns the metadata written
+    (`source_sha256`, the checkpoint file's digest, labels the ONNX Runtime cache).
 
     A float export whose embeddings differ from Keras's by more than `PARITY_BOUND` on the probe waveforms is
     refused (`CheckpointError`) and nothing is written; a quantised one records its smallest cosine instead.
@@ -195,6 +202,7 @@ def export_model(
         config,
         model_format,
         quantisation,
+        source_sha256=source_sha256,
     )
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as staging:
         staged = Path(staging) / target.name
@@ -210,23 +218,11 @@ def export_model(
     return metadata
 
 
-def onnx_copy(model: keras.Model, source="model"):
-    """`model` as ONNX Runtime runs it: exported once (parity-checked) to `~/.deep_speaker/exports/<fingerprint>.onnx`
-    and reused. What the cache holds is checked before use, not trusted: its digest, its fingerprint, and its
-    embeddings of the probe waveforms against the Keras model's; anything else is rebuilt."""
-    fingerprint = model_fingerprint(model)
-    path = toolkit_home() / "exports" / f"{fingerprint}.onnx"
-    if path.is_file():
-        try:
-            cached = OnnxSpeakerModel(path)
-            if cached.metadata.fingerprint != fingerprint:
-                raise CheckpointError(f"{path}: an export of model {cached.metadata.fingerprint}, not {fingerprint}")
-            difference, _ = _compare(cached, model, probe_waveforms(cached.metadata.feature_config.sample_rate))
-            if not difference <= PARITY_BOUND["onnx"]:
-                raise CheckpointError(f"{path}: computes other embeddings than the model (max |difference| {difference:.2e})")
-            return cached
-        except CheckpointError as error:
-            logging.getLogger(__name__).warning("the ONNX Runtime cache is not this model's export (%s); exporting it again", error)
+def onnx_copy(checkpoint, model: keras.Model):
+    """The checkpoint file `checkpoint` (loaded as `model`) as ONNX Runtime runs it: exported once (parity-checked) to
+    `exported.onnx_cache_path(checkpoint)`, labelled with the file's SHA-256, so later runs find it without Keras."""
+    path = onnx_cache_path(checkpoint)
     path.unlink(missing_ok=True)
-    export_model(model, path, "onnx", source=source)
+    print(f"{checkpoint}: exporting it once for ONNX Runtime (parity-checked; cached as {path})", file=sys.stderr)
+    export_model(model, path, "onnx", source=checkpoint, source_sha256=path.stem)
     return OnnxSpeakerModel(path)

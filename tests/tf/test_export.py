@@ -9,7 +9,7 @@ import pytest
 from deep_speaker.assembly import load_encoder
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
-from deep_speaker.exported import OnnxSpeakerModel, read_metadata, sidecar
+from deep_speaker.exported import OnnxSpeakerModel, onnx_cache_path, read_metadata, sidecar
 from deep_speaker.features import FeatureConfig
 from deep_speaker.models import model_fingerprint
 from deep_speaker.tf import export
@@ -51,15 +51,30 @@ def test_an_onnx_export_runs_without_keras_and_matches_it(tmp_path, speech_file)
 def test_runtime_onnx_exports_a_keras_checkpoint_once_and_reuses_it(tmp_path, speech_file, private_home):
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     first = load_encoder(checkpoint, runtime="onnx")
-    cached = private_home / "exports" / f"{first.fingerprint}.onnx"
+    cached = onnx_cache_path(checkpoint)
     stamp = cached.stat().st_mtime_ns
     second = load_encoder(checkpoint, runtime="onnx")
     assert cached.stat().st_mtime_ns == stamp and second.runtime == "onnx"
-    np.testing.assert_allclose(second.embed(speech_file), SpeakerEncoder(checkpoint).embed(speech_file), atol=1e-4)
+    keras_encoder = SpeakerEncoder(checkpoint)
+    assert first.fingerprint == second.fingerprint == keras_encoder.fingerprint  # calibrations and stores carry over
+    np.testing.assert_allclose(second.embed(speech_file), keras_encoder.embed(speech_file), atol=1e-4)
     with pytest.raises(ConfigError, match="unknown runtime 'torch'"):
         load_encoder(checkpoint, runtime="torch")
     with pytest.raises(ConfigError, match="crop_frames needs the Keras runtime"):
         load_encoder(checkpoint, runtime="onnx", crop_frames=160)
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    script = (  # a later process finds the cached copy by the file's digest: ONNX Runtime alone, no TensorFlow
+        "import sys; from deep_speaker.cli import main; code = main(sys.argv[1:]); "
+        "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)"
+    )
+    verify = ["verify", speech_file, speech_file, "--checkpoint_file", checkpoint, "--runtime", "onnx", "--threshold", "0.5"]
+    result = subprocess.run([sys.executable, "-c", script, *map(str, verify)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "same speaker" in result.stdout, result.stderr
+    assert result.stdout.strip().endswith("no tensorflow") and "exporting it once" not in result.stderr
 
 
 # Every format on the backbones no other test exports: ECAPA-TDNN is the shipped model (all three formats on dev
@@ -265,7 +280,7 @@ def test_the_onnx_runtime_cache_is_checked_and_rebuilt_when_replaced(tmp_path, s
     other.set_weights([w * 1.5 for w in other.get_weights()])  # surely another model
     reference = SpeakerEncoder(checkpoint).embed(speech_file)
     first = load_encoder(checkpoint, runtime="onnx")
-    cached = private_home / "exports" / f"{first.fingerprint}.onnx"
+    cached = onnx_cache_path(checkpoint)
     other_export = tmp_path / "other.onnx"
     export_model(other, other_export, "onnx")
     for name, replacement in (("weights", _onnx_with(cached, tmp_path / "w.onnx", weights=2)), ("another model", other_export)):
