@@ -124,7 +124,10 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
     parser.add_argument(
-        "--runtime", choices=RUNTIMES, default=RUNTIMES[0], help="onnx: the model exported once (cached) and run by ONNX Runtime"
+        "--runtime",
+        choices=RUNTIMES,
+        default=RUNTIMES[0],
+        help="onnx: the model exported once (cached by its file's SHA-256) and run by ONNX Runtime, later runs without TensorFlow",
     )
 
 
