@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .embedding import Encoder, ExportedEncoder, SpeakerEncoder
 from .errors import ConfigError
-from .exported import RUNTIMES, SUFFIXES, cached_onnx
+from .exported import RUNTIMES, SUFFIXES, cached_onnx, cached_onnx_copy
 from .score_fusion import DEFAULT_SYSTEM, FUSION_SUFFIX, FusedEncoder, checked_plan, fit_fusion, read_fusion
 
 KERAS_ONLY = ("crop_frames", "bfloat16", "waveform_in")  # SpeakerEncoder options an exported model cannot honour
@@ -90,20 +90,36 @@ def attack(encoder: Encoder, source, reference, threshold: float, targeted: bool
     return attack_recording(encoder, source, reference, threshold, targeted, config, generator, progress, score_gradient=ScoreGradient)
 
 
-def load_diarizer(checkpoint=None, config=None, overlap_detector=None, encoder: Encoder | None = None):
+def load_diarizer(checkpoint=None, config=None, overlap_detector=None, encoder: Encoder | None = None, runtime: str = "keras"):
     """A `Diarizer` with the model or fusion file `checkpoint` (None: the default system), or with the models of an
     `encoder` already loaded (the service's), set for windows: no trimming and no speech check (the regions are
     speech already), Keras models in batched crops of exactly one window; and the overlap detector file given
-    (None: the shipped one; none at all with `config.exclusive`)."""
-    from .diarization.pipeline import DiarizationConfig, Diarizer, load_overlap_detector, window_frames
+    (None: the shipped one; none at all with `config.exclusive`). `runtime="onnx"` runs the models and the detector
+    through ONNX Runtime (no TensorFlow once their copies are cached)."""
+    from .diarization.pipeline import DiarizationConfig, Diarizer, window_frames
 
     config = config or DiarizationConfig()
     options = {"trim": "none", "require_speech": False, "crop_frames": window_frames(config)}
     if encoder is None:
-        encoder = load_encoder(checkpoint, **options)
+        encoder = load_encoder(checkpoint, runtime, **({**options, "crop_frames": None} if runtime == "onnx" else options))
     else:
         encoder = _windowed(encoder, options)
-    return Diarizer(encoder, config, None if config.exclusive else load_overlap_detector(overlap_detector))
+    return Diarizer(encoder, config, None if config.exclusive else _overlap_detector(overlap_detector, runtime))
+
+
+def _overlap_detector(path, runtime: str):
+    """The overlap detector file (None: the shipped one) as Keras runs it, or its cached ONNX Runtime copy."""
+    from .diarization.pipeline import DEFAULT_OVERLAP_DETECTOR, load_overlap_detector
+
+    if runtime == "keras":
+        return load_overlap_detector(path)
+    path = path or DEFAULT_OVERLAP_DETECTOR
+    cached = cached_onnx_copy(path)
+    if cached is not None:
+        return cached
+    from .tf.export import onnx_model_copy
+
+    return onnx_model_copy(path, load_overlap_detector(path))
 
 
 def _windowed(encoder: Encoder, options: dict) -> Encoder:

@@ -271,3 +271,47 @@ def cached_onnx(checkpoint) -> OnnxSpeakerModel | None:
     except CheckpointError as error:
         logging.getLogger(__name__).warning("the ONNX Runtime cache is not this model's export (%s); exporting it again", error)
         return None
+
+
+COPY_KEY = "deep_speaker_copy"  # the ONNX metadata property of a cached copy of a model that is not a speaker model
+
+
+def copy_seal(graph: str, source_sha256: str) -> str:
+    """The metadata binding a cached ONNX copy to its graph (`graph_digest`) and to the checkpoint file it copies."""
+    return json.dumps({"source_sha256": source_sha256, "digest": hashlib.sha256(f"{graph}\n{source_sha256}".encode()).hexdigest()})
+
+
+class OnnxCopy:
+    """A Keras model that is not a speaker model (the overlap detector) as ONNX Runtime runs it, from the cache:
+    `copy(batch)` -> its first output. Refused unless it is an unchanged copy of the file whose SHA-256 is `source`."""
+
+    def __init__(self, path, source_sha256: str):
+        import onnxruntime
+
+        properties = {p.key: p.value for p in _load_onnx(path).metadata_props}
+        try:
+            seal = json.loads(properties[COPY_KEY])
+        except (KeyError, ValueError):
+            raise CheckpointError(f"{path}: not a deep-speaker ONNX copy") from None
+        if seal.get("source_sha256") != source_sha256 or properties[COPY_KEY] != copy_seal(graph_digest(path), source_sha256):
+            raise CheckpointError(f"{path}: not an unchanged copy of this model")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime's own exception types (invalid graph, unsupported op)
+            raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({error})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.asarray(batch, np.float32)})[0]
+
+
+def cached_onnx_copy(checkpoint) -> OnnxCopy | None:
+    """The cached ONNX copy of the (non-speaker) model file `checkpoint`, or None (logged when one is there but refused)."""
+    path = onnx_cache_path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        return OnnxCopy(path, path.stem)
+    except CheckpointError as error:
+        logging.getLogger(__name__).warning("the ONNX Runtime cache is not this model's copy (%s); exporting it again", error)
+        return None

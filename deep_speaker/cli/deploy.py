@@ -68,7 +68,7 @@ def cmd_serve(args) -> int:
     )
     verifier = open_verifier(args)  # the encoder, scorer and spoof gate (--detect-spoof) as every command builds them
     encoder = verifier.encoder
-    diarizer = load_diarizer(encoder=encoder)  # the verifier's models, loaded once
+    diarizer = load_diarizer(encoder=encoder, runtime=args.runtime)  # the verifier's models, loaded once
     service = SpeakerService(
         encoder,
         args.store,

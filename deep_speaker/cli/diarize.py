@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..diarization.pipeline import CLUSTERINGS, MAX_SPEAKERS, DiarizationConfig
 from ..errors import ConfigError
+from ..exported import RUNTIMES
 from ..vad import VAD_METHODS
 from .common import COSINE, checkpoint_path, number_in, whole_number
 
@@ -32,7 +33,8 @@ def cmd_diarize(args) -> int:
     require_readable(args.audio, MAX_STREAM_SECONDS)  # before the model
     from ..assembly import load_diarizer
 
-    segments = load_diarizer(checkpoint_path(args), config, args.overlap_detector).diarize(args.audio, progress=not args.quiet)
+    diarizer = load_diarizer(checkpoint_path(args), config, args.overlap_detector, runtime=args.runtime)
+    segments = diarizer.diarize(args.audio, progress=not args.quiet)
     for segment in segments:
         print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.speaker}")
     print(f"{len({s.speaker for s in segments})} speaker(s), {len(segments)} turn(s)")
@@ -129,6 +131,12 @@ def _diarize_parser(commands) -> None:
     )
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
     diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
+    diarize.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=RUNTIMES[0],
+        help="onnx: the models and the overlap detector through ONNX Runtime (cached copies)",
+    )
     diarize.set_defaults(handler=cmd_diarize)
 
 

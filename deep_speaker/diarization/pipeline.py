@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from ..frontends.deep_speaker import fbank_energies
 from ..vad import VAD_METHODS, speech_activity
 from .rttm import Segment
 
+DEFAULT_OVERLAP_DETECTOR = Path(__file__).resolve().parent.parent / "pretrained" / "overlap_detector.keras"
 BLOCK_SECONDS = FRAME_STEP / SAMPLE_RATE  # 10 ms
 CLUSTERINGS = ("spectral", "ahc")
 MAX_SPEAKERS = 100  # the most speakers a count (given, minimum or maximum) may name
@@ -394,16 +396,29 @@ class Analysis:
 
 
 def load_overlap_detector(path=None):
-    """The overlapped-speech detector (`train-overlap`; None: the shipped one), refused if it is another model."""
+    """The overlapped-speech detector (`train-overlap`; None: the shipped one) as a Keras model, refused if it is
+    another model."""
     from ..checkpoints import load_keras_file
     from ..errors import CheckpointError
-    from ..models.overlap import DEFAULT_OVERLAP_DETECTOR, OVERLAP_NAME
+    from ..models.overlap import OVERLAP_NAME
 
     path = path or DEFAULT_OVERLAP_DETECTOR
     model = load_keras_file(path)
     if model.name != OVERLAP_NAME:
         raise CheckpointError(f"{path}: not an overlap detector (model {model.name!r}); train one with `train-overlap`")
     return model
+
+
+def overlap_per_block(detector, samples: np.ndarray) -> np.ndarray:
+    """Probability of overlapped speech per 10 ms block of `samples` (16 kHz mono) from an overlap `detector` (the
+    Keras model, or its ONNX Runtime copy: waveforms (batch, samples) -> logits per frame): block b takes the frame
+    whose 25 ms window is centred in it (frame b - 1), the ends the nearest frame."""
+    blocks = -(-samples.size // FRAME_STEP)
+    if samples.size < FRAME_LENGTH:
+        return np.zeros(blocks, np.float32)
+    logits = np.asarray(detector(np.asarray(samples, np.float32)[None]))[0]
+    frames = np.clip(np.arange(blocks) - 1, 0, logits.size - 1)
+    return (1 / (1 + np.exp(-logits[frames].astype(np.float64)))).astype(np.float32)
 
 
 def window_frames(config: DiarizationConfig) -> int:
@@ -449,9 +464,6 @@ class Diarizer:
         """The `Analysis` of a recording given as consecutive chunks of samples; only the current chunk's samples
         are held."""
         from tqdm import tqdm
-
-        if self.overlap_detector is not None:
-            from ..models.overlap import overlap_per_block  # Keras: only with a detector
 
         regions, spans, embeddings, frame_cepstra, overlap, powers, offset = [], [], [], [], [], [], 0
         with tqdm(desc="diarize", unit="s", disable=not progress) as bar:

@@ -11,18 +11,14 @@ floors and levels.
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 import keras
-import numpy as np
 
-from ..audio import FRAME_LENGTH, FRAME_STEP
 from ..features import FeatureConfig
 from ..layers import Fbank
 
 OVERLAP_FEATURES = FeatureConfig(trim="none", energies="log", normalisation="utterance")
 OVERLAP_NAME = "overlap_detector"
-DEFAULT_OVERLAP_DETECTOR = Path(__file__).resolve().parent.parent / "pretrained" / "overlap_detector.keras"
 
 
 def build_overlap_detector(
@@ -40,14 +36,3 @@ def build_overlap_detector(
         x = keras.layers.Add(name=f"residual{index}")([x, y])
     logit = keras.layers.Conv1D(1, 1, name="logit")(x)
     return keras.Model(waveform, keras.layers.Reshape((-1,), name="per_frame")(logit), name=OVERLAP_NAME)
-
-
-def overlap_per_block(model: keras.Model, samples: np.ndarray) -> np.ndarray:
-    """Probability of overlapped speech per 10 ms block of `samples` (16 kHz mono): block b takes the frame whose
-    25 ms window is centred in it (frame b - 1), the ends the nearest frame."""
-    blocks = -(-samples.size // FRAME_STEP)
-    if samples.size < FRAME_LENGTH:
-        return np.zeros(blocks, np.float32)
-    logits = keras.ops.convert_to_numpy(model(np.asarray(samples, np.float32)[None], training=False))[0]
-    frames = np.clip(np.arange(blocks) - 1, 0, logits.size - 1)
-    return (1 / (1 + np.exp(-logits[frames].astype(np.float64)))).astype(np.float32)

@@ -26,7 +26,18 @@ import numpy as np
 
 from ..checkpoints import require_finite_weights
 from ..errors import CheckpointError, ConfigError
-from ..exported import METADATA_KEY, ExportMetadata, OnnxSpeakerModel, graph_digest, load_exported, onnx_cache_path, sidecar
+from ..exported import (
+    COPY_KEY,
+    METADATA_KEY,
+    ExportMetadata,
+    OnnxCopy,
+    OnnxSpeakerModel,
+    copy_seal,
+    graph_digest,
+    load_exported,
+    onnx_cache_path,
+    sidecar,
+)
 from ..layers import Fbank
 from ..models import feature_config_of, model_fingerprint
 from ..models.speaker_model import require_speaker_model
@@ -226,3 +237,28 @@ def onnx_copy(checkpoint, model: keras.Model):
     print(f"{checkpoint}: exporting it once for ONNX Runtime (parity-checked; cached as {path})", file=sys.stderr)
     export_model(model, path, "onnx", source=checkpoint, source_sha256=path.stem)
     return OnnxSpeakerModel(path)
+
+
+def onnx_model_copy(checkpoint, model: keras.Model, bound: float = 1e-3):
+    """A waveform-in Keras model that is not a speaker model (the overlap detector) as ONNX Runtime runs it: exported
+    once to `exported.onnx_cache_path(checkpoint)`, its outputs on the probe waveforms within `bound` of Keras's
+    (else refused, nothing cached), sealed to the file's SHA-256 (`exported.copy_seal`)."""
+    import onnx
+
+    path = onnx_cache_path(checkpoint)
+    print(f"{checkpoint}: exporting it once for ONNX Runtime (parity-checked; cached as {path})", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
+        staged = Path(staging) / path.name
+        _write_onnx(model, staged, None)
+        graph = onnx.load(str(staged))
+        graph.metadata_props.add(key=COPY_KEY, value=copy_seal(graph_digest(staged), path.stem))
+        onnx.save(graph, str(staged))
+        copy = OnnxCopy(staged, path.stem)
+        for waveform in probe_waveforms(16000):
+            expected = keras.ops.convert_to_numpy(model(waveform[None], training=False))
+            difference = float(np.max(np.abs(copy(waveform[None]) - expected)))
+            if not difference <= bound:
+                raise CheckpointError(f"{checkpoint}: its ONNX copy differs from the Keras model by {difference:.2e} (bound {bound:.0e})")
+        os.replace(staged, path)
+    return OnnxCopy(path, path.stem)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from deep_speaker.config import load_recipe
-from deep_speaker.diarization.pipeline import load_overlap_detector
+from deep_speaker.diarization.pipeline import DEFAULT_OVERLAP_DETECTOR, load_overlap_detector, overlap_per_block
 from deep_speaker.errors import CheckpointError, ConfigError
-from deep_speaker.models.overlap import OVERLAP_NAME, build_overlap_detector, overlap_per_block
-from tests.helpers import cli_in_process, save_tiny_model, write_corpus
+from deep_speaker.models.overlap import OVERLAP_NAME, build_overlap_detector
+from tests.helpers import ROOT, cli_in_process, pitch_conversation, save_tiny_model, write_corpus
 
 
 def test_the_detector_gives_a_probability_per_10_ms_block():
@@ -96,3 +96,39 @@ def test_the_shipped_detector_finds_where_two_real_speakers_talk_at_once(shared_
         inside.append(np.median(probability[both]))
         outside.append(np.quantile(probability[alone], 0.9))
     assert np.mean(inside) > np.mean(outside), (inside, outside)
+
+
+@pytest.mark.slow
+def test_the_shipped_detector_runs_through_its_cached_onnx_copy_and_diarize_needs_no_tensorflow(tmp_path, private_home, caplog):
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from deep_speaker.exported import cached_onnx_copy, onnx_cache_path
+    from deep_speaker.tf.export import onnx_model_copy
+
+    assert cached_onnx_copy(DEFAULT_OVERLAP_DETECTOR) is None
+    keras_detector = load_overlap_detector()
+    copy = onnx_model_copy(DEFAULT_OVERLAP_DETECTOR, keras_detector)
+    wave, _ = pitch_conversation([(110, 2.0), (220, 2.0), (110, 1.5)])
+    np.testing.assert_allclose(overlap_per_block(copy, wave), overlap_per_block(keras_detector, wave), atol=1e-4)
+    assert cached_onnx_copy(DEFAULT_OVERLAP_DETECTOR) is not None
+    cached = onnx_cache_path(DEFAULT_OVERLAP_DETECTOR)
+    kept = cached.read_bytes()
+    cached.write_bytes(kept.replace(b"source_sha256", b"source_sha257"))  # a label edited: refused, exported again
+    with caplog.at_level("WARNING"):
+        assert cached_onnx_copy(DEFAULT_OVERLAP_DETECTOR) is None
+    assert "not this model's copy" in caplog.text
+    cached.write_bytes(kept)
+    audio, model = tmp_path / "talk.wav", save_tiny_model(tmp_path / "tiny.keras")
+    sf.write(audio, wave, 16000)
+    script = (
+        "import sys; from deep_speaker.cli import main; code = main(sys.argv[1:]); "
+        "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow'); sys.exit(code)"
+    )
+    command = [sys.executable, "-c", script, "diarize", audio, "--checkpoint_file", model, "--threshold", "0.5", "--runtime", "onnx"]
+    runs = [subprocess.run([*map(str, command), "--quiet"], capture_output=True, text=True, cwd=ROOT) for _ in range(2)]
+    assert all(run.returncode == 0 and "turn(s)" in run.stdout for run in runs), runs[0].stderr
+    assert runs[0].stdout.strip().endswith("tensorflow loaded")  # the tiny model's first run exports it
+    assert runs[1].stdout.strip().endswith("no tensorflow") and runs[1].stdout.splitlines()[:-1] == runs[0].stdout.splitlines()[:-1]
