@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .embedding import Encoder, ExportedEncoder, SpeakerEncoder
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .exported import RUNTIMES, SUFFIXES, cached_onnx, cached_onnx_copy
 from .score_fusion import DEFAULT_SYSTEM, FUSION_SUFFIX, FusedEncoder, checked_plan, fit_fusion, read_fusion
 
@@ -31,6 +31,8 @@ def load_encoder(path=None, runtime: str = "keras", **encoder_options) -> Encode
     if path.name.endswith(FUSION_SUFFIX):
         members = [load_encoder(path.parent / member.checkpoint, runtime, **encoder_options) for member in read_fusion(path)]
         return FusedEncoder(path, members)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file", cli_hint="pass --checkpoint_file")
     if path.suffix in SUFFIXES or path.is_dir():
         return ExportedEncoder(path, **_exported_options(encoder_options))
     if runtime == "onnx":

@@ -9,7 +9,8 @@ from deep_speaker import audio
 from deep_speaker.assembly import build_verifier, fuse, load_diarizer, load_encoder
 from deep_speaker.diarization import DiarizationConfig
 from deep_speaker.embedding import ExportedEncoder, SpeakerEncoder
-from deep_speaker.errors import ConfigError
+from deep_speaker.errors import CheckpointError, ConfigError
+from deep_speaker.exported import RUNTIMES
 from deep_speaker.features import FeatureConfig
 from deep_speaker.score_fusion import FusedEncoder
 from tests.helpers import save_tiny_model, synthetic_speech
@@ -80,6 +81,9 @@ def test_runtimes_and_exported_models_open_by_the_one_rule(tmp_path):
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     with pytest.raises(ConfigError, match="unknown runtime 'torch'"):
         load_encoder(checkpoint, runtime="torch")
+    for runtime in RUNTIMES:  # named, not a traceback from hashing or loading a file that is not there
+        with pytest.raises(CheckpointError, match="missing.keras: no such checkpoint file"):
+            load_encoder(tmp_path / "missing.keras", runtime=runtime)
     keras_encoder = load_encoder(checkpoint)
     assert type(keras_encoder) is SpeakerEncoder and keras_encoder.runtime == "keras"
     (tmp_path / "model.onnx").write_bytes(b"not read: the name says it is an export")
