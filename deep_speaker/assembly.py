@@ -24,7 +24,8 @@ KERAS_ONLY = ("crop_frames", "bfloat16", "waveform_in")  # SpeakerEncoder option
 def load_encoder(path=None, runtime: str = "keras", **encoder_options) -> Encoder:
     """The encoder of a model, export or fusion file (None: the shipped default system); `encoder_options` go to
     every one-model encoder (a fusion's members included). `runtime="onnx"` runs Keras models through ONNX Runtime
-    (exported once, parity-checked, cached by fingerprint: same fingerprints, calibrations and stores)."""
+    (exported once with Keras, parity-checked, cached by the checkpoint file's SHA-256 so later runs need no
+    TensorFlow; same fingerprints, calibrations and stores)."""
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; choose from {RUNTIMES}")
     path = Path(DEFAULT_SYSTEM if path is None else path)
