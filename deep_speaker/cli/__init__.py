@@ -23,12 +23,32 @@ from . import adversarial, data, deploy, diarize, evaluate, train, use  # noqa: 
 GROUPS = (data, train, evaluate, use, diarize, deploy, adversarial)  # the order of `deep-speaker -h`
 
 
+def _hyphenated(token: str) -> str:
+    """A flag in the one spelling: `--audio_dir` -> `--audio-dir` (a value after `=` is left alone)."""
+    if not token.startswith("--"):
+        return token
+    flag, equals, value = token.partition("=")
+    return flag.replace("_", "-") + equals + value
+
+
+class _Parser(argparse.ArgumentParser):
+    """One flag spelling: words joined by hyphens (`--audio-dir`). The underscore spelling (`--audio_dir`, which
+    scripts written for earlier versions use) is accepted everywhere as an alias: flags are respelt before parsing."""
+
+    def add_argument(self, *names, **options):
+        return super().add_argument(*dict.fromkeys(map(_hyphenated, names)), **options)
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args([_hyphenated(str(token)) if isinstance(token, str) else token for token in args], namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deep-speaker", description="Deep Speaker speaker recognition toolkit")
+    parser = _Parser(prog="deep-speaker", description="Deep Speaker speaker recognition toolkit")
     parser.add_argument(
         "--trim", choices=TRIM_METHODS, default=None, help="silence removal before features (default: the model's, else 'reference')"
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for group in GROUPS:
         group.register(commands)
     return parser

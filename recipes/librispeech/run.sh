@@ -11,12 +11,12 @@ SUBSETS=(train-clean-100 train-clean-360 train-other-500 dev-clean dev-other tes
 ./download_librispeech.sh "$DATA" "${SUBSETS[@]}"
 # every recording of every subset, speaker = the first field of its name (LibriSpeech's spk-chapter-utt.flac)
 find "$DATA/LibriSpeech" -name '*.flac' | sort | awk -F/ '{split($NF, f, "-"); print $0 "," f[1]}' > "$DATA/all.csv"
-python cli.py build-shards --audio_dir "$DATA/LibriSpeech/train-clean-360" --working_dir "$WD/clean360"
-python cli.py build-shards --audio_dir "$DATA/all.csv" --working_dir "$WD/all"
-python cli.py train-softmax --working_dir "$WD/clean360" --recipe recipes/librispeech/softmax.yaml "$@"
-python cli.py train-triplet --working_dir "$WD/all" --recipe recipes/librispeech/triplet.yaml \
-  --initial_checkpoint "$WD/clean360/softmax/best.keras" "$@"
+python cli.py build-shards --audio-dir "$DATA/LibriSpeech/train-clean-360" --working-dir "$WD/clean360"
+python cli.py build-shards --audio-dir "$DATA/all.csv" --working-dir "$WD/all"
+python cli.py train-softmax --working-dir "$WD/clean360" --recipe recipes/librispeech/softmax.yaml "$@"
+python cli.py train-triplet --working-dir "$WD/all" --recipe recipes/librispeech/triplet.yaml \
+  --initial-checkpoint "$WD/clean360/softmax/best.keras" "$@"
 # the reference's closed-set protocol (its published 2.5 % EER): test-clean's speakers were trained on, the utterances
 # test-model holds out (each speaker's last 20 %, by path) are the ones the shards held out of training
-python cli.py build-mfcc --audio_dir "$DATA/LibriSpeech/test-clean" --working_dir "$WD/test-clean"
-python cli.py test-model --working_dir "$WD/test-clean" --checkpoint_file "$WD/all/triplet/best.keras"
+python cli.py build-mfcc --audio-dir "$DATA/LibriSpeech/test-clean" --working-dir "$WD/test-clean"
+python cli.py test-model --working-dir "$WD/test-clean" --checkpoint-file "$WD/all/triplet/best.keras"

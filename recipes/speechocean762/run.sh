@@ -12,17 +12,17 @@ DATA=../shared/data/speechocean762
 WD=${1:-wd/so}
 GE2E_PT=${2:-../shared/fixtures/pytorch_import/resemblyzer/pretrained.pt}
 OUT=deep_speaker/pretrained
-python cli.py build-mfcc --audio_dir "$DATA/train" --working_dir "$WD" --energies log --normalisation utterance
-python cli.py augment-cache --working_dir "$WD" --copies 6 --speed_perturbation \
-  --noise_dir ../shared/data/noise --rir_dir ../shared/data/rir --channel_probability 0.3
-python cli.py train-softmax --working_dir "$WD" --recipe recipes/speechocean762/ecapa.yaml
+python cli.py build-mfcc --audio-dir "$DATA/train" --working-dir "$WD" --energies log --normalisation utterance
+python cli.py augment-cache --working-dir "$WD" --copies 6 --speed-perturbation \
+  --noise-dir ../shared/data/noise --rir-dir ../shared/data/rir --channel-probability 0.3
+python cli.py train-softmax --working-dir "$WD" --recipe recipes/speechocean762/ecapa.yaml
 cp "$WD/softmax/best.keras" "$OUT/deep_speaker.keras"
 # the default system: our model and Resemblyzer's GE2E, each cosine z-normalised on the training speakers, averaged
 python cli.py import-model resemblyzer "$GE2E_PT" "$OUT/ge2e_resemblyzer.keras"
-python cli.py fuse "$OUT/ge2e_resemblyzer.keras" "$OUT/deep_speaker.keras" "$OUT/default.fusion.json" --audio_dir "$DATA/train"
+python cli.py fuse "$OUT/ge2e_resemblyzer.keras" "$OUT/deep_speaker.keras" "$OUT/default.fusion.json" --audio-dir "$DATA/train"
 for MODEL in deep_speaker.keras ge2e_resemblyzer.keras default.fusion.json; do
-  python cli.py fit-backend --checkpoint_file "$OUT/$MODEL" --scorer asnorm --audio_dir "$DATA/train" --save_to "$OUT"
+  python cli.py fit-backend --checkpoint-file "$OUT/$MODEL" --scorer asnorm --audio-dir "$DATA/train" --save-to "$OUT"
   for SCORER in cosine asnorm; do
-    python cli.py calibrate --force --checkpoint_file "$OUT/$MODEL" --scorer "$SCORER" --trials "$DATA/dev_trials.txt" --audio_root "$DATA/dev"
+    python cli.py calibrate --force --checkpoint-file "$OUT/$MODEL" --scorer "$SCORER" --trials "$DATA/dev_trials.txt" --audio-root "$DATA/dev"
   done
 done

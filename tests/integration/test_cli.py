@@ -160,7 +160,7 @@ def test_system_errors_are_one_line(tmp_path, capsys):
 @pytest.mark.parametrize(
     "arguments,problem",
     [
-        (["diarize", "a.wav", "--num-speakers", "1000"], "argument --num-speakers/--num_speakers: must be between 1 and 100, got 1000"),
+        (["diarize", "a.wav", "--num-speakers", "1000"], "argument --num-speakers: must be between 1 and 100, got 1000"),
         (["diarize", "a.wav", "--threshold", "nan"], "argument --threshold: must be a number in [-1, 1], got nan"),
         (["diarize", "a.wav", "--threshold", "5"], "argument --threshold: must be a number in [-1, 1], got 5"),
         (["attack", "a.wav", "o.wav", "--target-file", "b.wav", "--snr", "-10"], "argument --snr: must be a number in [0, 120], got -10"),
@@ -173,7 +173,7 @@ def test_system_errors_are_one_line(tmp_path, capsys):
         (["serve", "--port", "70000"], "argument --port: must be between 0 and 65535, got 70000"),
         (
             ["augment-cache", "--working_dir", "wd", "--noise_probability", "2"],
-            "argument --noise_probability: must be a number in [0, 1], got 2",
+            "argument --noise-probability: must be a number in [0, 1], got 2",  # typed --noise_probability: the alias
         ),
     ],
 )
