@@ -33,7 +33,7 @@ def load_encoder(path=None, runtime: str = "keras", **encoder_options) -> Encode
         members = [load_encoder(path.parent / member.checkpoint, runtime, **encoder_options) for member in read_fusion(path)]
         return FusedEncoder(path, members)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file", cli_hint="pass --checkpoint_file")
+        raise CheckpointError(f"{path}: no such checkpoint file", cli_hint="pass --checkpoint-file")
     if path.suffix in SUFFIXES or path.is_dir():
         return ExportedEncoder(path, **_exported_options(encoder_options))
     if runtime == "onnx":

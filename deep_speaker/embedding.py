@@ -247,7 +247,7 @@ class SpeakerEncoder(ModelEncoder):
         if model is None:
             checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
             if not checkpoint.exists():
-                raise CheckpointError(f"{checkpoint}: no such checkpoint file", cli_hint="pass --checkpoint_file")
+                raise CheckpointError(f"{checkpoint}: no such checkpoint file", cli_hint="pass --checkpoint-file")
             if checkpoint.suffix in SUFFIXES or checkpoint.is_dir():
                 raise ConfigError(f"{checkpoint}: an exported model; open it with load_encoder (or ExportedEncoder)")
             model = load_model(checkpoint)

@@ -116,7 +116,7 @@ class SpeakerRegistry:
             raise RegistryError(
                 f"{self.path}: enrolled with model {stored}, but the model in use is {self.model_identity}; "
                 "embeddings of different models cannot be compared: use the same model or another store",
-                cli_hint="use the same --checkpoint_file or a new --store",
+                cli_hint="use the same --checkpoint-file or a new --store",
             )
 
     def _create(self) -> None:

@@ -96,7 +96,7 @@ def test_cli_fits_a_back_end_and_scores_and_calibrates_with_it(tmp_path, capsys)
     assert (
         missing.returncode == 2
         and "no asnorm back end fitted for model" in missing.stderr
-        and "(run `fit-backend --scorer asnorm --audio_dir DIR` on training speakers' recordings first)" in missing.stderr
+        and "(run `fit-backend --scorer asnorm --audio-dir DIR` on training speakers' recordings first)" in missing.stderr
     )
     fitted = cli_in_process(capsys, "fit-backend", "--audio_dir", corpus, "--checkpoint_file", checkpoint, "--scorer", "asnorm")
     assert fitted.returncode == 0 and "fitted asnorm for model" in fitted.stdout

@@ -66,17 +66,17 @@ def cmd_attack(args) -> int:
 
 
 def _run_dir(args) -> str:
-    """Where a long job's checkpoints go: --run_dir, or OUT without its suffix + _run."""
+    """Where a long job's checkpoints go: --run-dir, or OUT without its suffix + _run."""
     return args.run_dir or str(Path(args.out).with_suffix("")) + "_run"
 
 
 def _add_loop_arguments(parser, audio_help: str, out_help: str, steps: int, batch_size: int) -> None:
     """The options every custom training loop takes (train-advgan, train-again, adversarial-finetune)."""
-    parser.add_argument("--audio_dir", required=True, help=audio_help)
+    parser.add_argument("--audio-dir", required=True, help=audio_help)
     parser.add_argument("--out", required=True, help=out_help)
-    parser.add_argument("--run_dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
+    parser.add_argument("--run-dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
     parser.add_argument("--steps", type=COUNT, default=steps)
-    parser.add_argument("--batch_size", type=COUNT, default=batch_size)
+    parser.add_argument("--batch-size", type=COUNT, default=batch_size)
     parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -214,18 +214,18 @@ def _attack_parser(commands) -> None:
     attack.add_argument("--method", choices=["fgsm", "bim", "pgd", "nes", "advgan"], default="pgd")
     attack.add_argument("--generator", help="advgan: the generator from train-advgan")
     goal = attack.add_mutually_exclusive_group(required=True)
-    goal.add_argument("--target-speaker", "--target_speaker", dest="target_speaker", help="targeted: be accepted as this enrolled speaker")
-    goal.add_argument("--target-file", "--target_file", dest="target_file", help="targeted: be accepted as this recording's speaker")
+    goal.add_argument("--target-speaker", "--target-speaker", dest="target_speaker", help="targeted: be accepted as this enrolled speaker")
+    goal.add_argument("--target-file", "--target-file", dest="target_file", help="targeted: be accepted as this recording's speaker")
     goal.add_argument("--speaker", help="untargeted: be rejected from this enrolled speaker (the recording's own)")
     goal.add_argument(
-        "--reference-file", "--reference_file", dest="reference_file", help="untargeted: be rejected from this recording's speaker"
+        "--reference-file", "--reference-file", dest="reference_file", help="untargeted: be rejected from this recording's speaker"
     )
     attack.add_argument("--snr", type=SNR_DB, default=30.0, help="perturbation at least this many dB below the signal (default 30)")
     attack.add_argument(
         "--epsilon", type=number_in(0, 1, low_open=True), default=None, help="L-inf bound on the perturbation's amplitude (optional)"
     )
     attack.add_argument("--steps", type=whole_number(1, 100_000), default=50)
-    attack.add_argument("--random-starts", "--random_starts", dest="random_starts", type=whole_number(1, 1000), default=1)
+    attack.add_argument("--random-starts", "--random-starts", dest="random_starts", type=whole_number(1, 1000), default=1)
     attack.add_argument("--seed", type=SEED, default=0)
     add_decision_arguments(attack)
     attack.set_defaults(handler=cmd_attack)
@@ -239,9 +239,9 @@ def _train_advgan_parser(commands) -> None:
         advgan, "recordings of training speakers (sources and targets; never evaluation speakers)", "the generator (.keras)", 300, 8
     )
     advgan.add_argument("--snr", type=SNR_DB, default=30.0, help="the perturbation's level below the signal, dB")
-    advgan.add_argument("--per_speaker", type=COUNT, default=4, help="recordings of each speaker used")
+    advgan.add_argument("--per-speaker", type=COUNT, default=4, help="recordings of each speaker used")
     advgan.add_argument(
-        "--gan_weight", type=number_in(0, 1e6), default=0.01, help="weight of the discriminator's realism loss next to -score"
+        "--gan-weight", type=number_in(0, 1e6), default=0.01, help="weight of the discriminator's realism loss next to -score"
     )
     add_encoder_arguments(advgan)
     advgan.set_defaults(handler=cmd_train_advgan)
@@ -258,10 +258,10 @@ def _train_again_parser(commands) -> None:
 
 def _adversarial_finetune_parser(commands) -> None:
     robust = commands.add_parser("adversarial-finetune", help="PGD adversarial fine-tuning of a speaker model (a defence against attacks)")
-    robust.add_argument("--checkpoint_file", required=True, help="the speaker model (.keras) to make robust")
+    robust.add_argument("--checkpoint-file", required=True, help="the speaker model (.keras) to make robust")
     _add_loop_arguments(robust, "recordings of its training speakers", "the fine-tuned model (.keras)", 150, 16)
     robust.add_argument("--snr", type=SNR_DB, default=30.0, help="the attacker's budget during training, dB below the signal")
-    robust.add_argument("--pgd_steps", type=whole_number(1, 1000), default=3)
+    robust.add_argument("--pgd-steps", type=whole_number(1, 1000), default=3)
     robust.set_defaults(handler=cmd_adversarial_finetune)
 
 
@@ -269,13 +269,13 @@ def _make_spoofs_parser(commands) -> None:
     spoofs = commands.add_parser(
         "make-spoofs", help="a spoof corpus (attacked and converted versions of a corpus's recordings) for the detector"
     )
-    spoofs.add_argument("--audio_dir", required=True, help="genuine recordings (training speakers)")
+    spoofs.add_argument("--audio-dir", required=True, help="genuine recordings (training speakers)")
     spoofs.add_argument("--out", required=True, help="folder for the spoofs and manifest.csv")
     spoofs.add_argument(
         "--families", default="fgsm,bim,pgd,world", help="comma-separated: fgsm, bim, pgd, nes, world, again (needs --converter)"
     )
     spoofs.add_argument("--converter", help="the AGAIN-VC converter (train-again) for the again family")
-    spoofs.add_argument("--per_family", type=COUNT, default=100)
+    spoofs.add_argument("--per-family", type=COUNT, default=100)
     spoofs.add_argument("--seed", type=SEED, default=0)
     spoofs.add_argument("--quiet", action="store_true")
     add_decision_arguments(spoofs)

@@ -118,10 +118,10 @@ SNR_DB = number_in(0, 120)
 
 def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--checkpoint_file",
+        "--checkpoint-file",
         help="model: Keras 2 .h5 (reference), Keras 3 .keras, a score fusion NAME.fusion.json, or an export (.onnx, .tflite, SavedModel folder) (default: the shipped default system)",
     )
-    parser.add_argument("--crop_frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
+    parser.add_argument("--crop-frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
     parser.add_argument(
         "--runtime",
@@ -147,7 +147,7 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--operating-point",
-        "--operating_point",
+        "--operating-point",
         dest="operating_point",
         choices=OPERATING_POINTS,
         default="far1",
@@ -156,7 +156,7 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="explicit score threshold (overrides the operating point)")
     parser.add_argument(
         "--detect-spoof",
-        "--detect_spoof",
+        "--detect-spoof",
         dest="detect_spoof",
         help="a spoof detector (train-detector): recordings it flags are rejected with the reason",
     )

@@ -68,7 +68,7 @@ def cmd_augment_cache(args) -> int:
         args.rir_dir or "",
         workers=args.workers,
     )
-    print(f"{computed} augmented copies computed in {args.working_dir}/augmented (train with --cached_copies true)")
+    print(f"{computed} augmented copies computed in {args.working_dir}/augmented (train with --cached-copies true)")
     return 0
 
 
@@ -88,8 +88,8 @@ def register(commands) -> None:
 
 def _build_mfcc_parser(commands) -> None:
     build = commands.add_parser("build-mfcc", aliases=["build-mfcc-cache"], help="cache features of a corpus")
-    build.add_argument("--audio_dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
-    build.add_argument("--working_dir", required=True)
+    build.add_argument("--audio-dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
+    build.add_argument("--working-dir", required=True)
     build.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
     add_feature_arguments(build)
     build.set_defaults(handler=cmd_build_mfcc)
@@ -99,12 +99,12 @@ def _build_shards_parser(commands) -> None:
     shards = commands.add_parser(
         "build-shards", help="TFRecord feature shards for streamed training at scale (split across machines with --shard i/n)"
     )
-    shards.add_argument("--audio_dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
-    shards.add_argument("--working_dir", required=True, help="shards go to WORKING_DIR/shards (shared by all machines)")
+    shards.add_argument("--audio-dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
+    shards.add_argument("--working-dir", required=True, help="shards go to WORKING_DIR/shards (shared by all machines)")
     shards.add_argument("--shard", default="0/1", help="this machine's part i/n of the speakers (0-based; default 0/1: all)")
-    shards.add_argument("--utterances_per_file", type=COUNT, default=500)
+    shards.add_argument("--utterances-per-file", type=COUNT, default=500)
     shards.add_argument(
-        "--validation_fraction",
+        "--validation-fraction",
         type=number_in(0, 0.9, low_open=True),
         default=0.2,
         help="each speaker's last utterances held out for validation",
@@ -117,11 +117,11 @@ def _build_shards_parser(commands) -> None:
 
 def _augment_cache_parser(commands) -> None:
     copies = commands.add_parser("augment-cache", help="augmented copies of every cached utterance (speed, rooms, noise, channels)")
-    copies.add_argument("--working_dir", required=True, help="a feature cache from build-mfcc")
+    copies.add_argument("--working-dir", required=True, help="a feature cache from build-mfcc")
     copies.add_argument("--copies", type=COUNT, default=4)
-    copies.add_argument("--speed_perturbation", action="store_true", help="copies cycle through speeds 1.0, 0.9, 1.1 (new classes)")
-    copies.add_argument("--noise_dir", help="noise recordings (default: babble and coloured noise)")
-    copies.add_argument("--rir_dir", help="room impulse responses (default: simulated rooms)")
+    copies.add_argument("--speed-perturbation", action="store_true", help="copies cycle through speeds 1.0, 0.9, 1.1 (new classes)")
+    copies.add_argument("--noise-dir", help="noise recordings (default: babble and coloured noise)")
+    copies.add_argument("--rir-dir", help="room impulse responses (default: simulated rooms)")
     for name in ("noise_probability", "reverb_probability", "channel_probability"):
         copies.add_argument(f"--{name}", type=PROBABILITY, default=None, help="default: the augmentation's (deep_speaker/data/augment.py)")
     copies.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")

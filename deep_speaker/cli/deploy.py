@@ -12,7 +12,7 @@ def cmd_download_checkpoint(args) -> int:
     from ..download import download_checkpoint
 
     path = download_checkpoint(args.name, args.output_dir, args.url, progress=not args.quiet)
-    print(f"{path} (SHA-256 verified); use it as --checkpoint_file, or `convert-checkpoint {path} model.keras`")
+    print(f"{path} (SHA-256 verified); use it as --checkpoint-file, or `convert-checkpoint {path} model.keras`")
     return 0
 
 
@@ -129,7 +129,7 @@ def _download_checkpoint_parser(commands) -> None:
     download.add_argument(
         "name", choices=("triplet", "softmax"), help="triplet: softmax + triplet, 2,484 LibriSpeech speakers; softmax: 921 speakers"
     )
-    download.add_argument("--output_dir", default=".", help="folder for the .h5 (default: here)")
+    download.add_argument("--output-dir", default=".", help="folder for the .h5 (default: here)")
     download.add_argument("--url", help="a mirror of the same file (default: the authors' Google Drive link)")
     download.add_argument("--quiet", action="store_true", help="no progress bar")
     download.set_defaults(handler=cmd_download_checkpoint)
@@ -174,14 +174,14 @@ def _serve_parser(commands) -> None:
     serve.add_argument("--port", type=whole_number(0, 65535), default=8000)
     serve.add_argument(
         "--api-key",
-        "--api_key",
+        "--api-key",
         dest="api_key",
         action="append",
         help="a key for enrolling and removing (repeatable; also DEEP_SPEAKER_API_KEYS=k1,k2)",
     )
     serve.add_argument(
         "--max-upload-mb",
-        "--max_upload_mb",
+        "--max-upload-mb",
         dest="max_upload_mb",
         type=number_in(0, 4096, low_open=True),
         default=20.0,
@@ -189,7 +189,7 @@ def _serve_parser(commands) -> None:
     )
     serve.add_argument(
         "--max-seconds",
-        "--max_seconds",
+        "--max-seconds",
         dest="max_seconds",
         type=number_in(0, 86400, low_open=True),
         default=120.0,
@@ -197,14 +197,14 @@ def _serve_parser(commands) -> None:
     )
     serve.add_argument(
         "--max-diarize-seconds",
-        "--max_diarize_seconds",
+        "--max-diarize-seconds",
         dest="max_diarize_seconds",
         type=number_in(0, 86400, low_open=True),
         help="longest recording to diarize (default: ServiceLimits.max_diarize_seconds, 10 minutes)",
     )
     serve.add_argument(
         "--max-concurrent",
-        "--max_concurrent",
+        "--max-concurrent",
         dest="max_concurrent",
         type=whole_number(1, 64),
         default=2,
@@ -225,9 +225,9 @@ def _ensemble_parser(commands) -> None:
 def _fuse_parser(commands) -> None:
     fuse = commands.add_parser("fuse", help="score fusion of models with different front ends (e.g. GE2E + our own) -> NAME.fusion.json")
     fuse.add_argument("models", nargs="+", help="speaker models, two or more")
-    fuse.add_argument("target", help="the fusion file (NAME.fusion.json); use it wherever a --checkpoint_file goes")
+    fuse.add_argument("target", help="the fusion file (NAME.fusion.json); use it wherever a --checkpoint-file goes")
     fuse.add_argument(
-        "--audio_dir",
+        "--audio-dir",
         required=True,
         help="recordings of training speakers (not the evaluation speakers): each model's impostor-score spread",
     )

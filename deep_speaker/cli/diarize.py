@@ -87,11 +87,11 @@ def _diarize_parser(commands) -> None:
     diarize.add_argument("--json", help="write the turns as JSON")
     diarize.add_argument("--plot", help="write a timeline PNG")
     diarize.add_argument(
-        "--num-speakers", "--num_speakers", dest="num_speakers", type=whole_number(1, MAX_SPEAKERS), help="the speaker count, if known"
+        "--num-speakers", "--num-speakers", dest="num_speakers", type=whole_number(1, MAX_SPEAKERS), help="the speaker count, if known"
     )
     speakers = whole_number(1, MAX_SPEAKERS)
-    diarize.add_argument("--min-speakers", "--min_speakers", dest="min_speakers", type=speakers, default=DiarizationConfig.min_speakers)
-    diarize.add_argument("--max-speakers", "--max_speakers", dest="max_speakers", type=speakers, default=DiarizationConfig.max_speakers)
+    diarize.add_argument("--min-speakers", "--min-speakers", dest="min_speakers", type=speakers, default=DiarizationConfig.min_speakers)
+    diarize.add_argument("--max-speakers", "--max-speakers", dest="max_speakers", type=speakers, default=DiarizationConfig.max_speakers)
     diarize.add_argument(
         "--clustering",
         choices=CLUSTERINGS,
@@ -104,7 +104,7 @@ def _diarize_parser(commands) -> None:
     diarize.add_argument("--window", type=number_in(0.2, 30), default=DiarizationConfig.window, help="seconds per embedded window")
     diarize.add_argument("--hop", type=number_in(0.05, 30), default=DiarizationConfig.hop, help="seconds between windows")
     diarize.add_argument(
-        "--no-resegment", "--no_resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation"
+        "--no-resegment", "--no-resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation"
     )
     diarize.add_argument(
         "--vad",
@@ -117,20 +117,20 @@ def _diarize_parser(commands) -> None:
     )
     diarize.add_argument(
         "--overlap-detector",
-        "--overlap_detector",
+        "--overlap-detector",
         dest="overlap_detector",
         help="a train-overlap best.keras (default: the shipped overlap detector)",
     )
     diarize.add_argument(
         "--overlap-threshold",
-        "--overlap_threshold",
+        "--overlap-threshold",
         dest="overlap_threshold",
         type=number_in(0.01, 0.99),
         default=DiarizationConfig.overlap_threshold,
         help="overlap probability from which speech gets a second speaker (default %(default)s)",
     )
     diarize.add_argument("--quiet", action="store_true", help="no progress bar")
-    diarize.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
+    diarize.add_argument("--checkpoint-file", help="model or NAME.fusion.json (default: the shipped default system)")
     diarize.add_argument(
         "--runtime",
         choices=RUNTIMES,
@@ -154,7 +154,7 @@ def _score_diarization_parser(commands) -> None:
         help="seconds either side of each reference boundary left unscored (md-eval's; default 0.25)",
     )
     scoring.add_argument(
-        "--skip-overlap", "--skip_overlap", dest="skip_overlap", action="store_true", help="leave overlapped reference speech unscored"
+        "--skip-overlap", "--skip-overlap", dest="skip_overlap", action="store_true", help="leave overlapped reference speech unscored"
     )
     scoring.add_argument("--uem", help="UEM file: score only its regions ('<recording> <channel> <start> <end>' per line)")
     scoring.add_argument("--json", help="write the numbers here")

@@ -16,7 +16,7 @@ def cmd_calibrate(args) -> int:
 
     if (args.trials is None or args.audio_root is None) == (args.windows is None or args.audio_dir is None):
         raise ConfigError(
-            "calibrate takes a trial list (--trials T --audio_root R) or windows of training speakers (--windows SECONDS --audio_dir DIR)"
+            "calibrate takes a trial list (--trials T --audio-root R) or windows of training speakers (--windows SECONDS --audio-dir DIR)"
         )
     if args.windows is not None:
         return _calibrate_windows(args)
@@ -112,11 +112,11 @@ def _calibrate_parser(commands) -> None:
         help="thresholds (EER, FAR 1 %%, FAR 0.1 %%) from a trial list, or for diarization's windows from training speakers; saved beside the model",
     )
     calibrate.add_argument("--trials", help="a trial list ('label enroll test' per line)")
-    calibrate.add_argument("--audio_root", help="the folder the trial paths are relative to")
+    calibrate.add_argument("--audio-root", help="the folder the trial paths are relative to")
     calibrate.add_argument(
         "--windows", type=number_in(0.2, 30), help="instead: calibrate windows of this many seconds (diarization's --window) ..."
     )
-    calibrate.add_argument("--audio_dir", help="... from recordings of training speakers (never the evaluation speakers)")
+    calibrate.add_argument("--audio-dir", help="... from recordings of training speakers (never the evaluation speakers)")
     calibrate.add_argument(
         "--vad",
         choices=VAD_METHODS,
@@ -138,11 +138,11 @@ def _fit_backend_parser(commands) -> None:
         help="fit a score back end: centered, asnorm, plda on training speakers' recordings; snorm on unlabelled recordings of the domain you will score",
     )
     backend.add_argument(
-        "--audio_dir",
+        "--audio-dir",
         required=True,
         help="training speakers' corpus (never the evaluation speakers); for snorm any recordings of the target domain, no labels",
     )
-    backend.add_argument("--save_to", help="folder to save it in (default: the user's back-end folder); deep_speaker/pretrained ships it")
+    backend.add_argument("--save-to", help="folder to save it in (default: the user's back-end folder); deep_speaker/pretrained ships it")
     add_encoder_arguments(backend)
     add_scorer_argument(backend)
     backend.set_defaults(handler=cmd_fit_backend)
@@ -151,13 +151,13 @@ def _fit_backend_parser(commands) -> None:
 def _eval_trials_parser(commands) -> None:
     trials = commands.add_parser("eval-trials", help="open-set verification: EER, minDCF, ROC/DET on a trial list")
     trials.add_argument("--trials", required=True, help="VoxCeleb format: 'label enroll test' per line")
-    trials.add_argument("--audio_root", required=True, help="folder the trial paths are relative to")
+    trials.add_argument("--audio-root", required=True, help="folder the trial paths are relative to")
     trials.add_argument("--json", help="write the numbers here")
     trials.add_argument("--plot", help="write ROC and DET curves to this PNG")
     trials.add_argument("--scores", help="write every trial's score here ('label enroll test score'; 'refused' where a recording was)")
     trials.add_argument(
         "--on-refused",
-        "--on_refused",
+        "--on-refused",
         dest="on_refused",
         choices=ON_REFUSED,
         default="skip",

@@ -62,7 +62,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, phase: str) -> None:
     from ..config import flat_options
 
     parser.add_argument(
-        "--working_dir",
+        "--working-dir",
         required=True,
         help="feature cache from build-mfcc (or shards from build-shards with --input shards); runs are written below it",
     )
@@ -88,8 +88,8 @@ def _train_detector_parser(commands) -> None:
     detector = commands.add_parser("train-detector", help="train the spoof and adversarial-example detector on a make-spoofs manifest")
     add_recipe_arguments(detector, "detector")
     detector.add_argument("--manifest", required=True, help="manifest.csv of make-spoofs")
-    detector.add_argument("--held_out", help="comma-separated families never seen in training (leave-one-family-out testing)")
-    detector.add_argument("--run_name", help="the run's folder under WORKING_DIR (default detector)")
+    detector.add_argument("--held-out", help="comma-separated families never seen in training (leave-one-family-out testing)")
+    detector.add_argument("--run-name", help="the run's folder under WORKING_DIR (default detector)")
 
 
 def _train_overlap_parser(commands) -> None:
@@ -97,37 +97,37 @@ def _train_overlap_parser(commands) -> None:
         "train-overlap", help="train diarization's overlapped-speech detector on synthetic conversations of a corpus's speakers"
     )
     add_recipe_arguments(overlap, "overlap")
-    overlap.add_argument("--audio_dir", required=True, help="training corpus: one subfolder of recordings per speaker")
-    overlap.add_argument("--run_name", help="the run's folder under WORKING_DIR (default overlap)")
+    overlap.add_argument("--audio-dir", required=True, help="training corpus: one subfolder of recordings per speaker")
+    overlap.add_argument("--run-name", help="the run's folder under WORKING_DIR (default overlap)")
 
 
 def _train_softmax_parser(commands) -> None:
     softmax = commands.add_parser("train-softmax", help="classification training (softmax, AM- or AAM-softmax) on a feature cache")
     add_recipe_arguments(softmax, "classification")
     softmax.add_argument(
-        "--initial_checkpoint",
+        "--initial-checkpoint",
         help="fine-tune this speaker model (same backbone and features; margin classes start at class means) instead of training from scratch",
     )
     softmax.add_argument(
-        "--run_name", help="the run's folder under WORKING_DIR (default softmax), e.g. softmax_lmf for large-margin fine-tuning"
+        "--run-name", help="the run's folder under WORKING_DIR (default softmax), e.g. softmax_lmf for large-margin fine-tuning"
     )
 
 
 def _train_triplet_parser(commands) -> None:
     triplet = commands.add_parser("train-triplet", help="hard-negative triplet training from the classification checkpoint")
     add_recipe_arguments(triplet, "triplet")
-    triplet.add_argument("--initial_checkpoint", help="default: WORKING_DIR/softmax/best.keras")
+    triplet.add_argument("--initial-checkpoint", help="default: WORKING_DIR/softmax/best.keras")
 
 
 def _train_head_parser(commands) -> None:
     head = commands.add_parser("train-head", help="train a dense or TDNN refinement head on a base checkpoint")
     add_recipe_arguments(head, "head")
-    head.add_argument("--checkpoint_file", required=True, help="base model (triplet or softmax checkpoint)")
+    head.add_argument("--checkpoint-file", required=True, help="base model (triplet or softmax checkpoint)")
 
 
 def _test_model_parser(commands) -> None:
     test = commands.add_parser("test-model", help="reference closed-set test on the held-out utterances of the training speakers")
-    test.add_argument("--working_dir", required=True)
+    test.add_argument("--working-dir", required=True)
     test.add_argument("--seed", type=SEED, default=123)
     add_encoder_arguments(test)
     test.set_defaults(handler=cmd_test_model)

@@ -56,7 +56,7 @@ def cmd_enroll(args) -> int:
 
 
 def _store_alone(args):
-    """The store for listing and removing names: checked against the model when one is named (`--checkpoint_file`),
+    """The store for listing and removing names: checked against the model when one is named (`--checkpoint-file`),
     else opened as it is, with no model loaded (a second, not TensorFlow's start-up)."""
     from ..enrol import SpeakerRegistry
 
@@ -144,6 +144,6 @@ def _remove_parser(commands) -> None:
 def _identify_parser(commands) -> None:
     identify = commands.add_parser("identify", help="who is speaking? ranked enrolled speakers, 'unknown' below the threshold")
     identify.add_argument("audio")
-    identify.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5)
+    identify.add_argument("--top-k", "--top-k", dest="top_k", type=int, default=5)
     add_decision_arguments(identify)
     identify.set_defaults(handler=cmd_identify)

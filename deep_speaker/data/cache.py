@@ -204,7 +204,7 @@ def read_manifest(working_dir) -> list[CachedUtterance]:
     if not manifest.is_file():
         raise CacheError(
             f"{working_dir}: no {MANIFEST}: not a feature cache (build it with build_feature_cache)",
-            cli_hint=f"run `build-mfcc --audio_dir DIR --working_dir {working_dir}` first",
+            cli_hint=f"run `build-mfcc --audio-dir DIR --working-dir {working_dir}` first",
         )
     with manifest.open(newline="") as handle:
         return [

@@ -452,7 +452,7 @@ class Diarizer:
         if whole is None:
             return None
         logging.getLogger(__name__).warning(
-            "model %s has no calibration for %g s windows (`calibrate --windows %g --audio_dir TRAIN`); the threshold for "
+            "model %s has no calibration for %g s windows (`calibrate --windows %g --audio-dir TRAIN`); the threshold for "
             "whole recordings, higher, may split one speaker into several",
             self.encoder.fingerprint,
             self.config.window,

@@ -264,7 +264,7 @@ def load_scorer(name: str, fingerprint: str) -> Scorer:
         source = "recordings of the domain you score (no labels)" if not scorer.needs_labels else "training speakers' recordings"
         raise CalibrationError(
             f"no {name} back end fitted for model {fingerprint} ({scorer_path(fingerprint, name)})",
-            cli_hint=f"run `fit-backend --scorer {name} --audio_dir DIR` on {source} first",
+            cli_hint=f"run `fit-backend --scorer {name} --audio-dir DIR` on {source} first",
         )
     try:
         with np.load(path, allow_pickle=False) as data:

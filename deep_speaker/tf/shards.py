@@ -239,9 +239,9 @@ class ShardedCorpus:
         if not path.is_file():
             raise CacheError(
                 f"{self.working_dir}: no {SHARDS_DIR}/{INDEX}: the shards are missing or some parts are unfinished",
-                cli_hint=f"run `build-shards --audio_dir DIR --working_dir {self.working_dir} [--shard i/n]` for every part",
+                cli_hint=f"run `build-shards --audio-dir DIR --working-dir {self.working_dir} [--shard i/n]` for every part",
             )
-        rebuild = f"build-shards --audio_dir DIR --working_dir {self.working_dir}"
+        rebuild = f"build-shards --audio-dir DIR --working-dir {self.working_dir}"
         index = _read_json(path, f"shard index; run `{rebuild}` again for any part to rewrite it")
         try:
             self.feature_config = FeatureConfig.from_dict(index["feature_config"])

@@ -214,7 +214,7 @@ def test_calibrate_windows_for_diarization_and_its_refusals(tmp_path, capsys, mo
     corpus = write_corpus(tmp_path / "corpus", speakers=8, utterances=6)
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     both = cli_in_process(capsys, "calibrate", "--trials", "t.txt", "--audio_root", ".", "--windows", "1.5", "--audio_dir", corpus)
-    assert both.returncode == 2 and "calibrate takes a trial list (--trials T --audio_root R) or windows" in both.stderr
+    assert both.returncode == 2 and "calibrate takes a trial list (--trials T --audio-root R) or windows" in both.stderr
     done = cli_in_process(
         capsys, "calibrate", "--windows", "1.5", "--audio_dir", corpus, "--checkpoint_file", checkpoint, "--quiet", "--vad", "energy"
     )

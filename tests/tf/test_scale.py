@@ -272,7 +272,7 @@ def test_damaged_shards_are_named_before_training_and_a_rerun_rebuilds_them(corp
     damage()
     for expected in (truncated, flipped, deleted):
         with pytest.raises(
-            CacheError, match=rf"{expected.name}: damaged shard .*run `build-shards --audio_dir DIR --working_dir .* --shard 0/1` again"
+            CacheError, match=rf"{expected.name}: damaged shard .*run `build-shards --audio-dir DIR --working-dir .* --shard 0/1` again"
         ):
             ShardedCorpus(tmp_path)
         expected.write_bytes(pristine[expected.name])  # mend it: the next check names the next one
