@@ -129,8 +129,10 @@ def test_models_carry_the_cache_features_and_other_features_are_refused(tmp_path
         train_triplet(linear_dir, tiny_recipe("triplet", epochs=1), initial_checkpoint=log_model, progress=False)
 
 
-def test_amsoftmax_pretraining_with_masking_gives_a_unit_embedding_model(working_dir):
-    best = train_classifier(working_dir, tiny_recipe(epochs=1, loss="amsoftmax", spec_augment=True), progress=False)
+def test_amsoftmax_pretraining_with_masking_lowers_the_loss_and_gives_a_unit_embedding_model(working_dir):
+    best = train_classifier(working_dir, tiny_recipe(epochs=3, steps_per_epoch=6, loss="amsoftmax", spec_augment=True), progress=False)
+    losses = [float(row["loss"]) for row in _rows(working_dir / "softmax" / "training.csv")]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses  # it learns, not just runs
     assert isinstance(keras.saving.load_model(working_dir / "softmax" / "last.keras").get_layer("dense"), CosineLogits)
     embeddings = load_model(best).predict(np.random.default_rng(0).standard_normal((3, 8000)).astype("float32"), verbose=0)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
@@ -234,7 +236,10 @@ def test_aam_softmax_with_margin_warmup_trains_and_resumes(working_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["xvector", "ecapa_tdnn"])
 def test_tdnn_backbones_train_with_aam_softmax(working_dir, model):
-    best = train_classifier(working_dir, tiny_recipe(epochs=1, model=model, width=0.125, loss="aamsoftmax"), progress=False)
+    recipe = tiny_recipe(epochs=3, steps_per_epoch=6, model=model, width=0.125, loss="aamsoftmax")
+    best = train_classifier(working_dir, recipe, progress=False)
+    losses = [float(row["loss"]) for row in _rows(working_dir / "softmax" / "training.csv")]
+    assert losses[-1] < losses[0], losses
     embedding = SpeakerEncoder(best).embed(synthetic_speech(1.0))
     assert embedding.shape == (32,) and abs(np.linalg.norm(embedding) - 1) < 1e-5
 
