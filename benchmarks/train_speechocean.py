@@ -1,4 +1,4 @@
-"""Reference pipeline on real speech: build-mfcc, softmax, triplet, evaluated after each phase.
+"""Reference pipeline on real speech: build-features, softmax, triplet, evaluated after each phase.
 
 On ../shared/data/speechocean762: features of train/, softmax pre-training, triplet training, and after
 each phase `eval-trials` on dev_trials.txt (62 unseen speakers) and `test-model` (closed set, held-out

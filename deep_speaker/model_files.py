@@ -47,5 +47,5 @@ def check_features(model: keras.Model, features: FeatureConfig, source) -> None:
         raise CheckpointError(
             f"{source}: the model takes {expected.describe()}, the feature cache holds {features.describe()}; "
             "use a cache built with the model's features or the matching checkpoint",
-            cli_hint="rebuild the cache with matching `build-mfcc --energies/--normalisation`",
+            cli_hint="rebuild the cache with matching `build-features --energies/--normalisation`",
         )

@@ -11,13 +11,13 @@ from .common import COUNT, PROBABILITY, number_in
 
 
 def _feature_config(args):
-    """The FeatureConfig of build-mfcc / build-shards flags (`add_feature_arguments`)."""
+    """The FeatureConfig of build-features / build-shards flags (`add_feature_arguments`)."""
     from ..features import FeatureConfig
 
     return FeatureConfig(trim=args.trim or "reference", energies=args.energies, normalisation=args.normalisation)
 
 
-def cmd_build_mfcc(args) -> int:
+def cmd_build_features(args) -> int:
     from ..data.cache import build_feature_cache
 
     summary = build_feature_cache(args.audio_dir, args.working_dir, _feature_config(args), workers=args.workers)
@@ -81,18 +81,22 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(commands) -> None:
-    _build_mfcc_parser(commands)
+    _build_features_parser(commands)
     _build_shards_parser(commands)
     _augment_cache_parser(commands)
 
 
-def _build_mfcc_parser(commands) -> None:
-    build = commands.add_parser("build-mfcc", aliases=["build-mfcc-cache"], help="cache features of a corpus")
+def _build_features_parser(commands) -> None:
+    build = commands.add_parser(
+        "build-features",
+        aliases=["build-mfcc", "build-mfcc-cache"],
+        help="cache the filterbank features of a corpus (build-mfcc: the reference's name)",
+    )
     build.add_argument("--audio-dir", required=True, help="speaker folders, Kaldi data dir / wav.scp, or path,speaker CSV")
     build.add_argument("--working-dir", required=True)
     build.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
     add_feature_arguments(build)
-    build.set_defaults(handler=cmd_build_mfcc)
+    build.set_defaults(handler=cmd_build_features)
 
 
 def _build_shards_parser(commands) -> None:
@@ -117,7 +121,7 @@ def _build_shards_parser(commands) -> None:
 
 def _augment_cache_parser(commands) -> None:
     copies = commands.add_parser("augment-cache", help="augmented copies of every cached utterance (speed, rooms, noise, channels)")
-    copies.add_argument("--working-dir", required=True, help="a feature cache from build-mfcc")
+    copies.add_argument("--working-dir", required=True, help="a feature cache from build-features")
     copies.add_argument("--copies", type=COUNT, default=4)
     copies.add_argument("--speed-perturbation", action="store_true", help="copies cycle through speeds 1.0, 0.9, 1.1 (new classes)")
     copies.add_argument("--noise-dir", help="noise recordings (default: babble and coloured noise)")

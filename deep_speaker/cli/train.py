@@ -64,7 +64,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, phase: str) -> None:
     parser.add_argument(
         "--working-dir",
         required=True,
-        help="feature cache from build-mfcc (or shards from build-shards with --input shards); runs are written below it",
+        help="feature cache from build-features (or shards from build-shards with --input shards); runs are written below it",
     )
     parser.add_argument("--recipe", help="YAML recipe (nested by group or flat)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -95,7 +95,7 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def read_feature_config(working_dir) -> FeatureConfig | None:
-    """The FeatureConfig a working directory was built with (None before the first `build-mfcc`)."""
+    """The FeatureConfig a working directory was built with (None before the first `build-features`)."""
     config_path = Path(working_dir) / CONFIG_FILE
     if not config_path.is_file():
         return None
@@ -204,7 +204,7 @@ def read_manifest(working_dir) -> list[CachedUtterance]:
     if not manifest.is_file():
         raise CacheError(
             f"{working_dir}: no {MANIFEST}: not a feature cache (build it with build_feature_cache)",
-            cli_hint=f"run `build-mfcc --audio-dir DIR --working-dir {working_dir}` first",
+            cli_hint=f"run `build-features --audio-dir DIR --working-dir {working_dir}` first",
         )
     with manifest.open(newline="") as handle:
         return [

@@ -18,5 +18,5 @@ python cli.py train-triplet --working-dir "$WD/all" --recipe recipes/librispeech
   --initial-checkpoint "$WD/clean360/softmax/best.keras" "$@"
 # the reference's closed-set protocol (its published 2.5 % EER): test-clean's speakers were trained on, the utterances
 # test-model holds out (each speaker's last 20 %, by path) are the ones the shards held out of training
-python cli.py build-mfcc --audio-dir "$DATA/LibriSpeech/test-clean" --working-dir "$WD/test-clean"
+python cli.py build-features --audio-dir "$DATA/LibriSpeech/test-clean" --working-dir "$WD/test-clean"
 python cli.py test-model --working-dir "$WD/test-clean" --checkpoint-file "$WD/all/triplet/best.keras"

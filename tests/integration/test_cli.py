@@ -84,7 +84,7 @@ def test_unknown_recipe_option_is_a_clear_error(tmp_path, capsys):
 
 def test_training_without_cache_is_a_clear_error(tmp_path, capsys):
     result = cli_in_process(capsys, "train-softmax", "--working_dir", tmp_path / "empty")
-    assert result.returncode == 2 and "run `build-mfcc" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "run `build-features" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_boolean_recipe_flags_parse_false_as_false(capsys):
