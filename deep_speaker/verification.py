@@ -36,16 +36,24 @@ class Decision:
         """P(same speaker) at even prior odds, from the calibrated LLR."""
         return None if self.llr is None else probability(self.llr)
 
+    @property
+    def verdict(self) -> str:
+        """In words: "same speaker", "different speakers", "rejected" (the spoof gate) or "none" (no threshold)."""
+        if self.reason:
+            return "rejected"
+        if self.accepted is None:
+            return "none"
+        return "same speaker" if self.accepted else "different speakers"
+
     def __str__(self) -> str:
         score = f"score = {self.score:.4f}"
         if self.llr is not None:
             score += f"  LLR = {self.llr:+.2f} (P(same) = {self.probability:.3f} at prior 0.5)"
         if self.reason:
-            return f"{score}  decision: rejected ({self.reason})"
+            return f"{score}  decision: {self.verdict} ({self.reason})"
         if self.threshold is None:
-            return f"{score}  decision: none ({self.source})"
-        verdict = "same speaker" if self.accepted else "different speakers"
-        return f"{score}  threshold = {self.threshold:.4f} ({self.source})  decision: {verdict}"
+            return f"{score}  decision: {self.verdict} ({self.source})"
+        return f"{score}  threshold = {self.threshold:.4f} ({self.source})  decision: {self.verdict}"
 
 
 @dataclass(frozen=True)

@@ -229,16 +229,7 @@ class SpeakerService:
 
 
 def decision_json(decision: Decision, operating_point: str) -> dict:
-    verdict = (
-        "rejected"
-        if decision.reason
-        else "none"
-        if decision.accepted is None
-        else "same speaker"
-        if decision.accepted
-        else "different speakers"
-    )
-    return {**asdict(decision), "probability": decision.probability, "decision": verdict, "operating_point": operating_point}
+    return {**asdict(decision), "probability": decision.probability, "decision": decision.verdict, "operating_point": operating_point}
 
 
 def identification_json(result: Identification) -> dict:
