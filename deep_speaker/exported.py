@@ -34,6 +34,7 @@ FORMAT = "deep-speaker-export/2"  # /2: the digest binds metadata to graph
 METADATA_KEY = "deep_speaker"  # the ONNX metadata property holding the JSON below
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}  # anything else that is a folder: a SavedModel
 RUNTIMES = ("keras", "onnx")  # what runs a Keras checkpoint: Keras, or its cached ONNX export on ONNX Runtime
+QUANTISATIONS = {"onnx": (None, "int8"), "tflite": (None, "float16", "int8"), "savedmodel": (None,)}  # formats, their variants
 
 
 @dataclass(frozen=True)

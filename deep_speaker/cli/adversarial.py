@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..adversarial.attacks import METHODS
 from ..errors import ConfigError, DeepSpeakerError
 from .common import (
     COUNT,
@@ -211,21 +212,19 @@ def _attack_parser(commands) -> None:
     )
     attack.add_argument("audio")
     attack.add_argument("out", help="the attacked recording (16-bit WAV/FLAC)")
-    attack.add_argument("--method", choices=["fgsm", "bim", "pgd", "nes", "advgan"], default="pgd")
+    attack.add_argument("--method", choices=METHODS, default="pgd")
     attack.add_argument("--generator", help="advgan: the generator from train-advgan")
     goal = attack.add_mutually_exclusive_group(required=True)
-    goal.add_argument("--target-speaker", "--target-speaker", dest="target_speaker", help="targeted: be accepted as this enrolled speaker")
-    goal.add_argument("--target-file", "--target-file", dest="target_file", help="targeted: be accepted as this recording's speaker")
+    goal.add_argument("--target-speaker", dest="target_speaker", help="targeted: be accepted as this enrolled speaker")
+    goal.add_argument("--target-file", dest="target_file", help="targeted: be accepted as this recording's speaker")
     goal.add_argument("--speaker", help="untargeted: be rejected from this enrolled speaker (the recording's own)")
-    goal.add_argument(
-        "--reference-file", "--reference-file", dest="reference_file", help="untargeted: be rejected from this recording's speaker"
-    )
+    goal.add_argument("--reference-file", dest="reference_file", help="untargeted: be rejected from this recording's speaker")
     attack.add_argument("--snr", type=SNR_DB, default=30.0, help="perturbation at least this many dB below the signal (default 30)")
     attack.add_argument(
         "--epsilon", type=number_in(0, 1, low_open=True), default=None, help="L-inf bound on the perturbation's amplitude (optional)"
     )
     attack.add_argument("--steps", type=whole_number(1, 100_000), default=50)
-    attack.add_argument("--random-starts", "--random-starts", dest="random_starts", type=whole_number(1, 1000), default=1)
+    attack.add_argument("--random-starts", dest="random_starts", type=whole_number(1, 1000), default=1)
     attack.add_argument("--seed", type=SEED, default=0)
     add_decision_arguments(attack)
     attack.set_defaults(handler=cmd_attack)

@@ -147,7 +147,6 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--operating-point",
-        "--operating-point",
         dest="operating_point",
         choices=OPERATING_POINTS,
         default="far1",
@@ -155,7 +154,6 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threshold", type=float, default=None, help="explicit score threshold (overrides the operating point)")
     parser.add_argument(
-        "--detect-spoof",
         "--detect-spoof",
         dest="detect_spoof",
         help="a spoof detector (train-detector): recordings it flags are rejected with the reason",

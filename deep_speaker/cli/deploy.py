@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..errors import DeepSpeakerError
+from ..exported import QUANTISATIONS
 from .common import WEIGHT, add_decision_arguments, number_in, open_verifier, whole_number
 
 
@@ -160,7 +161,7 @@ def _export_parser(commands) -> None:
     export = commands.add_parser("export", help="waveform-in ONNX / TFLite / SavedModel of a model, front end included, parity-checked")
     export.add_argument("model", help="a .keras or Keras 2 .h5 speaker model")
     export.add_argument("target", help="NAME.onnx, NAME.tflite, or a SavedModel folder")
-    export.add_argument("--format", choices=["onnx", "tflite", "savedmodel"], required=True)
+    export.add_argument("--format", choices=tuple(QUANTISATIONS), required=True)
     precision = export.add_mutually_exclusive_group()
     precision.add_argument("--float16", action="store_true", help="TFLite: float16 weights")
     precision.add_argument("--int8", action="store_true", help="ONNX or TFLite: int8 weights (dynamic range)")
@@ -174,13 +175,11 @@ def _serve_parser(commands) -> None:
     serve.add_argument("--port", type=whole_number(0, 65535), default=8000)
     serve.add_argument(
         "--api-key",
-        "--api-key",
         dest="api_key",
         action="append",
         help="a key for enrolling and removing (repeatable; also DEEP_SPEAKER_API_KEYS=k1,k2)",
     )
     serve.add_argument(
-        "--max-upload-mb",
         "--max-upload-mb",
         dest="max_upload_mb",
         type=number_in(0, 4096, low_open=True),
@@ -189,7 +188,6 @@ def _serve_parser(commands) -> None:
     )
     serve.add_argument(
         "--max-seconds",
-        "--max-seconds",
         dest="max_seconds",
         type=number_in(0, 86400, low_open=True),
         default=120.0,
@@ -197,13 +195,11 @@ def _serve_parser(commands) -> None:
     )
     serve.add_argument(
         "--max-diarize-seconds",
-        "--max-diarize-seconds",
         dest="max_diarize_seconds",
         type=number_in(0, 86400, low_open=True),
         help="longest recording to diarize (default: ServiceLimits.max_diarize_seconds, 10 minutes)",
     )
     serve.add_argument(
-        "--max-concurrent",
         "--max-concurrent",
         dest="max_concurrent",
         type=whole_number(1, 64),

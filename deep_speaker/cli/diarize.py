@@ -86,12 +86,10 @@ def _diarize_parser(commands) -> None:
     diarize.add_argument("--rttm", help="write the turns as RTTM")
     diarize.add_argument("--json", help="write the turns as JSON")
     diarize.add_argument("--plot", help="write a timeline PNG")
-    diarize.add_argument(
-        "--num-speakers", "--num-speakers", dest="num_speakers", type=whole_number(1, MAX_SPEAKERS), help="the speaker count, if known"
-    )
+    diarize.add_argument("--num-speakers", dest="num_speakers", type=whole_number(1, MAX_SPEAKERS), help="the speaker count, if known")
     speakers = whole_number(1, MAX_SPEAKERS)
-    diarize.add_argument("--min-speakers", "--min-speakers", dest="min_speakers", type=speakers, default=DiarizationConfig.min_speakers)
-    diarize.add_argument("--max-speakers", "--max-speakers", dest="max_speakers", type=speakers, default=DiarizationConfig.max_speakers)
+    diarize.add_argument("--min-speakers", dest="min_speakers", type=speakers, default=DiarizationConfig.min_speakers)
+    diarize.add_argument("--max-speakers", dest="max_speakers", type=speakers, default=DiarizationConfig.max_speakers)
     diarize.add_argument(
         "--clustering",
         choices=CLUSTERINGS,
@@ -103,9 +101,7 @@ def _diarize_parser(commands) -> None:
     )
     diarize.add_argument("--window", type=number_in(0.2, 30), default=DiarizationConfig.window, help="seconds per embedded window")
     diarize.add_argument("--hop", type=number_in(0.05, 30), default=DiarizationConfig.hop, help="seconds between windows")
-    diarize.add_argument(
-        "--no-resegment", "--no-resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation"
-    )
+    diarize.add_argument("--no-resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation")
     diarize.add_argument(
         "--vad",
         choices=VAD_METHODS,
@@ -117,12 +113,10 @@ def _diarize_parser(commands) -> None:
     )
     diarize.add_argument(
         "--overlap-detector",
-        "--overlap-detector",
         dest="overlap_detector",
         help="a train-overlap best.keras (default: the shipped overlap detector)",
     )
     diarize.add_argument(
-        "--overlap-threshold",
         "--overlap-threshold",
         dest="overlap_threshold",
         type=number_in(0.01, 0.99),
@@ -153,9 +147,7 @@ def _score_diarization_parser(commands) -> None:
         default=0.25,
         help="seconds either side of each reference boundary left unscored (md-eval's; default 0.25)",
     )
-    scoring.add_argument(
-        "--skip-overlap", "--skip-overlap", dest="skip_overlap", action="store_true", help="leave overlapped reference speech unscored"
-    )
+    scoring.add_argument("--skip-overlap", dest="skip_overlap", action="store_true", help="leave overlapped reference speech unscored")
     scoring.add_argument("--uem", help="UEM file: score only its regions ('<recording> <channel> <start> <end>' per line)")
     scoring.add_argument("--json", help="write the numbers here")
     scoring.set_defaults(handler=cmd_score_diarization)

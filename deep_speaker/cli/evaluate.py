@@ -157,7 +157,6 @@ def _eval_trials_parser(commands) -> None:
     trials.add_argument("--scores", help="write every trial's score here ('label enroll test score'; 'refused' where a recording was)")
     trials.add_argument(
         "--on-refused",
-        "--on-refused",
         dest="on_refused",
         choices=ON_REFUSED,
         default="skip",

@@ -144,6 +144,6 @@ def _remove_parser(commands) -> None:
 def _identify_parser(commands) -> None:
     identify = commands.add_parser("identify", help="who is speaking? ranked enrolled speakers, 'unknown' below the threshold")
     identify.add_argument("audio")
-    identify.add_argument("--top-k", "--top-k", dest="top_k", type=int, default=5)
+    identify.add_argument("--top-k", dest="top_k", type=int, default=5)
     add_decision_arguments(identify)
     identify.set_defaults(handler=cmd_identify)

@@ -29,6 +29,7 @@ from ..errors import CheckpointError, ConfigError
 from ..exported import (
     COPY_KEY,
     METADATA_KEY,
+    QUANTISATIONS,
     ExportMetadata,
     OnnxCopy,
     OnnxSpeakerModel,
@@ -42,7 +43,6 @@ from ..layers import Fbank
 from ..models import feature_config_of, model_fingerprint
 from ..models.speaker_model import require_speaker_model
 
-QUANTISATIONS = {"savedmodel": (None,), "onnx": (None, "int8"), "tflite": (None, "float16", "int8")}
 PARITY_BOUND = {"savedmodel": 1e-4, "onnx": 1e-4, "tflite": 1e-3}  # largest |difference| of a float export
 PROBE_SECONDS = (1.3, 3.7)  # two lengths: the signature takes any length
 
