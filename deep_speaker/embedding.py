@@ -245,7 +245,12 @@ class SpeakerEncoder(ModelEncoder):
         from .models.speaker_model import require_speaker_model
 
         if model is None:
-            checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+            if checkpoint is None:  # one default system, and it is load_encoder()'s
+                raise ConfigError(
+                    "SpeakerEncoder embeds with the model it is given (a checkpoint or a Keras model; our shipped one is "
+                    "embedding.DEFAULT_CHECKPOINT); load_encoder() opens the default system"
+                )
+            checkpoint = Path(checkpoint)
             if not checkpoint.exists():
                 raise CheckpointError(f"{checkpoint}: no such checkpoint file", cli_hint="pass --checkpoint-file")
             if checkpoint.suffix in SUFFIXES or checkpoint.is_dir():

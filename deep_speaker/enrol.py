@@ -67,7 +67,7 @@ class SpeakerRegistry:
     A read-only store can still be listed and identified against. A database that is not a speaker store
     is refused without being written to.
 
-    >>> registry = SpeakerRegistry("speakers.db", SpeakerEncoder())  # doctest: +SKIP
+    >>> registry = SpeakerRegistry("speakers.db", load_encoder())  # doctest: +SKIP
     >>> registry.enroll("alice", ["a1.wav", "a2.wav"])             # doctest: +SKIP
     >>> Verifier(registry.encoder).identify("who.wav", registry)   # doctest: +SKIP
     """

@@ -86,6 +86,8 @@ def test_runtimes_and_exported_models_open_by_the_one_rule(tmp_path):
             load_encoder(tmp_path / "missing.keras", runtime=runtime)
     keras_encoder = load_encoder(checkpoint)
     assert type(keras_encoder) is SpeakerEncoder and keras_encoder.runtime == "keras"
+    with pytest.raises(ConfigError, match=r"load_encoder\(\) opens the default system"):  # one default, load_encoder's
+        SpeakerEncoder()
     (tmp_path / "model.onnx").write_bytes(b"not read: the name says it is an export")
     with pytest.raises(ConfigError, match="an exported model; open it with load_encoder"):
         SpeakerEncoder(tmp_path / "model.onnx")

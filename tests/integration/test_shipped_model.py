@@ -22,7 +22,7 @@ def test_shipped_models_are_small_and_each_calibrated_by_fingerprint(tmp_path, m
     assert DEFAULT_CHECKPOINT.is_file() and DEFAULT_SYSTEM.is_file()
     assert sum(path.stat().st_size for path in DEFAULT_SYSTEM.parent.glob("*.keras")) <= 30 * 2**20
     system = load_encoder()
-    assert isinstance(system, FusedEncoder) and SpeakerEncoder().fingerprint in [m.fingerprint for m in system.members]
+    assert isinstance(system, FusedEncoder) and SpeakerEncoder(DEFAULT_CHECKPOINT).fingerprint in [m.fingerprint for m in system.members]
     for encoder in (system, *system.members):
         calibration = find_calibration(encoder.fingerprint)  # no checkpoint path: found by identity alone
         assert calibration is not None and calibration.model == encoder.fingerprint
@@ -38,7 +38,7 @@ def test_default_system_separates_the_sample_speakers():
 
 @pytest.mark.slow
 def test_our_model_scores_the_same_from_numpy_features_and_in_the_graph():
-    features, graph = SpeakerEncoder(), SpeakerEncoder(waveform_in=True)
+    features, graph = SpeakerEncoder(DEFAULT_CHECKPOINT), SpeakerEncoder(DEFAULT_CHECKPOINT, waveform_in=True)
     for pair in (PHILIPPE, [PHILIPPE[0], OTHER]):
         assert features.score(*pair) == pytest.approx(graph.score(*pair), abs=1e-4)
 
