@@ -377,3 +377,15 @@ def name_of(source):
     if isinstance(source, Recording):
         return source.name
     return source if isinstance(source, (str, os.PathLike)) else None
+
+
+def result_or_refusal(function, source, keep_refusals: bool):
+    """`function(source)`; with `keep_refusals`, the `AudioError` that refuses the recording (no speech, too short,
+    corrupt...) is returned instead of raised, so a batch can list it and go on. A missing file always raises: that
+    is a wrong path, not bad audio."""
+    try:
+        return function(source)
+    except AudioError as error:
+        if not keep_refusals or isinstance(error, MissingAudioError):
+            raise
+        return error

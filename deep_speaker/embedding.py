@@ -17,6 +17,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,8 +25,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from .audio import FRAME_STEP, SAMPLE_RATE, Recording, name_of
-from .errors import AudioError, CheckpointError, ConfigError, MissingAudioError
+from .audio import FRAME_STEP, SAMPLE_RATE, Recording, name_of, result_or_refusal
+from .errors import AudioError, CheckpointError, ConfigError
 from .exported import SUFFIXES, load_exported
 from .features import FeatureConfig, checked_features, crop_or_pad, require_speech
 from .scoring import CosineScorer, Scorer
@@ -153,15 +154,7 @@ class ModelEncoder:
         row is NaN and `refused[path]` says why (a missing file still stops it: that is a wrong path, not bad audio).
         """
         sources = list(sources)
-
-        def prepare(source):
-            try:
-                return self._prepare(source)
-            except AudioError as error:
-                if refused is None or isinstance(error, MissingAudioError):  # a missing file is a wrong path, not bad audio
-                    raise
-                return error
-
+        prepare = partial(result_or_refusal, self._prepare, keep_refusals=refused is not None)
         embeddings = []
         with (
             threadpool_limits(limits=1, user_api="blas"),

@@ -164,24 +164,31 @@ def read_metadata(path) -> ExportMetadata:
     return ExportMetadata.from_json(text, sidecar(path)).verify(path)
 
 
-class OnnxSpeakerModel:
-    """An exported model run by ONNX Runtime: `model(waveforms)` -> embeddings (batch, dim). `metadata`: what the
-    file says about itself (read from it unless given, as by the exporter checking a file it has not labelled yet)."""
+class OnnxRunner:
+    """An ONNX model run by ONNX Runtime on the CPU: `runner(batch)` -> its first output."""
 
-    def __init__(self, path, metadata: ExportMetadata | None = None):
+    def __init__(self, path):
         import onnxruntime
 
-        self.metadata = metadata or read_metadata(path)
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:  # ONNX Runtime's own exception types (invalid graph, unsupported op)
             raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({error})") from None
         self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.asarray(batch, np.float32)})[0]
+
+
+class OnnxSpeakerModel(OnnxRunner):
+    """An exported model run by ONNX Runtime: `model(waveforms)` -> embeddings (batch, dim). `metadata`: what the
+    file says about itself (read from it unless given, as by the exporter checking a file it has not labelled yet)."""
+
+    def __init__(self, path, metadata: ExportMetadata | None = None):
+        self.metadata = metadata or read_metadata(path)
+        super().__init__(path)
         size = self.session.get_outputs()[0].shape[-1]
         check_output_size(size if isinstance(size, int) else None, self.metadata, path)
-
-    def __call__(self, waveforms: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.asarray(waveforms, np.float32)})[0]
 
 
 class TFLiteSpeakerModel:
@@ -258,20 +265,31 @@ def onnx_cache_path(checkpoint) -> Path:
     return toolkit_home() / "exports" / f"{file_sha256(checkpoint)}.onnx"
 
 
-def cached_onnx(checkpoint) -> OnnxSpeakerModel | None:
-    """The cached ONNX Runtime copy of `checkpoint` (`tf.export.onnx_copy` writes it), or None where there is none or
-    it is not an unchanged export of exactly this file (logged; the caller exports again)."""
+def _from_cache(checkpoint, open_cached, what: str):
+    """`open_cached(path)` of the cached ONNX copy of `checkpoint`, or None where there is none or it is refused
+    (logged: the caller exports again)."""
     path = onnx_cache_path(checkpoint)
     if not path.is_file():
         return None
     try:
-        cached = OnnxSpeakerModel(path)
-        if cached.metadata.source_sha256 != path.stem:
-            raise CheckpointError(f"{path}: an export of another file")
-        return cached
+        return open_cached(path)
     except CheckpointError as error:
-        logging.getLogger(__name__).warning("the ONNX Runtime cache is not this model's export (%s); exporting it again", error)
+        logging.getLogger(__name__).warning("the ONNX Runtime cache is not this model's %s (%s); exporting it again", what, error)
         return None
+
+
+def _export_of_file(path) -> OnnxSpeakerModel:
+    """The speaker model cached at `path`, refused unless its metadata names the file the cache key digests."""
+    cached = OnnxSpeakerModel(path)
+    if cached.metadata.source_sha256 != Path(path).stem:
+        raise CheckpointError(f"{path}: an export of another file")
+    return cached
+
+
+def cached_onnx(checkpoint) -> OnnxSpeakerModel | None:
+    """The cached ONNX Runtime copy of `checkpoint` (`tf.export.onnx_copy` writes it), or None where there is none or
+    it is not an unchanged export of exactly this file (logged; the caller exports again)."""
+    return _from_cache(checkpoint, _export_of_file, "export")
 
 
 COPY_KEY = "deep_speaker_copy"  # the ONNX metadata property of a cached copy of a model that is not a speaker model
@@ -282,13 +300,11 @@ def copy_seal(graph: str, source_sha256: str) -> str:
     return json.dumps({"source_sha256": source_sha256, "digest": hashlib.sha256(f"{graph}\n{source_sha256}".encode()).hexdigest()})
 
 
-class OnnxCopy:
+class OnnxCopy(OnnxRunner):
     """A Keras model that is not a speaker model (the overlap detector) as ONNX Runtime runs it, from the cache:
     `copy(batch)` -> its first output. Refused unless it is an unchanged copy of the file whose SHA-256 is `source`."""
 
     def __init__(self, path, source_sha256: str):
-        import onnxruntime
-
         properties = {p.key: p.value for p in _load_onnx(path).metadata_props}
         try:
             seal = json.loads(properties[COPY_KEY])
@@ -296,23 +312,9 @@ class OnnxCopy:
             raise CheckpointError(f"{path}: not a deep-speaker ONNX copy") from None
         if seal.get("source_sha256") != source_sha256 or properties[COPY_KEY] != copy_seal(graph_digest(path), source_sha256):
             raise CheckpointError(f"{path}: not an unchanged copy of this model")
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as error:  # ONNX Runtime's own exception types (invalid graph, unsupported op)
-            raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({error})") from None
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.asarray(batch, np.float32)})[0]
+        super().__init__(path)
 
 
 def cached_onnx_copy(checkpoint) -> OnnxCopy | None:
     """The cached ONNX copy of the (non-speaker) model file `checkpoint`, or None (logged when one is there but refused)."""
-    path = onnx_cache_path(checkpoint)
-    if not path.is_file():
-        return None
-    try:
-        return OnnxCopy(path, path.stem)
-    except CheckpointError as error:
-        logging.getLogger(__name__).warning("the ONNX Runtime cache is not this model's copy (%s); exporting it again", error)
-        return None
+    return _from_cache(checkpoint, lambda path: OnnxCopy(path, path.stem), "copy")

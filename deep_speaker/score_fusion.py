@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .audio import SAMPLE_RATE, Recording
-from .errors import AudioError, CheckpointError, ConfigError, MissingAudioError
+from .audio import SAMPLE_RATE, Recording, result_or_refusal
+from .errors import CheckpointError, ConfigError
 from .fileio import atomic_write_bytes
 
 FUSION_SUFFIX = ".fusion.json"
@@ -125,7 +125,7 @@ class FusedEncoder:
         ):
             for start in range(0, len(sources), DECODE_BLOCK):
                 block = sources[start : start + DECODE_BLOCK]
-                decoded = list(pool.map(partial(_decoded, keep_errors=refused is not None), block))
+                decoded = list(pool.map(partial(result_or_refusal, Recording.of, keep_refusals=refused is not None), block))
                 usable = [item for item in decoded if isinstance(item, Recording)]
                 fused = np.full((len(block), self.embedding_dim), np.nan, np.float32)
                 if usable:
@@ -138,16 +138,6 @@ class FusedEncoder:
                 rows.append(fused)
                 bar.update(len(block))
         return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
-
-
-def _decoded(source, keep_errors: bool):
-    """`source` as a `Recording`, or (`keep_errors`) the `AudioError` that refused it; a missing file always raises."""
-    try:
-        return Recording.of(source)
-    except AudioError as error:
-        if not keep_errors or isinstance(error, MissingAudioError):
-            raise
-        return error
 
 
 def impostor_std(embeddings: np.ndarray, labels: np.ndarray, seed: int = 123) -> float:

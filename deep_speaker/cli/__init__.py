@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
-        return super().parse_known_args([_hyphenated(str(token)) if isinstance(token, str) else token for token in args], namespace)
+        return super().parse_known_args([_hyphenated(token) if isinstance(token, str) else token for token in args], namespace)
 
 
 def build_parser() -> argparse.ArgumentParser:
