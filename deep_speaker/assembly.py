@@ -13,10 +13,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .embedding import Encoder, ExportedEncoder, SpeakerEncoder
 from .errors import CheckpointError, ConfigError
+from .evaluation import Trials, evaluate_trials
 from .exported import RUNTIMES, SUFFIXES, cached_onnx, cached_onnx_copy
-from .score_fusion import DEFAULT_SYSTEM, FUSION_SUFFIX, FusedEncoder, checked_plan, fit_fusion, read_fusion
+from .score_fusion import (
+    DEFAULT_SYSTEM,
+    FUSION_SUFFIX,
+    FusedEncoder,
+    checked_plan,
+    fit_fusion,
+    fit_weights,
+    impostor_spreads,
+    leave_one_domain_out,
+    read_fusion,
+)
 
 KERAS_ONLY = ("crop_frames", "bfloat16", "waveform_in")  # SpeakerEncoder options an exported model cannot honour
 
@@ -64,11 +77,29 @@ def _exported_options(options: dict) -> dict:
     return {name: value for name, value in options.items() if name not in (*KERAS_ONLY, "seed", "jit_compile")}
 
 
-def fuse(checkpoints, paths, labels, target, weights=None, progress: bool = True) -> Path:
+def fuse(checkpoints, paths, labels, target, weights=None, domains=(), report: dict | None = None, progress: bool = True) -> Path:
     """Embed the recordings `paths` of training speakers `labels` with each model and write the fusion `target`
-    (`score_fusion.fit_fusion`)."""
+    (`score_fusion.fit_fusion`). With `domains` (two or more `(trial list, audio root)` of labelled trials, one per
+    domain) the weights are fitted on their trials (`score_fusion.fit_weights`) instead of given, and `report`
+    (a dict, if given) receives the leave-one-domain-out check of that fit (`score_fusion.leave_one_domain_out`)."""
+    if domains and weights is not None:
+        raise ConfigError("give the fusion's weights or the domains to fit them on, not both")
+    if domains and len({str(trials) for trials, _ in domains}) < max(2, len(domains)):
+        raise ConfigError(f"fitting fusion weights needs trial lists of two or more different domains, got {len(domains)}")
     checked_plan(checkpoints, target, weights)
-    embeddings = [load_encoder(checkpoint).embed_many(paths, progress=progress) for checkpoint in checkpoints]
+    encoders = [load_encoder(checkpoint) for checkpoint in checkpoints]
+    embeddings = [encoder.embed_many(paths, progress=progress) for encoder in encoders]
+    if domains:
+        spreads = np.array(impostor_spreads(checkpoints, embeddings, labels))
+        scored = {}
+        for trials, audio_root in domains:
+            results = [evaluate_trials(encoder, trials, audio_root, progress=progress) for encoder in encoders]
+            scores = np.stack([result.scores for result in results], axis=1) / spreads
+            kept = np.all(np.isfinite(scores), axis=1)
+            scored[str(trials)] = (scores[kept], Trials.read(trials).labels[kept])
+        weights = fit_weights(scored).tolist()
+        if report is not None:
+            report.update(leave_one_domain_out(scored))
     return fit_fusion(checkpoints, embeddings, labels, target, weights)
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from .audio import SAMPLE_RATE, Recording, result_or_refusal
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_write_bytes
+from .scoring.metrics import compute_eer
 
 FUSION_SUFFIX = ".fusion.json"
 DEFAULT_SYSTEM = Path(__file__).resolve().parent / "pretrained" / f"default{FUSION_SUFFIX}"  # what commands use by default
@@ -167,18 +168,87 @@ def checked_plan(checkpoints, target, weights=None) -> tuple[Path, list[float]]:
     return target, weights
 
 
+def impostor_spreads(checkpoints, member_embeddings, labels) -> list[float]:
+    """Each model's impostor-score spread on `member_embeddings` (one array per model) of training speakers `labels`;
+    a model whose scores barely spread is refused."""
+    spreads = [impostor_std(embeddings, np.asarray(labels)) for embeddings in member_embeddings]
+    for checkpoint, spread in zip(checkpoints, spreads):
+        if not IMPOSTOR_STD_RANGE[0] <= spread <= IMPOSTOR_STD_RANGE[1]:
+            raise ConfigError(f"{checkpoint}: its impostor scores spread by {spread:.2e}: it does not tell these speakers apart")
+    return spreads
+
+
 def fit_fusion(checkpoints, member_embeddings, labels, target, weights=None) -> Path:
     """Write `target` (`*.fusion.json`): the models `checkpoints`, weighted by `weights` (default equal), each
     with its impostor-score spread on `member_embeddings` (one array per model) of recordings of training speakers
     `labels`."""
     target, weights = checked_plan(checkpoints, target, weights)
-    labels = np.asarray(labels)
-    members = []
-    for checkpoint, weight, embeddings in zip(checkpoints, weights, member_embeddings):
-        relative = os.path.relpath(Path(checkpoint).resolve(), target.resolve().parent)
-        spread = impostor_std(embeddings, labels)
-        if not IMPOSTOR_STD_RANGE[0] <= spread <= IMPOSTOR_STD_RANGE[1]:
-            raise ConfigError(f"{checkpoint}: its impostor scores spread by {spread:.2e}: it does not tell these speakers apart")
-        members.append(FusionMember(relative, weight, spread))
+    spreads = impostor_spreads(checkpoints, member_embeddings, labels)
+    members = [
+        FusionMember(os.path.relpath(Path(checkpoint).resolve(), target.resolve().parent), weight, spread)
+        for checkpoint, weight, spread in zip(checkpoints, weights, spreads)
+    ]
     atomic_write_bytes(target, json.dumps({"format": FORMAT, "members": [asdict(m) for m in members]}, indent=2).encode())
     return target
+
+
+def _checked_domains(domains: dict) -> dict:
+    checked = {}
+    for name, (scores, labels) in domains.items():
+        scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+        if scores.ndim != 2 or scores.shape[0] != labels.size or not np.all(np.isfinite(scores)):
+            raise ConfigError(f"domain {name}: expected finite scores of shape (trials, members) and one label per trial")
+        if not (np.any(labels == 1) and np.any(labels == 0)):
+            raise ConfigError(f"domain {name}: fitting fusion weights needs both target and non-target trials")
+        checked[name] = (scores, labels)
+    if len({scores.shape[1] for scores, _ in checked.values()}) != 1:
+        raise ConfigError("every domain needs the scores of the same members")
+    return checked
+
+
+def fit_weights(domains: dict) -> np.ndarray:
+    """Fusion weights (summing to 1) fitted on labelled trials of several domains: logistic regression over the
+    members' z-normalised scores (the linear fusion of FoCal / BOSARIS) with one offset per domain, so that a corpus
+    that shifts every score (shared language, channel, words) moves its offset and not the weights; each domain and
+    each class of trials counts equally, however many trials it has. `domains`: name -> (z-scores of shape
+    (trials, members), labels 1 = same speaker). A member the fit gives no positive weight is refused: it adds
+    nothing on these domains, so leave it out of the fusion."""
+    from sklearn.linear_model import LogisticRegression  # here: the command line imports this module to parse
+
+    domains = _checked_domains(domains)
+    if not domains:
+        raise ConfigError("fitting fusion weights needs labelled trials of at least one domain")
+    offsets = np.eye(len(domains))
+    inputs = np.concatenate([np.hstack([s, np.tile(offsets[k], (len(y), 1))]) for k, (s, y) in enumerate(domains.values())])
+    labels = np.concatenate([y for _, y in domains.values()])
+    balance = np.concatenate([np.where(y == 1, 1 / np.sum(y == 1), 1 / np.sum(y == 0)) for _, y in domains.values()])
+    model = LogisticRegression(C=1e4, fit_intercept=False, max_iter=1000)
+    model.fit(inputs, labels, sample_weight=balance * labels.size / balance.sum())
+    slopes = model.coef_[0][: inputs.shape[1] - len(domains)]
+    if np.any(slopes <= 0):
+        useless = ", ".join(str(i + 1) for i in np.flatnonzero(slopes <= 0))
+        raise ConfigError(f"on domains {', '.join(domains)} member(s) {useless} get no positive weight: fuse without them")
+    return slopes / slopes.sum()
+
+
+def leave_one_domain_out(domains: dict) -> dict:
+    """For each domain: the weights `fit_weights` gives on the other domains, and on this held-out domain the EER of
+    the fusion with them, of the equal-weight fusion and of each member alone (the check that a fusion chosen
+    elsewhere does not lose to its best member here)."""
+    domains = _checked_domains(domains)
+    if len(domains) < 2:
+        raise ConfigError("leaving one domain out needs labelled trials of at least two domains")
+
+    def eer(scores, labels) -> float:
+        return float(compute_eer(scores[labels == 1], scores[labels == 0])[0])
+
+    report = {}
+    for held, (scores, labels) in domains.items():
+        weights = fit_weights({name: domain for name, domain in domains.items() if name != held})
+        report[held] = {
+            "weights": weights.tolist(),
+            "eer": eer(scores @ weights, labels),
+            "equal_weights_eer": eer(scores.mean(axis=1), labels),
+            "member_eers": [eer(member, labels) for member in scores.T],
+        }
+    return report

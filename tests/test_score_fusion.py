@@ -10,12 +10,16 @@ from deep_speaker.assembly import fuse, load_encoder
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.features import FeatureConfig
-from deep_speaker.score_fusion import FusedEncoder, impostor_std
+from deep_speaker.score_fusion import FusedEncoder, fit_weights, impostor_std, leave_one_domain_out
+from deep_speaker.scoring.metrics import compute_eer
 from tests.helpers import cli_in_process, synthetic_speech, tiny_model
 
 
 @pytest.fixture
 def two_models(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)  # the same two untrained models every run
     linear = tmp_path / "linear.keras"
     tiny_model().save(linear)
     log = tmp_path / "models" / "log.keras"
@@ -114,3 +118,72 @@ def test_fusion_fields_out_of_range_or_unknown_are_refused(tmp_path, members, pr
     path.write_text(json.dumps({"format": "deep-speaker-score-fusion", "members": members[1:] * 2, "note": "x"}))
     with pytest.raises(CheckpointError, match=r"a fusion holds exactly 'format' and a list of 'members'"):
         read_fusion(path)
+
+
+def _domain(rng, trials: int, separations, shift: float = 0.0):
+    """Synthetic z-scores of one domain: member k separates targets from non-targets by `separations[k]`."""
+    labels = np.arange(trials) % 2
+    scores = rng.normal(size=(trials, len(separations))) + np.outer(labels, separations) + shift
+    return scores, labels
+
+
+def test_fitted_weights_follow_the_stronger_member_and_ignore_a_domain_shift():
+    rng = np.random.default_rng(0)
+    domains = {"a": _domain(rng, 4000, [3.0, 1.0]), "b": _domain(rng, 4000, [2.5, 0.8])}
+    weights = fit_weights(domains)
+    assert weights.sum() == pytest.approx(1) and weights[0] > 0.7  # a stronger member's share: d' ratio ~ 3 : 1
+    shifted = {"a": domains["a"], "b": (domains["b"][0] + 4.0, domains["b"][1])}  # every score of b moved up
+    np.testing.assert_allclose(fit_weights(shifted), weights, atol=1e-3)
+    with pytest.raises(ConfigError, match="no positive weight"):
+        fit_weights({"a": _domain(rng, 2000, [2.0, -1.0])})
+    with pytest.raises(ConfigError, match="both target and non-target"):
+        fit_weights({"a": (np.zeros((4, 2)), np.ones(4))})
+
+
+def test_leave_one_domain_out_reports_each_domain_with_weights_fitted_elsewhere():
+    rng = np.random.default_rng(1)
+    domains = {
+        "home": _domain(rng, 3000, [1.5, 1.5]),
+        "channel": _domain(rng, 3000, [1.0, 2.0], shift=1.0),
+        "language": _domain(rng, 3000, [0.5, 2.5], shift=-2.0),
+    }
+    report = leave_one_domain_out(domains)
+    assert set(report) == set(domains)
+    for held, check in report.items():
+        others = {name: domain for name, domain in domains.items() if name != held}
+        np.testing.assert_allclose(check["weights"], fit_weights(others))
+        scores, labels = domains[held]
+        assert check["eer"] == pytest.approx(compute_eer(scores[labels == 1] @ check["weights"], scores[labels == 0] @ check["weights"])[0])
+        assert len(check["member_eers"]) == 2
+    # fitted where member 2 is the stronger, the home domain's weights lean to member 2; fitted with home, less so
+    assert report["home"]["weights"][1] > 0.6 and report["language"]["weights"][1] < report["home"]["weights"][1]
+    with pytest.raises(ConfigError, match="at least two domains"):
+        leave_one_domain_out({"home": domains["home"]})
+
+
+def test_fuse_fits_its_weights_on_labelled_domains(two_models, recordings, tmp_path, capsys):
+    paths, labels = recordings
+    root = paths[0].parent
+    for name in ("one", "two"):
+        pairs = [(1, a, b) for a in paths for b in paths if a < b and labels[paths.index(a)] == labels[paths.index(b)]]
+        pairs += [(0, a, b) for a in paths for b in paths if a < b and labels[paths.index(a)] != labels[paths.index(b)]]
+        (tmp_path / f"{name}.txt").write_text("".join(f"{k} {a.name} {b.name}\n" for k, a, b in pairs))
+    domains = [(tmp_path / "one.txt", root), (tmp_path / "two.txt", root)]
+    report: dict = {}
+    target = fuse(two_models, paths, labels, tmp_path / "fit.fusion.json", domains=domains, report=report, progress=False)
+    weights = [m["weight"] for m in json.loads(target.read_text())["members"]]
+    assert sum(weights) == pytest.approx(1) and set(report) == {str(d) for d, _ in domains}
+    with pytest.raises(ConfigError, match="not both"):
+        fuse(two_models, paths, labels, tmp_path / "x.fusion.json", weights=[1, 1], domains=domains, progress=False)
+    with pytest.raises(ConfigError, match="two or more different domains"):
+        fuse(two_models, paths, labels, tmp_path / "x.fusion.json", domains=domains[:1], progress=False)
+    by_speaker = tmp_path / "by_speaker"
+    for path, label in zip(paths, labels):
+        (by_speaker / f"s{label}").mkdir(parents=True, exist_ok=True)
+        (by_speaker / f"s{label}" / path.name).write_bytes(path.read_bytes())
+    made = cli_in_process(
+        capsys, "fuse", *two_models, tmp_path / "cli.fusion.json", "--audio-dir", by_speaker, "--quiet",
+        "--fit-weights", domains[0][0], root, "--fit-weights", domains[1][0], root,
+    )  # fmt: skip
+    assert made.returncode == 0 and made.stdout.count("held out: EER") == 2
+    assert f"weights {weights[0]:.3f}, {weights[1]:.3f}" in made.stdout

@@ -90,13 +90,30 @@ def cmd_serve(args) -> int:
 def cmd_fuse(args) -> int:
     from ..assembly import fuse
     from ..data.corpus import discover_utterances
+    from ..score_fusion import read_fusion
 
     recordings = discover_utterances(args.audio_dir)
+    held_out: dict = {}
     target = fuse(
-        args.models, [r.path for r in recordings], [r.speaker for r in recordings], args.target, args.weights, progress=not args.quiet
+        args.models,
+        [r.path for r in recordings],
+        [r.speaker for r in recordings],
+        args.target,
+        args.weights,
+        domains=args.fit_weights or (),
+        report=held_out,
+        progress=not args.quiet,
     )
+    for domain, check in held_out.items():
+        members = ", ".join(f"{100 * eer:.2f} %" for eer in check["member_eers"])
+        print(
+            f"{domain} held out: EER {100 * check['eer']:.2f} % with weights {', '.join(f'{w:.3f}' for w in check['weights'])} "
+            f"fitted on the other domains (equal weights {100 * check['equal_weights_eer']:.2f} %; members alone {members})"
+        )
+    weights = [member.weight for member in read_fusion(target)]
     print(
-        f"wrote {target}: score fusion of {len(args.models)} models (impostor spreads from {len(recordings)} recordings in {args.audio_dir})"
+        f"wrote {target}: score fusion of {len(args.models)} models, weights {', '.join(f'{w:.3f}' for w in weights)} "
+        f"(impostor spreads from {len(recordings)} recordings in {args.audio_dir})"
     )
     return 0
 
@@ -227,6 +244,15 @@ def _fuse_parser(commands) -> None:
         required=True,
         help="recordings of training speakers (not the evaluation speakers): each model's impostor-score spread",
     )
-    fuse.add_argument("--weights", type=WEIGHT, nargs="+", help="one per model (default: equal)")
+    weights = fuse.add_mutually_exclusive_group()
+    weights.add_argument("--weights", type=WEIGHT, nargs="+", help="one per model (default: equal)")
+    weights.add_argument(
+        "--fit-weights",
+        nargs=2,
+        action="append",
+        metavar=("TRIALS", "AUDIO_ROOT"),
+        help="a labelled trial list of one domain and its audio root; repeat for two or more domains: the weights are "
+        "fitted on them (logistic regression with one offset per domain) and checked leaving one domain out",
+    )
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=cmd_fuse)
