@@ -1,8 +1,8 @@
 """Training recipes, grouped by concern (model, loss, augment, optimiser, run, head), per phase.
 
 A phase is a configuration of the one training driver: `classification` (softmax or AM-softmax
-pre-training), `triplet`, `head`, `detector` (the spoof detector) and `overlap` (diarization's overlapped-speech
-detector). Its defaults are the reference's recipe. A YAML recipe is nested by
+pre-training), `triplet`, `head`, `detector` (the spoof detector), `overlap` (diarization's overlapped-speech
+detector), `advgan` (AdvGAN's generator), `again` (the AGAIN-VC converter) and `adversarial` (PGD fine-tuning). Its defaults are the reference's recipe. A YAML recipe is nested by
 group (`model: {width: 0.25}`) or flat (`width: 0.25`, as command-line flags are); an unknown key is an
 error, so a typo is never silently ignored. Precedence: phase defaults < YAML file < flags. Every
 option is checked (names against the registries, numbers against their ranges) before any work starts.
@@ -97,6 +97,36 @@ class HeadRecipe:
     finetune_learning_rate: float = 0.0001
 
 
+@dataclass(frozen=True)
+class AdvGANRecipe:
+    """AdvGAN against a frozen verifier: the perturbation's bound and what the generator trains on."""
+
+    snr_db: float = 30.0  # the perturbation's level below the signal
+    seconds: float = 3.0  # crop length
+    per_speaker: int = 4  # recordings of each training speaker used (sources, and targets of the other speakers)
+    gan_weight: float = 0.01  # the discriminator's realism loss next to -score
+
+
+@dataclass(frozen=True)
+class ConverterRecipe:
+    """AGAIN-VC's size (the paper's is channels 256) and the segments it reconstructs."""
+
+    segment_frames: int = 128  # log-mel frames per training segment
+    channels: int = 128
+    blocks: int = 6
+    content_channels: int = 4
+    alpha: float = 0.1  # the activation guidance's slope
+
+
+@dataclass(frozen=True)
+class PGDRecipe:
+    """The attacker inside adversarial fine-tuning."""
+
+    seconds: float = 2.0  # crop length
+    snr_db: float = 30.0  # the attacker's budget below the signal
+    pgd_steps: int = 3
+
+
 GROUPS = {
     "model": ModelRecipe,
     "loss": LossRecipe,
@@ -104,6 +134,9 @@ GROUPS = {
     "optimiser": OptimiserRecipe,
     "run": RunRecipe,
     "head": HeadRecipe,
+    "advgan": AdvGANRecipe,
+    "converter": ConverterRecipe,
+    "pgd": PGDRecipe,
 }
 
 
@@ -116,6 +149,9 @@ class Recipe:
     optimiser: OptimiserRecipe = field(default_factory=OptimiserRecipe)
     run: RunRecipe = field(default_factory=RunRecipe)
     head: HeadRecipe = field(default_factory=HeadRecipe)
+    advgan: AdvGANRecipe = field(default_factory=AdvGANRecipe)
+    converter: ConverterRecipe = field(default_factory=ConverterRecipe)
+    pgd: PGDRecipe = field(default_factory=PGDRecipe)
 
     def to_dict(self) -> dict:
         """The groups this phase uses, as nested plain data (what a YAML recipe and `state.json` hold)."""
@@ -128,12 +164,16 @@ PHASE_GROUPS = {
     "head": ("head", "loss", "optimiser", "run"),
     "detector": ("optimiser", "run"),
     "overlap": ("augment", "optimiser", "run"),  # augment: its noise_dir and rir_dir (the floors it trains under)
+    "advgan": ("advgan", "optimiser", "run"),
+    "again": ("converter", "optimiser", "run"),
+    "adversarial": ("pgd", "loss", "optimiser", "run"),
 }
 # the detectors (spoof, overlap) have no loss to choose: binary cross-entropy on their logits
 PHASE_LOSSES = {
     "classification": ("softmax", "amsoftmax", "aamsoftmax"),
     "triplet": ("triplet", "batch_hard_triplet"),
     "head": ("amsoftmax", "aamsoftmax", "triplet"),
+    "adversarial": ("aamsoftmax",),
 }
 PHASE_DEFAULTS = {
     # reference: Adam, dropout 0.5, early stopping after 20 epochs, LR halved after 10
@@ -160,9 +200,35 @@ PHASE_DEFAULTS = {
         optimiser=OptimiserRecipe(reduce_lr_patience=3),
         run=RunRecipe(batch_size=16, num_frames=800, epochs=30, steps_per_epoch=50, early_stopping_patience=6, select_by="val_eer"),
     ),
+    # AdvGAN: Adam 1e-3, 12 epochs of 25 steps of 8 crops; the generator that best raises the target's score on fixed crops
+    "advgan": Recipe(
+        "advgan",
+        run=RunRecipe(batch_size=8, epochs=12, steps_per_epoch=25, early_stopping_patience=12, seed=0, select_by="val_score"),
+    ),
+    # AGAIN-VC: the original's Adam with AMSGrad (clip 3), L1 reconstruction; the best epoch by held-out speakers' L1
+    "again": Recipe(
+        "again",
+        optimiser=OptimiserRecipe(learning_rate=5e-4),
+        run=RunRecipe(
+            batch_size=32, epochs=20, steps_per_epoch=250, validation_fraction=0.1, early_stopping_patience=20, seed=0, select_by="val_loss"
+        ),
+    ),
+    # PGD adversarial fine-tuning: AAM-softmax (margin 0.2, scale 30) on clean + attacked crops, Adam 1e-4
+    "adversarial": Recipe(
+        "adversarial",
+        loss=LossRecipe("aamsoftmax"),
+        optimiser=OptimiserRecipe(learning_rate=1e-4),
+        run=RunRecipe(batch_size=16, epochs=15, steps_per_epoch=10, early_stopping_patience=15, seed=0, select_by="loss"),
+    ),
 }
 OPTIMISERS = ("adam", "sgd")
-SELECTION = {"val_accuracy": "max", "val_eer": "min"}  # criterion -> which way is better
+SELECTION = {"val_accuracy": "max", "val_eer": "min", "val_score": "max", "val_loss": "min", "loss": "min"}  # which way is better
+PHASE_SELECTION = {  # what each phase can choose its best epoch by
+    "classification": ("val_accuracy", "val_eer"),
+    "advgan": ("val_score",),  # the verifier's mean score for the target speakers on fixed perturbed crops
+    "again": ("val_loss",),  # held-out speakers' reconstruction L1
+    "adversarial": ("loss",),  # clean + attacked classification loss over the epoch (every speaker trains)
+}
 INPUTS = ("cache", "shards")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -247,6 +313,7 @@ def validate(recipe: Recipe) -> Recipe:
     _validate_loss(recipe)
     _validate_run(recipe)
     _validate_augment(recipe.augment)
+    _validate_adversarial(recipe)
     return recipe
 
 
@@ -286,6 +353,7 @@ def _validate_loss(recipe: Recipe) -> None:
         _check(loss.name in PHASE_LOSSES[phase], f"loss {loss.name!r} is not one of {PHASE_LOSSES[phase]} for {phase} training")
         _check(loss.name in LOSSES, f"unknown loss {loss.name!r}; choose from {sorted(LOSSES)}")
     _check(optimiser.name in OPTIMISERS, f"unknown optimiser {optimiser.name!r}; choose from {OPTIMISERS}")
+    _check(phase != "again" or optimiser.name == "adam", "AGAIN-VC trains with the original's Adam (AMSGrad, gradients clipped at 3)")
     _check(math.isfinite(loss.margin) and loss.margin >= 0, f"margin must be >= 0, got {loss.margin}")
     _check(math.isfinite(loss.scale) and loss.scale > 0, f"scale must be > 0, got {loss.scale}")
     _check(loss.negative_candidates >= 1, f"negative_candidates must be >= 1, got {loss.negative_candidates}")
@@ -317,7 +385,13 @@ def _validate_run(recipe: Recipe) -> None:
     _check(run.workers >= 1, f"workers must be >= 1, got {run.workers}")
     _check(0 <= run.seed < 2**32, f"seed must be 0 to 2^32 - 1, got {run.seed}")
     _check(run.select_by in SELECTION, f"select_by must be one of {sorted(SELECTION)}, got {run.select_by!r}")
-    _check(phase == "classification" or run.select_by == "val_eer", f"{phase} training selects its best epoch by val_eer only")
+    choices = PHASE_SELECTION.get(phase, ("val_eer",))
+    _check(
+        run.select_by in choices,
+        f"select_by must be one of {list(choices)} for {phase} training, got {run.select_by!r}"
+        if len(choices) > 1
+        else f"{phase} training selects its best epoch by {choices[0]} only, got {run.select_by!r}",
+    )
     _check(run.input in INPUTS, f"input must be one of {INPUTS}, got {run.input!r}")
     _check(run.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {run.strategy!r}")
     _check(run.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1, got {run.shuffle_buffer}")
@@ -349,3 +423,19 @@ def _validate_augment(aug: AugmentRecipe) -> None:
     _check(aug.snr_min_db <= aug.snr_max_db, f"snr_min_db ({aug.snr_min_db}) must not exceed snr_max_db ({aug.snr_max_db})")
     for name in ("noise_dir", "rir_dir"):
         _check(not getattr(aug, name) or Path(getattr(aug, name)).is_dir(), f"{name} {getattr(aug, name)!r} is not a folder")
+
+
+def _validate_adversarial(recipe: Recipe) -> None:
+    """AdvGAN, AGAIN-VC and PGD: bounds, lengths and sizes."""
+    advgan, converter, pgd = recipe.advgan, recipe.converter, recipe.pgd
+    for name, value in (("advgan snr_db", advgan.snr_db), ("pgd snr_db", pgd.snr_db)):
+        _check(math.isfinite(value) and 0 <= value <= 120, f"{name} must be in [0, 120] dB, got {value}")
+    for name, value in (("advgan seconds", advgan.seconds), ("pgd seconds", pgd.seconds)):
+        _check(math.isfinite(value) and 0.1 <= value <= 60, f"{name} must be in [0.1, 60], got {value}")
+    _check(advgan.per_speaker >= 1, f"per_speaker must be >= 1, got {advgan.per_speaker}")
+    _check(math.isfinite(advgan.gan_weight) and 0 <= advgan.gan_weight <= 1e6, f"gan_weight must be in [0, 1e6], got {advgan.gan_weight}")
+    _check(converter.segment_frames >= 8, f"segment_frames must be >= 8, got {converter.segment_frames}")
+    for name in ("channels", "blocks", "content_channels"):
+        _check(1 <= getattr(converter, name) <= 4096, f"{name} must be 1 to 4096, got {getattr(converter, name)}")
+    _check(math.isfinite(converter.alpha) and converter.alpha > 0, f"alpha must be > 0, got {converter.alpha}")
+    _check(1 <= pgd.pgd_steps <= 1000, f"pgd_steps must be 1 to 1000, got {pgd.pgd_steps}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..adversarial.attacks import METHODS
 from ..errors import ConfigError, DeepSpeakerError
@@ -19,6 +18,7 @@ from .common import (
     open_verifier,
     whole_number,
 )
+from .train import RUNS_BELOW, add_recipe_arguments, recipe_of
 
 
 def _attack_threshold(verifier) -> tuple[float, str]:
@@ -66,58 +66,19 @@ def cmd_attack(args) -> int:
     return 0
 
 
-def _run_dir(args) -> str:
-    """Where a long job's checkpoints go: --run-dir, or OUT without its suffix + _run."""
-    return args.run_dir or str(Path(args.out).with_suffix("")) + "_run"
-
-
-def _add_loop_arguments(parser, audio_help: str, out_help: str, steps: int, batch_size: int) -> None:
-    """The options every custom training loop takes (train-advgan, train-again, adversarial-finetune)."""
-    parser.add_argument("--audio-dir", required=True, help=audio_help)
-    parser.add_argument("--out", required=True, help=out_help)
-    parser.add_argument("--run-dir", help="checkpoints for resuming (default: OUT without suffix + _run)")
-    parser.add_argument("--steps", type=COUNT, default=steps)
-    parser.add_argument("--batch-size", type=COUNT, default=batch_size)
-    parser.add_argument("--seed", type=SEED, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 def cmd_train_advgan(args) -> int:
     from ..tf.advgan import train_advgan
 
-    out = train_advgan(
-        open_encoder(args),
-        args.audio_dir,
-        args.out,
-        _run_dir(args),
-        args.steps,
-        args.batch_size,
-        args.snr,
-        per_speaker=args.per_speaker,
-        gan_weight=args.gan_weight,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
-    print(f"generator: {out} (perturbations at {args.snr} dB SNR; `attack IN OUT --method advgan --generator {out} --target-file T`)")
+    best = train_advgan(args.working_dir, args.audio_dir, open_encoder(args), recipe_of(args), not args.quiet, args.run_name)
+    print(f"generator: {best} (`attack IN OUT --method advgan --generator {best} --target-file T`)")
     return 0
 
 
 def cmd_adversarial_finetune(args) -> int:
     from ..tf.adversarial_training import adversarial_finetune
 
-    out = adversarial_finetune(
-        args.checkpoint_file,
-        args.audio_dir,
-        args.out,
-        _run_dir(args),
-        args.steps,
-        args.batch_size,
-        snr_db=args.snr,
-        pgd_steps=args.pgd_steps,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
-    print(f"fine-tuned model: {out} (a new fingerprint: calibrate it before use)")
+    best = adversarial_finetune(args.working_dir, args.checkpoint_file, args.audio_dir, recipe_of(args), not args.quiet, args.run_name)
+    print(f"fine-tuned model: {best} (a new fingerprint: calibrate it before use)")
     return 0
 
 
@@ -182,17 +143,8 @@ def cmd_convert_voice(args) -> int:
 def cmd_train_again(args) -> int:
     from ..tf.again_vc import train_again
 
-    out = train_again(
-        args.audio_dir,
-        args.out,
-        _run_dir(args),
-        args.steps,
-        args.batch_size,
-        channels=args.channels,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
-    print(f"converter: {out} (`convert-voice SOURCE TARGET OUT --method again --converter {out}`)")
+    best = train_again(args.working_dir, args.audio_dir, recipe_of(args), not args.quiet, args.run_name)
+    print(f"converter: {best} (`convert-voice SOURCE TARGET OUT --method again --converter {best}`)")
     return 0
 
 
@@ -230,38 +182,32 @@ def _attack_parser(commands) -> None:
     attack.set_defaults(handler=cmd_attack)
 
 
+def _add_phase_arguments(parser, phase: str, handler, audio_help: str) -> None:
+    """A training phase of the one driver: its recipe flags, --working-dir, --audio-dir and --run-name."""
+    add_recipe_arguments(parser, phase, handler, working_dir=RUNS_BELOW)
+    parser.add_argument("--audio-dir", required=True, help=audio_help)
+    parser.add_argument("--run-name", default=phase, help=f"the run's folder under WORKING_DIR (default {phase})")
+
+
 def _train_advgan_parser(commands) -> None:
     advgan = commands.add_parser(
         "train-advgan", help="AdvGAN: train a perturbation generator against the verifier (then attack --method advgan)"
     )
-    _add_loop_arguments(
-        advgan, "recordings of training speakers (sources and targets; never evaluation speakers)", "the generator (.keras)", 300, 8
-    )
-    advgan.add_argument("--snr", type=SNR_DB, default=30.0, help="the perturbation's level below the signal, dB")
-    advgan.add_argument("--per-speaker", type=COUNT, default=4, help="recordings of each speaker used")
-    advgan.add_argument(
-        "--gan-weight", type=number_in(0, 1e6), default=0.01, help="weight of the discriminator's realism loss next to -score"
+    _add_phase_arguments(
+        advgan, "advgan", cmd_train_advgan, "recordings of training speakers (sources and targets; never evaluation speakers)"
     )
     add_encoder_arguments(advgan)
-    advgan.set_defaults(handler=cmd_train_advgan)
 
 
 def _train_again_parser(commands) -> None:
     again = commands.add_parser("train-again", help="train an AGAIN-VC one-shot voice converter (then convert-voice --method again)")
-    _add_loop_arguments(again, "recordings of training speakers (never evaluation speakers)", "the converter (.keras)", 5000, 32)
-    again.add_argument(
-        "--channels", type=whole_number(1, 4096), default=128, help="width of every block (the paper's 256 is 3x slower per step)"
-    )
-    again.set_defaults(handler=cmd_train_again)
+    _add_phase_arguments(again, "again", cmd_train_again, "recordings of training speakers (never evaluation speakers)")
 
 
 def _adversarial_finetune_parser(commands) -> None:
     robust = commands.add_parser("adversarial-finetune", help="PGD adversarial fine-tuning of a speaker model (a defence against attacks)")
+    _add_phase_arguments(robust, "adversarial", cmd_adversarial_finetune, "recordings of its training speakers")
     robust.add_argument("--checkpoint-file", required=True, help="the speaker model (.keras) to make robust")
-    _add_loop_arguments(robust, "recordings of its training speakers", "the fine-tuned model (.keras)", 150, 16)
-    robust.add_argument("--snr", type=SNR_DB, default=30.0, help="the attacker's budget during training, dB below the signal")
-    robust.add_argument("--pgd-steps", type=whole_number(1, 1000), default=3)
-    robust.set_defaults(handler=cmd_adversarial_finetune)
 
 
 def _make_spoofs_parser(commands) -> None:

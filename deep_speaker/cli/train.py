@@ -8,12 +8,17 @@ from ..errors import DeepSpeakerError
 from .common import SEED, add_encoder_arguments, checkpoint_path, open_encoder, parse_bool
 
 
-def cmd_train(args) -> int:
+def recipe_of(args):
+    """The recipe of the command's phase: its defaults, then --recipe, then the recipe flags given."""
     from ..config import flat_options, load_recipe
+
+    return load_recipe(args.phase, args.recipe, **{name: getattr(args, name) for name in flat_options(args.phase)})
+
+
+def cmd_train(args) -> int:
     from ..tf import train
 
-    overrides = {name: getattr(args, name) for name in flat_options(args.phase)}
-    recipe = load_recipe(args.phase, args.recipe, **overrides)
+    recipe = recipe_of(args)
     if args.phase == "detector":
         held_out = [f for f in (args.held_out or "").split(",") if f]
         best = train.train_detector(
@@ -57,22 +62,22 @@ def cmd_test_model(args) -> int:
     return 0
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser, phase: str) -> None:
-    """One flag per recipe option of the phase (default None = keep the recipe's value)."""
+FEATURE_CACHE = "feature cache from build-features (or shards from build-shards with --input shards); runs are written below it"
+RUNS_BELOW = "the run's folder (--run-name) is written below it: best.keras, last.keras (resume point), training.csv"
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, phase: str, handler=cmd_train, working_dir: str = FEATURE_CACHE) -> None:
+    """One flag per recipe option of the phase (default None = keep the recipe's value), --recipe, --working-dir."""
     from ..config import flat_options
 
-    parser.add_argument(
-        "--working-dir",
-        required=True,
-        help="feature cache from build-features (or shards from build-shards with --input shards); runs are written below it",
-    )
+    parser.add_argument("--working-dir", required=True, help=working_dir)
     parser.add_argument("--recipe", help="YAML recipe (nested by group or flat)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, (group, _, value_type, default) in flat_options(phase).items():
         parser.add_argument(
             f"--{name}", type=parse_bool if value_type is bool else value_type, default=None, help=f"{group}; default {default}"
         )
-    parser.set_defaults(handler=cmd_train, phase=phase)
+    parser.set_defaults(handler=handler, phase=phase)
 
 
 def register(commands) -> None:
@@ -86,7 +91,7 @@ def register(commands) -> None:
 
 def _train_detector_parser(commands) -> None:
     detector = commands.add_parser("train-detector", help="train the spoof and adversarial-example detector on a make-spoofs manifest")
-    add_recipe_arguments(detector, "detector")
+    add_recipe_arguments(detector, "detector", working_dir=RUNS_BELOW)
     detector.add_argument("--manifest", required=True, help="manifest.csv of make-spoofs")
     detector.add_argument("--held-out", help="comma-separated families never seen in training (leave-one-family-out testing)")
     detector.add_argument("--run-name", help="the run's folder under WORKING_DIR (default detector)")
@@ -96,7 +101,7 @@ def _train_overlap_parser(commands) -> None:
     overlap = commands.add_parser(
         "train-overlap", help="train diarization's overlapped-speech detector on synthetic conversations of a corpus's speakers"
     )
-    add_recipe_arguments(overlap, "overlap")
+    add_recipe_arguments(overlap, "overlap", working_dir=RUNS_BELOW)
     overlap.add_argument("--audio-dir", required=True, help="training corpus: one subfolder of recordings per speaker")
     overlap.add_argument("--run-name", help="the run's folder under WORKING_DIR (default overlap)")
 

@@ -58,7 +58,7 @@ class Phase:
     validation_data: tuple | None = None
 
 
-def _reduce_lr(recipe: Recipe) -> keras.callbacks.ReduceLROnPlateau:
+def reduce_lr_on_plateau(recipe: Recipe) -> keras.callbacks.ReduceLROnPlateau:
     """The learning rate cut by `reduce_lr_factor` after `reduce_lr_patience` epochs without progress in `select_by`."""
     optimiser, monitor = recipe.optimiser, recipe.run.select_by
     return keras.callbacks.ReduceLROnPlateau(
@@ -66,9 +66,10 @@ def _reduce_lr(recipe: Recipe) -> keras.callbacks.ReduceLROnPlateau:
     )
 
 
-def _optimizer(recipe: Recipe, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
+def optimizer_of(recipe: Recipe, learning_rate: float | None = None, **options) -> keras.optimizers.Optimizer:
+    """The recipe's optimiser at its learning rate (or `learning_rate`), with Keras optimiser `options`."""
     rate = learning_rate or recipe.optimiser.learning_rate
-    return keras.optimizers.Adam(rate) if recipe.optimiser.name == "adam" else keras.optimizers.SGD(rate)
+    return keras.optimizers.Adam(rate, **options) if recipe.optimiser.name == "adam" else keras.optimizers.SGD(rate, **options)
 
 
 def _resume_state(run_dir: Path, recipe: Recipe) -> dict | None:
@@ -166,6 +167,18 @@ def fit(run_dir: Path, recipe: Recipe, build: Callable[[dict | None], Phase], pr
     return best.path
 
 
+def rebuilt(trainer: keras.Model, run_dir: Path, state: dict | None, optimised: list | None = None) -> keras.Model:
+    """`trainer`, freshly built and compiled from the recipe, with its optimisers built (`optimised`: (optimiser,
+    variables) pairs; default the trainer's own over all its trainable variables) and, when resuming (`state`), the
+    weights and optimiser state of the run's last.keras. For trainers that hold a live verifier or data the file
+    cannot: they are made again and filled, where the other phases deserialise theirs whole."""
+    for optimiser, variables in optimised or [(trainer.optimizer, trainer.trainable_variables)]:
+        optimiser.build(variables)
+    if state:
+        trainer.load_weights(run_dir / "last.keras")
+    return trainer
+
+
 def _model_options(recipe: Recipe) -> dict:
     return {"width": recipe.model.width, "embedding_dim": recipe.model.embedding_dim, "dropout": recipe.model.dropout}
 
@@ -186,13 +199,13 @@ def _compile(trainer: keras.Model, recipe: Recipe, learning_rate: float | None =
     loss, metrics = spec.loss(recipe.loss), spec.metrics(recipe.loss)
     if recipe.loss.distill_from:  # the classification loss on "classes", a cosine loss towards the teacher on "teacher"
         trainer.compile(
-            optimizer=_optimizer(recipe, learning_rate),
+            optimizer=optimizer_of(recipe, learning_rate),
             loss={"classes": loss, "teacher": keras.losses.CosineSimilarity(name="distillation")},
             loss_weights={"classes": 1.0, "teacher": recipe.loss.distill_weight},
             metrics={"classes": metrics},
         )
     else:
-        trainer.compile(optimizer=_optimizer(recipe, learning_rate), loss=loss, metrics=metrics)
+        trainer.compile(optimizer=optimizer_of(recipe, learning_rate), loss=loss, metrics=metrics)
     return trainer
 
 
@@ -281,7 +294,7 @@ def _classification_phase(data: SpeakerFeatures, recipe: Recipe, trainer: keras.
     export = build_speaker_model(backbone, data.feature_config)
     run = recipe.run
     monitor, mode = run.select_by, SELECTION[run.select_by]
-    reduce_lr = _reduce_lr(recipe)
+    reduce_lr = reduce_lr_on_plateau(recipe)
     return Phase(
         trainer,
         batches,
@@ -574,14 +587,14 @@ def _detector_build(run_dir: Path, recipe: Recipe, build_model: Callable, batche
             trainer = keras.saving.load_model(run_dir / "last.keras")
         else:
             trainer = build_model()
-            trainer.compile(optimizer=_optimizer(recipe), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+            trainer.compile(optimizer=optimizer_of(recipe), loss=keras.losses.BinaryCrossentropy(from_logits=True))
         return Phase(
             trainer,
             batches(state["epoch"] if state else 0),
             "val_eer",
             "min",
             lambda: trainer,
-            [DetectionEER(*validation), _reduce_lr(recipe)],
+            [DetectionEER(*validation), reduce_lr_on_plateau(recipe)],
         )
 
     return build

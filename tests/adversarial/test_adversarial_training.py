@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from deep_speaker.adversarial import snr_db
-from deep_speaker.errors import CheckpointError
+from deep_speaker.config import load_recipe
+from deep_speaker.errors import ConfigError
 from deep_speaker.model_files import load_model
 from deep_speaker.tf.adversarial_training import adversarial_finetune, pgd_perturbation
 from tests.helpers import save_tiny_model, write_corpus
@@ -31,20 +32,22 @@ def test_fine_tuning_changes_the_model_saves_a_speaker_model_and_resumes(tmp_pat
     corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=2)
     keras.utils.set_random_seed(0)
     base = save_tiny_model(tmp_path / "base.keras")
-    out, run = tmp_path / "robust.keras", tmp_path / "run"
-    adversarial_finetune(
-        base, corpus, out, run, steps=2, batch=4, seconds=0.5, pgd_steps=2, learning_rate=1e-2, save_every=1, progress=False
-    )
+    recipe = load_recipe("adversarial", epochs=2, steps_per_epoch=1, batch_size=4, seconds=0.5, pgd_steps=2, learning_rate=1e-2)
+    out = adversarial_finetune(tmp_path, base, corpus, recipe, progress=False)
     robust = load_model(out)
     changed = [not np.allclose(a, b) for a, b in zip(load_model(base).get_weights(), robust.get_weights())]
     assert any(changed)
     weights = [w.copy() for w in robust.get_weights()]
-    adversarial_finetune(base, corpus, out, run, steps=2, batch=4, seconds=0.5, pgd_steps=2, learning_rate=1e-2, progress=False)
+    rows = (tmp_path / "adversarial" / "training.csv").read_text().splitlines()
+    assert "loss" in rows[0].split(",") and len(rows) == 3  # one row per epoch, from the one driver
+    adversarial_finetune(tmp_path, base, corpus, recipe, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(weights, load_model(out).get_weights()))  # finished: restored, not retrained
 
 
-def test_an_output_name_that_cannot_be_saved_is_refused_before_training(tmp_path):
+def test_a_bad_recipe_is_refused_before_training(tmp_path):
     base = save_tiny_model(tmp_path / "base.keras")
-    with pytest.raises(CheckpointError, match="ending in .keras"):
-        adversarial_finetune(base, tmp_path, tmp_path / "robust.h5", tmp_path / "run", steps=1, progress=False)
-    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="pgd_steps must be 1 to 1000"):
+        adversarial_finetune(tmp_path, base, tmp_path, load_recipe("adversarial", pgd_steps=0), progress=False)
+    with pytest.raises(ConfigError, match="not one of"):
+        load_recipe("adversarial", loss="softmax")
+    assert not (tmp_path / "adversarial").exists()

@@ -1,5 +1,7 @@
 """AdvGAN on tiny models: the bound holds by construction, training raises the target's score and resumes."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from deep_speaker.adversarial import AttackConfig, snr_db
 from deep_speaker.assembly import attack
 from deep_speaker.audio import read_audio
 from deep_speaker.checkpoints import save_model
+from deep_speaker.config import load_recipe
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.features import FeatureConfig
@@ -46,10 +49,11 @@ def test_the_generator_meets_its_snr_at_any_length_and_round_trips(tmp_path):
 
 @pytest.mark.slow
 def test_training_raises_the_target_score_and_a_finished_run_is_kept(encoder, corpus, tmp_path):
-    out, run = tmp_path / "g.keras", tmp_path / "run"
-    options = dict(steps=30, batch=4, snr_db=10.0, seconds=1.0, per_speaker=2, save_every=10, progress=False)
-    train_advgan(encoder, corpus, out, run, **options)
-    keras.utils.set_random_seed(0)  # the generator training started from
+    recipe = load_recipe("advgan", epochs=3, steps_per_epoch=10, batch_size=4, snr_db=10.0, seconds=1.0, per_speaker=2)
+    out = train_advgan(tmp_path, corpus, encoder, recipe, progress=False)
+    assert out == tmp_path / "advgan" / "best.keras" and len((tmp_path / "advgan" / "training.csv").read_text().splitlines()) == 4
+    assert json.loads((tmp_path / "advgan" / "verifier.json").read_text())["verifier"] == encoder.fingerprint
+    keras.utils.set_random_seed(0)  # the generator training started from (the recipe's seed)
     untrained, trained = build_perturbation_generator(16, snr_db=10.0), load_generator(out)
     pairs = [
         (read_audio(a), encoder.embed(b))
@@ -63,7 +67,7 @@ def test_training_raises_the_target_score_and_a_finished_run_is_kept(encoder, co
 
     assert mean_score(trained) > mean_score(untrained)
     weights = [w.copy() for w in trained.get_weights()]
-    train_advgan(encoder, corpus, out, run, **options)
+    train_advgan(tmp_path, corpus, encoder, recipe, progress=False)
     assert all(np.array_equal(a, b) for a, b in zip(weights, load_generator(out).get_weights()))  # resumed at the end: nothing to do
 
 
@@ -101,7 +105,9 @@ def test_attack_command_with_advgan_asks_for_the_generator(tmp_path, capsys):
     assert result.returncode != 0 and "--generator" in result.stderr and not (tmp_path / "out.wav").exists()
 
 
-def test_a_generator_name_that_cannot_be_saved_is_refused_before_training(encoder, corpus, tmp_path):
-    with pytest.raises(CheckpointError, match="ending in .keras"):
-        train_advgan(encoder, corpus, tmp_path / "g.h5", tmp_path / "run", steps=1, progress=False)
-    assert not (tmp_path / "run").exists()
+def test_a_bad_recipe_is_refused_before_any_recording_is_read(encoder, corpus, tmp_path):
+    with pytest.raises(ConfigError, match="snr_db must be in"):
+        train_advgan(tmp_path, corpus, encoder, load_recipe("advgan", snr_db=-5.0), progress=False)
+    with pytest.raises(ConfigError, match="selects its best epoch by val_score"):
+        load_recipe("advgan", select_by="val_eer")
+    assert not (tmp_path / "advgan").exists()

@@ -1,7 +1,7 @@
 """AGAIN-VC on tiny models: the layers' statistics, the converter's shapes and target dependence, the Griffin-Lim
 vocoder, conversion to valid audio, training that lowers the reconstruction loss and resumes, and the spoof family."""
 
-import json
+import csv
 
 import keras
 import numpy as np
@@ -11,6 +11,7 @@ import soundfile as sf
 from deep_speaker.adversarial.conversion import again_convert, griffin_lim, log_mel
 from deep_speaker.adversarial.spoofs import build_spoof_corpus, read_manifest
 from deep_speaker.checkpoints import save_model
+from deep_speaker.config import load_recipe
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import AudioError, CheckpointError, ConfigError
 from deep_speaker.models.again_vc import ActivationGuide, ApplyStatistics, InstanceStatistics, build_again_vc, load_converter
@@ -105,17 +106,18 @@ def test_convert_voice_command_with_again(tmp_path, capsys):
 @pytest.mark.slow
 def test_training_lowers_the_reconstruction_loss_and_resumes_exactly(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", speakers=3, utterances=4)
-    options = dict(batch=4, segment_frames=32, **TINY, validation_fraction=0.25, learning_rate=3e-3, save_every=5, progress=False)
-    out = train_again(corpus, tmp_path / "short.keras", tmp_path / "short_run", steps=1, **options)
-    before = json.loads(out.with_suffix(".json").read_text())["validation_l1"]
-    out = train_again(corpus, tmp_path / "vc.keras", tmp_path / "run", steps=40, **options)
-    record = json.loads(out.with_suffix(".json").read_text())
-    assert record["validation_recordings"] == 3 and record["validation_l1"] < 0.8 * before
-    # interrupted after 20 steps (its checkpoint), then continued: the same converter as one uninterrupted run
-    train_again(corpus, tmp_path / "half.keras", tmp_path / "resumed_run", steps=20, **options)
-    resumed = train_again(corpus, tmp_path / "resumed.keras", tmp_path / "resumed_run", steps=40, **options)
+    options = dict(batch_size=4, segment_frames=32, **TINY, validation_fraction=0.25, learning_rate=3e-3, steps_per_epoch=5)
+    out = train_again(tmp_path / "whole", corpus, load_recipe("again", epochs=8, **options), progress=False)
+    with (out.parent / "training.csv").open() as log:
+        held_out_l1 = [float(row["val_loss"]) for row in csv.DictReader(log)]
+    assert len(held_out_l1) == 8 and min(held_out_l1) < 0.8 * held_out_l1[0]
+    # interrupted after 4 epochs (its resume point), then continued: the same converter as one uninterrupted run
+    train_again(tmp_path / "resumed", corpus, load_recipe("again", epochs=4, **options), progress=False)
+    resumed = train_again(tmp_path / "resumed", corpus, load_recipe("again", epochs=8, **options), progress=False)
     for a, b in zip(load_converter(out).get_weights(), load_converter(resumed).get_weights()):
         assert np.allclose(a, b, atol=1e-5)
+    with pytest.raises(ConfigError, match="original's Adam"):
+        load_recipe("again", optimiser="sgd")
 
 
 @pytest.mark.slow
