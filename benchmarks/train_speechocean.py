@@ -26,7 +26,7 @@ from deep_speaker.data.cache import build_feature_cache
 from deep_speaker.data.split import SpeakerFeatures
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.evaluation import closed_set_metrics, evaluate_trials, save_result
-from deep_speaker.features import ENERGY_SCALES, NORMALISATIONS, FeatureConfig
+from deep_speaker.features import ENERGY_SCALES, NORMALISATIONS
 from deep_speaker.tf.train import train_classifier, train_triplet
 
 RECIPES = ROOT / "recipes" / "speechocean762"
@@ -49,16 +49,21 @@ def evaluate(checkpoint: Path, corpus: Path, data: SpeakerFeatures, plot: Path) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--working_dir", help="default: benchmarks/work/speechocean_<energies>_<normalisation>")
-    parser.add_argument("--energies", choices=ENERGY_SCALES, default="log", help="filterbank energies (linear = the reference's)")
-    parser.add_argument("--normalisation", choices=NORMALISATIONS, default="utterance", help="frame = the reference's")
+    parser.add_argument("--energies", choices=ENERGY_SCALES, help="filterbank energies (default: the recipe's; linear = the reference's)")
+    parser.add_argument("--normalisation", choices=NORMALISATIONS, help="default: the recipe's; frame = the reference's")
     parser.add_argument("--softmax_recipe", default=str(RECIPES / "softmax.yaml"))
     parser.add_argument("--triplet_recipe", default=str(RECIPES / "triplet.yaml"))
     parser.add_argument("--softmax_epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--triplet_epochs", type=int, default=None, help="default: the recipe's")
     args = parser.parse_args()
     corpus = require_shared_data() / "speechocean762"
-    features = FeatureConfig(energies=args.energies, normalisation=args.normalisation)
-    name = f"{args.energies}_{args.normalisation}"
+    chosen = {"energies": args.energies, "normalisation": args.normalisation}  # the recipes' features, then these
+    phases = (
+        ("softmax", train_classifier, load_recipe("classification", args.softmax_recipe, epochs=args.softmax_epochs, **chosen)),
+        ("triplet", train_triplet, load_recipe("triplet", args.triplet_recipe, epochs=args.triplet_epochs, **chosen)),
+    )
+    features = phases[0][2].features.feature_config()
+    name = f"{features.energies}_{features.normalisation}"
     working_dir = Path(args.working_dir or ROOT / "benchmarks" / "work" / f"speechocean_{name}")
     timings = {}
 
@@ -68,10 +73,6 @@ def main() -> None:
     baseline = classical_baseline(corpus / "train", corpus / "dev", corpus / "dev_trials.txt")
     data = SpeakerFeatures(working_dir)
 
-    phases = (
-        ("softmax", train_classifier, load_recipe("classification", args.softmax_recipe, epochs=args.softmax_epochs)),
-        ("triplet", train_triplet, load_recipe("triplet", args.triplet_recipe, epochs=args.triplet_epochs)),
-    )
     results = {"features": asdict(features), **{f"{n}_config": c.to_dict() for n, _, c in phases}, "baseline": baseline}
     for phase, train, config in phases:
         start = time.perf_counter()

@@ -98,6 +98,21 @@ class HeadRecipe:
 
 
 @dataclass(frozen=True)
+class FeaturesRecipe:
+    """The features the model trains on, which the feature cache (or shards) must hold: `build-features --recipe`
+    builds them from here, and training refuses a cache that holds others. The defaults are the reference's."""
+
+    trim: str = "reference"  # reference | energy | none
+    energies: str = "linear"  # linear | log
+    normalisation: str = "frame"  # frame | utterance
+
+    def feature_config(self):
+        from .features import FeatureConfig
+
+        return FeatureConfig(trim=self.trim, energies=self.energies, normalisation=self.normalisation)
+
+
+@dataclass(frozen=True)
 class AdvGANRecipe:
     """AdvGAN against a frozen verifier: the perturbation's bound and what the generator trains on."""
 
@@ -128,6 +143,7 @@ class PGDRecipe:
 
 
 GROUPS = {
+    "features": FeaturesRecipe,
     "model": ModelRecipe,
     "loss": LossRecipe,
     "augment": AugmentRecipe,
@@ -143,6 +159,7 @@ GROUPS = {
 @dataclass(frozen=True)
 class Recipe:
     phase: str = "classification"
+    features: FeaturesRecipe = field(default_factory=FeaturesRecipe)
     model: ModelRecipe = field(default_factory=ModelRecipe)
     loss: LossRecipe = field(default_factory=LossRecipe)
     augment: AugmentRecipe = field(default_factory=AugmentRecipe)
@@ -159,8 +176,8 @@ class Recipe:
 
 
 PHASE_GROUPS = {
-    "classification": ("model", "loss", "augment", "optimiser", "run"),
-    "triplet": ("model", "loss", "optimiser", "run"),
+    "classification": ("features", "model", "loss", "augment", "optimiser", "run"),
+    "triplet": ("features", "model", "loss", "optimiser", "run"),
     "head": ("head", "loss", "optimiser", "run"),
     "detector": ("optimiser", "run"),
     "overlap": ("augment", "optimiser", "run"),  # augment: its noise_dir and rir_dir (the floors it trains under)
@@ -288,6 +305,19 @@ def load_recipe(phase: str, path: str | Path | None = None, **overrides) -> Reci
     return recipe
 
 
+def recipe_features(path):
+    """The FeatureConfig a YAML recipe (of a phase that trains on cached features) asks for: what `build-features
+    --recipe` caches."""
+    path = Path(path)
+    try:
+        phase = (yaml.safe_load(path.read_text()) or {}).get("phase", "classification")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as error:
+        raise ConfigError(f"{path}: cannot read recipe ({error})") from error
+    if phase not in PHASE_GROUPS or "features" not in PHASE_GROUPS[phase]:
+        raise ConfigError(f"{path}: a {phase!r} recipe does not train on cached features")
+    return load_recipe(phase, path).features.feature_config()
+
+
 def _typed(group_recipe, group: str):
     """Coerce YAML numbers to each field's type (an int where a float is expected is fine; text is not)."""
     values = {}
@@ -314,6 +344,8 @@ def validate(recipe: Recipe) -> Recipe:
     _validate_run(recipe)
     _validate_augment(recipe.augment)
     _validate_adversarial(recipe)
+    if "features" in PHASE_GROUPS[recipe.phase]:
+        recipe.features.feature_config()  # its own checks: known trim, energies and normalisation
     return recipe
 
 

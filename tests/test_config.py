@@ -1,7 +1,8 @@
 import pytest
 
-from deep_speaker.config import PHASE_DEFAULTS, load_recipe
+from deep_speaker.config import PHASE_DEFAULTS, load_recipe, recipe_features
 from deep_speaker.errors import ConfigError
+from deep_speaker.features import FeatureConfig
 
 
 def test_defaults_are_the_reference_recipe():
@@ -82,3 +83,14 @@ def test_every_option_is_checked_before_any_work(phase, options, problem):
 def test_unknown_phase():
     with pytest.raises(ConfigError, match="unknown training phase"):
         load_recipe("vocoder")
+
+
+def test_the_features_a_model_trains_on_are_part_of_its_recipe(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("features: {energies: log, normalisation: utterance}\nmodel: {width: 0.25}\n")
+    assert recipe_features(recipe) == FeatureConfig(energies="log", normalisation="utterance")
+    assert load_recipe("classification", recipe, trim="energy").features.trim == "energy"  # flags over the file
+    with pytest.raises(ConfigError, match="unknown filterbank energies 'loud'"):
+        load_recipe("classification", energies="loud")
+    with pytest.raises(ConfigError, match="unknown option"):
+        load_recipe("head", energies="log")  # a head trains on its base model's features

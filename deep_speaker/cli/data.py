@@ -11,10 +11,16 @@ from .common import COUNT, PROBABILITY, number_in
 
 
 def _feature_config(args):
-    """The FeatureConfig of build-features / build-shards flags (`add_feature_arguments`)."""
+    """The FeatureConfig of build-features / build-shards: the reference's, or the --recipe's, then the flags given
+    (`add_feature_arguments`; the trim is the global --trim)."""
+    from dataclasses import replace
+
+    from ..config import recipe_features
     from ..features import FeatureConfig
 
-    return FeatureConfig(trim=args.trim or "reference", energies=args.energies, normalisation=args.normalisation)
+    config = recipe_features(args.recipe) if args.recipe else FeatureConfig()
+    given = {"trim": args.trim, "energies": args.energies, "normalisation": args.normalisation}
+    return replace(config, **{name: value for name, value in given.items() if value is not None})
 
 
 def cmd_build_features(args) -> int:
@@ -74,9 +80,14 @@ def cmd_augment_cache(args) -> int:
 
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     """The feature recipe of a cache or shards (the trim comes from the global --trim)."""
-    parser.add_argument("--energies", choices=ENERGY_SCALES, default="linear", help="filterbank energies: linear (the reference's) or log")
     parser.add_argument(
-        "--normalisation", choices=NORMALISATIONS, default="frame", help="standardise each frame (the reference) or the whole utterance"
+        "--recipe", help="a training recipe (YAML): cache the features its `features` group asks for (flags below override it)"
+    )
+    parser.add_argument(
+        "--energies", choices=ENERGY_SCALES, default=None, help="filterbank energies: linear (the reference's, default) or log"
+    )
+    parser.add_argument(
+        "--normalisation", choices=NORMALISATIONS, default=None, help="standardise each frame (the reference's, default) or the utterance"
     )
 
 

@@ -92,8 +92,8 @@ def _resume_state(run_dir: Path, recipe: Recipe) -> dict | None:
         for group, values in now.items()
         if isinstance(values, dict)
         for key, value in values.items()
-        if (group, key) not in CONTINUABLE and earlier(group, key) != value
-    )
+        if (group, key) not in CONTINUABLE and group != "features" and earlier(group, key) != value
+    )  # the features are the cache's, which cannot change under a run (`_training_data` checks them against the recipe)
     if changed:
         raise ConfigError(
             f"{run_dir}: this run was started with other options ({'; '.join(changed)}); resume it with the same "
@@ -238,8 +238,19 @@ def _training_data(working_dir, recipe: Recipe, augmented_copies: bool = False):
     if recipe.run.input == "shards":
         from .shards import ShardedCorpus
 
-        return ShardedCorpus(working_dir)
-    return SpeakerFeatures(working_dir, recipe.run.validation_fraction, augmented_copies=augmented_copies)
+        data = ShardedCorpus(working_dir)
+    else:
+        data = SpeakerFeatures(working_dir, recipe.run.validation_fraction, augmented_copies=augmented_copies)
+    wanted = recipe.features.feature_config()
+    if data.feature_config != wanted:
+        held = data.feature_config
+        raise ConfigError(
+            f"{working_dir}: the cache holds {held.describe()} (trim {held.trim}), the recipe asks for {wanted.describe()} "
+            f"(trim {wanted.trim}); state the cache's features in the recipe (features: {{trim: {held.trim}, energies: "
+            f"{held.energies}, normalisation: {held.normalisation}}}) or cache the recipe's (build-features --recipe R) in a new "
+            "working directory"
+        )
+    return data
 
 
 def _shard_stream(data, recipe: Recipe, initial_epoch: int, crops_per_speaker: int = 0):

@@ -12,7 +12,7 @@ DATA=../shared/data/speechocean762
 WD=${1:-wd/so}
 GE2E_PT=${2:-../shared/fixtures/pytorch_import/resemblyzer/pretrained.pt}
 OUT=deep_speaker/pretrained
-python cli.py build-features --audio-dir "$DATA/train" --working-dir "$WD" --energies log --normalisation utterance
+python cli.py build-features --audio-dir "$DATA/train" --working-dir "$WD" --recipe recipes/speechocean762/ecapa.yaml
 python cli.py augment-cache --working-dir "$WD" --copies 6 --speed-perturbation \
   --noise-dir ../shared/data/noise --rir-dir ../shared/data/rir --channel-probability 0.3
 python cli.py train-softmax --working-dir "$WD" --recipe recipes/speechocean762/ecapa.yaml

@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,24 @@ def test_build_mfcc_log_energies_and_a_mismatched_model_is_refused(tmp_path, cap
     save_tiny_model(tmp_path / "linear.keras")
     tested = cli_in_process(capsys, "test-model", "--working_dir", wd, "--checkpoint_file", tmp_path / "linear.keras")
     assert tested.returncode == 2 and "the model takes linear filterbank energies" in tested.stderr and "Traceback" not in tested.stderr
+
+
+def test_build_features_caches_what_a_recipe_asks_for(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus", speakers=2, utterances=1)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("phase: triplet\nfeatures: {energies: log, normalisation: utterance}\n")
+    built = cli_in_process(capsys, "build-features", "--audio-dir", corpus, "--working-dir", tmp_path / "wd", "--recipe", recipe)
+    assert built.returncode == 0, built.stderr
+    cached = json.loads((tmp_path / "wd" / "features.json").read_text())
+    assert (cached["energies"], cached["normalisation"], cached["trim"]) == ("log", "utterance", "reference")
+    flagged = cli_in_process(
+        capsys, "build-features", "--audio-dir", corpus, "--working-dir", tmp_path / "wd2", "--recipe", recipe, "--normalisation", "frame"
+    )
+    assert flagged.returncode == 0 and json.loads((tmp_path / "wd2" / "features.json").read_text())["normalisation"] == "frame"
+    head = tmp_path / "head.yaml"
+    head.write_text("phase: head\n")
+    refused = cli_in_process(capsys, "build-features", "--audio-dir", corpus, "--working-dir", tmp_path / "wd3", "--recipe", head)
+    assert refused.returncode == 2 and "does not train on cached features" in refused.stderr
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,10 @@ def test_distillation_learns_the_teachers_embeddings_and_exports_a_plain_model(w
 def test_models_carry_the_cache_features_and_other_features_are_refused(tmp_path):
     log_dir = feature_cache(tmp_path / "log", features=FeatureConfig(energies="log"))
     linear_dir = feature_cache(tmp_path / "linear")
-    log_model = train_classifier(log_dir, tiny_recipe(epochs=1), progress=False)
+    with pytest.raises(ConfigError, match=r"the cache holds log filterbank energies .* the recipe asks for linear"):
+        train_classifier(log_dir, tiny_recipe(epochs=1), progress=False)  # the recipe's features are the reference's
+    assert not (log_dir / "softmax").exists()
+    log_model = train_classifier(log_dir, tiny_recipe(epochs=1, energies="log"), progress=False)
     assert feature_config_of(load_model(log_model)).energies == "log"
     with pytest.raises(CheckpointError, match="the model takes log filterbank energies"):
         train_triplet(linear_dir, tiny_recipe("triplet", epochs=1), initial_checkpoint=log_model, progress=False)
