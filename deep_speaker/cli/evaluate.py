@@ -142,7 +142,9 @@ def _fit_backend_parser(commands) -> None:
         required=True,
         help="training speakers' corpus (never the evaluation speakers); for snorm any recordings of the target domain, no labels",
     )
-    backend.add_argument("--save-to", help="folder to save it in (default: the user's back-end folder); deep_speaker/pretrained ships it")
+    backend.add_argument(
+        "--save-to", help="a folder of model homes to save it in (default: the user's); deep_speaker/pretrained/models ships it"
+    )
     add_encoder_arguments(backend)
     add_scorer_argument(backend)
     backend.set_defaults(handler=cmd_fit_backend)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import CalibrationError, ConfigError
 from ..fileio import atomic_replace, toolkit_home
+from ..model_home import find, user_home
 
 
 def _unit(vectors) -> np.ndarray:
@@ -228,21 +229,15 @@ def build_scorer(name: str = "cosine", **options) -> Scorer:
     return SCORERS[name](**options)
 
 
-def backends_home() -> Path:
-    return toolkit_home() / "backends"
+def _before_homes(fingerprint: str, name: str) -> Path:
+    """Where the user's back ends were kept before model homes (moved into the home when found)."""
+    return toolkit_home() / "backends" / f"{fingerprint}.{name}.npz"
 
 
-SHIPPED_BACKENDS = Path(__file__).resolve().parent.parent / "pretrained"  # back ends of the shipped models
-
-
-def scorer_path(fingerprint: str, name: str, folder: Path | None = None) -> Path:
-    return (folder or backends_home()) / f"{fingerprint}.{name}.npz"
-
-
-def save_scorer(scorer: Scorer, fingerprint: str, folder=None) -> Path:
-    """Save a fitted back end under the model's fingerprint (plain arrays and JSON options: nothing to execute),
-    in the user's back-end folder or in `folder` (e.g. beside a model to ship)."""
-    path = scorer_path(fingerprint, scorer.name, Path(folder) if folder else None)
+def save_scorer(scorer: Scorer, fingerprint: str, homes=None) -> Path:
+    """Save a fitted back end in the model's home as `<scorer>.npz` (plain arrays and JSON options: nothing to
+    execute): the user's, or under the folder of homes `homes` (`deep_speaker/pretrained/models` ships it)."""
+    path = (Path(homes) / fingerprint if homes else user_home(fingerprint)) / f"{scorer.name}.npz"
     arrays = {f"state_{key}": value for key, value in scorer.state.items()}
     header = json.dumps({"name": scorer.name, "model": fingerprint, "options": scorer.options})
 
@@ -259,11 +254,11 @@ def load_scorer(name: str, fingerprint: str) -> Scorer:
     scorer = build_scorer(name)
     if not scorer.needs_fit:
         return scorer
-    path = next((p for p in (scorer_path(fingerprint, name), scorer_path(fingerprint, name, SHIPPED_BACKENDS)) if p.is_file()), None)
+    path = find(fingerprint, f"{name}.npz", _before_homes(fingerprint, name))
     if path is None:
         source = "recordings of the domain you score (no labels)" if not scorer.needs_labels else "training speakers' recordings"
         raise CalibrationError(
-            f"no {name} back end fitted for model {fingerprint} ({scorer_path(fingerprint, name)})",
+            f"no {name} back end fitted for model {fingerprint} ({user_home(fingerprint) / f'{name}.npz'})",
             cli_hint=f"run `fit-backend --scorer {name} --audio-dir DIR` on {source} first",
         )
     try:

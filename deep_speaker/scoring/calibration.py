@@ -1,10 +1,10 @@
 """Operating points: decision thresholds on scores, calibrated on a development trial list.
 
 A calibration belongs to a model's identity (`models.model_fingerprint`), not to a file name, so
-re-saving, copying or converting a checkpoint keeps it. It is stored as JSON in the user's calibration
-folder under that fingerprint (`$DEEP_SPEAKER_HOME/calibration`, default `~/.deep_speaker/calibration`)
-and beside the checkpoint as `<checkpoint>.calibration.json`; the shipped models' calibrations come with
-the package and are only replaced on purpose (`force`). A calibration needs enough trials to mean
+re-saving, copying or converting a checkpoint keeps it. It is stored as JSON in the model's home
+(`model_home`: `calibration[.<scorer>][.<seconds>s].json`) and beside the checkpoint as
+`<checkpoint>.calibration.json`, which travels with the file; the shipped models' calibrations live in their
+shipped homes and are only replaced on purpose (`force`). A calibration needs enough trials to mean
 anything, and the one it replaces is kept as a dated backup.
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import CalibrationError
 from ..fileio import atomic_write_bytes, toolkit_home
+from ..model_home import find, user_home
 from .metrics import compute_eer, threshold_at_false_accept_rate
 
 OPERATING_POINTS = ("eer", "far1", "far0.1")
@@ -29,10 +30,6 @@ MIN_TARGET_TRIALS = 50  # the EER threshold sits between target scores: fewer le
 MIN_NONTARGET_TRIALS = 1000  # far0.1 is the score of the 1-in-1000 highest impostor: it needs 1000 of them
 MAX_SCORE_MAGNITUDE = 1e6  # thresholds: cosine scores lie in [-1, 1], back ends' (PLDA LLRs) within a few hundred
 MAX_LLR_PARAMETER = 1e4  # a fitted score-to-LLR slope or offset beyond this is no calibration
-
-
-def calibration_home() -> Path:
-    return toolkit_home() / "calibration"
 
 
 @dataclass(frozen=True)
@@ -168,8 +165,14 @@ def beside(checkpoint, scorer: str = "cosine", seconds: float | None = None) -> 
     return checkpoint.with_name(f"{checkpoint.name}{_variant(scorer, seconds)}{SUFFIX}")
 
 
-def _home_path(fingerprint: str, scorer: str, seconds: float | None = None) -> Path:
-    return calibration_home() / f"{fingerprint}{_variant(scorer, seconds)}.json"
+def _home_name(scorer: str, seconds: float | None = None) -> str:
+    """The calibration's file name in its model's home."""
+    return f"calibration{_variant(scorer, seconds)}.json"
+
+
+def _before_homes(fingerprint: str, scorer: str, seconds: float | None = None) -> Path:
+    """Where the user's calibrations were kept before model homes (moved into the home when found)."""
+    return toolkit_home() / "calibration" / f"{fingerprint}{_variant(scorer, seconds)}.json"
 
 
 def find_calibration(fingerprint: str, checkpoint=None, scorer: str = "cosine", seconds: float | None = None) -> Calibration | None:
@@ -187,11 +190,10 @@ def locate_calibration(
     A file beside the checkpoint that names other weights is ignored (it is stale); one that names none
     (written before calibrations were keyed) is taken, as it sits beside its model.
     """
-    candidates = [_home_path(fingerprint, scorer, seconds)]
+    candidates = [find(fingerprint, _home_name(scorer, seconds), _before_homes(fingerprint, scorer, seconds))]
     candidates += [beside(checkpoint, scorer, seconds)] if checkpoint is not None else []
-    candidates += sorted(PRETRAINED_DIR.glob(f"*{SUFFIX}"))
     for path in candidates:
-        if path.is_file():
+        if path is not None and path.is_file():
             calibration = Calibration.read(path)
             unkeyed_beside = not calibration.model and checkpoint is not None and path == beside(checkpoint, scorer, seconds)
             if (calibration.model == fingerprint or unkeyed_beside) and calibration.scorer == scorer and calibration.seconds == seconds:
@@ -223,7 +225,7 @@ def _back_up(path: Path) -> None:
 
 
 def save_calibration(calibration: Calibration, checkpoint=None, force: bool = False) -> list[Path]:
-    """Store under the model's fingerprint in the user's folder, and beside `checkpoint` when given; each file
+    """Store in the model's home (the user's), and beside `checkpoint` when given; each file
     replaced is backed up. A model that already has a calibration for this back end (its own, the user's, or the
     shipped one) keeps it unless `force`: a new one would silently change every later decision."""
     if not calibration.model:
@@ -231,7 +233,7 @@ def save_calibration(calibration: Calibration, checkpoint=None, force: bool = Fa
     if not force:
         require_uncalibrated(calibration.model, checkpoint, calibration.scorer, calibration.seconds)
     data = json.dumps(asdict(calibration), indent=2).encode()
-    paths = [_home_path(calibration.model, calibration.scorer, calibration.seconds)]
+    paths = [user_home(calibration.model) / _home_name(calibration.scorer, calibration.seconds)]
     shipped_beside = checkpoint is not None and _is_shipped(beside(checkpoint, calibration.scorer, calibration.seconds))
     if checkpoint is not None and (force or not shipped_beside):
         paths.append(beside(checkpoint, calibration.scorer, calibration.seconds))

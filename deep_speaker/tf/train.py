@@ -13,6 +13,7 @@ that epoch first. Resuming with another recipe is refused. Only the chief proces
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from ..fileio import atomic_save_npy, atomic_write_bytes
 from ..layers import CosineLogits, L2Normalize
 from ..losses import LOSSES, AAMSoftmaxLoss, MarginWarmup
 from ..model_files import check_features, load_model
+from ..model_home import find, user_home
 from ..models import build_backbone, build_speaker_model
 from ..models.heads import HEAD_TAPS, build_head
 from ..models.speaker_model import backbone_of, base_of, build_fused, feature_model
@@ -220,14 +222,16 @@ def _margin_callbacks(trainer: keras.Model, recipe: Recipe) -> list:
 
 def teacher_embeddings(data: SpeakerFeatures, encoder, progress: bool = True) -> np.ndarray:
     """The teacher `encoder`'s embedding of every cached utterance (whole recordings, through its own front end),
-    computed once and kept in the working directory under the teacher's fingerprint."""
+    computed once and kept in the teacher's home, keyed by the digest of the cache's recordings in order."""
     from ..data.cache import read_manifest
 
-    path = data.working_dir / f"teacher_{encoder.fingerprint}.npy"
-    if path.is_file():
+    recordings = [str(entry.audio_path) for entry in read_manifest(data.working_dir)]
+    name = f"teacher/{hashlib.sha256(chr(10).join(recordings).encode()).hexdigest()[:16]}.npy"
+    path = find(encoder.fingerprint, name, legacy=data.working_dir / f"teacher_{encoder.fingerprint}.npy")
+    if path is not None:
         return np.load(path)
-    embeddings = encoder.embed_many([entry.audio_path for entry in read_manifest(data.working_dir)], progress=progress)
-    atomic_save_npy(path, embeddings)
+    embeddings = encoder.embed_many(recordings, progress=progress)
+    atomic_save_npy(user_home(encoder.fingerprint) / name, embeddings)
     return embeddings
 
 

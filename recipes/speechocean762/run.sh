@@ -21,7 +21,7 @@ cp "$WD/softmax/best.keras" "$OUT/deep_speaker.keras"
 python cli.py import-model resemblyzer "$GE2E_PT" "$OUT/ge2e_resemblyzer.keras"
 python cli.py fuse "$OUT/ge2e_resemblyzer.keras" "$OUT/deep_speaker.keras" "$OUT/default.fusion.json" --audio-dir "$DATA/train"
 for MODEL in deep_speaker.keras ge2e_resemblyzer.keras default.fusion.json; do
-  python cli.py fit-backend --checkpoint-file "$OUT/$MODEL" --scorer asnorm --audio-dir "$DATA/train" --save-to "$OUT"
+  python cli.py fit-backend --checkpoint-file "$OUT/$MODEL" --scorer asnorm --audio-dir "$DATA/train" --save-to "$OUT/models"
   for SCORER in cosine asnorm; do
     python cli.py calibrate --force --checkpoint-file "$OUT/$MODEL" --scorer "$SCORER" --trials "$DATA/dev_trials.txt" --audio-root "$DATA/dev"
   done

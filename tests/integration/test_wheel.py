@@ -27,8 +27,10 @@ def test_wheel_installed_outside_the_tree_verifies_the_samples(tmp_path):
         [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], capture_output=True, text=True
     )
     assert installed.returncode == 0, installed.stderr
-    for shipped in ("deep_speaker.keras", "ge2e_resemblyzer.keras", "default.fusion.json", "LICENSE.resemblyzer", "README.md"):
+    homes = [f"models/{home.name}/{file.name}" for home in (ROOT / "deep_speaker/pretrained/models").iterdir() for file in home.iterdir()]
+    for shipped in ("deep_speaker.keras", "ge2e_resemblyzer.keras", "default.fusion.json", "LICENSE.resemblyzer", "README.md", *homes):
         assert (target / "deep_speaker" / "pretrained" / shipped).is_file(), shipped
+    assert len(homes) == 11  # the shipped models' calibrations and back ends
     samples = ROOT / "samples"
     environment = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "DEEP_SPEAKER_HOME": str(tmp_path / "home")}
     script = (

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from deep_speaker.errors import CalibrationError, ConfigError
+from deep_speaker.model_home import user_home
 from deep_speaker.scoring import CosineScorer, all_pairs_eer, build_scorer, load_scorer, save_scorer
-from deep_speaker.scoring.backends import ASNormScorer, CenteredCosineScorer, PLDAScorer, SNormScorer, scorer_path
+from deep_speaker.scoring.backends import ASNormScorer, CenteredCosineScorer, PLDAScorer, SNormScorer
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +102,7 @@ def test_fitted_back_ends_save_and_load_keyed_to_the_model(name):
     x, y = _speakers(10, 4, seed=5)
     scorer = build_scorer(name).fit(x, y)
     path = save_scorer(scorer, "model-a")
-    assert path == scorer_path("model-a", name)
+    assert path == user_home("model-a") / f"{name}.npz"
     loaded = load_scorer(name, "model-a")
     np.testing.assert_allclose(loaded.score_matrix(x[:3], x[3:6]), scorer.score_matrix(x[:3], x[3:6]))
     with pytest.raises(CalibrationError, match=f"no {name} back end fitted for model model-b"):
@@ -111,16 +112,22 @@ def test_fitted_back_ends_save_and_load_keyed_to_the_model(name):
         load_scorer(name, "model-a")
 
 
-def test_a_shipped_back_end_is_found_when_the_user_has_none(tmp_path, monkeypatch):
-    from deep_speaker.scoring import backends
+def test_a_shipped_back_end_is_found_when_the_user_has_none_and_an_old_one_moves_home(tmp_path, monkeypatch):
+    from deep_speaker import model_home
+    from deep_speaker.fileio import toolkit_home
 
-    monkeypatch.setattr(backends, "SHIPPED_BACKENDS", tmp_path / "pretrained")
+    monkeypatch.setattr(model_home, "SHIPPED_HOMES", tmp_path / "homes")
     x, y = _speakers(10, 4, seed=6)
-    shipped = save_scorer(build_scorer("asnorm").fit(x, y), "shipped-model", tmp_path / "pretrained")
-    assert shipped.parent == tmp_path / "pretrained" and not scorer_path("shipped-model", "asnorm").exists()
+    shipped = save_scorer(build_scorer("asnorm").fit(x, y), "shipped-model", tmp_path / "homes")
+    assert shipped == tmp_path / "homes" / "shipped-model" / "asnorm.npz" and not user_home("shipped-model").exists()
     np.testing.assert_allclose(
         load_scorer("asnorm", "shipped-model").score_matrix(x[:2], x[2:4]), build_scorer("asnorm").fit(x, y).score_matrix(x[:2], x[2:4])
     )
+    old = toolkit_home() / "backends" / "old-model.centered.npz"  # where a back end was saved before model homes
+    old.parent.mkdir(parents=True, exist_ok=True)
+    save_scorer(build_scorer("centered").fit(x, y), "old-model").replace(old)
+    assert load_scorer("centered", "old-model").name == "centered"
+    assert not old.exists() and (user_home("old-model") / "centered.npz").is_file()
 
 
 def test_unfitted_unknown_and_bad_options_are_refused():

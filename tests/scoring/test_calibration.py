@@ -124,3 +124,23 @@ def test_a_shipped_calibration_is_not_shadowed_without_force(tmp_path, monkeypat
     ):
         save_calibration(Calibration(0.3, 0.5, 0.7, 9.0, "mine", model=fingerprint), checkpoint)
     assert find_calibration(fingerprint, checkpoint) == shipped
+
+
+def test_calibrations_live_in_the_model_home_shipped_homes_are_read_and_old_ones_move_home(tmp_path, monkeypatch):
+    from deep_speaker import model_home
+    from deep_speaker.fileio import toolkit_home
+
+    mine = Calibration(0.3, 0.5, 0.7, 9.0, "t", model="abc", scorer="asnorm")
+    assert save_calibration(mine) == [model_home.user_home("abc") / "calibration.asnorm.json"]
+    monkeypatch.setattr(model_home, "SHIPPED_HOMES", tmp_path / "homes")
+    shipped = Calibration(0.2, 0.4, 0.6, 8.0, "shipped", model="def", seconds=1.5)
+    (tmp_path / "homes" / "def").mkdir(parents=True)
+    (tmp_path / "homes" / "def" / "calibration.1.5s.json").write_text(json.dumps(shipped.__dict__))
+    assert find_calibration("def", seconds=1.5) == shipped and find_calibration("def") is None
+    with pytest.raises(CalibrationError, match="already has a calibration"):
+        save_calibration(Calibration(0.1, 0.2, 0.3, 8.0, "mine", model="def", seconds=1.5))  # shipped: only with force
+    old = toolkit_home() / "calibration" / "ghi.json"  # where the user's calibrations were kept before model homes
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_text(json.dumps(Calibration(0.2, 0.4, 0.6, 8.0, "old", model="ghi").__dict__))
+    assert find_calibration("ghi").trials == "old" and not old.exists()
+    assert (model_home.user_home("ghi") / "calibration.json").is_file()

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 
 from deep_speaker.assembly import load_teacher
+from deep_speaker.data.cache import read_manifest
 from deep_speaker.embedding import SpeakerEncoder
 from deep_speaker.errors import CheckpointError, ConfigError
 from deep_speaker.features import FeatureConfig
 from deep_speaker.layers import CosineLogits
 from deep_speaker.model_files import load_model
+from deep_speaker.model_home import user_home
 from deep_speaker.models import feature_config_of, feature_model
 from deep_speaker.tf.distribute import is_chief
 from deep_speaker.tf.train import train_classifier, train_head, train_triplet
@@ -107,8 +109,9 @@ def test_distillation_learns_the_teachers_embeddings_and_exports_a_plain_model(w
     with pytest.raises(ConfigError, match="trains with its teacher encoder"):
         train_classifier(working_dir, recipe, progress=False)
     best = train_classifier(working_dir, recipe, progress=False, teacher=load_teacher(recipe))
-    cached = list(working_dir.glob("teacher_*.npy"))
-    assert len(cached) == 1 and np.load(cached[0]).shape[1] == 8
+    teacher_home = user_home(load_teacher(recipe).fingerprint) / "teacher"
+    cached = list(teacher_home.glob("*.npy"))  # in the teacher's home, keyed by the cache's recordings
+    assert len(cached) == 1 and np.load(cached[0]).shape == (len(read_manifest(working_dir)), 8)
     losses = [float(row["teacher_loss"]) for row in _rows(working_dir / "softmax" / "training.csv")]
     assert losses[-1] < losses[0] and -1.0 <= losses[-1] <= 1.0  # negative cosine to the teacher, improving
     model = load_model(best)
