@@ -134,10 +134,7 @@ def load_diarizer(checkpoint=None, config=None, overlap_detector=None, encoder: 
 
     config = config or DiarizationConfig()
     options = {"trim": "none", "require_speech": False, "crop_frames": window_frames(config)}
-    if encoder is None:
-        encoder = load_encoder(checkpoint, runtime, **({**options, "crop_frames": None} if runtime == "onnx" else options))
-    else:
-        encoder = _windowed(encoder, options)
+    encoder = _windowed(encoder or load_encoder(checkpoint, runtime), options)
     return Diarizer(encoder, config, None if config.exclusive else _overlap_detector(overlap_detector, runtime))
 
 

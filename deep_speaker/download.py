@@ -36,6 +36,7 @@ class PublishedCheckpoint:
     size: int
     url: str  # the authors' Google Drive file, through its direct-download endpoint
     page: str  # the link in the reference's README (for a browser when the direct endpoint refuses)
+    description: str = ""  # what it is, for `download-checkpoint --help`
 
 
 def _drive(file_id: str) -> tuple[str, str]:
@@ -51,12 +52,14 @@ PUBLISHED = {
         "995f4f513e24e2d22bc7f178e70c33c8913b307b69b0c8619f9bc0055c1134c3",
         97_054_080,
         *_drive("1F9NvdrarWZNktdX9KlRYWWHDwRkip_aP"),
+        "softmax + triplet, 2,484 LibriSpeech speakers",
     ),
     "softmax": PublishedCheckpoint(
         "ResCNN_checkpoint_102.h5",
         "ca023c9204b7f9d748956ba1c03e032f4c9d8f1e8dbcf44e78c10d16f71cc0c2",
         296_364_940,
         *_drive("1SJBmHpnaW1VcbFWP6JfvbT3wWP9PsqxS"),
+        "softmax, 921 speakers",
     ),
 }
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..audio import SAMPLE_RATE, to_model_input
-from ..errors import AudioError
+from ..errors import AudioError, ConfigError
 
 CEPSTRAL_COEFFICIENTS = 40
 FRAME_PERIOD_MS = 5.0
@@ -26,6 +26,10 @@ MEL = {"n_fft": 1024, "hop_length": 256, "n_mels": 80, "fmin": 0.0, "fmax": 8000
 LOG_FLOOR = 1e-5
 GRIFFIN_LIM_ITERATIONS = 64
 MIN_CONVERSION_SECONDS = 0.25
+CONVERSION_METHODS = {  # `convert-voice --method`
+    "world": "WORLD vocoder, F0 and mel-cepstrum statistics mapped to the target",
+    "again": "an AGAIN-VC converter (train-again), Griffin-Lim vocoded",
+}
 
 
 def log_mel(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -101,3 +105,14 @@ def again_convert(converter, source: np.ndarray, target: np.ndarray, sample_rate
     )
     converted = converter([log_mel(source, sample_rate)[None], log_mel(target, sample_rate)[None]], training=False)
     return _at_loudness_of(griffin_lim(keras.ops.convert_to_numpy(converted)[0], source.size, sample_rate, seed=seed), source)
+
+
+def convert_voice(method: str, source: np.ndarray, target: np.ndarray, converter=None) -> np.ndarray:
+    """`source`'s words in `target`'s voice by one of `CONVERSION_METHODS` (`again` needs its `converter`)."""
+    if method not in CONVERSION_METHODS:
+        raise ConfigError(f"unknown conversion method {method!r}; choose from {sorted(CONVERSION_METHODS)}")
+    if method == "world":
+        return world_convert(source, target)
+    if converter is None:
+        raise ConfigError("--method again needs --converter (a model trained by `train-again`)")
+    return again_convert(converter, source, target)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from ..adversarial.attacks import METHODS
-from ..errors import ConfigError, DeepSpeakerError
+from ..adversarial.conversion import CONVERSION_METHODS
+from ..errors import DeepSpeakerError
 from .common import (
     COUNT,
     SEED,
@@ -123,19 +124,16 @@ def cmd_detect(args) -> int:
 
 
 def cmd_convert_voice(args) -> int:
-    from ..adversarial.conversion import again_convert, world_convert
+    from ..adversarial.conversion import convert_voice
     from ..audio import check_audio_target, read_audio, write_audio
 
     check_audio_target(args.out)
-    if args.method == "again":
+    converter = None
+    if args.method == "again" and args.converter:
         from ..models.again_vc import load_converter
 
-        if not args.converter:
-            raise ConfigError("--method again needs --converter (a model trained by `train-again`)")
-        converted = again_convert(load_converter(args.converter), read_audio(args.source), read_audio(args.target))
-    else:
-        converted = world_convert(read_audio(args.source), read_audio(args.target))
-    write_audio(args.out, converted)
+        converter = load_converter(args.converter)
+    write_audio(args.out, convert_voice(args.method, read_audio(args.source), read_audio(args.target), converter))
     print(f"wrote {args.out}: {args.source} in the voice of {args.target} ({args.method})")
     return 0
 
@@ -242,9 +240,9 @@ def _convert_voice_parser(commands) -> None:
     convert.add_argument("out")
     convert.add_argument(
         "--method",
-        choices=["world", "again"],
+        choices=tuple(CONVERSION_METHODS),
         default="world",
-        help="world: WORLD vocoder, F0 and mel-cepstrum statistics mapped to the target; again: an AGAIN-VC converter (--converter), Griffin-Lim vocoded",
+        help="; ".join(f"{method}: {what}" for method, what in CONVERSION_METHODS.items()),
     )
     convert.add_argument("--converter", help="--method again: the converter (.keras) made by train-again")
     convert.set_defaults(handler=cmd_convert_voice)

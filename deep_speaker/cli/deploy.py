@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 
+from ..download import PUBLISHED
 from ..errors import DeepSpeakerError
 from ..exported import QUANTISATIONS
+from ..importers import IMPORTERS
+from ..service.limits import ServiceLimits
 from .common import WEIGHT, add_decision_arguments, number_in, open_verifier, whole_number
 
 
@@ -30,10 +33,10 @@ def cmd_convert_checkpoint(args) -> int:
 
 def cmd_import_model(args) -> int:
     from ..checkpoints import check_save_path, save_model
-    from ..importers import IMPORTERS
+    from ..importers import import_model
 
     check_save_path(args.target)
-    model = IMPORTERS[args.kind](args.source)
+    model = import_model(args.kind, args.source)
     save_model(model, args.target)
     print(f"wrote {args.target}: {args.kind} model from {args.source} ({model.count_params():,} weights)")
     return 0
@@ -63,10 +66,13 @@ def cmd_serve(args) -> int:
     from ..service import ServiceLimits, SpeakerService, create_app
 
     keys = list(args.api_key or []) + [k for k in os.environ.get("DEEP_SPEAKER_API_KEYS", "").split(",") if k]
-    given = {"max_seconds": args.max_seconds, "max_diarize_seconds": args.max_diarize_seconds, "max_concurrent": args.max_concurrent}
-    limits = ServiceLimits(
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), **{name: value for name, value in given.items() if value is not None}
-    )
+    given = {
+        "max_upload_bytes": None if args.max_upload_mb is None else int(args.max_upload_mb * 2**20),
+        "max_seconds": args.max_seconds,
+        "max_diarize_seconds": args.max_diarize_seconds,
+        "max_concurrent": args.max_concurrent,
+    }
+    limits = ServiceLimits(**{name: value for name, value in given.items() if value is not None})
     verifier = open_verifier(args)  # the encoder, scorer and spoof gate (--detect-spoof) as every command builds them
     encoder = verifier.encoder
     diarizer = load_diarizer(encoder=encoder, runtime=args.runtime)  # the verifier's models, loaded once
@@ -145,7 +151,7 @@ def register(commands) -> None:
 def _download_checkpoint_parser(commands) -> None:
     download = commands.add_parser("download-checkpoint", help="the reference's published checkpoints, resumable, SHA-256 verified")
     download.add_argument(
-        "name", choices=("triplet", "softmax"), help="triplet: softmax + triplet, 2,484 LibriSpeech speakers; softmax: 921 speakers"
+        "name", choices=tuple(PUBLISHED), help="; ".join(f"{name}: {entry.description}" for name, entry in PUBLISHED.items())
     )
     download.add_argument("--output-dir", default=".", help="folder for the .h5 (default: here)")
     download.add_argument("--url", help="a mirror of the same file (default: the authors' Google Drive link)")
@@ -164,11 +170,7 @@ def _import_model_parser(commands) -> None:
     imported = commands.add_parser(
         "import-model", help="a pretrained model of another toolkit (PyTorch checkpoint, read without torch) -> .keras"
     )
-    imported.add_argument(
-        "kind",
-        choices=["resemblyzer", "speechbrain"],
-        help="resemblyzer: the GE2E encoder's pretrained.pt; speechbrain: an ECAPA-TDNN or x-vector embedding_model.ckpt",
-    )
+    imported.add_argument("kind", choices=tuple(IMPORTERS), help="; ".join(f"{kind}: {reads}" for kind, (_, _, reads) in IMPORTERS.items()))
     imported.add_argument("source")
     imported.add_argument("target")
     imported.set_defaults(handler=cmd_import_model)
@@ -196,32 +198,22 @@ def _serve_parser(commands) -> None:
         action="append",
         help="a key for enrolling and removing (repeatable; also DEEP_SPEAKER_API_KEYS=k1,k2)",
     )
+    limits = ServiceLimits()
     serve.add_argument(
         "--max-upload-mb",
-        dest="max_upload_mb",
         type=number_in(0, 4096, low_open=True),
-        default=20.0,
-        help="largest request body (default 20 MB)",
+        help=f"largest request body (default {limits.max_upload_bytes / 2**20:g} MB)",
     )
     serve.add_argument(
-        "--max-seconds",
-        dest="max_seconds",
-        type=number_in(0, 86400, low_open=True),
-        default=120.0,
-        help="longest recording (default 120 s)",
+        "--max-seconds", type=number_in(0, 86400, low_open=True), help=f"longest recording (default {limits.max_seconds:g} s)"
     )
     serve.add_argument(
         "--max-diarize-seconds",
-        dest="max_diarize_seconds",
         type=number_in(0, 86400, low_open=True),
-        help="longest recording to diarize (default: ServiceLimits.max_diarize_seconds, 10 minutes)",
+        help=f"longest recording to diarize (default {limits.max_diarize_seconds:g} s)",
     )
     serve.add_argument(
-        "--max-concurrent",
-        dest="max_concurrent",
-        type=whole_number(1, 64),
-        default=2,
-        help="requests running the model at once (default 2)",
+        "--max-concurrent", type=whole_number(1, 64), help=f"requests running the model at once (default {limits.max_concurrent})"
     )
     add_decision_arguments(serve)
     serve.set_defaults(handler=cmd_serve)

@@ -16,7 +16,7 @@ import re
 import tempfile
 import threading
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import soundfile as sf
@@ -31,19 +31,10 @@ from ..enrol import SpeakerRegistry
 from ..errors import AudioError, AudioLimitError, DeepSpeakerError, NoSpeechError, SpeakerExistsError, UnknownSpeakerError
 from ..scoring.calibration import OPERATING_POINTS
 from ..verification import Decision, Identification, Verifier
+from .limits import ServiceLimits
 
 PAGE = Path(__file__).resolve().parent / "page.html"
 API_KEY_HEADER = "X-API-Key"
-
-
-@dataclass(frozen=True)
-class ServiceLimits:
-    max_upload_bytes: int = 20 * 1024 * 1024  # a whole request, all files together
-    max_seconds: float = 120.0  # per recording, from its header, before decoding
-    max_diarize_seconds: float = 600.0  # per recording to diarize (a conversation is longer than a voice sample)
-    max_concurrent: int = 2  # requests running the model at once (the machine's cores)
-    queue_seconds: float = 30.0  # how long a request waits for a free slot before 503
-    max_files: int = 20  # per enrolment
 
 
 class ServiceError(Exception):

@@ -204,9 +204,9 @@ def test_the_shipped_model_exports_within_the_bounds_on_dev_recordings(tmp_path,
 )
 def test_imported_models_export_with_their_front_ends(tmp_path, pytorch_fixtures, kind, checkpoint, formats):
     """GE2E (LSTM, partial windows, Resemblyzer's mel) and SpeechBrain conversions (their Fbank and mean norm)."""
-    from deep_speaker.importers import IMPORTERS
+    from deep_speaker.importers import import_model
 
-    model = IMPORTERS[kind](pytorch_fixtures / checkpoint)
+    model = import_model(kind, pytorch_fixtures / checkpoint)
     waveforms = [synthetic_speech(2.7, pitch=140, seed=5), synthetic_speech(1.1, pitch=200, seed=6)]
     for model_format in formats:
         target = tmp_path / TARGETS[model_format]
