@@ -29,12 +29,7 @@ from voice_conversion import convert_pairs
 SNRS = (20, 30, 40, 50)
 
 
-def main() -> None:
-    from deep_speaker.adversarial import AttackConfig
-    from deep_speaker.adversarial.conversion import world_convert
-    from deep_speaker.assembly import attack, load_encoder
-    from deep_speaker.verification import Verifier
-
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint_file", help="default: the shipped default system")
     parser.add_argument("--pairs", type=int, default=10)
@@ -51,7 +46,59 @@ def main() -> None:
         help="the model --robust was fine-tuned from",
     )
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from benchmarks/results/adversarial.json")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def summary_line(results: dict, robust: dict | None, advgan: bool, gated: bool) -> str:
+    """The benchmark's one summary line."""
+    pgd = results["pgd_targeted"]
+    return (
+        "adversarial: targeted PGD success "
+        + ", ".join(f"{snr} dB {100 * pgd[snr]['success_rate']:.0f} %" for snr in SNRS)
+        + f"; untargeted PGD at 30 dB {100 * results['pgd_untargeted'][30]['success_rate']:.0f} %; at 30 dB FGSM {100 * results['fgsm_targeted'][30]['success_rate']:.0f} %, "
+        f"BIM {100 * results['bim_targeted'][30]['success_rate']:.0f} %, NES {100 * results['nes_targeted'][30]['success_rate']:.0f} % "
+        f"({results['nes_targeted'][30]['queries_per_example']:.0f} queries); WORLD conversion accepted {100 * results['world_conversion']['acceptance_rate']:.0f} %; "
+        f"PGD {pgd[30]['seconds_per_example']:.1f} s per example"
+        + (
+            f"; AdvGAN {100 * next(iter(results['advgan_targeted'].values()))['success_rate']:.0f} % in {next(iter(results['advgan_targeted'].values()))['seconds_per_example']:.2f} s"
+            if advgan
+            else ""
+        )
+        + (
+            f"; past the gate: PGD 30 dB {100 * pgd[30]['success_rate_with_gate']:.0f} %, WORLD {100 * results['world_conversion']['acceptance_rate_with_gate']:.0f} %"
+            if gated
+            else ""
+        )
+        + (
+            f"; adversarial training: PGD 30 dB {100 * robust['base']['pgd_targeted_30db']:.0f} % -> {100 * robust['robust']['pgd_targeted_30db']:.0f} %, "
+            f"clean dev EER {100 * robust['base']['dev_eer']:.2f} % -> {100 * robust['robust']['dev_eer']:.2f} %"
+            if robust is not None
+            else ""
+        )
+    )
+
+
+def gate_and_generator(args) -> tuple:
+    """The spoof detector (--detector) and the AdvGAN generator (--advgan), each None when not given."""
+    gate = generator = None
+    if args.detector:
+        from deep_speaker.adversarial.detector import SpoofDetector
+
+        gate = SpoofDetector(args.detector)
+    if args.advgan:
+        from deep_speaker.models.advgan import load_generator
+
+        generator = load_generator(args.advgan)
+    return gate, generator
+
+
+def main() -> None:
+    from deep_speaker.adversarial import AttackConfig
+    from deep_speaker.adversarial.conversion import world_convert
+    from deep_speaker.assembly import attack, load_encoder
+    from deep_speaker.verification import Verifier
+
+    args = parse_arguments()
     if args.replot:
         return plot(json.loads((RESULTS / "adversarial.json").read_text()), args.plot)
     dev = require_shared_data() / "speechocean762" / "dev"
@@ -59,16 +106,7 @@ def main() -> None:
     encoder = load_encoder(args.checkpoint_file)
     verifier = Verifier(encoder)
     threshold, _ = verifier.threshold()
-    gate = None
-    if args.detector:
-        from deep_speaker.adversarial.detector import SpoofDetector
-
-        gate = SpoofDetector(args.detector)
-    generator = None
-    if args.advgan:
-        from deep_speaker.models.advgan import load_generator
-
-        generator = load_generator(args.advgan)
+    gate, generator = gate_and_generator(args)
 
     def run(method, snr, targeted, pair_list, model=encoder, limit=threshold, **options):
         outcomes = []
@@ -130,32 +168,7 @@ def main() -> None:
         },
     )
     plot(json.loads(path.read_text()), args.plot)
-    pgd = results["pgd_targeted"]
-    print(
-        "adversarial: targeted PGD success "
-        + ", ".join(f"{snr} dB {100 * pgd[snr]['success_rate']:.0f} %" for snr in SNRS)
-        + f"; untargeted PGD at 30 dB {100 * results['pgd_untargeted'][30]['success_rate']:.0f} %; at 30 dB FGSM {100 * results['fgsm_targeted'][30]['success_rate']:.0f} %, "
-        f"BIM {100 * results['bim_targeted'][30]['success_rate']:.0f} %, NES {100 * results['nes_targeted'][30]['success_rate']:.0f} % "
-        f"({results['nes_targeted'][30]['queries_per_example']:.0f} queries); WORLD conversion accepted {100 * results['world_conversion']['acceptance_rate']:.0f} %; "
-        f"PGD {pgd[30]['seconds_per_example']:.1f} s per example"
-        + (
-            f"; AdvGAN {100 * next(iter(results['advgan_targeted'].values()))['success_rate']:.0f} % in {next(iter(results['advgan_targeted'].values()))['seconds_per_example']:.2f} s"
-            if generator is not None
-            else ""
-        )
-        + (
-            f"; past the gate: PGD 30 dB {100 * pgd[30]['success_rate_with_gate']:.0f} %, WORLD {100 * results['world_conversion']['acceptance_rate_with_gate']:.0f} %"
-            if gate is not None
-            else ""
-        )
-        + (
-            f"; adversarial training: PGD 30 dB {100 * robust['base']['pgd_targeted_30db']:.0f} % -> {100 * robust['robust']['pgd_targeted_30db']:.0f} %, "
-            f"clean dev EER {100 * robust['base']['dev_eer']:.2f} % -> {100 * robust['robust']['dev_eer']:.2f} %"
-            if robust is not None
-            else ""
-        )
-        + f" -> {path}"
-    )
+    print(summary_line(results, robust, generator is not None, gate is not None) + f" -> {path}")
 
 
 def plot(report: dict, path) -> None:

@@ -159,7 +159,7 @@ def plot_sweep(path: str, sweep: dict) -> None:
     save_figure(figure, path)
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--checkpoint_file", help="model or NAME.fusion.json (default: the shipped default system)")
@@ -190,7 +190,37 @@ def main() -> None:
     parser.add_argument("--peak_dbfs", type=float, help="scale each conversation's speech to peak here first (default: as recorded)")
     parser.add_argument("--sweep", action="store_true", help="the noise sweep (kinds x floors at -6 dBFS peaks) and the default condition")
     parser.add_argument("--sweep_plot", help="write the sweep's DER against SNR to this PNG")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def sweep_summary(results: dict) -> dict:
+    """Median and worst DER over the sweep's conditions (speech peaking at the sweep's level)."""
+    swept = [r for r in results.values() if r["peak_dbfs"] == SWEEP_PEAK_DBFS]
+    return {
+        "median_der_auto": float(np.median([r["der_auto"] for r in swept])),
+        "worst_der_auto": max(r["der_auto"] for r in swept),
+        "worst_der_given": max(r["der_given"] for r in swept),
+    }
+
+
+def result_name(args) -> str:
+    """The results file's name: the speakers, clustering and condition when they are not the defaults."""
+    condition = (
+        ""
+        if (args.kind, args.noise_dbfs, args.peak_dbfs) == ("white", -60.0, None)
+        else f"_{args.kind.replace(' + ', '_')}{args.noise_dbfs:g}" + ("" if args.peak_dbfs is None else f"_peak{args.peak_dbfs:g}")
+    )
+    stem = (
+        "diarization"
+        if args.speakers == "dev"
+        else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}"
+    )
+    fixed = "" if args.ahc_threshold is None else f"_threshold{args.ahc_threshold:g}"
+    return stem + condition + fixed + ("_sweep" if args.sweep else "")
+
+
+def main() -> None:
+    args = parse_arguments()
     data = require_shared_data()
     by_speaker: dict[str, list] = {}
     for utterance in discover_utterances(data / "asc" if args.speakers == "asc" else data / "speechocean762" / args.speakers):
@@ -240,29 +270,12 @@ def main() -> None:
         **headline,
     }
     if args.sweep:
-        swept = [r for r in results.values() if r["peak_dbfs"] == SWEEP_PEAK_DBFS]
-        result["sweep"] = results
-        result["sweep_summary"] = {
-            "median_der_auto": float(np.median([r["der_auto"] for r in swept])),
-            "worst_der_auto": max(r["der_auto"] for r in swept),
-            "worst_der_given": max(r["der_given"] for r in swept),
-        }
+        result["sweep"], result["sweep_summary"] = results, sweep_summary(results)
         if args.sweep_plot:
             plot_sweep(args.sweep_plot, results)
     if args.long_minutes:
         result["long_recording"] = long_recording(by_speaker, args.long_minutes, args.seed)
-    condition = (
-        ""
-        if (args.kind, args.noise_dbfs, args.peak_dbfs) == ("white", -60.0, None)
-        else f"_{args.kind.replace(' + ', '_')}{args.noise_dbfs:g}" + ("" if args.peak_dbfs is None else f"_peak{args.peak_dbfs:g}")
-    )
-    stem = (
-        "diarization"
-        if args.speakers == "dev"
-        else f"diarization_{args.speakers}_{args.clustering}{'_no_resegment' if args.no_resegment else ''}"
-    )
-    fixed = "" if args.ahc_threshold is None else f"_threshold{args.ahc_threshold:g}"
-    path = write_result(stem + condition + fixed + ("_sweep" if args.sweep else ""), result)
+    path = write_result(result_name(args), result)
     parts = headline["error_parts_percent"]["auto"]
     long_line = "".join(
         f"; {name.replace('_', ' ')}: {v['seconds']} s, peak {v['peak_memory_mb']:.0f} MB"
