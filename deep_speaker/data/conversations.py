@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import keras
 import numpy as np
 
 from ..audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE
 from ..errors import ConfigError
 from ..frontends.deep_speaker import num_frames_of
 from .augment import babble, coloured_noise, fit_length, reverberate
+from .seeded import SeededBatches
 
 NOISE_KINDS = ("white", "pink", "brown", "babble", "hum", "recorded", "white + room")
 Turn = tuple[float, float, str]  # start and end in seconds, speaker
@@ -124,7 +124,7 @@ def crop_turns(turns: list[Turn], start: float, end: float) -> list[Turn]:
     return [(max(a, start) - start, min(b, end) - start, s) for a, b, s in turns if b > start and a < end]
 
 
-class OverlapBatches(keras.utils.PyDataset):
+class OverlapBatches(SeededBatches):
     """Crops of synthetic conversations of the given speakers, each under a random noise floor and level, with 1 per
     analysis frame where two or more speakers talk: what the overlap detector learns from. Seeded per epoch and
     batch, so a resumed run sees the same batches."""
@@ -132,16 +132,10 @@ class OverlapBatches(keras.utils.PyDataset):
     def __init__(
         self, waveforms_by_speaker: dict, sources: NoiseSources, batch_size: int, length: int, steps: int, seed: int, initial_epoch: int = 0
     ):
-        super().__init__()
+        super().__init__(steps, seed, initial_epoch)
         self.waveforms, self.sources = waveforms_by_speaker, sources
         self.kinds = [k for k in NOISE_KINDS if noise_kind_available(k, sources)]
-        self.batch_size, self.length, self.steps, self.seed, self.epoch = batch_size, length, steps, seed, initial_epoch
-
-    def __len__(self):
-        return self.steps
-
-    def on_epoch_end(self):
-        self.epoch += 1
+        self.batch_size, self.length = batch_size, length
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One crop (a random stretch of a conversation with every other turn overlapping, under a random floor
@@ -156,8 +150,7 @@ class OverlapBatches(keras.utils.PyDataset):
         labels = talkers_at(crop_turns(turns, start / SAMPLE_RATE, (start + self.length) / SAMPLE_RATE), frame_centres(self.length)) >= 2
         return noisy, labels.astype(np.float32)
 
-    def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def batch(self, rng):
         examples = [self.example(rng) for _ in range(self.batch_size)]
         return np.stack([x for x, _ in examples]), np.stack([y for _, y in examples])
 

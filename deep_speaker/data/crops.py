@@ -1,31 +1,23 @@
-"""Batches of random crops for the adversarial phases (AdvGAN, PGD fine-tuning, AGAIN-VC), seeded by (seed, epoch,
-batch) as every batch source of the driver is, so a resumed run draws what the uninterrupted one would have."""
+"""Batches of random crops for the adversarial phases (AdvGAN, PGD fine-tuning, AGAIN-VC), seeded per epoch and
+batch (`SeededBatches`)."""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
 from ..audio import crop_waveform
 from ..features import crop_or_pad
+from .seeded import SeededBatches
 
 
-class WaveformCrops(keras.utils.PyDataset):
+class WaveformCrops(SeededBatches):
     """`steps` batches an epoch of `batch_size` random `length`-sample crops of `waveforms`, each with its label."""
 
     def __init__(self, waveforms: list, labels: np.ndarray, batch_size: int, length: int, steps: int, seed: int, initial_epoch: int = 0):
-        super().__init__()
-        self.waveforms, self.labels = waveforms, np.asarray(labels)
-        self.batch_size, self.length, self.steps, self.seed, self.epoch = batch_size, length, steps, seed, initial_epoch
+        super().__init__(steps, seed, initial_epoch)
+        self.waveforms, self.labels, self.batch_size, self.length = waveforms, np.asarray(labels), batch_size, length
 
-    def __len__(self):
-        return self.steps
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-    def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def batch(self, rng):
         chosen = rng.choice(len(self.waveforms), self.batch_size)
         crops = np.stack([crop_waveform(self.waveforms[i], self.length, rng) for i in chosen]).astype(np.float32)
         return crops, self.targets(chosen, rng)
@@ -52,23 +44,15 @@ def with_halves_swapped(segments: np.ndarray) -> np.ndarray:
     return np.concatenate([segments[:, half:], segments[:, :half]], axis=1)
 
 
-class MelSegments(keras.utils.PyDataset):
+class MelSegments(SeededBatches):
     """AGAIN-VC's self-reconstruction batches: `batch_size` random `frames`-frame segments of the spectrograms, as
     ((segment, the segment with its halves swapped), segment)."""
 
     def __init__(self, spectrograms: list, batch_size: int, frames: int, steps: int, seed: int, initial_epoch: int = 0):
-        super().__init__()
-        self.spectrograms, self.batch_size, self.frames, self.steps, self.seed = spectrograms, batch_size, frames, steps, seed
-        self.epoch = initial_epoch
+        super().__init__(steps, seed, initial_epoch)
+        self.spectrograms, self.batch_size, self.frames = spectrograms, batch_size, frames
 
-    def __len__(self):
-        return self.steps
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-    def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def batch(self, rng):
         chosen = rng.choice(len(self.spectrograms), self.batch_size)
         return reconstruction_pairs(np.stack([crop_or_pad(self.spectrograms[i], self.frames, rng) for i in chosen]))
 

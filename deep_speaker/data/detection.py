@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from ..audio import crop_waveform, load_speech
 from ..errors import DeepSpeakerError
+from .seeded import SeededBatches
 
 
 def validation_speakers(rows, validation_fraction: float, seed: int) -> set[str]:
@@ -46,24 +46,16 @@ class SpoofClips:
         return np.stack([crop_waveform(self.waveforms[i], length, rng) for i in indices]).astype(np.float32)
 
 
-class DetectorBatches(keras.utils.PyDataset):
+class DetectorBatches(SeededBatches):
     """Half genuine, half spoof random crops of the training recordings; seeded per epoch and batch."""
 
     def __init__(self, clips: SpoofClips, batch_size: int, length: int, steps: int, seed: int, initial_epoch: int = 0):
-        super().__init__()
-        self.clips, self.batch_size, self.length, self.steps, self.seed = clips, batch_size, length, steps, seed
+        super().__init__(steps, seed, initial_epoch)
+        self.clips, self.batch_size, self.length = clips, batch_size, length
         self.genuine = clips.train[clips.labels[clips.train] == 0]
         self.spoofed = clips.train[clips.labels[clips.train] == 1]
-        self.epoch = initial_epoch
 
-    def __len__(self):
-        return self.steps
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-    def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+    def batch(self, rng):
         half = self.batch_size // 2
         chosen = np.concatenate([rng.choice(self.genuine, half), rng.choice(self.spoofed, self.batch_size - half)])
         return self.clips.crops(chosen, self.length, rng), self.clips.labels[chosen].astype(np.float32)[:, None]
