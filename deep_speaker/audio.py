@@ -113,10 +113,12 @@ def _checked_info(path: Path, limit_seconds: float | None = None):
     return info
 
 
-def require_readable(path, limit_seconds: float | None = None) -> None:
+def require_readable(path, limit_seconds: float | None = None) -> float:
     """Refuse, from its header alone, a file `read_audio` would refuse as missing, empty, not audio, corrupt or
-    longer than the limit: commands call it on their inputs before loading a model (seconds, not a wasted start-up)."""
-    _checked_info(Path(path), limit_seconds)
+    longer than the limit: commands call it on their inputs before loading a model (seconds, not a wasted start-up).
+    Returns the recording's length in seconds."""
+    info = _checked_info(Path(path), limit_seconds)
+    return info.frames / info.samplerate
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .audio import Recording
 from .errors import CalibrationError, ConfigError
@@ -45,6 +45,10 @@ class Decision:
             return "none"
         return "same speaker" if self.accepted else "different speakers"
 
+    def as_json(self, operating_point: str) -> dict:
+        """The decision as plain data (`verify --json`, the service's /verify)."""
+        return {**asdict(self), "probability": self.probability, "decision": self.verdict, "operating_point": operating_point}
+
     def __str__(self) -> str:
         score = f"score = {self.score:.4f}"
         if self.llr is not None:
@@ -65,6 +69,16 @@ class Identification:
     threshold: float | None
     source: str
     reason: str = ""
+
+    def as_json(self) -> dict:
+        """The ranking and the answer as plain data (`identify --json`, the service's /identify)."""
+        return {
+            "speaker": self.speaker,
+            "ranked": [{"name": name, "score": score} for name, score in self.ranked],
+            "threshold": self.threshold,
+            "source": self.source,
+            "reason": self.reason,
+        }
 
     def __str__(self) -> str:
         lines = [f"{rank}. {name}\t{score:.4f}" for rank, (name, score) in enumerate(self.ranked, start=1)]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib.abc
 import importlib.util
+import logging
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .. import __version__  # noqa: E402
 from ..audio import TRIM_METHODS  # noqa: E402
 from ..errors import ConfigError, DeepSpeakerError  # noqa: E402
 from . import adversarial, data, deploy, diarize, evaluate, train, use  # noqa: E402
@@ -45,6 +47,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deep-speaker", description="Deep Speaker speaker recognition toolkit")
+    parser.add_argument("--version", action="version", version=f"deep-speaker {__version__}")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", action="store_true", help="no progress bars and no log messages below warnings")
+    loudness.add_argument("--verbose", action="store_true", help="log what the toolkit does (INFO), for diagnosing a run")
     parser.add_argument(
         "--trim", choices=TRIM_METHODS, default=None, help="silence removal before features (default: the model's, else 'reference')"
     )
@@ -111,10 +117,19 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _set_loudness(args) -> None:
+    """Log warnings only (`--quiet`, which also turns every command's progress bars off: `args.quiet`), or INFO
+    (`--verbose`)."""
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=args.verbose
+    )
+
+
 def main(argv=None) -> int:
     if "tensorflow" not in sys.modules and not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
     args = build_parser().parse_args(argv)
+    _set_loudness(args)
     try:
         refuse_output_over_input(args)
         return args.handler(args)

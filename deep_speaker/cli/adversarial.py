@@ -13,6 +13,7 @@ from .common import (
     SNR_DB,
     add_decision_arguments,
     add_encoder_arguments,
+    add_quiet_argument,
     number_in,
     open_encoder,
     open_store,
@@ -53,7 +54,9 @@ def cmd_attack(args) -> int:
         if not args.generator:
             raise DeepSpeakerError("--method advgan needs --generator G.keras (made by train-advgan)")
         generator = load_generator(args.generator)
-    clean, result = attack(verifier.encoder, args.audio, reference, threshold, targeted, config, generator, progress=sys.stderr.isatty())
+    clean, result = attack(
+        verifier.encoder, args.audio, reference, threshold, targeted, config, generator, progress=sys.stderr.isatty() and not args.quiet
+    )
     write_audio(args.out, result.waveform)
     goal = f"accepted as {name or args.target_file}" if targeted else f"rejected from {name or args.reference_file}"
     print(
@@ -220,7 +223,7 @@ def _make_spoofs_parser(commands) -> None:
     spoofs.add_argument("--converter", help="the AGAIN-VC converter (train-again) for the again family")
     spoofs.add_argument("--per-family", type=COUNT, default=100)
     spoofs.add_argument("--seed", type=SEED, default=0)
-    spoofs.add_argument("--quiet", action="store_true")
+    add_quiet_argument(spoofs)
     add_decision_arguments(spoofs)
     spoofs.set_defaults(handler=cmd_make_spoofs)
 

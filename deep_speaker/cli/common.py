@@ -26,6 +26,11 @@ def open_encoder(args):
     )
 
 
+def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
+    """The command's own --quiet: the same as the global one (`deep-speaker --quiet COMMAND`), which it leaves set."""
+    parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
+
+
 def require_inputs(paths) -> None:
     """Each input recording exists and has a readable audio header: checked before any model loads."""
     from ..audio import require_readable

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..features import ENERGY_SCALES, NORMALISATIONS
-from .common import COUNT, PROBABILITY, number_in
+from .common import COUNT, PROBABILITY, add_quiet_argument, number_in
 
 
 def _feature_config(args):
@@ -26,7 +26,7 @@ def _feature_config(args):
 def cmd_build_features(args) -> int:
     from ..data.cache import build_feature_cache
 
-    summary = build_feature_cache(args.audio_dir, args.working_dir, _feature_config(args), workers=args.workers)
+    summary = build_feature_cache(args.audio_dir, args.working_dir, _feature_config(args), workers=args.workers, progress=not args.quiet)
     print(summary)
     print(f"manifest: {os.path.join(args.working_dir, 'manifest.csv')}")
     return 0
@@ -73,6 +73,7 @@ def cmd_augment_cache(args) -> int:
         args.noise_dir or "",
         args.rir_dir or "",
         workers=args.workers,
+        progress=not args.quiet,
     )
     print(f"{computed} augmented copies computed in {args.working_dir}/augmented (train with --cached-copies true)")
     return 0
@@ -107,6 +108,7 @@ def _build_features_parser(commands) -> None:
     build.add_argument("--working-dir", required=True)
     build.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
     add_feature_arguments(build)
+    add_quiet_argument(build)
     build.set_defaults(handler=cmd_build_features)
 
 
@@ -126,7 +128,7 @@ def _build_shards_parser(commands) -> None:
     )
     shards.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
     add_feature_arguments(shards)
-    shards.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(shards)
     shards.set_defaults(handler=cmd_build_shards)
 
 
@@ -140,4 +142,5 @@ def _augment_cache_parser(commands) -> None:
     for name in ("noise_probability", "reverb_probability", "channel_probability"):
         copies.add_argument(f"--{name}", type=PROBABILITY, default=None, help="default: the augmentation's (deep_speaker/data/augment.py)")
     copies.add_argument("--workers", type=COUNT, default=None, help="worker processes (default: all cores)")
+    add_quiet_argument(copies)
     copies.set_defaults(handler=cmd_augment_cache)

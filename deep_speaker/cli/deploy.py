@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from ..download import PUBLISHED
@@ -9,7 +10,7 @@ from ..errors import DeepSpeakerError
 from ..exported import QUANTISATIONS
 from ..importers import IMPORTERS
 from ..service.limits import ServiceLimits
-from .common import WEIGHT, add_decision_arguments, number_in, open_verifier, whole_number
+from .common import WEIGHT, add_decision_arguments, add_quiet_argument, number_in, open_verifier, whole_number
 
 
 def cmd_download_checkpoint(args) -> int:
@@ -89,7 +90,8 @@ def cmd_serve(args) -> int:
     print(
         f"serving model {encoder.fingerprint} on http://{args.host}:{args.port}/ (store {args.store}; writing {'enabled' if keys else 'disabled: no API key'})"
     )
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    access_log = args.access_log and not args.quiet
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="info" if access_log else "warning", access_log=access_log)
     return 0
 
 
@@ -155,7 +157,7 @@ def _download_checkpoint_parser(commands) -> None:
     )
     download.add_argument("--output-dir", default=".", help="folder for the .h5 (default: here)")
     download.add_argument("--url", help="a mirror of the same file (default: the authors' Google Drive link)")
-    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(download)
     download.set_defaults(handler=cmd_download_checkpoint)
 
 
@@ -192,6 +194,7 @@ def _serve_parser(commands) -> None:
     serve = commands.add_parser("serve", help="HTTP service and web page: embed, verify, enrol, identify, list, remove, diarize")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=whole_number(0, 65535), default=8000)
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True, help="log every request (method, path, status)")
     serve.add_argument(
         "--api-key",
         dest="api_key",
@@ -246,5 +249,5 @@ def _fuse_parser(commands) -> None:
         help="a labelled trial list of one domain and its audio root; repeat for two or more domains: the weights are "
         "fitted on them (logistic regression with one offset per domain) and checked leaving one domain out",
     )
-    fuse.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(fuse)
     fuse.set_defaults(handler=cmd_fuse)

@@ -9,13 +9,13 @@ from ..diarization.pipeline import CLUSTERINGS, MAX_SPEAKERS, DiarizationConfig
 from ..errors import ConfigError
 from ..exported import RUNTIMES
 from ..vad import VAD_METHODS
-from .common import COSINE, checkpoint_path, number_in, whole_number
+from .common import COSINE, add_quiet_argument, checkpoint_path, number_in, whole_number
 
 
 def cmd_diarize(args) -> int:
     from ..audio import MAX_STREAM_SECONDS, require_readable
     from ..diarization import write_rttm
-    from ..diarization.output import plot_timeline, write_json
+    from ..diarization.output import plot_timeline, segments_json, write_json
 
     config = DiarizationConfig(
         window=args.window,
@@ -35,10 +35,13 @@ def cmd_diarize(args) -> int:
 
     diarizer = load_diarizer(checkpoint_path(args), config, args.overlap_detector, runtime=args.runtime)
     segments = diarizer.diarize(args.audio, progress=not args.quiet)
-    for segment in segments:
-        print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.speaker}")
-    print(f"{len({s.speaker for s in segments})} speaker(s), {len(segments)} turn(s)")
-    for path, write in ((args.rttm, write_rttm), (args.json, write_json), (args.plot, plot_timeline)):
+    if args.json == "-":
+        print(segments_json(segments))
+    else:
+        for segment in segments:
+            print(f"{segment.start:8.2f} {segment.end:8.2f}  {segment.speaker}")
+        print(f"{len({s.speaker for s in segments})} speaker(s), {len(segments)} turn(s)")
+    for path, write in ((args.rttm, write_rttm), (args.json if args.json != "-" else None, write_json), (args.plot, plot_timeline)):
         if path:
             write(path, segments)
     return 0
@@ -84,7 +87,7 @@ def _diarize_parser(commands) -> None:
     diarize = commands.add_parser("diarize", help="who spoke when: speaker turns of a recording (RTTM, JSON, timeline plot)")
     diarize.add_argument("audio")
     diarize.add_argument("--rttm", help="write the turns as RTTM")
-    diarize.add_argument("--json", help="write the turns as JSON")
+    diarize.add_argument("--json", help="write the turns as JSON to this file, or to standard output (instead of text) with -")
     diarize.add_argument("--plot", help="write a timeline PNG")
     diarize.add_argument("--num-speakers", dest="num_speakers", type=whole_number(1, MAX_SPEAKERS), help="the speaker count, if known")
     speakers = whole_number(1, MAX_SPEAKERS)
@@ -123,7 +126,7 @@ def _diarize_parser(commands) -> None:
         default=DiarizationConfig.overlap_threshold,
         help="overlap probability from which speech gets a second speaker (default %(default)s)",
     )
-    diarize.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(diarize)
     diarize.add_argument("--checkpoint-file", help="model or NAME.fusion.json (default: the shipped default system)")
     diarize.add_argument(
         "--runtime",

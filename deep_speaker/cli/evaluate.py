@@ -8,7 +8,7 @@ from ..diarization.pipeline import DiarizationConfig
 from ..errors import ConfigError
 from ..evaluation import ON_REFUSED
 from ..vad import VAD_METHODS
-from .common import add_encoder_arguments, add_scorer_argument, checkpoint_path, number_in, open_encoder, open_scorer
+from .common import add_encoder_arguments, add_quiet_argument, add_scorer_argument, checkpoint_path, number_in, open_encoder, open_scorer
 
 
 def cmd_calibrate(args) -> int:
@@ -25,7 +25,7 @@ def cmd_calibrate(args) -> int:
         require_uncalibrated(encoder.fingerprint, checkpoint_path(args), args.scorer)
     from ..evaluation import evaluate_trials
 
-    result = evaluate_trials(encoder, args.trials, args.audio_root, scorer=open_scorer(args, encoder))
+    result = evaluate_trials(encoder, args.trials, args.audio_root, progress=not args.quiet, scorer=open_scorer(args, encoder))
     calibration = Calibration.from_scores(
         result.target_scores, result.nontarget_scores, trials=str(args.trials), model=encoder.fingerprint, scorer=args.scorer
     )
@@ -70,7 +70,9 @@ def cmd_eval_trials(args) -> int:
     from ..evaluation import evaluate_trials, save_result, write_scores
 
     encoder = open_encoder(args)
-    result = evaluate_trials(encoder, args.trials, args.audio_root, scorer=open_scorer(args, encoder), on_refused=args.on_refused)
+    result = evaluate_trials(
+        encoder, args.trials, args.audio_root, progress=not args.quiet, scorer=open_scorer(args, encoder), on_refused=args.on_refused
+    )
     for name, reason in list(result.refused.items())[:10]:
         print(f"warning: refused {name}: {reason}", file=sys.stderr)
     if result.refused:
@@ -92,7 +94,7 @@ def cmd_fit_backend(args) -> int:
     from ..scoring import save_scorer
 
     encoder = open_encoder(args)
-    scorer = fit_backend(encoder, args.audio_dir, args.scorer)
+    scorer = fit_backend(encoder, args.audio_dir, args.scorer, progress=not args.quiet)
     if not scorer.needs_fit:
         print(f"the {args.scorer} back end needs no fitting")
         return 0
@@ -123,7 +125,7 @@ def _calibrate_parser(commands) -> None:
         default=DiarizationConfig.vad,
         help="... whose speech the detector diarize will use finds (--windows only)",
     )
-    calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(calibrate)
     calibrate.add_argument(
         "--force", action="store_true", help="replace the model's existing calibration (its own or the shipped one; backed up)"
     )
@@ -147,6 +149,7 @@ def _fit_backend_parser(commands) -> None:
     )
     add_encoder_arguments(backend)
     add_scorer_argument(backend)
+    add_quiet_argument(backend)
     backend.set_defaults(handler=cmd_fit_backend)
 
 
@@ -166,4 +169,5 @@ def _eval_trials_parser(commands) -> None:
     )
     add_encoder_arguments(trials)
     add_scorer_argument(trials)
+    add_quiet_argument(trials)
     trials.set_defaults(handler=cmd_eval_trials)

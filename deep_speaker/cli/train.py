@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import DeepSpeakerError
-from .common import SEED, add_encoder_arguments, checkpoint_path, open_encoder, parse_bool
+from .common import SEED, add_encoder_arguments, add_quiet_argument, checkpoint_path, open_encoder, parse_bool
 
 
 def recipe_of(args):
@@ -72,7 +72,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, phase: str, handler=cm
 
     parser.add_argument("--working-dir", required=True, help=working_dir)
     parser.add_argument("--recipe", help="YAML recipe (nested by group or flat)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(parser)
     for name, (group, _, value_type, default) in flat_options(phase).items():
         parser.add_argument(
             f"--{name}", type=parse_bool if value_type is bool else value_type, default=None, help=f"{group}; default {default}"

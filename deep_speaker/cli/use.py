@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..errors import DeepSpeakerError
 from .common import (
     add_decision_arguments,
     add_encoder_arguments,
+    add_quiet_argument,
     add_store_arguments,
     open_encoder,
     open_store,
@@ -17,15 +19,19 @@ from .common import (
 
 
 def cmd_embed(args) -> int:
-    from ..fileio import atomic_save_npy
+    from ..data.corpus import named_recordings
+    from ..fileio import atomic_save_npy, atomic_write_bytes
 
     out = Path(args.out)
     if out.is_dir() or out.suffix != ".npy":
         raise DeepSpeakerError(f"{out}: --out names the .npy file to write (not a folder)")
-    require_inputs(args.files)
-    embeddings = open_encoder(args).embed_many(args.files, progress=len(args.files) > 1)
-    atomic_save_npy(args.out, embeddings)
-    print(f"wrote {args.out}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}")
+    recordings = named_recordings(args.files)
+    require_inputs([path for _, path in recordings])
+    embeddings = open_encoder(args).embed_many([path for _, path in recordings], progress=len(recordings) > 1 and not args.quiet)
+    names = out.with_name(f"{out.stem}.names.txt")
+    atomic_save_npy(out, embeddings)
+    atomic_write_bytes(names, "".join(f"{name}\n" for name, _ in recordings).encode())
+    print(f"wrote {out}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}, one per line of {names}")
     return 0
 
 
@@ -43,7 +49,7 @@ def cmd_verify(args) -> int:
             decision = verifier.verify_enrolled(args.audio_a, args.speaker, registry)
     else:
         decision = verifier.verify(args.audio_a, args.audio_b)
-    print(decision)
+    print(json.dumps(decision.as_json(verifier.operating_point)) if args.json else decision)
     return 0
 
 
@@ -51,7 +57,11 @@ def cmd_enroll(args) -> int:
     require_inputs(args.files)
     with open_store(args, create=True) as registry:
         registry.enroll(args.name, args.files, replace=args.replace)
-    print(f"enrolled {args.name!r} from {len(args.files)} file(s) in {args.store}")
+        model = registry.encoder.fingerprint
+    if args.json:
+        print(json.dumps({"enrolled": args.name, "files": [str(f) for f in args.files], "store": str(args.store), "model": model}))
+    else:
+        print(f"enrolled {args.name!r} from {len(args.files)} file(s) in {args.store}")
     return 0
 
 
@@ -89,7 +99,8 @@ def cmd_identify(args) -> int:
     require_inputs([args.audio])
     verifier = open_verifier(args)
     with open_store(args, verifier.encoder) as registry:
-        print(verifier.identify(args.audio, registry, args.top_k))
+        result = verifier.identify(args.audio, registry, args.top_k)
+    print(json.dumps(result.as_json()) if args.json else result)
     return 0
 
 
@@ -103,10 +114,11 @@ def register(commands) -> None:
 
 
 def _embed_parser(commands) -> None:
-    embed = commands.add_parser("embed", help="embed audio files into an .npy (n, dim)")
-    embed.add_argument("files", nargs="+")
+    embed = commands.add_parser("embed", help="embed recordings into an .npy (n, dim), their names in NAME.names.txt")
+    embed.add_argument("files", nargs="+", help="audio files, folders (every recording below), wav.scp or .txt / .lst lists of paths")
     embed.add_argument("--out", required=True)
     add_encoder_arguments(embed)
+    add_quiet_argument(embed)
     embed.set_defaults(handler=cmd_embed)
 
 
@@ -116,6 +128,7 @@ def _verify_parser(commands) -> None:
     verify.add_argument("audio_b", nargs="?")
     verify.add_argument("--speaker", help="compare audio_a with this enrolled speaker")
     add_decision_arguments(verify)
+    verify.add_argument("--json", action="store_true", help="one JSON object on standard output instead of text")
     verify.set_defaults(handler=cmd_verify)
 
 
@@ -125,6 +138,7 @@ def _enroll_parser(commands) -> None:
     enroll.add_argument("files", nargs="+")
     enroll.add_argument("--replace", action="store_true", help="overwrite an existing speaker of that name")
     add_store_arguments(enroll)
+    enroll.add_argument("--json", action="store_true", help="one JSON object on standard output instead of text")
     enroll.set_defaults(handler=cmd_enroll)
 
 
@@ -146,4 +160,5 @@ def _identify_parser(commands) -> None:
     identify.add_argument("audio")
     identify.add_argument("--top-k", dest="top_k", type=int, default=5)
     add_decision_arguments(identify)
+    identify.add_argument("--json", action="store_true", help="one JSON object on standard output instead of text")
     identify.set_defaults(handler=cmd_identify)

@@ -105,6 +105,34 @@ def audio_files(source: str | Path) -> list[Path]:
     return paths
 
 
+LIST_SUFFIXES = (".scp", ".txt", ".lst")  # a Kaldi wav.scp (`name path` lines), or a list of paths, one per line
+
+
+def named_recordings(sources) -> list[tuple[str, Path]]:
+    """(name, path) of every recording `sources` give, in order: an audio file (named as given), a folder (every
+    audio file below it, named by its path below the folder), a Kaldi `wav.scp` (`*.scp`: named by its keys) or a
+    text list of paths (`*.txt`, `*.lst`: named as listed; relative paths are relative to the list)."""
+    named = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            named += [(path.relative_to(source).as_posix(), path) for path in audio_files(source)]
+        elif source.suffix.lower() in LIST_SUFFIXES and source.is_file():
+            if source.suffix.lower() == ".scp":
+                entries = list(_read_kaldi_table(source).items())
+            else:
+                entries = [(line.strip(), line.strip()) for line in source.read_text().splitlines() if line.strip()]
+            for name, location in entries:
+                if location.endswith("|"):
+                    raise DatasetError(f"{source}: {name} is a command pipe ({location!r}); convert the audio to files first")
+                path = Path(location)
+                named.append((name, path if path.is_absolute() else source.parent / path))
+        else:
+            named.append((str(source), source))
+    if not named:
+        raise DatasetError(f"{', '.join(map(str, sources))}: no recordings")
+    return named
+
+
 def discover_utterances(source: str | Path) -> list[Utterance]:
     """All utterances of a corpus, sorted by id; raises `DatasetError` when none is found."""
     source = Path(source)

@@ -11,9 +11,14 @@ from ..fileio import atomic_write_bytes
 from .rttm import Segment
 
 
+def segments_json(segments: list[Segment]) -> str:
+    """Segments as a JSON list of {start, end, speaker, recording}."""
+    return json.dumps([asdict(s) for s in segments], indent=1)
+
+
 def write_json(path, segments: list[Segment]) -> Path:
-    """Segments as a JSON list of {start, end, speaker, recording}, atomically."""
-    atomic_write_bytes(Path(path), json.dumps([asdict(s) for s in segments], indent=1).encode())
+    """`segments_json`, atomically."""
+    atomic_write_bytes(Path(path), segments_json(segments).encode())
     return Path(path)
 
 

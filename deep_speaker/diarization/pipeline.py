@@ -460,13 +460,13 @@ class Diarizer:
         )
         return whole.eer
 
-    def analyse(self, chunks, progress: bool = False) -> Analysis:
-        """The `Analysis` of a recording given as consecutive chunks of samples; only the current chunk's samples
-        are held."""
+    def analyse(self, chunks, progress: bool = False, seconds: float | None = None) -> Analysis:
+        """The `Analysis` of a recording (of `seconds`, for the progress bar) given as consecutive chunks of samples;
+        only the current chunk's samples are held."""
         from tqdm import tqdm
 
         regions, spans, embeddings, frame_cepstra, overlap, powers, offset = [], [], [], [], [], [], 0
-        with tqdm(desc="diarize", unit="s", disable=not progress) as bar:
+        with tqdm(desc="diarize", unit="s", total=None if seconds is None else round(seconds, 2), disable=not progress) as bar:
             for samples in chunks:
                 local_regions = speech_regions(samples, self.config)
                 local_spans = windows(local_regions, self.config)
@@ -517,9 +517,10 @@ class Diarizer:
         """Turns of an audio file of any length (named in the segments by its stem), read `CHUNK_SECONDS` at a time."""
         from pathlib import Path
 
-        from ..audio import stream_audio
+        from ..audio import MAX_STREAM_SECONDS, require_readable, stream_audio
 
-        return self.segments(self.analyse(stream_audio(path, CHUNK_SECONDS), progress), Path(path).stem)
+        seconds = require_readable(path, MAX_STREAM_SECONDS)
+        return self.segments(self.analyse(stream_audio(path, CHUNK_SECONDS), progress, seconds), Path(path).stem)
 
 
 WINDOW_CALIBRATION_FLOORS_DB = (49.0, 39.0, 29.0)  # noise RMS this far under each recording's peak

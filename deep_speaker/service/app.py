@@ -20,9 +20,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import soundfile as sf
-from fastapi import FastAPI, File, Form, Header, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException
 
 from ..diarization import rttm_text
@@ -30,11 +31,13 @@ from ..diarization.pipeline import Diarizer
 from ..enrol import SpeakerRegistry
 from ..errors import AudioError, AudioLimitError, DeepSpeakerError, NoSpeechError, SpeakerExistsError, UnknownSpeakerError
 from ..scoring.calibration import OPERATING_POINTS
-from ..verification import Decision, Identification, Verifier
+from ..verification import Verifier
 from .limits import ServiceLimits
 
 PAGE = Path(__file__).resolve().parent / "page.html"
 API_KEY_HEADER = "X-API-Key"
+API_KEY = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="a key the service was started with (--api-key)")
+DOCS_ASSETS = "/docs-assets"
 
 
 class ServiceError(Exception):
@@ -219,20 +222,6 @@ class SpeakerService:
             )
 
 
-def decision_json(decision: Decision, operating_point: str) -> dict:
-    return {**asdict(decision), "probability": decision.probability, "decision": decision.verdict, "operating_point": operating_point}
-
-
-def identification_json(result: Identification) -> dict:
-    return {
-        "speaker": result.speaker,
-        "ranked": [{"name": name, "score": score} for name, score in result.ranked],
-        "threshold": result.threshold,
-        "source": result.source,
-        "reason": result.reason,
-    }
-
-
 def create_app(service: SpeakerService) -> FastAPI:
     """The service's application: errors as JSON, the page, recognition and the enrolment store, behind the upload limit."""
 
@@ -246,11 +235,33 @@ def create_app(service: SpeakerService) -> FastAPI:
         title="deep-speaker",
         version="1",
         description="Speaker verification, identification and enrolment. Audio: WAV, FLAC, OGG/Opus or MP3 uploads.",
+        docs_url=None,  # served below from local files: the page works offline
+        redoc_url=None,
     )
+    _add_api_docs(app)
     _add_error_handlers(app, service)
     _add_recognition_routes(app, service)
     _add_store_routes(app, service)
     return UploadLimit(app, service.limits.max_upload_bytes)
+
+
+def _add_api_docs(app: FastAPI) -> None:
+    """/docs: Swagger UI from the swagger-ui-bundle package's files, not a CDN (nothing loads from the internet)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="deep-speaker API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def _add_error_handlers(app: FastAPI, service: SpeakerService) -> None:
@@ -303,7 +314,7 @@ def _add_recognition_routes(app: FastAPI, service: SpeakerService) -> None:
     def embed(audio: UploadFile = File(...)):
         with service.recordings([audio]) as (path,), service.model_slot():
             embedding = service.encoder.embed(path)
-        return {"model": service.encoder.fingerprint, "dim": int(embedding.size), "embedding": embedding.tolist()}
+        return {"model": service.encoder.fingerprint, "embedding_dim": int(embedding.size), "embedding": embedding.tolist()}
 
     @app.post("/verify", summary="Same speaker? Two recordings, or one and an enrolled name")
     def verify(
@@ -321,14 +332,14 @@ def _add_recognition_routes(app: FastAPI, service: SpeakerService) -> None:
         with service.recordings(uploads) as paths, service.model_slot():
             decision = verifier.verify_enrolled(paths[0], speaker, service.registry) if speaker is not None else verifier.verify(*paths)
             decision = replace(decision, reason=paths.public(decision.reason))
-        return decision_json(decision, verifier.operating_point)
+        return decision.as_json(verifier.operating_point)
 
     @app.post("/identify", summary="Who of the enrolled speakers is this? 'unknown' below the threshold")
     def identify(audio: UploadFile = File(...), top_k: int = Form(5), operating_point: str | None = Form(None)):
         verifier = service.verifier(operating_point)
         with service.recordings([audio]) as paths, service.model_slot():
             result = verifier.identify(paths[0], service.registry, top_k)
-            return identification_json(replace(result, reason=paths.public(result.reason)))
+            return replace(result, reason=paths.public(result.reason)).as_json()
 
     @app.post("/diarize", summary="Who spoke when: the speaker turns of one recording, as JSON and as RTTM")
     def diarize(
@@ -369,7 +380,7 @@ def _add_store_routes(app: FastAPI, service: SpeakerService) -> None:
         name: str = Form(...),
         audio: list[UploadFile] = File(...),
         replace: bool = Form(False),
-        x_api_key: str | None = Header(None, alias=API_KEY_HEADER),
+        x_api_key: str | None = Security(API_KEY),
     ):
         service.check_key(x_api_key)
         if len(audio) > service.limits.max_files:
@@ -379,7 +390,7 @@ def _add_store_routes(app: FastAPI, service: SpeakerService) -> None:
         return {"name": name, "files": len(paths)}
 
     @app.delete("/speakers/{name}", summary="Remove an enrolled speaker (needs an API key)")
-    def remove(name: str, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)):
+    def remove(name: str, x_api_key: str | None = Security(API_KEY)):
         service.check_key(x_api_key)
         service.registry.remove(name)
         return {"removed": name}

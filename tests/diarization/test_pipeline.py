@@ -104,6 +104,9 @@ def test_the_diarize_command_writes_rttm_json_and_plot_and_refuses_bad_audio(tmp
     segments = read_rttm(outputs[0])
     assert segments and {s.recording for s in segments} == {"talk"} and f"{len(segments)} turn(s)" in result.stdout
     assert len(json.loads(outputs[1].read_text())) == len(segments) and outputs[2].read_bytes()[:4] == b"\x89PNG"
+    printed = cli_in_process(capsys, "diarize", tmp_path / "talk.wav", "--checkpoint_file", model, "--num-speakers", "2", "--json", "-")
+    assert json.loads(printed.stdout) == json.loads(outputs[1].read_text())  # the same turns, on standard output only
+    assert not (tmp_path / "-").exists() and "diarize" in printed.stderr and "100%" in printed.stderr  # the bar has a total
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
     refused = cli_in_process(capsys, "diarize", tmp_path / "broken.wav", "--checkpoint_file", model)
     assert refused.returncode == 2 and "broken.wav" in refused.stderr and "Traceback" not in refused.stderr

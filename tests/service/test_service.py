@@ -1,6 +1,7 @@
 """The HTTP service over real HTTP on loopback: every endpoint, limits, keys, errors, concurrent enrolments."""
 
 import io
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -58,6 +59,25 @@ def test_health_and_the_openapi_description_list_every_endpoint(url, encoder):
     assert {"/health", "/embed", "/verify", "/identify", "/speakers", "/speakers/{name}", "/diarize"} <= set(paths)
     assert set(paths["/speakers"]) == {"get", "post"} and "delete" in paths["/speakers/{name}"]
     assert "deep-speaker" in httpx.get(url).text
+
+
+def test_the_api_page_loads_nothing_from_the_internet_and_describes_the_api_key(url, encoder):
+    page = httpx.get(f"{url}/docs").text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sources and all(source.startswith("/docs-assets/") for source in sources), sources
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page
+    for source in sources:
+        assert httpx.get(f"{url}{source}").status_code == 200, source
+    schema = httpx.get(f"{url}/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["APIKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "a key the service was started with (--api-key)",
+    }
+    assert schema["paths"]["/speakers"]["post"]["security"] == [{"APIKeyHeader": []}]
+    embedded = httpx.post(f"{url}/embed", files={"audio": ("a.wav", speech(120))}).json()
+    assert embedded["embedding_dim"] == encoder.embedding_dim == len(embedded["embedding"])
 
 
 def test_embed_and_verify_give_the_library_s_answers(url, encoder, tmp_path):
