@@ -3,19 +3,29 @@
 Every change is one transaction, so a process killed during `enroll` leaves either the old or the new
 entry. The store records the identity of the model that made its embeddings (`model_fingerprint`: its
 weights, not its file) and refuses any other model. Decisions on these embeddings are the `Verifier`'s.
+
+Each change is also numbered in the store's `changes` log, in the same transaction. The index that finds the nearest
+speakers (`speaker_index`: exact in memory, or a graph persisted in `<store>.index/` for large stores) records the
+number of the last change it holds and replays the later ones before every search, so after a kill at any moment it
+can neither miss an enrolment nor keep a removed one; one index per store is shared by a process's registries.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
+import threading
+import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RegistryError, SpeakerExistsError, UnknownSpeakerError
+from .speaker_index import GRAPH_FROM, ExactIndex, GraphIndex
 
 
 def file_digest(path) -> str:
@@ -29,7 +39,8 @@ def file_digest(path) -> str:
 
 MAX_NAME_LENGTH = 200
 BUSY_TIMEOUT_SECONDS = 10.0  # how long a write waits for another process holding the store
-SCHEMA = {"meta", "speakers"}
+SCHEMA = {"meta", "speakers"}  # what makes a database a speaker store (`changes` is added to older stores on open)
+SAVE_GRAPH_EVERY = 1000  # changes replayed into a graph before it is written again
 
 
 def check_name(name: str) -> str:
@@ -57,6 +68,21 @@ def require_store(path) -> Path:
             f"{path}: no such speaker store; enrol speakers into it first", cli_hint="run `enroll NAME FILES... --store PATH`"
         )
     return path
+
+
+@dataclass
+class _IndexState:
+    """A store's index in this process: the last change it holds, the last one written to disk (graphs), its lock."""
+
+    index: ExactIndex | GraphIndex
+    applied: int
+    saved: int
+    lock: threading.Lock
+
+
+_INDEXES: dict[tuple[str, str | None], _IndexState] = {}  # (store file, store id) -> its index, shared in the process
+_INDEXES_LOCK = threading.Lock()
+_LOG = logging.getLogger(__name__)
 
 
 class SpeakerRegistry:
@@ -99,6 +125,8 @@ class SpeakerRegistry:
                 raise RegistryError(f"{self.path}: an empty database, not a speaker store (enrol a speaker into it first)")
             if not tables:
                 self._create()
+            elif "changes" not in tables and not self.read_only:
+                self._add_change_log()
             if concurrent and not self.read_only:
                 self.connection.execute("PRAGMA journal_mode=WAL")
             stored = dict(self.connection.execute("SELECT key, value FROM meta")).get("model_id")
@@ -130,6 +158,15 @@ class SpeakerRegistry:
             )
             self.connection.execute("INSERT OR IGNORE INTO meta VALUES ('model_id', ?)", (self.model_identity,))
             self.connection.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_dim', ?)", (str(self.encoder.embedding_dim),))
+        self._add_change_log()
+
+    def _add_change_log(self) -> None:
+        """The `changes` log and the store's own id (stores made before the index lack them: added when writable)."""
+        with self._sqlite_errors("update"), self.connection:
+            self.connection.execute(
+                "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, key INTEGER NOT NULL, op TEXT NOT NULL)"
+            )
+            self.connection.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
 
     @contextmanager
     def _sqlite_errors(self, action: str):
@@ -177,30 +214,60 @@ class SpeakerRegistry:
         if not files:
             raise RegistryError(f"enrolling {name!r}: no files given")
         self._require_model("enrol")
-        already = SpeakerExistsError(f"{self.path}: {name!r} is already enrolled (replace=True overwrites)", cli_hint="pass --replace")
         with self._sqlite_errors("read"):
             if not replace and self.connection.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone():
-                raise already  # before the embedding work; the insert below decides races
+                raise self._exists(name)  # before the embedding work; `store_embeddings` decides races
         embeddings = self.encoder.embed_many(files)
         mean = embeddings.mean(axis=0)
-        mean = (mean / np.linalg.norm(mean)).astype(np.float32)
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        self.store_embeddings([(name, mean, len(files))], replace)
+        return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+    def store_embeddings(self, entries, replace: bool = False) -> None:
+        """Store (name, embedding, number of files) entries, each embedding L2-normalised, in one transaction: the
+        way to enrol embeddings computed elsewhere (a cluster job, another process). An existing name is refused
+        unless `replace`, and then none of the entries is stored."""
+        self._writable()
+        self._require_model("enrol")
+        rows = []
+        for name, embedding, num_files in entries:
+            check_name(name)
+            vector = np.asarray(embedding, np.float32).reshape(-1)
+            if vector.size != self.encoder.embedding_dim or not np.all(np.isfinite(vector)) or not np.any(vector):
+                raise RegistryError(f"enrolling {name!r}: an embedding needs {self.encoder.embedding_dim} finite values, not all zero")
+            rows.append((name, (vector / np.linalg.norm(vector)).astype(np.float32).tobytes(), int(num_files)))
         try:
             with self._sqlite_errors("write to"), self.connection:
-                self.connection.execute(
-                    f"{verb} INTO speakers (name, embedding, num_files) VALUES (?, ?, ?)", (name, mean.tobytes(), len(files))
-                )
+                for name, blob, num_files in rows:
+                    old = self.connection.execute("SELECT rowid FROM speakers WHERE name = ?", (name,)).fetchone()
+                    if old is not None and not replace:
+                        raise self._exists(name)  # rolls the whole transaction back
+                    if old is not None:
+                        self.connection.execute("DELETE FROM speakers WHERE rowid = ?", old)
+                        self._log_change(old[0], "remove")
+                    key = self.connection.execute(
+                        "INSERT INTO speakers (name, embedding, num_files) VALUES (?, ?, ?)", (name, blob, num_files)
+                    ).lastrowid
+                    self._log_change(key, "add")
         except RegistryError as error:
-            if isinstance(error.__cause__, sqlite3.IntegrityError):
-                raise already from None
+            if isinstance(error.__cause__, sqlite3.IntegrityError):  # another process enrolled the name meanwhile
+                raise self._exists(rows[0][0] if len(rows) == 1 else "one of these names") from None
             raise
-        return mean
+
+    def _exists(self, name: str) -> SpeakerExistsError:
+        return SpeakerExistsError(f"{self.path}: {name!r} is already enrolled (replace=True overwrites)", cli_hint="pass --replace")
+
+    def _log_change(self, key: int, op: str) -> None:
+        """Inside a write transaction: number the change for the index."""
+        self.connection.execute("INSERT INTO changes (key, op) VALUES (?, ?)", (key, op))
 
     def remove(self, name: str) -> None:
         self._writable()
         with self._sqlite_errors("write to"), self.connection:
-            removed = self.connection.execute("DELETE FROM speakers WHERE name = ?", (name,)).rowcount
-        if not removed:
+            row = self.connection.execute("SELECT rowid FROM speakers WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                self.connection.execute("DELETE FROM speakers WHERE rowid = ?", row)
+                self._log_change(row[0], "remove")
+        if row is None:
             raise UnknownSpeakerError(f"{self.path}: no speaker named {name!r}")
 
     def _require_model(self, action: str) -> None:
@@ -208,6 +275,113 @@ class SpeakerRegistry:
             raise RegistryError(
                 f"{self.path}: opened without its model; to {action} against it, open it with the encoder of model {self.model_identity}"
             )
+
+    def candidates(self, query: np.ndarray, count: int) -> tuple[list[str], np.ndarray]:
+        """The enrolled speakers worth scoring against the unit embedding `query`, with their embeddings as stored:
+        every speaker of a small store, else (`GRAPH_FROM` speakers and more) the graph's nearest, at least `count`."""
+        self._require_model("score")
+        state = self._synced_index()
+        with state.lock:
+            if isinstance(state.index, ExactIndex):
+                if not len(state.index):
+                    raise RegistryError(f"{self.path}: no speaker enrolled yet", cli_hint="run `enroll NAME FILES...` first")
+                return state.index.names, state.index.vectors  # replaced, never changed in place, by later changes
+            keys = [int(key) for key in state.index.search(query, count)]
+        with self._sqlite_errors("read"):
+            rows = {
+                key: (name, blob)
+                for key, name, blob in self.connection.execute(
+                    f"SELECT rowid, name, embedding FROM speakers WHERE rowid IN ({','.join('?' * len(keys))})", keys
+                )
+            }
+        found = [rows[key] for key in keys if key in rows]
+        return [name for name, _ in found], np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in found])
+
+    def _store_id(self) -> str | None:
+        with self._sqlite_errors("read"):
+            return dict(self.connection.execute("SELECT key, value FROM meta")).get("store_id")
+
+    def _graph_files(self, store_id: str) -> list[tuple[int, Path]]:
+        """(last change held, file) of the graphs persisted for this store, newest first."""
+        folder = self.path.with_name(f"{self.path.name}.index")
+        found = [(int(path.stem.rsplit("-", 1)[1]), path) for path in folder.glob(f"graph-{store_id}-*.usearch")]
+        return sorted(found, reverse=True)
+
+    def _built_index(self, store_id: str | None) -> _IndexState:
+        """The index of every stored embedding (a persisted graph, brought up to date, where there is one), read in
+        one transaction with the number of the last change it holds."""
+        dim = int(dict(self.connection.execute("SELECT key, value FROM meta")).get("embedding_dim", self.encoder.embedding_dim))
+        with self._sqlite_errors("read"):
+            count = self.connection.execute("SELECT COUNT(*) FROM speakers").fetchone()[0]
+            if count >= GRAPH_FROM and store_id is not None:
+                for applied, path in self._graph_files(store_id):
+                    try:
+                        return _IndexState(GraphIndex.load(path, dim), applied, applied, threading.Lock())
+                    except (ValueError, RuntimeError, OSError) as error:  # damaged: build it again from the store
+                        _LOG.warning("%s: %s; rebuilding the speaker index from the store", path, error)
+            self.connection.execute("BEGIN")
+            try:
+                applied = self._last_change()
+                index = GraphIndex(dim) if count >= GRAPH_FROM else ExactIndex(dim)
+                cursor = self.connection.execute("SELECT rowid, name, embedding FROM speakers")
+                while rows := cursor.fetchmany(50_000):
+                    index.add(
+                        np.array([key for key, _, _ in rows]),
+                        np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob in rows]),
+                        [name for _, name, _ in rows],
+                    )
+            finally:
+                self.connection.execute("COMMIT")
+        return _IndexState(index, applied, -1, threading.Lock())
+
+    def _last_change(self) -> int:
+        try:
+            return self.connection.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+        except sqlite3.OperationalError:  # an older store opened read-only: no log; its index is built every time
+            return -1
+
+    def _synced_index(self) -> _IndexState:
+        """This store's index in this process, with every change made since it was built or saved replayed: each key
+        a change touched is re-read from the store, so replaying twice, or after a kill, gives the same index."""
+        store_id = self._store_id()
+        where = (str(self.path.resolve()), store_id)
+        with _INDEXES_LOCK:
+            state = _INDEXES.get(where)
+            if state is None or state.applied < 0:
+                state = _INDEXES[where] = self._built_index(store_id)
+        with state.lock, self._sqlite_errors("read"):
+            touched = sorted({key for (key,) in self.connection.execute("SELECT key FROM changes WHERE seq > ?", (state.applied,))})
+            if touched:
+                last = self._last_change()
+                rows = list(
+                    self.connection.execute(
+                        f"SELECT rowid, name, embedding FROM speakers WHERE rowid IN ({','.join('?' * len(touched))})", touched
+                    )
+                )
+                state.index.remove(touched)
+                if rows:
+                    state.index.add(
+                        np.array([key for key, _, _ in rows]),
+                        np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob in rows]),
+                        [name for _, name, _ in rows],
+                    )
+                state.applied = max(state.applied, last)
+            if isinstance(state.index, ExactIndex) == (len(state.index) >= GRAPH_FROM):  # grown past, or shrunk below
+                rebuilt = self._built_index(store_id)  # the next search replays what it lacks
+                state.index, state.applied, state.saved = rebuilt.index, rebuilt.applied, rebuilt.saved
+            if isinstance(state.index, GraphIndex) and state.applied - state.saved >= SAVE_GRAPH_EVERY and not self.read_only:
+                self._save_graph(state, store_id)
+        return state
+
+    def _save_graph(self, state: _IndexState, store_id: str) -> None:
+        """Persist the graph under the last change it holds, then drop the older files (each write is a rename)."""
+        folder = self.path.with_name(f"{self.path.name}.index")
+        folder.mkdir(exist_ok=True)
+        state.index.save(folder / f"graph-{store_id}-{state.applied}.usearch")
+        state.saved = state.applied
+        for applied, path in self._graph_files(store_id):
+            if applied < state.applied:
+                path.unlink(missing_ok=True)
 
     def embeddings(self) -> tuple[list[str], np.ndarray]:
         """(names sorted, their embeddings (n, dim)); raises when the store is empty."""

@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from .audio import Recording
 from .errors import CalibrationError, ConfigError
 from .scoring import CosineScorer, Scorer
@@ -175,8 +177,9 @@ class Verifier:
         """Who of the enrolled speakers is this? Ranked names, and `UNKNOWN` when the best is below the threshold."""
         check_top_k(top_k)
         (recording,) = self._shared(recording)
-        names, matrix = registry.embeddings()
-        scores = self.scorer.score_matrix(matrix, self.encoder.embed(recording)[None])[:, 0]
+        query = self.encoder.embed(recording)
+        names, matrix = registry.candidates(query / np.linalg.norm(query), top_k)
+        scores = self.scorer.score_matrix(matrix, query[None])[:, 0]
         order = scores.argsort()[::-1][:top_k]
         ranked = [(names[i], float(scores[i])) for i in order]
         threshold, source = self.threshold()

@@ -8,7 +8,21 @@ PACKAGE = ROOT / "deep_speaker"
 FLOORS = {  # top-level module or package -> floor (docs/layout.md draws them)
     **dict.fromkeys(["errors", "fileio", "model_home"], 0),
     **dict.fromkeys(
-        ["audio", "frontends", "features", "scoring", "verification", "enrol", "checkpoints", "exported", "vad", "download", "data"], 1
+        [
+            "audio",
+            "frontends",
+            "features",
+            "scoring",
+            "verification",
+            "enrol",
+            "speaker_index",
+            "checkpoints",
+            "exported",
+            "vad",
+            "download",
+            "data",
+        ],
+        1,
     ),
     "evaluation": 1,
     **dict.fromkeys(["layers", "losses", "models", "importers", "model_files", "embedding", "score_fusion", "config"], 2),
