@@ -82,6 +82,7 @@ def test_a_store_crosses_to_the_graph_replays_changes_and_decides_as_the_exact_s
         assert [score for _, score in identified.ranked] == pytest.approx((exact_matrix @ query)[order], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_kill_during_enrolment_with_the_graph_loses_and_duplicates_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(enrol, "GRAPH_FROM", 20)
     model = save_tiny_model(tmp_path / "m.keras", embedding_dim=DIM)
