@@ -350,6 +350,8 @@ class SpeakerRegistry:
             if state is None or state.applied < 0:
                 state = _INDEXES[where] = self._built_index(store_id)
         with state.lock, self._sqlite_errors("read"):
+            if state.applied < 0:  # no change log to replay: built just now from the store itself
+                return state
             touched = sorted({key for (key,) in self.connection.execute("SELECT key FROM changes WHERE seq > ?", (state.applied,))})
             if touched:
                 last = self._last_change()

@@ -121,3 +121,26 @@ for i in range(100000):
         assert isinstance(state.index, GraphIndex) and len(state.index) == len(names)  # every enrolment in the graph, once
         for name, vector in list(zip(names, matrix))[:: max(1, len(names) // 50)]:
             assert name in registry.candidates(vector, 3)[0]
+
+
+def test_a_store_from_before_the_change_log_is_searched_read_only_and_gains_the_log_when_writable(tmp_path):
+    import os
+    import sqlite3
+
+    encoder = SpeakerEncoder(model=tiny_model(embedding_dim=DIM))
+    vectors = unit(np.random.default_rng(2), 5)
+    with SpeakerRegistry(tmp_path / "old.db", encoder) as registry:
+        registry.store_embeddings([(f"spk{i}", v, 1) for i, v in enumerate(vectors)])
+    with sqlite3.connect(tmp_path / "old.db") as connection:  # as version 0.2 wrote it
+        connection.execute("DROP TABLE changes")
+        connection.execute("DELETE FROM meta WHERE key = 'store_id'")
+    os.chmod(tmp_path / "old.db", 0o444)
+    try:
+        with SpeakerRegistry(tmp_path / "old.db", encoder, read_only=True) as registry:
+            names, _ = registry.candidates(vectors[2], 1)
+            assert len(names) == 5 and "spk2" in names
+    finally:
+        os.chmod(tmp_path / "old.db", 0o644)
+    with SpeakerRegistry(tmp_path / "old.db", encoder) as registry:  # writable: the log is added, changes replayed
+        registry.remove("spk2")
+        assert "spk2" not in registry.candidates(vectors[2], 1)[0] and registry._store_id()
