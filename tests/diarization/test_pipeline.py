@@ -168,6 +168,7 @@ def test_a_cluster_of_a_few_windows_joins_its_nearest_instead_of_being_a_speaker
     assert len(np.unique(cluster(points, DiarizationConfig(num_speakers=3), None))) == 3  # a given count is the count
 
 
+@pytest.mark.slow
 def test_windows_are_calibrated_for_clustering_and_preferred_to_whole_recordings(tmp_path, monkeypatch):
     from deep_speaker.diarization.pipeline import calibrate_windows
     from deep_speaker.scoring.calibration import Calibration, find_calibration, save_calibration

@@ -228,6 +228,7 @@ def test_no_command_writes_over_its_own_input(tmp_path, capsys):
     assert checkpoint.read_bytes() == stamp
 
 
+@pytest.mark.slow
 def test_calibrate_windows_for_diarization_and_its_refusals(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DEEP_SPEAKER_HOME", str(tmp_path / "home"))
     corpus = write_corpus(tmp_path / "corpus", speakers=8, utterances=6)

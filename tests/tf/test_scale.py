@@ -69,6 +69,7 @@ def _batches(dataset):
     return [(x.numpy(), y.numpy()) for x, y in dataset]
 
 
+@pytest.mark.slow
 def test_stream_is_seeded_resumable_and_pipelines_read_disjoint_files(shards):
     corpus = ShardedCorpus(shards)
     run = load_recipe("classification", input="shards", batch_size=6, num_frames=40, steps_per_epoch=3, epochs=3).run
