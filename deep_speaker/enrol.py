@@ -85,6 +85,16 @@ _INDEXES_LOCK = threading.Lock()
 _LOG = logging.getLogger(__name__)
 
 
+def _index_rows(index: ExactIndex | GraphIndex, rows: list) -> None:
+    """Add the store's (rowid, name, embedding) rows to `index`."""
+    if rows:
+        index.add(
+            np.array([key for key, _, _ in rows]),
+            np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob in rows]),
+            [name for _, name, _ in rows],
+        )
+
+
 class SpeakerRegistry:
     """Named speaker embeddings in an SQLite file, tied to one model.
 
@@ -325,11 +335,7 @@ class SpeakerRegistry:
                 index = GraphIndex(dim) if count >= GRAPH_FROM else ExactIndex(dim)
                 cursor = self.connection.execute("SELECT rowid, name, embedding FROM speakers")
                 while rows := cursor.fetchmany(50_000):
-                    index.add(
-                        np.array([key for key, _, _ in rows]),
-                        np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob in rows]),
-                        [name for _, name, _ in rows],
-                    )
+                    _index_rows(index, rows)
             finally:
                 self.connection.execute("COMMIT")
         return _IndexState(index, applied, -1, threading.Lock())
@@ -361,12 +367,7 @@ class SpeakerRegistry:
                     )
                 )
                 state.index.remove(touched)
-                if rows:
-                    state.index.add(
-                        np.array([key for key, _, _ in rows]),
-                        np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob in rows]),
-                        [name for _, name, _ in rows],
-                    )
+                _index_rows(state.index, rows)
                 state.applied = max(state.applied, last)
             if isinstance(state.index, ExactIndex) == (len(state.index) >= GRAPH_FROM):  # grown past, or shrunk below
                 rebuilt = self._built_index(store_id)  # the next search replays what it lacks
