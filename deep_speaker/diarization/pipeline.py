@@ -21,8 +21,11 @@ an overlap probability and a power per 10 ms), so an hour of audio diarizes in b
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass, replace
+import shutil
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,9 @@ import numpy as np
 from ..audio import FRAME_LENGTH, FRAME_STEP, SAMPLE_RATE
 from ..errors import ConfigError
 from ..features import MIN_SPEECH_VARIATION_DB, spectro_temporal_variation, speech_check_energies
+from ..fileio import atomic_write_bytes
 from ..frontends.deep_speaker import fbank_energies
+from ..model_home import user_home
 from ..vad import VAD_METHODS, speech_activity
 from .rttm import Segment
 
@@ -544,11 +549,13 @@ def calibrate_windows(
     on `noisy_recordings` of them under white noise, pink noise and babble (of other recordings) that far under each
     recording's peak, one kind at a time (in a recording every window hears the same noise, which is what makes
     different speakers' windows alike), the mean of the three EER thresholds at the median SNR diarization measures
-    there (`recording_snr_db`). `source` names the corpus in the record."""
+    there (`recording_snr_db`). `source` names the corpus in the record. Each condition's result is kept in the
+    model's home until the whole calibration is done, so an interrupted run resumes after the last one finished."""
     from tqdm import tqdm
 
     from ..audio import read_audio
     from ..data.conversations import NoiseSources
+    from ..scoring.calibration import Calibration
 
     recordings, speakers = list(recordings), np.array(speakers)
     if len(set(speakers.tolist())) < 2:
@@ -559,9 +566,17 @@ def calibrate_windows(
     conditions = [(None, None, np.arange(len(recordings)))] + [
         (floor, kind, noisy) for floor in floors_below_peak for kind in WINDOW_CALIBRATION_NOISES
     ]
+    plan = (diarizer.encoder.fingerprint, asdict(diarizer.config), [str(r) for r in recordings], speakers.tolist(), per_recording, seed)
+    finished = user_home(diarizer.encoder.fingerprint) / "window_calibration" / hashlib.sha256(repr(plan).encode()).hexdigest()[:16]
     results = []
     with tqdm(total=sum(len(chosen) for _, _, chosen in conditions), desc="windows", unit="file", disable=not progress) as bar:
         for number, (floor, kind, chosen) in enumerate(conditions):
+            done = finished / f"{number}.json"  # a condition measured before an interruption is not measured again
+            if done.is_file():
+                record = json.loads(done.read_text())
+                results.append((floor, record["snr_db"], Calibration(**record["calibration"])))
+                bar.update(len(chosen))
+                continue
             snrs, calibration = _noisy_windows(
                 diarizer,
                 [recordings[i] for i in chosen],
@@ -575,6 +590,8 @@ def calibrate_windows(
                 bar,
             )
             results.append((floor, float(np.median(snrs)), calibration))
+            atomic_write_bytes(done, json.dumps({"snr_db": results[-1][1], "calibration": asdict(calibration)}).encode())
+    shutil.rmtree(finished, ignore_errors=True)
     clean = results[0][2]
     table = [[round(results[0][1], 2), clean.eer]]
     for floor in floors_below_peak:

@@ -363,3 +363,39 @@ def test_planted_speakers_are_counted_under_noise_with_the_threshold_calibrated_
     assert len(np.unique(cluster(points, diarizer.config, diarizer._threshold(15.0)))) == 3
     clean_points, _ = windows_of(3, 30, 0.0)
     assert len(np.unique(cluster(clean_points, diarizer.config, diarizer._threshold(60.0)))) == 3
+
+
+@pytest.mark.slow
+def test_an_interrupted_window_calibration_resumes_after_the_last_finished_condition(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from deep_speaker.diarization import pipeline
+    from deep_speaker.model_home import user_home
+
+    paths, speakers = [], []
+    for speaker, pitch in enumerate((100, 180, 260)):
+        for take in range(10):
+            path = tmp_path / f"s{speaker}_{take}.wav"
+            sf.write(path, synthetic_speech(3.2, pitch=pitch * (1 + 0.01 * take), seed=take), 16000)
+            paths.append(path)
+            speakers.append(f"s{speaker}")
+    diarizer = Diarizer(SpectrumEncoder(), DiarizationConfig(vad="energy"))
+    options = dict(noisy_recordings=30, floors_below_peak=(39.0,))  # 1,200 non-target window pairs each
+    whole = pipeline.calibrate_windows(diarizer, paths, speakers, **options)
+    measured, original = [], pipeline._noisy_windows
+
+    def interrupted(*args):
+        if len(measured) == 2:
+            raise KeyboardInterrupt
+        measured.append(args[6])  # the noise kind
+        return original(*args)
+
+    monkeypatch.setattr(pipeline, "_noisy_windows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.calibrate_windows(diarizer, paths, speakers, **options)
+    kept = list((user_home("spectrum") / "window_calibration").rglob("*.json"))
+    assert len(kept) == 2  # clean, then white noise: finished and kept
+    measured.clear()
+    resumed = pipeline.calibrate_windows(diarizer, paths, speakers, **options)
+    assert measured == ["pink", "babble"] and resumed == whole  # only what was left, and the same result
+    assert not (user_home("spectrum") / "window_calibration").exists() or not any((user_home("spectrum") / "window_calibration").iterdir())
