@@ -5,6 +5,7 @@ name): what the toolkit learns about a model, found wherever the checkpoint is c
         calibration[.<scorer>][.<seconds>s].json   operating points and LLR map (`scoring.calibration`)
         <scorer>.npz                               a fitted score back end (`scoring.backends`)
         teacher/<corpus digest>.npy                its embeddings of a training corpus, for distillation (`tf.train`)
+        window_calibration/<run digest>/           the finished conditions of an interrupted `calibrate --windows`
     deep_speaker/pretrained/models/<fingerprint>/  the shipped models' homes (package data, read after the user's)
 
 Two things stay with files rather than models, on purpose: a calibration and a spoof detector's threshold are also
