@@ -27,7 +27,7 @@ FLOORS = {  # top-level module or package -> floor (docs/layout.md draws them)
     "evaluation": 1,
     **dict.fromkeys(["layers", "losses", "models", "importers", "model_files", "embedding", "score_fusion", "config"], 2),
     **dict.fromkeys(["tf", "diarization", "adversarial"], 3),
-    "assembly": 4,
+    **dict.fromkeys(["assembly", "cluster"], 4),
     **dict.fromkeys(["cli", "service"], 5),
 }
 

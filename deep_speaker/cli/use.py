@@ -1,4 +1,4 @@
-"""Everyday commands: embed, verify, enrol, list, remove, identify."""
+"""Everyday commands: embed (one process, or a corpus on Ray), verify, enrol, list, remove, identify."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from .common import (
     add_encoder_arguments,
     add_quiet_argument,
     add_store_arguments,
+    checkpoint_path,
     open_encoder,
     open_store,
     open_verifier,
     require_inputs,
+    whole_number,
 )
 
 
@@ -32,6 +34,24 @@ def cmd_embed(args) -> int:
     atomic_save_npy(out, embeddings)
     atomic_write_bytes(names, "".join(f"{name}\n" for name, _ in recordings).encode())
     print(f"wrote {out}: {embeddings.shape[0]} embeddings of dimension {embeddings.shape[1]}, one per line of {names}")
+    return 0
+
+
+def cmd_embed_corpus(args) -> int:
+    from ..cluster import embed_corpus, finished_utterances
+
+    manifest = embed_corpus(
+        args.sources,
+        args.out_dir,
+        checkpoint_path(args),
+        args.runtime,
+        address=args.address,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        part_size=args.part_size,
+        progress=not args.quiet,
+    )
+    print(f"{len(finished_utterances(args.out_dir))} utterances embedded in {args.out_dir} ({manifest})")
     return 0
 
 
@@ -106,6 +126,7 @@ def cmd_identify(args) -> int:
 
 def register(commands) -> None:
     _embed_parser(commands)
+    _embed_corpus_parser(commands)
     _verify_parser(commands)
     _enroll_parser(commands)
     _list_parser(commands)
@@ -120,6 +141,25 @@ def _embed_parser(commands) -> None:
     add_encoder_arguments(embed)
     add_quiet_argument(embed)
     embed.set_defaults(handler=cmd_embed)
+
+
+def _embed_corpus_parser(commands) -> None:
+    corpus = commands.add_parser(
+        "embed-corpus", help="embed a corpus on Ray (this machine, or a cluster with --address) into Parquet parts; resumable"
+    )
+    corpus.add_argument("sources", nargs="+", help="folders, wav.scp or .txt / .lst lists of paths, audio files")
+    corpus.add_argument("--out-dir", required=True, help="Parquet parts (utterance_id, path, embedding, refused) and manifest.json")
+    corpus.add_argument(
+        "--address", help="a running Ray cluster (ray://HEAD:10001, or auto on a cluster node); default: Ray on this machine"
+    )
+    corpus.add_argument("--workers", type=whole_number(1, 4096), default=1, help="encoders running at once (Ray actors)")
+    corpus.add_argument("--batch-size", type=whole_number(1, 4096), default=16, help="recordings per actor call")
+    corpus.add_argument(
+        "--part-size", type=whole_number(1, 1_000_000), default=256, help="utterances per Parquet part: what an interruption can lose"
+    )
+    add_encoder_arguments(corpus)
+    add_quiet_argument(corpus)
+    corpus.set_defaults(handler=cmd_embed_corpus)
 
 
 def _verify_parser(commands) -> None:
