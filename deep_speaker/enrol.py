@@ -305,6 +305,8 @@ class SpeakerRegistry:
                 )
             }
         found = [rows[key] for key in keys if key in rows]
+        if not found:
+            raise RegistryError(f"{self.path}: no speaker enrolled yet", cli_hint="run `enroll NAME FILES...` first")
         return [name for name, _ in found], np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in found])
 
     def _store_id(self) -> str | None:
@@ -358,9 +360,10 @@ class SpeakerRegistry:
         with state.lock, self._sqlite_errors("read"):
             if state.applied < 0:  # no change log to replay: built just now from the store itself
                 return state
-            touched = sorted({key for (key,) in self.connection.execute("SELECT key FROM changes WHERE seq > ?", (state.applied,))})
+            changes = list(self.connection.execute("SELECT seq, key FROM changes WHERE seq > ?", (state.applied,)))
+            touched = sorted({key for _, key in changes})
             if touched:
-                last = self._last_change()
+                last = max(seq for seq, _ in changes)  # what was read, not what has been written since
                 rows = list(
                     self.connection.execute(
                         f"SELECT rowid, name, embedding FROM speakers WHERE rowid IN ({','.join('?' * len(touched))})", touched
