@@ -32,6 +32,7 @@ PART = 16
 def ray_round(paths, out) -> dict:
     """Embed `paths` on Ray with one worker, timing when each part lands."""
     shutil.rmtree(out, ignore_errors=True)
+    WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "list.txt").write_text("".join(f"{path}\n" for path in paths))
     landed, started = [], time.perf_counter()
 
@@ -105,8 +106,8 @@ def main() -> None:
         f"cluster_embed: Ray with one worker at {100 * ratio:.0f} % of plain embed's rate ({per_worker:.2f} files/s per worker, "
         f"{len(paths)} dev files, rounds {pairs}); "
         f"embeddings identical to {max(r['max_abs_difference'] for r in rounds):.0e}; Ray starts in {ray_start:.1f} s; "
-        f"projected: each one-core worker embeds {per_worker * mean_seconds:.0f} s of audio a second ({mean_seconds:.1f} s files), "
-        f"so 16 workers about {per_worker * mean_seconds * 16:.0f} h of audio an hour [{path.name}]"
+        f"projected: a worker with this machine's 2 cores embeds {per_worker * mean_seconds:.0f} s of audio a second ({mean_seconds:.1f} s "
+        f"files), so 16 such workers about {per_worker * mean_seconds * 16:.0f} h of audio an hour [{path.name}]"
     )
 
 
