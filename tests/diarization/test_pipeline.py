@@ -168,21 +168,27 @@ def test_a_cluster_of_a_few_windows_joins_its_nearest_instead_of_being_a_speaker
     assert len(np.unique(cluster(points, DiarizationConfig(num_speakers=3), None))) == 3  # a given count is the count
 
 
+def pitch_voices(folder, pitches, takes: int) -> tuple[list, list]:
+    """`takes` 3.2 s recordings of a synthetic voice per pitch (each take 1 % higher), and their speakers."""
+    import soundfile as sf
+
+    paths, speakers = [], []
+    for speaker, pitch in enumerate(pitches):
+        for take in range(takes):
+            path = folder / f"s{speaker}_{take}.wav"
+            sf.write(path, synthetic_speech(3.2, pitch=pitch * (1 + 0.01 * take), seed=take), 16000)
+            paths.append(path)
+            speakers.append(f"s{speaker}")
+    return paths, speakers
+
+
 @pytest.mark.slow
 def test_windows_are_calibrated_for_clustering_and_preferred_to_whole_recordings(tmp_path, monkeypatch):
     from deep_speaker.diarization.pipeline import calibrate_windows
     from deep_speaker.scoring.calibration import Calibration, find_calibration, save_calibration
 
     monkeypatch.setenv("DEEP_SPEAKER_HOME", str(tmp_path / "home"))
-    import soundfile as sf
-
-    paths, speakers = [], []
-    for speaker, pitch in enumerate((100, 150, 210, 280)):
-        for take in range(15):
-            path = tmp_path / f"s{speaker}_{take}.wav"
-            sf.write(path, synthetic_speech(3.2, pitch=pitch * (1 + 0.01 * take), seed=take), 16000)
-            paths.append(path)
-            speakers.append(f"s{speaker}")
+    paths, speakers = pitch_voices(tmp_path, (100, 150, 210, 280), 15)
     diarizer = Diarizer(SpectrumEncoder(), DiarizationConfig(vad="energy"))
     calibration = calibrate_windows(diarizer, paths, speakers, noisy_recordings=32)
     assert (
@@ -367,18 +373,10 @@ def test_planted_speakers_are_counted_under_noise_with_the_threshold_calibrated_
 
 @pytest.mark.slow
 def test_an_interrupted_window_calibration_resumes_after_the_last_finished_condition(tmp_path, monkeypatch):
-    import soundfile as sf
-
     from deep_speaker.diarization import pipeline
     from deep_speaker.model_home import user_home
 
-    paths, speakers = [], []
-    for speaker, pitch in enumerate((100, 180, 260)):
-        for take in range(10):
-            path = tmp_path / f"s{speaker}_{take}.wav"
-            sf.write(path, synthetic_speech(3.2, pitch=pitch * (1 + 0.01 * take), seed=take), 16000)
-            paths.append(path)
-            speakers.append(f"s{speaker}")
+    paths, speakers = pitch_voices(tmp_path, (100, 180, 260), 10)
     diarizer = Diarizer(SpectrumEncoder(), DiarizationConfig(vad="energy"))
     options = dict(noisy_recordings=30, floors_below_peak=(39.0,))  # 1,200 non-target window pairs each
     whole = pipeline.calibrate_windows(diarizer, paths, speakers, **options)
