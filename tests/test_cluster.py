@@ -72,3 +72,30 @@ def test_a_corpus_embeds_as_embed_does_resumes_and_records_refusals(ray_local, t
     assert sorted(again_names) == sorted(names) and before <= set(again_names)  # nothing twice, nothing missing
     order = [again_names.index(name) for name in names]
     np.testing.assert_allclose(again[order], vectors, atol=1e-6, equal_nan=True)
+
+
+def test_a_corpus_diarizes_as_diarize_does_and_records_refusals(ray_local, tmp_path, capsys):
+    from deep_speaker.assembly import load_diarizer
+    from deep_speaker.cluster import read_corpus_turns
+    from deep_speaker.diarization.output import segments_json
+    from deep_speaker.diarization.pipeline import DiarizationConfig
+    from tests.helpers import pitch_conversation
+
+    model = save_tiny_model(tmp_path / "m.keras", embedding_dim=16)
+    corpus = tmp_path / "meetings"
+    corpus.mkdir()
+    for number in range(3):
+        wave, _ = pitch_conversation([(110, 2.0), (230, 2.0 + number), (110, 1.5)])
+        sf.write(corpus / f"meeting{number}.wav", wave, 16000)
+    sf.write(corpus / "silent.wav", np.zeros(32000, np.float32), 16000)
+    options = ["--threshold", "0.5", "--vad", "energy", "--exclusive", "--checkpoint-file", model]
+    made = cli_in_process(capsys, "diarize-corpus", corpus, "--out-dir", tmp_path / "turns", "--workers", "2", *options, "--quiet")
+    assert made.returncode == 0 and "4 recordings diarized" in made.stdout, made.stderr
+    turns = read_corpus_turns(tmp_path / "turns")
+    diarizer = load_diarizer(model, DiarizationConfig(ahc_threshold=0.5, vad="energy", exclusive=True))
+    for number in range(3):
+        expected = json.loads(segments_json(diarizer.diarize(corpus / f"meeting{number}.wav")))
+        assert turns[f"meeting{number}.wav"] == expected and expected  # what `diarize --json` writes, exactly
+    assert turns["silent.wav"] == []
+    again = cli_in_process(capsys, "diarize-corpus", corpus, "--out-dir", tmp_path / "turns", *options, "--min-speakers", "2", "--quiet")
+    assert again.returncode == 2 and "the results of another job" in again.stderr  # other options: another folder

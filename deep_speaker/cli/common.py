@@ -26,6 +26,19 @@ def open_encoder(args):
     )
 
 
+def add_cluster_arguments(parser: argparse.ArgumentParser, columns: str, part_size: int) -> None:
+    """A corpus job on Ray (`embed-corpus`, `diarize-corpus`): its sources, output folder and cluster options."""
+    parser.add_argument("sources", nargs="+", help="folders, wav.scp or .txt / .lst lists of paths, audio files")
+    parser.add_argument("--out-dir", required=True, help=f"Parquet parts (utterance_id, path, {columns}, refused) and manifest.json")
+    parser.add_argument(
+        "--address", help="a running Ray cluster (ray://HEAD:10001, or auto on a cluster node); default: Ray on this machine"
+    )
+    parser.add_argument("--workers", type=whole_number(1, 4096), default=1, help="models running at once (Ray actors)")
+    parser.add_argument(
+        "--part-size", type=whole_number(1, 1_000_000), default=part_size, help="recordings per Parquet part: what an interruption can lose"
+    )
+
+
 def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
     """The command's own --quiet: the same as the global one (`deep-speaker --quiet COMMAND`), which it leaves set."""
     parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")

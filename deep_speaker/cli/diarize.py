@@ -9,15 +9,12 @@ from ..diarization.pipeline import CLUSTERINGS, MAX_SPEAKERS, DiarizationConfig
 from ..errors import ConfigError
 from ..exported import RUNTIMES
 from ..vad import VAD_METHODS
-from .common import COSINE, add_quiet_argument, checkpoint_path, number_in, whole_number
+from .common import COSINE, add_cluster_arguments, add_quiet_argument, checkpoint_path, number_in, whole_number
 
 
-def cmd_diarize(args) -> int:
-    from ..audio import MAX_STREAM_SECONDS, require_readable
-    from ..diarization import write_rttm
-    from ..diarization.output import plot_timeline, segments_json, write_json
-
-    config = DiarizationConfig(
+def diarization_config(args) -> DiarizationConfig:
+    """The `DiarizationConfig` of the options `add_diarization_arguments` adds."""
+    return DiarizationConfig(
         window=args.window,
         hop=args.hop,
         clustering=args.clustering,
@@ -30,6 +27,33 @@ def cmd_diarize(args) -> int:
         exclusive=args.exclusive,
         overlap_threshold=args.overlap_threshold,
     )
+
+
+def cmd_diarize_corpus(args) -> int:
+    from ..cluster import diarize_corpus, finished_utterances
+
+    manifest = diarize_corpus(
+        args.sources,
+        args.out_dir,
+        checkpoint_path(args),
+        args.runtime,
+        diarization_config(args),
+        args.overlap_detector,
+        address=args.address,
+        workers=args.workers,
+        part_size=args.part_size,
+        progress=not args.quiet,
+    )
+    print(f"{len(finished_utterances(args.out_dir))} recordings diarized in {args.out_dir} ({manifest})")
+    return 0
+
+
+def cmd_diarize(args) -> int:
+    from ..audio import MAX_STREAM_SECONDS, require_readable
+    from ..diarization import write_rttm
+    from ..diarization.output import plot_timeline, segments_json, write_json
+
+    config = diarization_config(args)
     require_readable(args.audio, MAX_STREAM_SECONDS)  # before the model
     from ..assembly import load_diarizer
 
@@ -80,7 +104,61 @@ def cmd_score_diarization(args) -> int:
 
 def register(commands) -> None:
     _diarize_parser(commands)
+    _diarize_corpus_parser(commands)
     _score_diarization_parser(commands)
+
+
+def add_diarization_arguments(parser) -> None:
+    """The diarization options (`diarization_config`) shared by `diarize` and `diarize-corpus`."""
+    parser.add_argument("--num-speakers", dest="num_speakers", type=whole_number(1, MAX_SPEAKERS), help="the speaker count, if known")
+    speakers = whole_number(1, MAX_SPEAKERS)
+    parser.add_argument("--min-speakers", dest="min_speakers", type=speakers, default=DiarizationConfig.min_speakers)
+    parser.add_argument("--max-speakers", dest="max_speakers", type=speakers, default=DiarizationConfig.max_speakers)
+    parser.add_argument(
+        "--clustering",
+        choices=CLUSTERINGS,
+        default=DiarizationConfig.clustering,
+        help="agglomerative (calibrated threshold) or spectral (eigengap)",
+    )
+    parser.add_argument(
+        "--threshold", type=COSINE, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)"
+    )
+    parser.add_argument("--window", type=number_in(0.2, 30), default=DiarizationConfig.window, help="seconds per embedded window")
+    parser.add_argument("--hop", type=number_in(0.05, 30), default=DiarizationConfig.hop, help="seconds between windows")
+    parser.add_argument("--no-resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation")
+    parser.add_argument(
+        "--vad",
+        choices=VAD_METHODS,
+        default=DiarizationConfig.vad,
+        help="voice-activity detector (default %(default)s: see docs/diarization.md)",
+    )
+    parser.add_argument(
+        "--exclusive", action="store_true", help="one speaker at every instant (for ASR): overlapped speech is not given a second speaker"
+    )
+    parser.add_argument(
+        "--overlap-detector",
+        dest="overlap_detector",
+        help="a train-overlap best.keras (default: the shipped overlap detector)",
+    )
+    parser.add_argument(
+        "--overlap-threshold",
+        dest="overlap_threshold",
+        type=number_in(0.01, 0.99),
+        default=DiarizationConfig.overlap_threshold,
+        help="overlap probability from which speech gets a second speaker (default %(default)s)",
+    )
+
+
+def add_model_arguments(parser) -> None:
+    """The models a diarizer runs and how: shared by `diarize` and `diarize-corpus`."""
+    add_quiet_argument(parser)
+    parser.add_argument("--checkpoint-file", help="model or NAME.fusion.json (default: the shipped default system)")
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=RUNTIMES[0],
+        help="onnx: the models and the overlap detector through ONNX Runtime (cached copies)",
+    )
 
 
 def _diarize_parser(commands) -> None:
@@ -89,52 +167,19 @@ def _diarize_parser(commands) -> None:
     diarize.add_argument("--rttm", help="write the turns as RTTM")
     diarize.add_argument("--json", help="write the turns as JSON to this file, or to standard output (instead of text) with -")
     diarize.add_argument("--plot", help="write a timeline PNG")
-    diarize.add_argument("--num-speakers", dest="num_speakers", type=whole_number(1, MAX_SPEAKERS), help="the speaker count, if known")
-    speakers = whole_number(1, MAX_SPEAKERS)
-    diarize.add_argument("--min-speakers", dest="min_speakers", type=speakers, default=DiarizationConfig.min_speakers)
-    diarize.add_argument("--max-speakers", dest="max_speakers", type=speakers, default=DiarizationConfig.max_speakers)
-    diarize.add_argument(
-        "--clustering",
-        choices=CLUSTERINGS,
-        default=DiarizationConfig.clustering,
-        help="agglomerative (calibrated threshold) or spectral (eigengap)",
-    )
-    diarize.add_argument(
-        "--threshold", type=COSINE, help="ahc: cosine score to join clusters (default: the model's calibrated EER threshold)"
-    )
-    diarize.add_argument("--window", type=number_in(0.2, 30), default=DiarizationConfig.window, help="seconds per embedded window")
-    diarize.add_argument("--hop", type=number_in(0.05, 30), default=DiarizationConfig.hop, help="seconds between windows")
-    diarize.add_argument("--no-resegment", dest="resegment", action="store_false", help="skip the frame-level resegmentation")
-    diarize.add_argument(
-        "--vad",
-        choices=VAD_METHODS,
-        default=DiarizationConfig.vad,
-        help="voice-activity detector (default %(default)s: see docs/diarization.md)",
-    )
-    diarize.add_argument(
-        "--exclusive", action="store_true", help="one speaker at every instant (for ASR): overlapped speech is not given a second speaker"
-    )
-    diarize.add_argument(
-        "--overlap-detector",
-        dest="overlap_detector",
-        help="a train-overlap best.keras (default: the shipped overlap detector)",
-    )
-    diarize.add_argument(
-        "--overlap-threshold",
-        dest="overlap_threshold",
-        type=number_in(0.01, 0.99),
-        default=DiarizationConfig.overlap_threshold,
-        help="overlap probability from which speech gets a second speaker (default %(default)s)",
-    )
-    add_quiet_argument(diarize)
-    diarize.add_argument("--checkpoint-file", help="model or NAME.fusion.json (default: the shipped default system)")
-    diarize.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default=RUNTIMES[0],
-        help="onnx: the models and the overlap detector through ONNX Runtime (cached copies)",
-    )
+    add_diarization_arguments(diarize)
+    add_model_arguments(diarize)
     diarize.set_defaults(handler=cmd_diarize)
+
+
+def _diarize_corpus_parser(commands) -> None:
+    corpus = commands.add_parser(
+        "diarize-corpus", help="diarize a corpus on Ray (this machine, or a cluster with --address) into Parquet parts; resumable"
+    )
+    add_cluster_arguments(corpus, "turns as JSON", 64)
+    add_diarization_arguments(corpus)
+    add_model_arguments(corpus)
+    corpus.set_defaults(handler=cmd_diarize_corpus)
 
 
 def _score_diarization_parser(commands) -> None:

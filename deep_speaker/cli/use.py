@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import DeepSpeakerError
 from .common import (
+    add_cluster_arguments,
     add_decision_arguments,
     add_encoder_arguments,
     add_quiet_argument,
@@ -147,16 +148,8 @@ def _embed_corpus_parser(commands) -> None:
     corpus = commands.add_parser(
         "embed-corpus", help="embed a corpus on Ray (this machine, or a cluster with --address) into Parquet parts; resumable"
     )
-    corpus.add_argument("sources", nargs="+", help="folders, wav.scp or .txt / .lst lists of paths, audio files")
-    corpus.add_argument("--out-dir", required=True, help="Parquet parts (utterance_id, path, embedding, refused) and manifest.json")
-    corpus.add_argument(
-        "--address", help="a running Ray cluster (ray://HEAD:10001, or auto on a cluster node); default: Ray on this machine"
-    )
-    corpus.add_argument("--workers", type=whole_number(1, 4096), default=1, help="encoders running at once (Ray actors)")
+    add_cluster_arguments(corpus, "embedding", 256)
     corpus.add_argument("--batch-size", type=whole_number(1, 4096), default=16, help="recordings per actor call")
-    corpus.add_argument(
-        "--part-size", type=whole_number(1, 1_000_000), default=256, help="utterances per Parquet part: what an interruption can lose"
-    )
     add_encoder_arguments(corpus)
     add_quiet_argument(corpus)
     corpus.set_defaults(handler=cmd_embed_corpus)
