@@ -39,6 +39,11 @@ def add_cluster_arguments(parser: argparse.ArgumentParser, columns: str, part_si
     )
 
 
+def cluster_options(args) -> dict:
+    """The keyword arguments of a corpus job (`cluster.embed_corpus`, `cluster.diarize_corpus`) from its flags."""
+    return {"address": args.address, "workers": args.workers, "part_size": args.part_size, "progress": not args.quiet}
+
+
 def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
     """The command's own --quiet: the same as the global one (`deep-speaker --quiet COMMAND`), which it leaves set."""
     parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar")

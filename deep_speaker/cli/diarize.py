@@ -9,7 +9,7 @@ from ..diarization.pipeline import CLUSTERINGS, MAX_SPEAKERS, DiarizationConfig
 from ..errors import ConfigError
 from ..exported import RUNTIMES
 from ..vad import VAD_METHODS
-from .common import COSINE, add_cluster_arguments, add_quiet_argument, checkpoint_path, number_in, whole_number
+from .common import COSINE, add_cluster_arguments, add_quiet_argument, checkpoint_path, cluster_options, number_in, whole_number
 
 
 def diarization_config(args) -> DiarizationConfig:
@@ -32,17 +32,9 @@ def diarization_config(args) -> DiarizationConfig:
 def cmd_diarize_corpus(args) -> int:
     from ..cluster import diarize_corpus, finished_utterances
 
+    config = diarization_config(args)
     manifest = diarize_corpus(
-        args.sources,
-        args.out_dir,
-        checkpoint_path(args),
-        args.runtime,
-        diarization_config(args),
-        args.overlap_detector,
-        address=args.address,
-        workers=args.workers,
-        part_size=args.part_size,
-        progress=not args.quiet,
+        args.sources, args.out_dir, checkpoint_path(args), args.runtime, config, args.overlap_detector, **cluster_options(args)
     )
     print(f"{len(finished_utterances(args.out_dir))} recordings diarized in {args.out_dir} ({manifest})")
     return 0

@@ -13,6 +13,7 @@ from .common import (
     add_quiet_argument,
     add_store_arguments,
     checkpoint_path,
+    cluster_options,
     open_encoder,
     open_store,
     open_verifier,
@@ -41,17 +42,8 @@ def cmd_embed(args) -> int:
 def cmd_embed_corpus(args) -> int:
     from ..cluster import embed_corpus, finished_utterances
 
-    manifest = embed_corpus(
-        args.sources,
-        args.out_dir,
-        checkpoint_path(args),
-        args.runtime,
-        address=args.address,
-        workers=args.workers,
-        batch_size=args.batch_size,
-        part_size=args.part_size,
-        progress=not args.quiet,
-    )
+    options = {**cluster_options(args), "batch_size": args.batch_size}
+    manifest = embed_corpus(args.sources, args.out_dir, checkpoint_path(args), args.runtime, **options)
     print(f"{len(finished_utterances(args.out_dir))} utterances embedded in {args.out_dir} ({manifest})")
     return 0
 
