@@ -1,8 +1,10 @@
-"""The one training driver. Phases (classification pre-training, triplet, head) are configurations of it.
+"""The one training driver. Every phase is a configuration of it: classification pre-training, triplet, head (here),
+the spoof and overlap detectors (here), AdvGAN (`tf/advgan.py`), AGAIN-VC (`tf/again_vc.py`) and PGD fine-tuning
+(`tf/adversarial_training.py`).
 
 Each run lives in `<working_dir>/<run>/`:
-    last.keras     training model + optimizer after the last finished epoch (resume point)
-    best.keras     the best speaker model so far (waveform in) by the phase's validation criterion
+    last.keras     training model + optimizer(s) after the last finished epoch (resume point)
+    best.keras     the best model so far (a speaker model, detector, generator or converter) by the phase's criterion
     state.json     epoch counter, best value and the recipe (also inside last.keras, which is what resuming reads: a
                    process killed between the two writes cannot pair a newer checkpoint with an older count)
     training.csv   one row of metrics per finished epoch; tensorboard/ for TensorBoard
