@@ -227,15 +227,13 @@ class SpeakerRegistry:
         with self._sqlite_errors("read"):
             if not replace and self.connection.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone():
                 raise self._exists(name)  # before the embedding work; `store_embeddings` decides races
-        embeddings = self.encoder.embed_many(files)
-        mean = embeddings.mean(axis=0)
-        self.store_embeddings([(name, mean, len(files))], replace)
-        return (mean / np.linalg.norm(mean)).astype(np.float32)
+        (stored,) = self.store_embeddings([(name, self.encoder.embed_many(files).mean(axis=0), len(files))], replace)
+        return stored
 
-    def store_embeddings(self, entries, replace: bool = False) -> None:
+    def store_embeddings(self, entries, replace: bool = False) -> list[np.ndarray]:
         """Store (name, embedding, number of files) entries, each embedding L2-normalised, in one transaction: the
         way to enrol embeddings computed elsewhere (a cluster job, another process). An existing name is refused
-        unless `replace`, and then none of the entries is stored."""
+        unless `replace`, and then none of the entries is stored. Returns the stored (unit) embeddings."""
         self._writable()
         self._require_model("enrol")
         rows = []
@@ -244,7 +242,7 @@ class SpeakerRegistry:
             vector = np.asarray(embedding, np.float32).reshape(-1)
             if vector.size != self.encoder.embedding_dim or not np.all(np.isfinite(vector)) or not np.any(vector):
                 raise RegistryError(f"enrolling {name!r}: an embedding needs {self.encoder.embedding_dim} finite values, not all zero")
-            rows.append((name, (vector / np.linalg.norm(vector)).astype(np.float32).tobytes(), int(num_files)))
+            rows.append((name, (vector / np.linalg.norm(vector)).astype(np.float32), int(num_files)))
         try:
             with self._sqlite_errors("write to"), self.connection:
                 for name, blob, num_files in rows:
@@ -255,13 +253,14 @@ class SpeakerRegistry:
                         self.connection.execute("DELETE FROM speakers WHERE rowid = ?", old)
                         self._log_change(old[0], "remove")
                     key = self.connection.execute(
-                        "INSERT INTO speakers (name, embedding, num_files) VALUES (?, ?, ?)", (name, blob, num_files)
+                        "INSERT INTO speakers (name, embedding, num_files) VALUES (?, ?, ?)", (name, blob.tobytes(), num_files)
                     ).lastrowid
                     self._log_change(key, "add")
         except RegistryError as error:
             if isinstance(error.__cause__, sqlite3.IntegrityError):  # another process enrolled the name meanwhile
                 raise self._exists(rows[0][0] if len(rows) == 1 else "one of these names") from None
             raise
+        return [vector for _, vector, _ in rows]
 
     def _exists(self, name: str) -> SpeakerExistsError:
         return SpeakerExistsError(f"{self.path}: {name!r} is already enrolled (replace=True overwrites)", cli_hint="pass --replace")
@@ -298,16 +297,21 @@ class SpeakerRegistry:
                 return state.index.names, state.index.vectors  # replaced, never changed in place, by later changes
             keys = [int(key) for key in state.index.search(query, count)]
         with self._sqlite_errors("read"):
-            rows = {
-                key: (name, blob)
-                for key, name, blob in self.connection.execute(
-                    f"SELECT rowid, name, embedding FROM speakers WHERE rowid IN ({','.join('?' * len(keys))})", keys
-                )
-            }
+            rows = {key: (name, blob) for key, name, blob in self._rows(keys)}
         found = [rows[key] for key in keys if key in rows]
         if not found:
             raise RegistryError(f"{self.path}: no speaker enrolled yet", cli_hint="run `enroll NAME FILES...` first")
         return [name for name, _ in found], np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in found])
+
+    def _rows(self, keys: list[int]) -> list[tuple[int, str, bytes]]:
+        """The stored (rowid, name, embedding) rows of these row ids (those still there)."""
+        return list(
+            self.connection.execute(f"SELECT rowid, name, embedding FROM speakers WHERE rowid IN ({','.join('?' * len(keys))})", keys)
+        )
+
+    @property
+    def _index_folder(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.index")
 
     def _store_id(self) -> str | None:
         with self._sqlite_errors("read"):
@@ -315,8 +319,7 @@ class SpeakerRegistry:
 
     def _graph_files(self, store_id: str) -> list[tuple[int, Path]]:
         """(last change held, file) of the graphs persisted for this store, newest first."""
-        folder = self.path.with_name(f"{self.path.name}.index")
-        found = [(int(path.stem.rsplit("-", 1)[1]), path) for path in folder.glob(f"graph-{store_id}-*.usearch")]
+        found = [(int(path.stem.rsplit("-", 1)[1]), path) for path in self._index_folder.glob(f"graph-{store_id}-*.usearch")]
         return sorted(found, reverse=True)
 
     def _built_index(self, store_id: str | None) -> _IndexState:
@@ -364,11 +367,7 @@ class SpeakerRegistry:
             touched = sorted({key for _, key in changes})
             if touched:
                 last = max(seq for seq, _ in changes)  # what was read, not what has been written since
-                rows = list(
-                    self.connection.execute(
-                        f"SELECT rowid, name, embedding FROM speakers WHERE rowid IN ({','.join('?' * len(touched))})", touched
-                    )
-                )
+                rows = self._rows(touched)
                 state.index.remove(touched)
                 _index_rows(state.index, rows)
                 state.applied = max(state.applied, last)
@@ -381,9 +380,7 @@ class SpeakerRegistry:
 
     def _save_graph(self, state: _IndexState, store_id: str) -> None:
         """Persist the graph under the last change it holds, then drop the older files (each write is a rename)."""
-        folder = self.path.with_name(f"{self.path.name}.index")
-        folder.mkdir(exist_ok=True)
-        state.index.save(folder / f"graph-{store_id}-{state.applied}.usearch")
+        state.index.save(self._index_folder / f"graph-{store_id}-{state.applied}.usearch")  # atomic_replace makes the folder
         state.saved = state.applied
         for applied, path in self._graph_files(store_id):
             if applied < state.applied:

@@ -13,10 +13,11 @@ them exactly, so decisions and thresholds do not depend on the index.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .fileio import atomic_replace
 
 GRAPH_FROM = 20_000  # speakers from which a store is searched through the graph
 GRAPH_CANDIDATES = 64  # graph candidates re-scored exactly (at least top_k)
@@ -89,15 +90,8 @@ class GraphIndex:
         return np.asarray(found.keys, np.int64)
 
     def save(self, path: Path) -> None:
-        """Write the graph to `path` atomically (a temporary file beside it, then a rename)."""
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(handle)
-        try:
-            self.index.save(temporary)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        """Write the graph to `path` atomically."""
+        atomic_replace(path, lambda temporary: self.index.save(str(temporary)))
 
     @classmethod
     def load(cls, path: Path, dim: int) -> GraphIndex:

@@ -67,16 +67,21 @@ def _from_kaldi(wav_scp: Path) -> list[Utterance]:
     utt2spk = _read_kaldi_table(utt2spk_path)
     utterances = []
     for utterance_id, location in _read_kaldi_table(wav_scp).items():
-        if location.endswith("|"):
-            raise DatasetError(
-                f"{wav_scp}: utterance {utterance_id} is a command pipe ({location!r}); "
-                "only plain file paths are supported, convert the audio to files first"
-            )
         if utterance_id not in utt2spk:
             raise DatasetError(f"{utt2spk_path}: no speaker for utterance {utterance_id}")
-        path = Path(location)
-        utterances.append(Utterance(utterance_id, utt2spk[utterance_id], path if path.is_absolute() else wav_scp.parent / path))
+        utterances.append(Utterance(utterance_id, utt2spk[utterance_id], _listed_path(wav_scp, utterance_id, location)))
     return utterances
+
+
+def _listed_path(table: Path, name: str, location: str) -> Path:
+    """The file a list (`wav.scp`, a path list) names for `name`; relative to the list; a command pipe is refused."""
+    if location.endswith("|"):
+        raise DatasetError(
+            f"{table}: utterance {name} is a command pipe ({location!r}); only plain file paths are supported, convert the "
+            "audio to files first"
+        )
+    path = Path(location)
+    return path if path.is_absolute() else table.parent / path
 
 
 def _from_csv(manifest: Path) -> list[Utterance]:
@@ -121,11 +126,7 @@ def named_recordings(sources) -> list[tuple[str, Path]]:
                 entries = list(_read_kaldi_table(source).items())
             else:
                 entries = [(line.strip(), line.strip()) for line in source.read_text().splitlines() if line.strip()]
-            for name, location in entries:
-                if location.endswith("|"):
-                    raise DatasetError(f"{source}: {name} is a command pipe ({location!r}); convert the audio to files first")
-                path = Path(location)
-                named.append((name, path if path.is_absolute() else source.parent / path))
+            named += [(name, _listed_path(source, name, location)) for name, location in entries]
         else:
             named.append((str(source), source))
     if not named:
