@@ -93,11 +93,12 @@ def adversarial_finetune(working_dir, checkpoint, audio_dir, recipe: Recipe, pro
     def build(state):
         model = load_model(checkpoint)
         classifier = CosineLogits(len(speakers), name="adversarial_classes")
-        first_crops = np.stack([crop_waveform(w, length, np.random.default_rng(i)) for i, w in enumerate(waveforms)])
-        embeddings = model.predict(first_crops, batch_size=64, verbose=0)
-        means = np.stack([embeddings[labels == c].mean(axis=0) for c in range(len(speakers))]).T
-        classifier.build((None, embeddings.shape[1]))
-        classifier.directions.assign(means / np.linalg.norm(means, axis=0, keepdims=True))
+        classifier.build((None, model.output_shape[-1]))
+        if not state:  # a fresh start: class directions at the class means (resuming reads them from last.keras)
+            first_crops = np.stack([crop_waveform(w, length, np.random.default_rng(i)) for i, w in enumerate(waveforms)])
+            embeddings = model.predict(first_crops, batch_size=64, verbose=0)
+            means = np.stack([embeddings[labels == c].mean(axis=0) for c in range(len(speakers))]).T
+            classifier.directions.assign(means / np.linalg.norm(means, axis=0, keepdims=True))
         trainer = PGDTrainer(model, classifier, AAMSoftmaxLoss(recipe.loss.margin, recipe.loss.scale), options.snr_db, options.pgd_steps)
         trainer.compile(optimizer=optimizer_of(recipe))
         rebuilt(trainer, run_dir, state)
