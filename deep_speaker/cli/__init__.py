@@ -26,7 +26,7 @@ GROUPS = (data, train, evaluate, use, diarize, deploy, adversarial)  # the order
 
 
 def _hyphenated(token: str) -> str:
-    """A flag in the one spelling: `--audio-dir` -> `--audio-dir` (a value after `=` is left alone)."""
+    """A flag in the one spelling: `--audio_dir` -> `--audio-dir` (a value after `=` is left alone)."""
     if not token.startswith("--"):
         return token
     flag, equals, value = token.partition("=")
@@ -34,7 +34,7 @@ def _hyphenated(token: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """One flag spelling: words joined by hyphens (`--audio-dir`). The underscore spelling (`--audio-dir`, which
+    """One flag spelling: words joined by hyphens (`--audio-dir`). The underscore spelling (`--audio_dir`, which
     scripts written for earlier versions use) is accepted everywhere as an alias: flags are respelt before parsing."""
 
     def add_argument(self, *names, **options):

@@ -49,7 +49,7 @@ def markdown() -> str:
         "",
         "Generated from the parser by `python -m deep_speaker.cli.reference > docs/commands.md` (a test keeps it current).",
         "Every command is `deep-speaker COMMAND ...` once installed, or `python cli.py COMMAND ...` in a checkout.",
-        "Flags are spelt with hyphens (`--audio-dir`); each also accepts its underscore spelling (`--audio-dir`), which",
+        "Flags are spelt with hyphens (`--audio-dir`); each also accepts its underscore spelling (`--audio_dir`), which",
         "earlier versions documented, so existing scripts keep working.",
         "",
         "Global options (before the command):",
