@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.corpus import named_recordings
-from .errors import ConfigError
+from .errors import ConfigError, MissingAudioError
 from .fileio import atomic_replace, atomic_write_bytes
 
 MANIFEST = "manifest.json"
@@ -94,8 +94,21 @@ def finished_utterances(out_dir) -> set[str]:
     return {uid for table in _tables(out_dir) for uid in table["utterance_id"].to_pylist()}
 
 
-def _run(actor, options: dict, job: dict, sources, out_dir, address, workers: int, batch_size: int, part_size: int, progress: bool) -> Path:
-    """Stream the recordings of `sources` not yet in `out_dir` through `workers` `actor`s, writing each part as it lands."""
+def _recordings(sources) -> list[tuple[str, str]]:
+    """(name, path) of every recording of `sources`, refused before any model or Ray starts when a file is missing (a
+    wrong path stops the job; a recording that cannot be used is a refused row)."""
+    recordings = [(name, str(path)) for name, path in named_recordings(sources)]
+    missing = [path for _, path in recordings if not Path(path).is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise MissingAudioError(f"{missing[0]}: no such file{more}")
+    return recordings
+
+
+def _run(
+    actor, options: dict, job: dict, recordings, out_dir, address, workers: int, batch_size: int, part_size: int, progress: bool
+) -> Path:
+    """Stream the `recordings` not yet in `out_dir` through `workers` `actor`s, writing each part as it lands."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
@@ -105,7 +118,7 @@ def _run(actor, options: dict, job: dict, sources, out_dir, address, workers: in
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(out_dir, job)
     done = finished_utterances(out_dir)
-    recordings = [(name, str(path)) for name, path in named_recordings(sources) if name not in done]
+    recordings = [(name, path) for name, path in recordings if name not in done]
     if not recordings:
         return out_dir / MANIFEST
     if not ray.is_initialized():
@@ -137,10 +150,11 @@ def embed_corpus(
     manifest. Utterances of finished parts are skipped (resume)."""
     from .assembly import load_encoder
 
+    recordings = _recordings(sources)
     model = load_encoder(checkpoint, runtime).fingerprint  # the model's identity, and its files checked, before Ray starts
     job = {"job": "embed", "model": model}
     options = {"checkpoint": checkpoint, "runtime": runtime}
-    return _run(_Embedder, options, job, sources, out_dir, address, workers, batch_size, part_size, progress)
+    return _run(_Embedder, options, job, recordings, out_dir, address, workers, batch_size, part_size, progress)
 
 
 def diarize_corpus(
@@ -154,10 +168,11 @@ def diarize_corpus(
     from .assembly import load_encoder
     from .diarization.pipeline import DiarizationConfig
 
+    recordings = _recordings(sources)
     config = asdict(config or DiarizationConfig())
     job = {"job": "diarize", "model": load_encoder(checkpoint, runtime).fingerprint, "config": config}
     options = {"checkpoint": checkpoint, "runtime": runtime, "config": config, "overlap_detector": overlap_detector}
-    return _run(_Diarizer, options, job, sources, out_dir, address, workers, batch_size, part_size, progress)
+    return _run(_Diarizer, options, job, recordings, out_dir, address, workers, batch_size, part_size, progress)
 
 
 def _tables(out_dir):

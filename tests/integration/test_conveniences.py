@@ -93,3 +93,10 @@ def test_quiet_anywhere_silences_progress_and_verbose_logs(model, recordings, tm
     assert parser.parse_args(["serve", "--no-access-log"]).access_log is False and parser.parse_args(["serve"]).access_log
     with pytest.raises(SystemExit):
         parser.parse_args(["--quiet", "--verbose", "list"])
+
+
+def test_a_corpus_job_names_a_missing_file_before_any_model_or_ray_starts(tmp_path, capsys):
+    (tmp_path / "list.txt").write_text("absent.wav\nalso_absent.wav\n")
+    for command in ("embed-corpus", "diarize-corpus"):
+        refused = cli_in_process(capsys, command, tmp_path / "list.txt", "--out-dir", tmp_path / "out", "--checkpoint-file", "none.keras")
+        assert refused.returncode == 2 and "absent.wav: no such file (and 1 more)" in refused.stderr and "Traceback" not in refused.stderr
