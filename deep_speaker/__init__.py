@@ -8,6 +8,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .optional import install_finder  # noqa: E402
+
+install_finder()  # a missing optional dependency is reported with the extra that brings it
+
 __version__ = "0.2.0"
 
 _LAZY = {

@@ -3,9 +3,9 @@
 Lower modules take the parts they need (an encoder, a gradient engine, a spoof gate, a teacher) and never choose or
 build them; the command line, the HTTP service and the benchmarks call this module. One path gives one encoder:
 
-    path                      runtime "keras" (default)          runtime "onnx"
-    NAME.keras / legacy .h5   SpeakerEncoder (Keras)             ExportedEncoder over the model's cached ONNX export
-    NAME.onnx/.tflite/folder  ExportedEncoder                    ExportedEncoder
+    path                      runtime "onnx" (default)                               runtime "keras"
+    NAME.keras / legacy .h5   ExportedEncoder over the model's ONNX Runtime copy      SpeakerEncoder (Keras)
+    NAME.onnx/.tflite/folder  ExportedEncoder                                         ExportedEncoder
     NAME.fusion.json          FusedEncoder of its members, each opened by these rules
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from .embedding import Encoder, ExportedEncoder, SpeakerEncoder
 from .errors import CheckpointError, ConfigError
 from .evaluation import Trials, evaluate_trials
-from .exported import RUNTIMES, SUFFIXES, cached_onnx, cached_onnx_copy
+from .exported import DEFAULT_RUNTIME, RUNTIMES, SUFFIXES, cached_onnx, cached_onnx_copy
 from .score_fusion import (
     DEFAULT_SYSTEM,
     FUSION_SUFFIX,
@@ -34,11 +34,12 @@ from .score_fusion import (
 KERAS_ONLY = ("crop_frames", "bfloat16", "waveform_in")  # SpeakerEncoder options an exported model cannot honour
 
 
-def load_encoder(path=None, runtime: str = "keras", **encoder_options) -> Encoder:
+def load_encoder(path=None, runtime: str = DEFAULT_RUNTIME, **encoder_options) -> Encoder:
     """The encoder of a model, export or fusion file (None: the shipped default system); `encoder_options` go to
-    every one-model encoder (a fusion's members included). `runtime="onnx"` runs Keras models through ONNX Runtime
-    (exported once with Keras, parity-checked, cached by the checkpoint file's SHA-256 so later runs need no
-    TensorFlow; same fingerprints, calibrations and stores)."""
+    every one-model encoder (a fusion's members included). `runtime="onnx"` runs Keras models through ONNX Runtime:
+    their copy beside them (`NAME.onnx`, shipped with the pretrained models) or exported once with Keras,
+    parity-checked and cached by the checkpoint file's SHA-256, so later runs need no TensorFlow; same fingerprints,
+    calibrations and stores. `runtime="keras"` runs Keras (needed for crops of features and bfloat16)."""
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; choose from {RUNTIMES}")
     path = Path(DEFAULT_SYSTEM if path is None else path)
@@ -71,14 +72,16 @@ def _exported_options(options: dict) -> dict:
     asked = [name for name in KERAS_ONLY if options.get(name) not in (None, False)]
     if asked:
         raise ConfigError(
-            f"{', '.join(asked)} with an exported model: crop_frames needs the Keras runtime without waveform_in (crops are "
-            "cut from features), and an export is waveform-in and computes in its own precision"
+            f"{', '.join(asked)} with an exported model or the ONNX runtime: crop_frames needs the Keras runtime (--runtime "
+            "keras) without waveform_in (crops are cut from features), and an export is waveform-in and computes in its own precision"
         )
     return {name: value for name, value in options.items() if name not in (*KERAS_ONLY, "seed", "jit_compile")}
 
 
-def fuse(checkpoints, paths, labels, target, weights=None, domains=(), report: dict | None = None, progress: bool = True) -> Path:
-    """Embed the recordings `paths` of training speakers `labels` with each model and write the fusion `target`
+def fuse(
+    checkpoints, paths, labels, target, weights=None, domains=(), report: dict | None = None, progress: bool = True, runtime=DEFAULT_RUNTIME
+) -> Path:
+    """Embed the recordings `paths` of training speakers `labels` with each model (on `runtime`) and write the fusion `target`
     (`score_fusion.fit_fusion`). With `domains` (two or more `(trial list, audio root)` of labelled trials, one per
     domain) the weights are fitted on their trials (`score_fusion.fit_weights`) instead of given, and `report`
     (a dict, if given) receives the leave-one-domain-out check of that fit (`score_fusion.leave_one_domain_out`)."""
@@ -87,7 +90,7 @@ def fuse(checkpoints, paths, labels, target, weights=None, domains=(), report: d
     if domains and len({str(trials) for trials, _ in domains}) < max(2, len(domains)):
         raise ConfigError(f"fitting fusion weights needs trial lists of two or more different domains, got {len(domains)}")
     checked_plan(checkpoints, target, weights)
-    encoders = [load_encoder(checkpoint) for checkpoint in checkpoints]
+    encoders = [load_encoder(checkpoint, runtime) for checkpoint in checkpoints]
     embeddings = [encoder.embed_many(paths, progress=progress) for encoder in encoders]
     if domains:
         spreads = np.array(impostor_spreads(checkpoints, embeddings, labels))
@@ -124,7 +127,7 @@ def attack(encoder: Encoder, source, reference, threshold: float, targeted: bool
     return attack_recording(encoder, source, reference, threshold, targeted, config, generator, progress, score_gradient=ScoreGradient)
 
 
-def load_diarizer(checkpoint=None, config=None, overlap_detector=None, encoder: Encoder | None = None, runtime: str = "keras"):
+def load_diarizer(checkpoint=None, config=None, overlap_detector=None, encoder: Encoder | None = None, runtime: str = DEFAULT_RUNTIME):
     """A `Diarizer` with the model or fusion file `checkpoint` (None: the default system), or with the models of an
     `encoder` already loaded (the service's), set for windows: no trimming and no speech check (the regions are
     speech already), Keras models in batched crops of exactly one window; and the overlap detector file given

@@ -19,6 +19,7 @@ import numpy as np
 
 from .data.corpus import named_recordings
 from .errors import ConfigError, MissingAudioError
+from .exported import DEFAULT_RUNTIME
 from .fileio import atomic_replace, atomic_write_bytes
 
 MANIFEST = "manifest.json"
@@ -143,7 +144,7 @@ def _run(
 
 
 def embed_corpus(
-    sources, out_dir, checkpoint=None, runtime: str = "keras", address: str | None = None, workers: int = 1,
+    sources, out_dir, checkpoint=None, runtime: str = DEFAULT_RUNTIME, address: str | None = None, workers: int = 1,
     batch_size: int = 16, part_size: int = 256, progress: bool = True,
 ) -> Path:  # fmt: skip
     """Embed every recording of `sources` into Parquet parts under `out_dir` with `workers` Ray actors; returns the
@@ -158,7 +159,7 @@ def embed_corpus(
 
 
 def diarize_corpus(
-    sources, out_dir, checkpoint=None, runtime: str = "keras", config=None, overlap_detector=None, address: str | None = None,
+    sources, out_dir, checkpoint=None, runtime: str = DEFAULT_RUNTIME, config=None, overlap_detector=None, address: str | None = None,
     workers: int = 1, batch_size: int = 4, part_size: int = 64, progress: bool = True,
 ) -> Path:  # fmt: skip
     """Diarize every recording of `sources` into Parquet parts (`turns`: `diarize --json`'s list) under `out_dir` with

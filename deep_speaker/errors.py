@@ -14,6 +14,15 @@ class DeepSpeakerError(ValueError):
         self.cli_hint = cli_hint
 
 
+class MissingExtraError(ModuleNotFoundError, DeepSpeakerError):
+    """An optional dependency is not installed; the message names the extra of `pip install deep-speaker[...]`
+    that brings it (`optional.EXTRA_OF`)."""
+
+    def __init__(self, module: str, extra: str):
+        ModuleNotFoundError.__init__(self, f"this needs {module}, which is not installed: pip install 'deep-speaker[{extra}]'", name=module)
+        self.cli_hint = None
+
+
 class AudioError(DeepSpeakerError):
     """An input recording cannot be used; the message names the file and the problem."""
 

@@ -28,7 +28,7 @@ def fusion(tmp_path):
             sf.write(path, synthetic_speech(1.0, pitch=pitch + 9 * take, seed=take), 16000)
             paths.append(path)
             labels.append(speaker)
-    return fuse([linear, log], paths, labels, tmp_path / "both.fusion.json", progress=False), paths
+    return fuse([linear, log], paths, labels, tmp_path / "both.fusion.json", progress=False, runtime="keras"), paths
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def decodes(monkeypatch):
 
 def test_a_fusion_decodes_each_recording_once_for_all_members(fusion, decodes):
     target, paths = fusion
-    encoder = load_encoder(target)
+    encoder = load_encoder(target, runtime="keras")
     assert isinstance(encoder, FusedEncoder) and all(isinstance(m, SpeakerEncoder) for m in encoder.members)
     embeddings = encoder.embed_many(paths)
     assert decodes == [str(p) for p in paths]
@@ -58,7 +58,7 @@ def test_a_fusion_decodes_each_recording_once_for_all_members(fusion, decodes):
 
 def test_every_encoder_is_its_parts_scaled_side_by_side(fusion):
     target, paths = fusion
-    fused = load_encoder(target)
+    fused = load_encoder(target, runtime="keras")
     parts = fused.parts
     assert [part for part, _ in parts] == fused.members and sum(scale**2 for _, scale in parts) == pytest.approx(1.0)
     expected = np.concatenate([part.embed(paths[0]) * scale for part, scale in parts])
@@ -70,7 +70,7 @@ def test_every_encoder_is_its_parts_scaled_side_by_side(fusion):
 def test_a_verifier_with_a_spoof_gate_decodes_each_recording_once(fusion, decodes):
     target, paths = fusion
     gated = []
-    verifier = build_verifier(load_encoder(target), threshold=0.5)
+    verifier = build_verifier(load_encoder(target, runtime="keras"), threshold=0.5)
     verifier.spoof_gate = lambda recording: gated.append(recording.name) or None
     decision = verifier.verify(paths[0], paths[1])
     assert decision.accepted is not None and gated == [paths[0], paths[1]]
@@ -84,8 +84,10 @@ def test_runtimes_and_exported_models_open_by_the_one_rule(tmp_path):
     for runtime in RUNTIMES:  # named, not a traceback from hashing or loading a file that is not there
         with pytest.raises(CheckpointError, match="missing.keras: no such checkpoint file"):
             load_encoder(tmp_path / "missing.keras", runtime=runtime)
-    keras_encoder = load_encoder(checkpoint)
+    keras_encoder = load_encoder(checkpoint, runtime="keras")
     assert type(keras_encoder) is SpeakerEncoder and keras_encoder.runtime == "keras"
+    default = load_encoder(checkpoint)  # ONNX Runtime: exported once, same identity
+    assert type(default) is ExportedEncoder and default.runtime == "onnx" and default.fingerprint == keras_encoder.fingerprint
     with pytest.raises(ConfigError, match=r"load_encoder\(\) opens the default system"):  # one default, load_encoder's
         SpeakerEncoder()
     (tmp_path / "model.onnx").write_bytes(b"not read: the name says it is an export")
@@ -95,7 +97,7 @@ def test_runtimes_and_exported_models_open_by_the_one_rule(tmp_path):
 
 def test_a_diarizer_on_a_loaded_encoder_shares_its_weights(fusion):
     target, _ = fusion
-    encoder = load_encoder(target)
+    encoder = load_encoder(target, runtime="keras")
     diarizer = load_diarizer(encoder=encoder, config=DiarizationConfig(exclusive=True))
     for windowed, member in zip(diarizer.encoder.members, encoder.members):
         assert windowed.speaker_model is member.speaker_model  # loaded once

@@ -43,10 +43,10 @@ def recordings(tmp_path):
 
 def test_the_fused_cosine_is_the_z_normalised_weighted_sum(two_models, recordings, tmp_path):
     paths, labels = recordings
-    target = fuse(two_models, paths, labels, tmp_path / "both.fusion.json", weights=[2, 1], progress=False)
+    target = fuse(two_models, paths, labels, tmp_path / "both.fusion.json", weights=[2, 1], progress=False, runtime="keras")
     document = json.loads(target.read_text())
     assert [m["checkpoint"] for m in document["members"]] == ["linear.keras", "models/log.keras"]
-    fused = load_encoder(target)
+    fused = load_encoder(target, runtime="keras")
     assert isinstance(fused, FusedEncoder) and fused.embedding_dim == 16 + 8
     members = [SpeakerEncoder(path) for path in two_models]
     a, b = (np.stack([encoder.embed(p) for p in paths[:2]]) for encoder in members)
@@ -170,7 +170,7 @@ def test_fuse_fits_its_weights_on_labelled_domains(two_models, recordings, tmp_p
         (tmp_path / f"{name}.txt").write_text("".join(f"{k} {a.name} {b.name}\n" for k, a, b in pairs))
     domains = [(tmp_path / "one.txt", root), (tmp_path / "two.txt", root)]
     report: dict = {}
-    target = fuse(two_models, paths, labels, tmp_path / "fit.fusion.json", domains=domains, report=report, progress=False)
+    target = fuse(two_models, paths, labels, tmp_path / "fit.fusion.json", domains=domains, report=report, progress=False, runtime="keras")
     weights = [m["weight"] for m in json.loads(target.read_text())["members"]]
     assert sum(weights) == pytest.approx(1) and set(report) == {str(d) for d, _ in domains}
     with pytest.raises(ConfigError, match="not both"):

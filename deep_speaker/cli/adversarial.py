@@ -179,7 +179,7 @@ def _attack_parser(commands) -> None:
     attack.add_argument("--steps", type=whole_number(1, 100_000), default=50)
     attack.add_argument("--random-starts", dest="random_starts", type=whole_number(1, 1000), default=1)
     attack.add_argument("--seed", type=SEED, default=0)
-    add_decision_arguments(attack)
+    add_decision_arguments(attack, keras_only=True)
     attack.set_defaults(handler=cmd_attack)
 
 
@@ -197,7 +197,7 @@ def _train_advgan_parser(commands) -> None:
     _add_phase_arguments(
         advgan, "advgan", cmd_train_advgan, "recordings of training speakers (sources and targets; never evaluation speakers)"
     )
-    add_encoder_arguments(advgan)
+    add_encoder_arguments(advgan, keras_only=True)
 
 
 def _train_again_parser(commands) -> None:
@@ -224,7 +224,7 @@ def _make_spoofs_parser(commands) -> None:
     spoofs.add_argument("--per-family", type=COUNT, default=100)
     spoofs.add_argument("--seed", type=SEED, default=0)
     add_quiet_argument(spoofs)
-    add_decision_arguments(spoofs)
+    add_decision_arguments(spoofs, keras_only=True)
     spoofs.set_defaults(handler=cmd_make_spoofs)
 
 

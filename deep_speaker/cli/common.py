@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..exported import RUNTIMES
+from ..exported import DEFAULT_RUNTIME, RUNTIMES
 from ..scoring.backends import SCORERS
 
 
@@ -139,18 +139,23 @@ PROBABILITY = number_in(0, 1)
 SNR_DB = number_in(0, 120)
 
 
-def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+def add_encoder_arguments(parser: argparse.ArgumentParser, keras_only: bool = False) -> None:
+    """The model a command runs and how; `keras_only`: the command needs the Keras model itself (gradients, features)."""
     parser.add_argument(
         "--checkpoint-file",
         help="model: Keras 2 .h5 (reference), Keras 3 .keras, a score fusion NAME.fusion.json, or an export (.onnx, .tflite, SavedModel folder) (default: the shipped default system)",
     )
     parser.add_argument("--crop-frames", type=int, default=None, help="reference-style crop of N frames (default: whole utterance)")
     parser.add_argument("--bfloat16", action="store_true", help="compute in bfloat16 (faster on CPUs with AVX512_BF16)")
+    if keras_only:
+        parser.set_defaults(runtime="keras")
+        return
     parser.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        default=RUNTIMES[0],
-        help="onnx: the model exported once (cached by its file's SHA-256) and run by ONNX Runtime, later runs without TensorFlow",
+        default=DEFAULT_RUNTIME,
+        help="onnx (default): the model's ONNX Runtime copy (shipped beside it, or exported once and cached), no TensorFlow; "
+        "keras: Keras on TensorFlow (needed for --crop-frames and --bfloat16)",
     )
 
 
@@ -160,12 +165,12 @@ def add_scorer_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+def add_store_arguments(parser: argparse.ArgumentParser, keras_only: bool = False) -> None:
     parser.add_argument("--store", default="speakers.db", help="SQLite enrolment store (default: ./speakers.db)")
-    add_encoder_arguments(parser)
+    add_encoder_arguments(parser, keras_only)
 
 
-def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
+def add_decision_arguments(parser: argparse.ArgumentParser, keras_only: bool = False) -> None:
     from ..scoring.calibration import OPERATING_POINTS
 
     parser.add_argument(
@@ -181,5 +186,5 @@ def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
         dest="detect_spoof",
         help="a spoof detector (train-detector): recordings it flags are rejected with the reason",
     )
-    add_store_arguments(parser)
+    add_store_arguments(parser, keras_only)
     add_scorer_argument(parser)

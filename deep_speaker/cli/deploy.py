@@ -44,19 +44,53 @@ def cmd_import_model(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from ..exported import file_sha256
     from ..model_files import load_model
     from ..score_fusion import FUSION_SUFFIX
     from ..tf.export import export_model
 
     if str(args.model).endswith(FUSION_SUFFIX):
         raise DeepSpeakerError(f"{args.model}: a score fusion runs several models, each with its own trimming; export each member model")
+    if _is_overlap_detector(args.model):
+        return _export_overlap_detector(args)
     quantisation = "float16" if args.float16 else "int8" if args.int8 else None
-    metadata = export_model(load_model(args.model), args.target, args.format, quantisation, force=args.force, source=args.model)
+    model = load_model(args.model)
+    metadata = export_model(model, args.target, args.format, quantisation, args.force, args.model, file_sha256(args.model))
     print(
         f"wrote {args.target}: {args.format}{f' ({quantisation})' if quantisation else ''}, waveform (batch, samples) at "
         f"{metadata.feature_config.sample_rate} Hz -> embedding ({metadata.embedding_dim}); trim before it: {metadata.feature_config.trim}"
     )
     print(f"parity with Keras on probe waveforms: max |difference| {metadata.max_abs_difference:.2e}, min cosine {metadata.min_cosine:.6f}")
+    return 0
+
+
+def _is_overlap_detector(path) -> bool:
+    """Whether a .keras file holds the overlap detector, read from its configuration without building it."""
+    import json
+    import zipfile
+
+    from ..models.overlap import OVERLAP_NAME
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))["config"]["name"] == OVERLAP_NAME
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):  # not a readable .keras: load_model says why
+        return False
+
+
+def _export_overlap_detector(args) -> int:
+    """The overlap detector exports only as its ONNX Runtime copy (`tf.export.onnx_model_copy`)."""
+    from pathlib import Path
+
+    from ..diarization.pipeline import load_overlap_detector
+    from ..tf.export import onnx_model_copy
+
+    if args.format != "onnx" or args.float16 or args.int8:
+        raise DeepSpeakerError(f"{args.model}: an overlap detector exports as a float ONNX copy only (--format onnx)")
+    if Path(args.target).exists() and not args.force:
+        raise DeepSpeakerError(f"{args.target} exists; pass --force to replace it")
+    onnx_model_copy(args.model, load_overlap_detector(args.model), args.target)
+    print(f"wrote {args.target}: the overlap detector's ONNX copy, parity-checked")
     return 0
 
 
@@ -179,8 +213,13 @@ def _import_model_parser(commands) -> None:
 
 
 def _export_parser(commands) -> None:
-    export = commands.add_parser("export", help="waveform-in ONNX / TFLite / SavedModel of a model, front end included, parity-checked")
-    export.add_argument("model", help="a .keras or Keras 2 .h5 speaker model")
+    export = commands.add_parser(
+        "export",
+        help="waveform-in ONNX / TFLite / SavedModel of a model, front end included, parity-checked",
+        description="A float ONNX export written beside its model as NAME.onnx is the copy every command then runs on "
+        "ONNX Runtime, without TensorFlow (the shipped models carry theirs).",
+    )
+    export.add_argument("model", help="a .keras or Keras 2 .h5 speaker model, or the overlap detector (ONNX only)")
     export.add_argument("target", help="NAME.onnx, NAME.tflite, or a SavedModel folder")
     export.add_argument("--format", choices=tuple(QUANTISATIONS), required=True)
     precision = export.add_mutually_exclusive_group()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..diarization.pipeline import CLUSTERINGS, MAX_SPEAKERS, DiarizationConfig
 from ..errors import ConfigError
-from ..exported import RUNTIMES
+from ..exported import DEFAULT_RUNTIME, RUNTIMES
 from ..vad import VAD_METHODS
 from .common import COSINE, add_cluster_arguments, add_quiet_argument, checkpoint_path, cluster_options, number_in, whole_number
 
@@ -148,8 +148,8 @@ def add_model_arguments(parser) -> None:
     parser.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        default=RUNTIMES[0],
-        help="onnx: the models and the overlap detector through ONNX Runtime (cached copies)",
+        default=DEFAULT_RUNTIME,
+        help="onnx (default): the models and the overlap detector through ONNX Runtime (their copies), no TensorFlow; keras: Keras",
     )
 
 

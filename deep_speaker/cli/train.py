@@ -134,5 +134,5 @@ def _test_model_parser(commands) -> None:
     test = commands.add_parser("test-model", help="reference closed-set test on the held-out utterances of the training speakers")
     test.add_argument("--working-dir", required=True)
     test.add_argument("--seed", type=SEED, default=123)
-    add_encoder_arguments(test)
+    add_encoder_arguments(test, keras_only=True)
     test.set_defaults(handler=cmd_test_model)

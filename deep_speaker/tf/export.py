@@ -34,6 +34,7 @@ from ..exported import (
     OnnxCopy,
     OnnxSpeakerModel,
     copy_seal,
+    file_sha256,
     graph_digest,
     load_exported,
     onnx_cache_path,
@@ -230,33 +231,36 @@ def export_model(
     return metadata
 
 
-def onnx_copy(checkpoint, model: keras.Model):
-    """The checkpoint file `checkpoint` (loaded as `model`) as ONNX Runtime runs it: exported once (parity-checked) to
-    `exported.onnx_cache_path(checkpoint)`, labelled with the file's SHA-256, so later runs find it without Keras."""
-    path = onnx_cache_path(checkpoint)
+def onnx_copy(checkpoint, model: keras.Model, target=None) -> OnnxSpeakerModel:
+    """The speaker model file `checkpoint` (loaded as `model`) as ONNX Runtime runs it: exported (parity-checked) to
+    `target` (default: the user's cache, `exported.onnx_cache_path`), labelled with the file's SHA-256, so later
+    runs find it without Keras (`exported.cached_onnx`)."""
+    sha256 = file_sha256(checkpoint)
+    path = Path(target or onnx_cache_path(checkpoint))
     path.unlink(missing_ok=True)
-    print(f"{checkpoint}: exporting it once for ONNX Runtime (parity-checked; cached as {path})", file=sys.stderr)
-    export_model(model, path, "onnx", source=checkpoint, source_sha256=path.stem)
+    print(f"{checkpoint}: exporting it once for ONNX Runtime (parity-checked; kept as {path})", file=sys.stderr)
+    export_model(model, path, "onnx", source=checkpoint, source_sha256=sha256)
     return OnnxSpeakerModel(path)
 
 
-def onnx_model_copy(checkpoint, model: keras.Model, bound: float = 1e-3):
+def onnx_model_copy(checkpoint, model: keras.Model, target=None, bound: float = 1e-3) -> OnnxCopy:
     """A waveform-in Keras model that is not a speaker model (the overlap detector) as ONNX Runtime runs it: exported
-    once to `exported.onnx_cache_path(checkpoint)`, its outputs on the probe waveforms within `bound` of Keras's
-    (else refused, nothing cached), sealed to the file's SHA-256 (`exported.copy_seal`)."""
+    to `target` (default: the user's cache), its outputs on the probe waveforms within `bound` of Keras's (else
+    refused, nothing written), sealed to the file's SHA-256 (`exported.copy_seal`)."""
     import onnx
 
-    path = onnx_cache_path(checkpoint)
-    print(f"{checkpoint}: exporting it once for ONNX Runtime (parity-checked; cached as {path})", file=sys.stderr)
+    sha256 = file_sha256(checkpoint)
+    path = Path(target or onnx_cache_path(checkpoint))
+    print(f"{checkpoint}: exporting it once for ONNX Runtime (parity-checked; kept as {path})", file=sys.stderr)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
         staged = Path(staging) / path.name
         _write_onnx(model, staged, None)
         graph = onnx.load(str(staged))
-        graph.metadata_props.add(key=COPY_KEY, value=copy_seal(graph_digest(staged), path.stem))
+        graph.metadata_props.add(key=COPY_KEY, value=copy_seal(graph_digest(staged), sha256))
         onnx.save(graph, str(staged))
-        difference, _ = _compare(OnnxCopy(staged, path.stem), model, probe_waveforms(16000))
+        difference, _ = _compare(OnnxCopy(staged, sha256), model, probe_waveforms(16000))
         if not difference <= bound:  # NaN fails
             raise CheckpointError(f"{checkpoint}: its ONNX copy differs from the Keras model by {difference:.2e} (bound {bound:.0e})")
         os.replace(staged, path)
-    return OnnxCopy(path, path.stem)
+    return OnnxCopy(path, sha256)

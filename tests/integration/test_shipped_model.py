@@ -29,6 +29,27 @@ def test_shipped_models_are_small_and_each_calibrated_by_fingerprint(tmp_path, m
         assert calibration.eer < calibration.far1 < calibration.far0_1 and calibration.llr_scale > 0
 
 
+def test_every_shipped_model_runs_from_the_onnx_copy_beside_it(tmp_path, monkeypatch):
+    from deep_speaker.diarization.pipeline import DEFAULT_OVERLAP_DETECTOR
+    from deep_speaker.exported import cached_onnx, cached_onnx_copy, runtime_copy_beside
+
+    monkeypatch.setenv("DEEP_SPEAKER_HOME", str(tmp_path))  # an empty cache: only the shipped copies can be found
+    members = [m.checkpoint for m in load_encoder().members]
+    assert sorted(path.name for path in members) == ["deep_speaker.keras", "ge2e_resemblyzer.keras"]
+    for checkpoint in members:
+        copy = cached_onnx(checkpoint)
+        assert copy is not None, f"{runtime_copy_beside(checkpoint)} is not an export of {checkpoint}: export it again"
+    assert cached_onnx_copy(DEFAULT_OVERLAP_DETECTOR) is not None
+    assert not (tmp_path / "exports").exists()
+
+
+@pytest.mark.slow
+def test_the_onnx_copies_embed_real_speech_as_keras_does():
+    recordings = [*sorted(SAMPLES.rglob("*.wav")), OTHER]  # real speech of two speakers
+    for onnx, keras in zip(load_encoder().members, load_encoder(runtime="keras").members):
+        np.testing.assert_allclose(onnx.embed_many(recordings), keras.embed_many(recordings), atol=1e-4)
+
+
 @pytest.mark.slow
 def test_default_system_separates_the_sample_speakers():
     a, b, other = load_encoder().embed_many([*PHILIPPE, OTHER])
