@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class Verifier:
 
     >>> verifier = Verifier(load_encoder(), operating_point="far1")     # doctest: +SKIP
     >>> print(verifier.verify("a.wav", "b.wav"))                        # doctest: +SKIP
-    score = 0.8751  LLR = +11.83 (P(same) = 1.000 at prior 0.5)  threshold = 0.5995 (operating point far1)  decision: same speaker
+    score = 0.8751  LLR = +11.83 (P(same) = 1.000 at prior 0.5)  threshold = 0.5995 (operating point far1, calibrated on dev_trials.txt)  decision: same speaker
     """
 
     def __init__(
@@ -139,7 +140,8 @@ class Verifier:
                 None,
                 f"model {self.encoder.fingerprint} is not calibrated for {self.scorer.name} scores: calibrate it or give a threshold",
             )
-        return self.calibration.threshold(self.operating_point), f"operating point {self.operating_point}"
+        fitted_on = f", calibrated on {Path(self.calibration.trials).name}" if self.calibration.trials else ""
+        return self.calibration.threshold(self.operating_point), f"operating point {self.operating_point}{fitted_on}"
 
     def decide(self, score: float) -> Decision:
         threshold, source = self.threshold()

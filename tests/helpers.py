@@ -1,8 +1,11 @@
 """Helpers for the tests: synthetic speech and corpora, tiny speaker models, an encoder stand-in."""
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,3 +205,14 @@ def pitch_conversation(turns, pause=0.5):
         pieces += [voice, np.zeros(int(pause * 16000), np.float32)]
         time += (len(voice) + int(pause * 16000)) / 16000
     return np.concatenate(pieces), reference
+
+
+def chromium() -> str:
+    """The system's Chromium; skipped where it is not installed, except under CI, where that is a failure."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "Chromium is not installed (Debian: apt-get install chromium); the browser tests need a real browser"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found

@@ -1,26 +1,12 @@
 """The web page in a real browser (Debian's headless Chromium driven by Playwright) against the real service."""
 
-import os
-import shutil
-
 import pytest
 
 from deep_speaker.assembly import load_encoder
 from deep_speaker.service import SpeakerService, create_app
-from tests.helpers import ROOT
+from tests.helpers import ROOT, chromium
 
 SAMPLES = ROOT / "samples" / "PhilippeRemy"
-
-
-def chromium() -> str:
-    """The system's Chromium; skipped where it is not installed, except under CI, where that is a failure."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        message = "Chromium is not installed (Debian: apt-get install chromium); the page test needs a real browser"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 @pytest.mark.slow
