@@ -31,6 +31,7 @@ from .features import FeatureConfig
 from .fileio import toolkit_home
 
 FORMAT = "deep-speaker-export/2"  # /2: the digest binds metadata to graph
+STANDALONE_FORMAT = "deep-speaker-standalone/1"  # trim inside, raw recording in: for ONNX Runtime without the toolkit
 METADATA_KEY = "deep_speaker"  # the ONNX metadata property holding the JSON below
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}  # anything else that is a folder: a SavedModel
 RUNTIMES = ("onnx", "keras")  # what runs a Keras checkpoint: its ONNX Runtime copy, or Keras itself
@@ -84,6 +85,8 @@ class ExportMetadata:
     def from_json(cls, text: str, source) -> ExportMetadata:
         try:
             data = json.loads(text)
+            if isinstance(data, dict) and data.get("format") == STANDALONE_FORMAT:
+                raise ValueError("a standalone export, made to run without the toolkit; open the model or fusion it was exported from")
             if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
                 raise ValueError(f"not a {FORMAT} file (exports of older versions: export the model again)")
             data["feature_config"] = FeatureConfig(**data["feature_config"])

@@ -1,7 +1,10 @@
 """Helpers for the tests: synthetic speech and corpora, tiny speaker models, an encoder stand-in."""
 
+import importlib.metadata
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +219,63 @@ def chromium() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+BASE_INTERPRETER = getattr(sys, "_base_executable", sys.executable)  # no virtual environment's packages
+ALIASES = {"tensorflow": "tensorflow-cpu"}  # this environment holds TensorFlow's CPU build under its own name
+
+
+def requirements_of(distribution, extras=()) -> list:
+    """What an installed `distribution` requires with `extras` (markers evaluated here)."""
+    from packaging.requirements import Requirement
+
+    wanted = []
+    for line in distribution.requires or []:
+        requirement = Requirement(line)
+        contexts = [{"extra": extra} for extra in ("", *extras)]
+        if requirement.marker is None or any(requirement.marker.evaluate(context) for context in contexts):
+            wanted.append(requirement)
+    return wanted
+
+
+def link_requirements(site: Path, requirements, own=None) -> Path:
+    """Link into `site`, from this environment, every distribution `requirements` name and, recursively, all they
+    require: a folder where a base interpreter (`run_isolated`) sees those and nothing else, without any network.
+    A requirement of `own` (an installed distribution, with its extras) expands to its own requirements."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    site.mkdir(parents=True, exist_ok=True)
+    own_name = canonicalize_name(own.metadata["Name"]) if own is not None else None
+    queue, seen = [Requirement(r) if isinstance(r, str) else r for r in requirements], set()
+    while queue:
+        requirement = queue.pop()
+        name, extras = canonicalize_name(requirement.name), tuple(sorted(requirement.extras))
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        if name == own_name:
+            queue += requirements_of(own, extras)
+            continue
+        try:
+            found = importlib.metadata.distribution(ALIASES.get(name, name))
+        except importlib.metadata.PackageNotFoundError:
+            pytest.fail(f"{requirement} is required but not installed in this environment")
+        for top in {Path(file).parts[0] for file in found.files or []} - {".."}:  # ".." holds console scripts
+            if not (site / top).exists():
+                (site / top).symlink_to(Path(found.locate_file(top)).resolve())
+        queue += requirements_of(found, requirement.extras)
+    return site
+
+
+def run_isolated(site: Path, arguments, cwd: Path, environment=None, timeout=600) -> subprocess.CompletedProcess:
+    """`python ARGUMENTS` by the base interpreter started with -S: it sees `site` and the standard library only."""
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "DEEP_SPEAKER_HOME": str(cwd / "home"), "HOME": str(cwd)}
+    return subprocess.run(
+        [BASE_INTERPRETER, "-S", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**env, **(environment or {})},
+        timeout=timeout,
+    )

@@ -49,8 +49,10 @@ def cmd_export(args) -> int:
     from ..score_fusion import FUSION_SUFFIX
     from ..tf.export import export_model
 
+    if args.standalone:
+        return _export_standalone(args)
     if str(args.model).endswith(FUSION_SUFFIX):
-        raise DeepSpeakerError(f"{args.model}: a score fusion runs several models, each with its own trimming; export each member model")
+        raise DeepSpeakerError(f"{args.model}: a fusion exports as one graph with --standalone (or export each member model)")
     if _is_overlap_detector(args.model):
         return _export_overlap_detector(args)
     quantisation = "float16" if args.float16 else "int8" if args.int8 else None
@@ -61,6 +63,25 @@ def cmd_export(args) -> int:
         f"{metadata.feature_config.sample_rate} Hz -> embedding ({metadata.embedding_dim}); trim before it: {metadata.feature_config.trim}"
     )
     print(f"parity with Keras on probe waveforms: max |difference| {metadata.max_abs_difference:.2e}, min cosine {metadata.min_cosine:.6f}")
+    return 0
+
+
+def _export_standalone(args) -> int:
+    """A model or fusion as one ONNX graph for ONNX Runtime alone (`tf.export.export_standalone`), its calibration inside."""
+    from ..assembly import load_encoder
+    from ..scoring.calibration import find_calibration
+    from ..tf.export import export_standalone
+
+    if args.format != "onnx" or args.float16 or args.int8:
+        raise DeepSpeakerError("--standalone exports a float ONNX graph only (--format onnx)")
+    encoder = load_encoder(args.model, runtime="keras")
+    calibration = find_calibration(encoder.fingerprint, encoder.checkpoint)
+    metadata = export_standalone(encoder, args.target, calibration, force=args.force)
+    print(
+        f"wrote {args.target}: waveform (one recording, any length, 16 kHz mono, untrimmed) -> embedding (1, {metadata['embedding_dim']}); "
+        f"trims inside: {', '.join(metadata['trims'])}; calibration: {'far1 ' + format(calibration.far1, '.4f') if calibration else 'none'}"
+    )
+    print(f"parity with the toolkit on probe recordings: max |difference| {metadata['max_abs_difference']:.2e}")
     return 0
 
 
@@ -219,12 +240,18 @@ def _export_parser(commands) -> None:
         description="A float ONNX export written beside its model as NAME.onnx is the copy every command then runs on "
         "ONNX Runtime, without TensorFlow (the shipped models carry theirs).",
     )
-    export.add_argument("model", help="a .keras or Keras 2 .h5 speaker model, or the overlap detector (ONNX only)")
+    export.add_argument("model", help="a .keras or Keras 2 .h5 speaker model, a fusion (--standalone), or the overlap detector (ONNX only)")
     export.add_argument("target", help="NAME.onnx, NAME.tflite, or a SavedModel folder")
     export.add_argument("--format", choices=tuple(QUANTISATIONS), required=True)
     precision = export.add_mutually_exclusive_group()
     precision.add_argument("--float16", action="store_true", help="TFLite: float16 weights")
     precision.add_argument("--int8", action="store_true", help="ONNX or TFLite: int8 weights (dynamic range)")
+    export.add_argument(
+        "--standalone",
+        action="store_true",
+        help="one ONNX graph for ONNX Runtime alone: the raw recording in (trim inside), a fusion's members and weights, "
+        "its calibration in the metadata (see docs/deployment.md)",
+    )
     export.add_argument("--force", action="store_true", help="replace an existing export")
     export.set_defaults(handler=cmd_export)
 

@@ -3,7 +3,8 @@
 Keras's own exporters do the conversion (tf2onnx for ONNX, the TFLite converter, `ExportArchive`). What this
 adds: the waveform-in signature (batch, samples) of any length, the model's recipe as metadata
 (`exported.ExportMetadata`), quantisation, a parity check against the Keras model on probe waveforms before the
-file is moved into place (an export that drifts is refused, not written), and atomic writes.
+file is moved into place (an export that drifts is refused, not written), and atomic writes. A standalone export
+(`export_standalone`) also carries the trim and a fusion's weights, and takes the raw recording.
 
 TFLite has no float64 kernels and no TensorFlow while loops without the Flex delegate, so its copy computes the
 front end in float32 and unrolls recurrent layers (GE2E's LSTM runs over fixed 160-frame partials).
@@ -11,6 +12,7 @@ front end in float32 and unrolls recurrent layers (GE2E's LSTM runs over fixed 1
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -18,18 +20,20 @@ import shutil
 import sys
 import tempfile
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from ..audio import SAMPLE_RATE
 from ..checkpoints import require_finite_weights
 from ..errors import CheckpointError, ConfigError
 from ..exported import (
     COPY_KEY,
     METADATA_KEY,
     QUANTISATIONS,
+    STANDALONE_FORMAT,
     ExportMetadata,
     OnnxCopy,
     OnnxSpeakerModel,
@@ -41,6 +45,7 @@ from ..exported import (
     sidecar,
 )
 from ..layers import Fbank
+from ..layers.trim import SilenceTrim
 from ..models import feature_config_of, model_fingerprint
 from ..models.speaker_model import require_speaker_model
 
@@ -264,3 +269,89 @@ def onnx_model_copy(checkpoint, model: keras.Model, target=None, bound: float = 
             raise CheckpointError(f"{checkpoint}: its ONNX copy differs from the Keras model by {difference:.2e} (bound {bound:.0e})")
         os.replace(staged, path)
     return OnnxCopy(path, sha256)
+
+
+def standalone_model(parts) -> keras.Model:
+    """One graph for an encoder's `parts` [(speaker model, trim, scale)]: the raw recording in (`waveform`, samples at
+    16 kHz), each part trimmed as its recipe says (`SilenceTrim`), embedded and scaled, side by side (`embedding`,
+    (1, dim)): a fusion's z-normalisation and weights are its scales, so the cosine of two outputs is its score."""
+    waveform = keras.Input(batch_shape=(None,), name="waveform")
+    embeddings = []
+    for index, (model, trim, scale) in enumerate(parts):
+        member = keras.Model(model.inputs, model.outputs[0], name=f"member_{index}")  # the same layers, a name of its own
+        embedding = member(SilenceTrim(trim, name=f"trim_{index}")(waveform))
+        embeddings.append(keras.layers.Rescaling(scale)(embedding) if scale != 1.0 else embedding)
+    output = embeddings[0] if len(embeddings) == 1 else keras.layers.Concatenate()(embeddings)
+    return keras.Model(waveform, output, name="standalone")
+
+
+def export_standalone(encoder, target, calibration=None, force: bool = False) -> dict:
+    """Write the Keras `encoder` (one model or a fusion) as one ONNX graph that needs nothing but ONNX Runtime: input
+    `waveform` (one recording, any length, 16 kHz mono float32, untrimmed), output `embedding` (1, dim); its identity,
+    trims and `calibration` (thresholds, LLR map) in the metadata, sealed by a digest. Refused unless its embeddings of
+    probe recordings (speech with silence around it) equal the toolkit's within `PARITY_BOUND`; returns the metadata."""
+    import onnx
+
+    target = Path(target)
+    if target.suffix != ".onnx":
+        raise ConfigError(f"{target}: a standalone export is written to NAME.onnx")
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; pass force=True (--force) to replace it")
+    parts = [(part.speaker_model, part.feature_config.trim, scale) for part, scale in encoder.parts]
+    if any(model is None for model, _, _ in parts):
+        raise ConfigError("a standalone export is built from Keras models: open the model or fusion with runtime='keras'")
+    model = standalone_model(parts)
+    metadata = {
+        "format": STANDALONE_FORMAT,
+        "fingerprint": encoder.fingerprint,
+        "embedding_dim": encoder.embedding_dim,
+        "sample_rate": SAMPLE_RATE,
+        "trims": [trim for _, trim, _ in parts],
+        "calibration": None if calibration is None else asdict(calibration),
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as staging:
+        staged = Path(staging) / target.name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            signature = [keras.InputSpec(shape=(None,), dtype="float32", name="waveform")]
+            model.export(str(staged), format="onnx", input_signature=signature, verbose=False)
+        graph = onnx.load(str(staged))
+        _rename_output(graph, "embedding")
+        onnx.save(graph, str(staged))
+        difference = _standalone_difference(staged, encoder)
+        if not difference <= PARITY_BOUND["onnx"]:  # NaN fails
+            raise CheckpointError(f"{target}: the standalone graph differs from the toolkit by {difference:.2e}; not written")
+        metadata["max_abs_difference"] = difference
+        metadata["digest"] = hashlib.sha256(f"{graph_digest(staged)}\n{json.dumps(metadata, sort_keys=True)}".encode()).hexdigest()
+        graph = onnx.load(str(staged))
+        graph.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata))
+        onnx.save(graph, str(staged))
+        onnx.checker.check_model(str(staged))
+        os.replace(staged, target)
+    return metadata
+
+
+def _rename_output(graph, name: str) -> None:
+    """The graph's one output renamed `name` wherever it is produced or used."""
+    old = graph.graph.output[0].name
+    for node in graph.graph.node:
+        node.output[:] = [name if value == old else value for value in node.output]
+        node.input[:] = [name if value == old else value for value in node.input]
+    graph.graph.output[0].name = name
+
+
+def _standalone_difference(path: Path, encoder) -> float:
+    """Largest |difference| between the graph's and the toolkit's embeddings of probe speech with silence around it."""
+    from ..exported import OnnxRunner
+
+    runner = OnnxRunner(path)
+    rng = np.random.default_rng(1)
+    differences = []
+    for speech in probe_waveforms(SAMPLE_RATE):
+        silence = (0.0005 * rng.standard_normal(SAMPLE_RATE // 2)).astype(np.float32)
+        recording = np.concatenate([silence, speech, silence])
+        found = np.asarray(runner.session.run(["embedding"], {"waveform": recording})[0], np.float32)[0]
+        expected = encoder.embed_waveforms([recording])[0]
+        differences.append(np.max(np.abs(found - expected)))
+    return float(np.max(differences))  # NumPy's max keeps a NaN

@@ -16,17 +16,22 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
-from tests.helpers import ROOT, save_tiny_model, synthetic_speech, write_corpus
+from tests.helpers import (
+    BASE_INTERPRETER,
+    ROOT,
+    isolated_environment,
+    link_requirements,
+    requirements_of,
+    run_isolated,
+    save_tiny_model,
+    synthetic_speech,
+    write_corpus,
+)
 
 pytestmark = pytest.mark.slow
 
-OWN_NAME = "deep-speaker"
-ALIASES = {"tensorflow": "tensorflow-cpu"}  # this environment holds TensorFlow's CPU build under its own name
 SAMPLES = [ROOT / "samples" / "PhilippeRemy" / f"PhilippeRemy_00{k}.wav" for k in (1, 2)]
-BASE_INTERPRETER = getattr(sys, "_base_executable", sys.executable)
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +50,6 @@ def wheel(tmp_path_factory) -> Path:
     return next((root / "dist").glob("deep_speaker-*.whl"))
 
 
-def _requirements(distribution, extras) -> list[Requirement]:
-    """What `distribution` requires with `extras` (markers evaluated here; a requirement of its own extras expanded)."""
-    wanted = []
-    for line in distribution.requires or []:
-        requirement = Requirement(line)
-        contexts = [{"extra": extra} for extra in ("", *extras)]
-        if requirement.marker is None or any(requirement.marker.evaluate(context) for context in contexts):
-            wanted.append(requirement)
-    return wanted
-
-
-def _link_distribution(distribution, site: Path) -> None:
-    for top in {Path(file).parts[0] for file in distribution.files or []} - {".."}:  # ".." holds console scripts
-        if not (site / top).exists():
-            (site / top).symlink_to(Path(distribution.locate_file(top)).resolve())
-
-
 def _install_wheel(wheel: Path, site: Path):
     """The wheel alone installed in `site`; its distribution (metadata)."""
     done = subprocess.run(
@@ -74,42 +62,17 @@ def _install_wheel(wheel: Path, site: Path):
 def install_without_network(wheel: Path, site: Path, extras=()) -> Path:
     """`site`: the wheel and, linked from this environment, every distribution it requires with `extras`."""
     own = _install_wheel(wheel, site)
-    queue, seen = [(own, tuple(extras))], set()
-    while queue:
-        distribution, asked = queue.pop()
-        for requirement in _requirements(distribution, asked):
-            name = canonicalize_name(requirement.name)
-            if name == OWN_NAME:
-                queue.append((own, tuple(requirement.extras)))
-                continue
-            if (name, tuple(sorted(requirement.extras))) in seen:
-                continue
-            seen.add((name, tuple(sorted(requirement.extras))))
-            try:
-                found = importlib.metadata.distribution(ALIASES.get(name, name))
-            except importlib.metadata.PackageNotFoundError:
-                pytest.fail(f"{requirement} (required by {distribution.metadata['Name']}) is not in this environment")
-            _link_distribution(found, site)
-            queue.append((found, tuple(requirement.extras)))
-    return site
+    return link_requirements(site, requirements_of(own, extras), own)
 
 
 def run_installed(site: Path, tmp_path: Path, *arguments, environment=None, timeout=600) -> subprocess.CompletedProcess:
-    """`deep-speaker ARGUMENTS` by the base interpreter that sees `site` and the standard library only; it also
-    prints which heavy modules the command imported."""
+    """`deep-speaker ARGUMENTS` where only `site` is visible (`run_isolated`); it also prints which heavy modules the
+    command imported."""
     script = (
         "import sys; from deep_speaker.cli import main; code = main(sys.argv[1:]); "
         "print('imported:', sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)); sys.exit(code)"
     )
-    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "DEEP_SPEAKER_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
-    return subprocess.run(
-        [BASE_INTERPRETER, "-S", "-c", script, *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**env, **(environment or {})},
-        timeout=timeout,
-    )
+    return run_isolated(site, ["-c", script, *arguments], tmp_path, environment, timeout)
 
 
 def test_the_wheel_without_extras_verifies_the_samples_without_tensorflow(wheel, tmp_path):
@@ -174,11 +137,10 @@ def test_the_serve_extra_serves(wheel, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     script = "import sys; from deep_speaker.cli import main; sys.exit(main(sys.argv[1:]))"
-    environment = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "DEEP_SPEAKER_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
     server = subprocess.Popen(
         [BASE_INTERPRETER, "-S", "-c", script, "serve", "--port", str(port), "--store", str(tmp_path / "s.db")],
         cwd=tmp_path,
-        env=environment,
+        env=isolated_environment(site, tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -227,7 +189,7 @@ def test_the_jax_extra_runs_keras_models_without_tensorflow(wheel, tmp_path):
 def test_the_gpu_extra_asks_for_tensorflow_with_cuda(wheel, tmp_path):
     """Read, not run: a run needs a GPU and CUDA's wheels, which CI has neither of."""
     own = _install_wheel(wheel, tmp_path / "site")
-    base = {str(r) for r in _requirements(own, [])}
-    gpu = {str(r).split(";")[0].strip() for r in _requirements(own, ["gpu"])} - {str(r).split(";")[0].strip() for r in base}
+    base = {str(r) for r in requirements_of(own)}
+    gpu = {str(r).split(";")[0].strip() for r in requirements_of(own, ["gpu"])} - {str(r).split(";")[0].strip() for r in base}
     assert any(r.startswith("tensorflow[and-cuda]") for r in gpu) and "deep-speaker[train]" in gpu
     assert not any(r.startswith("tensorflow") for r in base)  # nothing pins the CPU build on a GPU user

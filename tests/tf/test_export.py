@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from deep_speaker.assembly import load_encoder
 from deep_speaker.embedding import SpeakerEncoder
@@ -171,7 +172,7 @@ def test_the_export_command_writes_a_parity_checked_file_and_refuses_a_fusion(tm
     fusion = tmp_path / "two.fusion.json"
     fusion.write_text("{}")
     refused = cli_in_process(capsys, "export", fusion, tmp_path / "two.onnx", "--format", "onnx")
-    assert refused.returncode == 2 and "export each member model" in refused.stderr
+    assert refused.returncode == 2 and "a fusion exports as one graph with --standalone" in refused.stderr
     both = cli_in_process(capsys, "export", checkpoint, tmp_path / "x.tflite", "--format", "tflite", "--float16", "--int8")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
@@ -333,3 +334,58 @@ def test_a_model_with_nan_weights_is_refused_at_load_and_export(tmp_path, capsys
     save_model(tiny_model(), tmp_path / "ok.keras")
     ensemble = cli_in_process(capsys, "ensemble", tmp_path / "nan.keras", tmp_path / "ok.keras", tmp_path / "e.keras")
     assert ensemble.returncode == 2 and "nan.keras: weights hold NaN or infinity" in ensemble.stderr
+
+
+def test_the_trim_layer_keeps_exactly_what_the_host_trim_keeps():
+    from deep_speaker.audio import speech_selection
+    from deep_speaker.layers.trim import GRAPH_TRIMS, SilenceTrim
+
+    rng = np.random.default_rng(0)
+    for method in GRAPH_TRIMS:
+        layer = SilenceTrim(method)
+        for _ in range(8):
+            size = int(rng.integers(500, 30000))
+            loudness = np.repeat(rng.uniform(0.001, 1, size // 100 + 1), 100)[:size]
+            waveform = (rng.standard_normal(size) * loudness).astype(np.float32)
+            waveform[: int(rng.integers(0, size // 3))] *= 0.001  # a quiet lead-in for the trims to cut
+            kept, _ = speech_selection(waveform, method)
+            np.testing.assert_array_equal(np.asarray(layer(waveform))[0], waveform[kept])
+    with pytest.raises(ConfigError, match="WebRTC's fixed-point VAD"):
+        SilenceTrim("resemblyzer")
+
+
+def test_a_fusion_exports_standalone_and_the_cosine_of_its_outputs_is_the_fused_score(tmp_path, capsys):
+    import onnxruntime
+
+    from deep_speaker.assembly import fuse
+
+    energy = save_tiny_model(tmp_path / "energy.keras", features=FeatureConfig(trim="energy"))
+    reference = save_tiny_model(tmp_path / "reference.keras", embedding_dim=8)
+    recordings, rng = [], np.random.default_rng(0)
+    for pitch in (100, 170, 240):
+        for take in range(2):
+            silence = (0.0005 * rng.standard_normal(4000)).astype(np.float32)  # a quiet room, for the trims to cut
+            recordings.append(np.concatenate([silence, synthetic_speech(1.2, pitch=pitch + 7 * take, seed=take), silence]))
+    paths = []
+    for index, waveform in enumerate(recordings):
+        paths.append(tmp_path / f"r{index}.wav")
+        sf.write(paths[-1], waveform, 16000, subtype="FLOAT")  # the graph sees exactly what the toolkit reads
+    fusion = fuse([energy, reference], paths, [0, 0, 1, 1, 2, 2], tmp_path / "both.fusion.json", progress=False, runtime="keras")
+    done = cli_in_process(capsys, "export", fusion, tmp_path / "both.onnx", "--format", "onnx", "--standalone")
+    assert done.returncode == 0, done.stderr
+    assert "trims inside: energy, reference" in done.stdout
+    session = onnxruntime.InferenceSession(str(tmp_path / "both.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["waveform"] and [o.name for o in session.get_outputs()] == ["embedding"]
+    metadata = json.loads(session.get_modelmeta().custom_metadata_map["deep_speaker"])
+    fused = load_encoder(fusion, runtime="keras")
+    assert metadata["fingerprint"] == fused.fingerprint and metadata["embedding_dim"] == 24 and metadata["calibration"] is None
+    graph = np.stack([session.run(["embedding"], {"waveform": waveform})[0][0] for waveform in recordings])
+    np.testing.assert_allclose(graph @ graph.T, fused.embed_many(paths) @ fused.embed_many(paths).T, atol=1e-5)
+    with pytest.raises(CheckpointError, match="a standalone export, made to run without the toolkit"):
+        load_encoder(tmp_path / "both.onnx")
+
+
+def test_a_member_with_resemblyzer_trim_cannot_be_exported_standalone(tmp_path, capsys):
+    checkpoint = save_tiny_model(tmp_path / "ge2e_like.keras", features=FeatureConfig(trim="resemblyzer"))
+    refused = cli_in_process(capsys, "export", checkpoint, tmp_path / "x.onnx", "--format", "onnx", "--standalone")
+    assert refused.returncode == 2 and "cannot run inside a graph" in refused.stderr and not (tmp_path / "x.onnx").exists()
