@@ -268,14 +268,18 @@ def link_requirements(site: Path, requirements, own=None) -> Path:
     return site
 
 
+def isolated_environment(site: Path, cwd: Path) -> dict:
+    """The environment variables of a process that sees `site` only, its homes under `cwd`."""
+    return {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "DEEP_SPEAKER_HOME": str(cwd / "home"), "HOME": str(cwd)}
+
+
 def run_isolated(site: Path, arguments, cwd: Path, environment=None, timeout=600) -> subprocess.CompletedProcess:
     """`python ARGUMENTS` by the base interpreter started with -S: it sees `site` and the standard library only."""
-    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "DEEP_SPEAKER_HOME": str(cwd / "home"), "HOME": str(cwd)}
     return subprocess.run(
         [BASE_INTERPRETER, "-S", *map(str, arguments)],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**env, **(environment or {})},
+        env={**isolated_environment(site, cwd), **(environment or {})},
         timeout=timeout,
     )
