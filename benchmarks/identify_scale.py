@@ -9,7 +9,11 @@ exact cosine re-scoring + ranking, as `Verifier.identify` does), and top-1 / top
 every stored embedding. At `--compare` sizes, FAISS's HNSW (if installed) is measured beside usearch on the same
 vectors: build time, latency and top-1 recall.
 
-    python benchmarks/identify_scale.py [--sizes 1000,10000,100000,1000000] [--queries 300] [--compare 100000]
+With `--postgres URL` (a running PostgreSQL server with pgvector, e.g. `postgresql://postgres@127.0.0.1:5432`) the
+same sizes are also measured in the shared store (`postgres_store.PostgresRegistry`: pgvector's HNSW index), each in a
+new database: enrolment rate, database size, latency and agreement, through the same `candidates` call.
+
+    python benchmarks/identify_scale.py [--sizes 1000,10000,100000,1000000] [--queries 300] [--compare 100000] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -58,19 +62,12 @@ def rss_mb() -> float:
 
 
 def measure(size: int, encoder, real: tuple, queries: np.ndarray, rng) -> dict:
-    names, enrolled = real[0], real[1]
     folder = WORK / f"store_{size}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     path = folder / "speakers.db"
-    synthetic = size - len(names)
-    started = time.perf_counter()
     with SpeakerRegistry(path, encoder) as registry:
-        registry.store_embeddings([(name, vector, 2) for name, vector in zip(names, enrolled)])
-        for first in range(0, synthetic, BATCH):
-            block = rng.standard_normal((min(BATCH, synthetic - first), encoder.embedding_dim)).astype(np.float32)
-            registry.store_embeddings([(f"synthetic{first + i}", vector, 1) for i, vector in enumerate(block)])
-    enrol_seconds = time.perf_counter() - started
+        enrol_seconds = enrol_speakers(registry, size, real, rng)
     result = {"speakers": size, "enrolments_per_second": size / enrol_seconds, "store_mb": path.stat().st_size / 2**20}
     timings = {}
     for attempt in ("first_open_seconds", "reopen_seconds"):
@@ -85,6 +82,32 @@ def measure(size: int, encoder, real: tuple, queries: np.ndarray, rng) -> dict:
         if attempt == "first_open_seconds":
             registry.close()
     result.update(timings)
+    result.update(identify_all(registry, queries))
+    registry.close()
+    print(
+        f"  {size:>9,} speakers: {result['index']}, enrol {result['enrolments_per_second']:,.0f}/s, store {result['store_mb']:.0f} MB, "
+        f"open {result['first_open_seconds']:.2f} s (again {result['reopen_seconds']:.2f} s), identify p50 {result['p50_ms']:.2f} ms "
+        f"p99 {result['p99_ms']:.2f} ms, top-1 {100 * result['top1_agreement']:.2f} %, top-5 {100 * result['top5_agreement']:.2f} %",
+        flush=True,
+    )
+    return result
+
+
+def enrol_speakers(registry, size: int, real: tuple, rng) -> float:
+    """Enrol dev's real speakers and `size` minus them synthetic ones; the seconds it took."""
+    names, enrolled = real[0], real[1]
+    synthetic = size - len(names)
+    started = time.perf_counter()
+    registry.store_embeddings([(name, vector, 2) for name, vector in zip(names, enrolled)])
+    for first in range(0, synthetic, BATCH):
+        block = rng.standard_normal((min(BATCH, synthetic - first), registry.encoder.embedding_dim)).astype(np.float32)
+        registry.store_embeddings([(f"synthetic{first + i}", vector, 1) for i, vector in enumerate(block)])
+    return time.perf_counter() - started
+
+
+def identify_all(registry, queries: np.ndarray) -> dict:
+    """Latency p50/p99 of candidates + exact re-scoring + ranking (as `Verifier.identify`), and top-1 / top-5
+    agreement with the exact scan of every stored embedding."""
     all_names, matrix = registry.embeddings()
     latencies, top1, top5 = [], [], []
     for query in queries:
@@ -96,17 +119,33 @@ def measure(size: int, encoder, real: tuple, queries: np.ndarray, rng) -> dict:
         exact = np.argsort(-(matrix @ query))[:5]
         top1.append(ranked[0] == all_names[exact[0]])
         top5.append(len(set(ranked) & {all_names[i] for i in exact}) / 5)
-    registry.close()
-    result.update(
-        p50_ms=1000 * float(np.percentile(latencies, 50)),
-        p99_ms=1000 * float(np.percentile(latencies, 99)),
-        top1_agreement=float(np.mean(top1)),
-        top5_agreement=float(np.mean(top5)),
-    )
+    return {
+        "p50_ms": 1000 * float(np.percentile(latencies, 50)),
+        "p99_ms": 1000 * float(np.percentile(latencies, 99)),
+        "top1_agreement": float(np.mean(top1)),
+        "top5_agreement": float(np.mean(top5)),
+    }
+
+
+def measure_postgres(server: str, size: int, encoder, real: tuple, queries: np.ndarray, rng) -> dict:
+    """The same measures in a new database of the PostgreSQL server `server`."""
+    import psycopg
+
+    from deep_speaker.postgres_store import PostgresRegistry
+
+    database = f"identify_scale_{size}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {database}")
+        connection.execute(f"CREATE DATABASE {database}")
+    with PostgresRegistry(f"{server}/{database}", encoder) as registry:
+        seconds = enrol_speakers(registry, size, real, rng)
+        result = {"speakers": size, "enrolments_per_second": size / seconds}
+        result["database_mb"] = registry.connection.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+        registry.candidates(queries[0], 5)  # warm
+        result.update(identify_all(registry, queries))
     print(
-        f"  {size:>9,} speakers: {result['index']}, enrol {result['enrolments_per_second']:,.0f}/s, store {result['store_mb']:.0f} MB, "
-        f"open {result['first_open_seconds']:.2f} s (again {result['reopen_seconds']:.2f} s), identify p50 {result['p50_ms']:.2f} ms "
-        f"p99 {result['p99_ms']:.2f} ms, top-1 {100 * result['top1_agreement']:.2f} %, top-5 {100 * result['top5_agreement']:.2f} %",
+        f"  postgresql {size:>9,} speakers: enrol {result['enrolments_per_second']:,.0f}/s, database {result['database_mb']:.0f} MB, "
+        f"identify p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms, top-1 {100 * result['top1_agreement']:.2f} %",
         flush=True,
     )
     return result
@@ -157,6 +196,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--compare", type=int, default=100_000, help="size of the usearch / FAISS comparison (0: none)")
+    parser.add_argument("--postgres", help="also measure the PostgreSQL store on this server (postgresql://USER@HOST:PORT)")
     args = parser.parse_args()
     from deep_speaker.assembly import load_encoder
 
@@ -164,14 +204,25 @@ def main() -> None:
     real = real_speakers(encoder)
     rng = np.random.default_rng(0)
     queries = real[2][rng.choice(len(real[2]), min(args.queries, len(real[2])), replace=False)]
-    results = [measure(int(size), encoder, real, queries, rng) for size in args.sizes.split(",")]
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results = [measure(size, encoder, real, queries, rng) for size in sizes]
+    postgres = [measure_postgres(args.postgres, size, encoder, real, queries, rng) for size in sizes] if args.postgres else None
     comparison = compare_libraries(args.compare, encoder.embedding_dim, queries, rng) if args.compare else None
-    path = write_result("identify_scale", {"graph_from": GRAPH_FROM, "queries": len(queries), "sizes": results, "libraries": comparison})
+    path = write_result(
+        "identify_scale" if args.postgres is None else "identify_scale_postgres",
+        {"graph_from": GRAPH_FROM, "queries": len(queries), "sizes": results, "postgresql": postgres, "libraries": comparison},
+    )
     largest = results[-1]
     print(
         f"identify_scale: {largest['speakers']:,} speakers p50 {largest['p50_ms']:.2f} ms p99 {largest['p99_ms']:.2f} ms, top-1 agreement "
         f"{100 * largest['top1_agreement']:.2f} %, reopen {largest['reopen_seconds']:.2f} s; "
         + ", ".join(f"{r['speakers']:,}: {r['p50_ms']:.2f} ms" for r in results)
+        + (
+            "; postgresql: "
+            + ", ".join(f"{r['speakers']:,}: {r['p50_ms']:.2f} ms, top-1 {100 * r['top1_agreement']:.1f} %" for r in postgres)
+            if postgres
+            else ""
+        )
         + (f"; libraries at {args.compare:,}: {comparison}" if comparison else "")
         + f" [{path.name}]"
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .embedding import Encoder, ExportedEncoder, SpeakerEncoder
+from .enrol import Registry, SpeakerRegistry, is_database_url
 from .errors import CheckpointError, ConfigError
 from .evaluation import Trials, evaluate_trials
 from .exported import DEFAULT_RUNTIME, RUNTIMES, SUFFIXES, cached_onnx, cached_onnx_copy
@@ -165,9 +166,21 @@ def _windowed(encoder: Encoder, options: dict) -> Encoder:
     return SpeakerEncoder(encoder.checkpoint, model=encoder.speaker_model, **options)
 
 
+def open_registry(
+    location, encoder: Encoder | None = None, read_only: bool | None = None, concurrent: bool = False, create: bool = True
+) -> Registry:
+    """The enrolment store at `location`: an SQLite file (`enrol.SpeakerRegistry`), or a PostgreSQL database URL
+    (`postgres_store.PostgresRegistry`: shared by many processes; `concurrent` is what it always is)."""
+    if is_database_url(location):
+        from .postgres_store import PostgresRegistry
+
+        return PostgresRegistry(str(location), encoder, read_only=bool(read_only), create=create)
+    return SpeakerRegistry(location, encoder, read_only, concurrent, create)
+
+
 def load_teacher(recipe) -> Encoder | None:
     """The teacher a classification recipe distils from (`loss.distill_from`), or None."""
     return load_encoder(recipe.loss.distill_from) if recipe.loss.distill_from else None
 
 
-__all__ = ["attack", "build_verifier", "fuse", "load_diarizer", "load_encoder", "load_teacher"]
+__all__ = ["attack", "build_verifier", "fuse", "load_diarizer", "load_encoder", "load_teacher", "open_registry"]

@@ -1,4 +1,5 @@
-"""Enrolment store: one averaged embedding per name in an SQLite file (standard library).
+"""Enrolment store: one averaged embedding per name in an SQLite file (standard library); the same contract in a
+shared PostgreSQL database is `postgres_store.PostgresRegistry` (`Registry` is what both keep).
 
 Every change is one transaction, so a process killed during `enroll` leaves either the old or the new
 entry. The store records the identity of the model that made its embeddings (`model_fingerprint`: its
@@ -21,6 +22,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -60,8 +62,27 @@ def check_name(name: str) -> str:
     return name
 
 
-def require_store(path) -> Path:
-    """`path` if a store exists there, else a `RegistryError` (checked before any model is loaded)."""
+DATABASE_SCHEMES = ("postgresql://", "postgres://")  # a store on a PostgreSQL server (`postgres_store`)
+
+
+def is_database_url(location) -> bool:
+    return str(location).startswith(DATABASE_SCHEMES)
+
+
+def store_name(location) -> str:
+    """How messages name a store: its path, or its database URL without the password."""
+    if not is_database_url(location):
+        return str(location)
+    parts = urlsplit(str(location))
+    host = f"{parts.hostname or ''}:{parts.port}" if parts.port else parts.hostname or ""
+    return urlunsplit((parts.scheme, f"{parts.username}@{host}" if parts.username else host, parts.path, "", ""))
+
+
+def require_store(path):
+    """`path` if a store exists there, else a `RegistryError` (checked before any model is loaded); a database URL
+    is checked when it is opened."""
+    if is_database_url(path):
+        return str(path)
     path = Path(path)
     if not path.is_file():
         raise RegistryError(
@@ -95,7 +116,90 @@ def _index_rows(index: ExactIndex | GraphIndex, rows: list) -> None:
         )
 
 
-class SpeakerRegistry:
+class Registry:
+    """What every enrolment store offers and checks the same way, whatever holds it: names checked, embeddings
+    validated and L2-normalised, one model per store, nothing enrolled twice without `replace`. A store implements
+    `names`, `store_embeddings`, `remove`, `candidates`, `embeddings`, `embedding`, `close` and `_has`."""
+
+    path: Path | str  # where the store is, as messages name it
+    encoder = None
+    model_identity: str | None = None
+    read_only: bool = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def checkpoint(self) -> None:
+        """Make everything written durable in the store itself (SQLite folds its write-ahead log; a server has)."""
+
+    def _has(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def store_embeddings(self, entries, replace: bool = False) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def enroll(self, name: str, files, replace: bool = False) -> np.ndarray:
+        """Average the files' embeddings (each L2-normalised) and store them under `name` in one transaction."""
+        check_name(name)
+        self._writable()
+        files = list(files)
+        if not files:
+            raise RegistryError(f"enrolling {name!r}: no files given")
+        self._require_model("enrol")
+        if not replace and self._has(name):
+            raise self._exists(name)  # before the embedding work; `store_embeddings` decides races
+        (stored,) = self.store_embeddings([(name, self.encoder.embed_many(files).mean(axis=0), len(files))], replace)
+        return stored
+
+    def _checked_entries(self, entries) -> list[tuple[str, np.ndarray, int]]:
+        """(name, unit embedding, number of files) of each entry to store, every one checked first."""
+        self._writable()
+        self._require_model("enrol")
+        rows = []
+        for name, embedding, num_files in entries:
+            check_name(name)
+            vector = np.asarray(embedding, np.float32).reshape(-1)
+            if vector.size != self.encoder.embedding_dim or not np.all(np.isfinite(vector)) or not np.any(vector):
+                raise RegistryError(f"enrolling {name!r}: an embedding needs {self.encoder.embedding_dim} finite values, not all zero")
+            rows.append((name, (vector / np.linalg.norm(vector)).astype(np.float32), int(num_files)))
+        return rows
+
+    def _exists(self, name: str) -> SpeakerExistsError:
+        return SpeakerExistsError(f"{self.path}: {name!r} is already enrolled (replace=True overwrites)", cli_hint="pass --replace")
+
+    def _unknown(self, name: str) -> UnknownSpeakerError:
+        return UnknownSpeakerError(f"{self.path}: no speaker named {name!r}")
+
+    def _empty(self) -> RegistryError:
+        return RegistryError(f"{self.path}: no speaker enrolled yet", cli_hint="run `enroll NAME FILES...` first")
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise RegistryError(f"{self.path}: the store is read-only (it can be listed and identified against, not changed)")
+
+    def _require_model(self, action: str) -> None:
+        if self.encoder is None:
+            raise RegistryError(
+                f"{self.path}: opened without its model; to {action} against it, open it with the encoder of model {self.model_identity}"
+            )
+
+    def _check_model(self, stored: str | None) -> None:
+        """Refuse a store enrolled with another model than this registry's encoder."""
+        if stored != self.model_identity:
+            raise RegistryError(
+                f"{self.path}: enrolled with model {stored}, but the model in use is {self.model_identity}; "
+                "embeddings of different models cannot be compared: use the same model or another store",
+                cli_hint="use the same --checkpoint-file or a new --store",
+            )
+
+
+class SpeakerRegistry(Registry):
     """Named speaker embeddings in an SQLite file, tied to one model.
 
     Writes are single transactions; concurrent writers wait up to `BUSY_TIMEOUT_SECONDS` and a name is
@@ -150,12 +254,8 @@ class SpeakerRegistry:
         ):
             with self._sqlite_errors("update"), self.connection:  # a store of version 0.1, keyed by the file's bytes
                 self.connection.execute("UPDATE meta SET value = ? WHERE key = 'model_id'", (self.model_identity,))
-        elif stored != self.model_identity:
-            raise RegistryError(
-                f"{self.path}: enrolled with model {stored}, but the model in use is {self.model_identity}; "
-                "embeddings of different models cannot be compared: use the same model or another store",
-                cli_hint="use the same --checkpoint-file or a new --store",
-            )
+        else:
+            self._check_model(stored)
 
     def _create(self) -> None:
         if self.read_only:
@@ -201,48 +301,20 @@ class SpeakerRegistry:
             with self._sqlite_errors("checkpoint"):
                 self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def names(self) -> list[tuple[str, int]]:
         """(name, number of files enrolled) for every speaker, sorted by name."""
         with self._sqlite_errors("read"):
             return list(self.connection.execute("SELECT name, num_files FROM speakers ORDER BY name"))
 
-    def _writable(self) -> None:
-        if self.read_only:
-            raise RegistryError(f"{self.path}: the store is read-only (it can be listed and identified against, not changed)")
-
-    def enroll(self, name: str, files, replace: bool = False) -> np.ndarray:
-        """Average the files' embeddings (each L2-normalised) and store them under `name` in one transaction."""
-        check_name(name)
-        self._writable()
-        files = list(files)
-        if not files:
-            raise RegistryError(f"enrolling {name!r}: no files given")
-        self._require_model("enrol")
+    def _has(self, name: str) -> bool:
         with self._sqlite_errors("read"):
-            if not replace and self.connection.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone():
-                raise self._exists(name)  # before the embedding work; `store_embeddings` decides races
-        (stored,) = self.store_embeddings([(name, self.encoder.embed_many(files).mean(axis=0), len(files))], replace)
-        return stored
+            return self.connection.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone() is not None
 
     def store_embeddings(self, entries, replace: bool = False) -> list[np.ndarray]:
         """Store (name, embedding, number of files) entries, each embedding L2-normalised, in one transaction: the
         way to enrol embeddings computed elsewhere (a cluster job, another process). An existing name is refused
         unless `replace`, and then none of the entries is stored. Returns the stored (unit) embeddings."""
-        self._writable()
-        self._require_model("enrol")
-        rows = []
-        for name, embedding, num_files in entries:
-            check_name(name)
-            vector = np.asarray(embedding, np.float32).reshape(-1)
-            if vector.size != self.encoder.embedding_dim or not np.all(np.isfinite(vector)) or not np.any(vector):
-                raise RegistryError(f"enrolling {name!r}: an embedding needs {self.encoder.embedding_dim} finite values, not all zero")
-            rows.append((name, (vector / np.linalg.norm(vector)).astype(np.float32), int(num_files)))
+        rows = self._checked_entries(entries)
         try:
             with self._sqlite_errors("write to"), self.connection:
                 for name, blob, num_files in rows:
@@ -262,9 +334,6 @@ class SpeakerRegistry:
             raise
         return [vector for _, vector, _ in rows]
 
-    def _exists(self, name: str) -> SpeakerExistsError:
-        return SpeakerExistsError(f"{self.path}: {name!r} is already enrolled (replace=True overwrites)", cli_hint="pass --replace")
-
     def _log_change(self, key: int, op: str) -> None:
         """Inside a write transaction: number the change for the index."""
         self.connection.execute("INSERT INTO changes (key, op) VALUES (?, ?)", (key, op))
@@ -277,13 +346,7 @@ class SpeakerRegistry:
                 self.connection.execute("DELETE FROM speakers WHERE rowid = ?", row)
                 self._log_change(row[0], "remove")
         if row is None:
-            raise UnknownSpeakerError(f"{self.path}: no speaker named {name!r}")
-
-    def _require_model(self, action: str) -> None:
-        if self.encoder is None:
-            raise RegistryError(
-                f"{self.path}: opened without its model; to {action} against it, open it with the encoder of model {self.model_identity}"
-            )
+            raise self._unknown(name)
 
     def candidates(self, query: np.ndarray, count: int) -> tuple[list[str], np.ndarray]:
         """The enrolled speakers worth scoring against the unit embedding `query`, with their embeddings as stored:
@@ -293,14 +356,14 @@ class SpeakerRegistry:
         with state.lock:
             if isinstance(state.index, ExactIndex):
                 if not len(state.index):
-                    raise RegistryError(f"{self.path}: no speaker enrolled yet", cli_hint="run `enroll NAME FILES...` first")
+                    raise self._empty()
                 return state.index.names, state.index.vectors  # replaced, never changed in place, by later changes
             keys = [int(key) for key in state.index.search(query, count)]
         with self._sqlite_errors("read"):
             rows = {key: (name, blob) for key, name, blob in self._rows(keys)}
         found = [rows[key] for key in keys if key in rows]
         if not found:
-            raise RegistryError(f"{self.path}: no speaker enrolled yet", cli_hint="run `enroll NAME FILES...` first")
+            raise self._empty()
         return [name for name, _ in found], np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in found])
 
     def _rows(self, keys: list[int]) -> list[tuple[int, str, bytes]]:
@@ -392,7 +455,7 @@ class SpeakerRegistry:
         with self._sqlite_errors("read"):
             rows = list(self.connection.execute("SELECT name, embedding FROM speakers ORDER BY name"))
         if not rows:
-            raise RegistryError(f"{self.path}: no speaker enrolled yet", cli_hint="run `enroll NAME FILES...` first")
+            raise self._empty()
         return [name for name, _ in rows], np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
 
     def embedding(self, name: str) -> np.ndarray:
@@ -400,5 +463,5 @@ class SpeakerRegistry:
         with self._sqlite_errors("read"):
             row = self.connection.execute("SELECT embedding FROM speakers WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise UnknownSpeakerError(f"{self.path}: no speaker named {name!r}")
+            raise self._unknown(name)
         return np.frombuffer(row[0], dtype=np.float32)

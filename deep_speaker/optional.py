@@ -3,7 +3,7 @@ naming that extra when code needs one that is not installed.
 
 `pip install deep-speaker` gives verification, identification, enrolment, evaluation and diarization on ONNX
 Runtime. The rest comes with extras (`pyproject.toml`): TensorFlow and Keras for training and the Keras runtime,
-the exporter, the HTTP service, the adversarial tools, Ray and JAX. Whatever imports one of their modules
+the exporter, the HTTP service, the adversarial tools, the PostgreSQL store, Ray and JAX. Whatever imports one of their modules
 without it gets `errors.MissingExtraError` (a `ModuleNotFoundError`, so code that probes with try/except ImportError
 behaves as before), from the import itself, however deep in a chain it happens.
 """
@@ -29,6 +29,7 @@ EXTRA_OF = {  # top-level module -> the extra that installs it
     "swagger_ui_bundle": "serve",
     "pyworld": "adversarial",
     "librosa": "adversarial",
+    "psycopg": "postgresql",
     "ray": "cluster",
     "pyarrow": "cluster",
     "jax": "jax",

@@ -76,3 +76,34 @@ def working_dir(tiny_cache, tmp_path) -> Path:
     import shutil
 
     return shutil.copytree(tiny_cache, tmp_path / "wd")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """A real PostgreSQL 16 server with pgvector (the binaries of the `pgserver` wheel: Debian bookworm packages no
+    pgvector) on a loopback port, for the session: its base URL. Run as `nobody` when the tests run as root, since
+    PostgreSQL refuses root. Skipped where it is not installed, a failure under CI=true."""
+    from tests.helpers import start_postgres
+
+    server = start_postgres()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A new, empty database on the session's server."""
+    import uuid
+
+    import psycopg
+
+    name = f"store_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request, tmp_path) -> str:
+    """Where a store goes, once per back end: an SQLite file, then a PostgreSQL database."""
+    return str(tmp_path / "s.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")

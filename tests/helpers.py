@@ -283,3 +283,61 @@ def run_isolated(site: Path, arguments, cwd: Path, environment=None, timeout=600
         env={**isolated_environment(site, cwd), **(environment or {})},
         timeout=timeout,
     )
+
+
+class PostgresServer:
+    """A PostgreSQL server process on a temporary data directory and a loopback port (`start_postgres`)."""
+
+    def __init__(self, process: subprocess.Popen, url: str, folder: Path):
+        self.process, self.url, self.folder = process, url, folder
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_postgres() -> PostgresServer:
+    """initdb and start PostgreSQL with pgvector from the `pgserver` wheel's binaries in a new temporary folder (one
+    `nobody` can enter when the tests run as root); wait until it answers."""
+    import importlib.util
+    import socket
+    import tempfile
+    import time
+
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None:
+        message = "pgserver (PostgreSQL with pgvector) is not installed: pip install -r requirements.txt"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    binaries = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="deep-speaker-postgres-"))
+    if as_user:
+        shutil.chown(folder, "nobody")
+    data = folder / "data"
+    created = subprocess.run(
+        [*as_user, str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(binaries / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(folder), "-c", "fsync=off"]
+    process = subprocess.Popen([*as_user, *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"postgresql://postgres@127.0.0.1:{port}"
+    import psycopg
+
+    deadline = time.time() + 60
+    while True:
+        try:
+            psycopg.connect(f"{url}/postgres", connect_timeout=2).close()
+            return PostgresServer(process, url, folder)
+        except psycopg.OperationalError:
+            if process.poll() is not None or time.time() > deadline:
+                process.kill()
+                pytest.fail(f"PostgreSQL did not start: {process.stderr.read()[-2000:]}")
+            time.sleep(0.2)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from deep_speaker.assembly import open_registry
 from deep_speaker.enrol import SpeakerRegistry, file_digest
 from deep_speaker.errors import RegistryError
 from deep_speaker.verification import Verifier
@@ -15,8 +16,9 @@ from tests.helpers import ROOT, LookupEncoder, cli_in_process, save_tiny_model, 
 
 
 @pytest.fixture
-def registry(tmp_path):
-    with SpeakerRegistry(tmp_path / "s.db", LookupEncoder("model-a")) as store:
+def registry(store_location):
+    """An empty store of each back end (SQLite, PostgreSQL): every test that takes it runs on both."""
+    with open_registry(store_location, LookupEncoder("model-a")) as store:
         yield store
 
 
@@ -57,24 +59,29 @@ def test_empty_store_and_no_files(registry):
         registry.enroll("alice", [])
 
 
-def test_store_of_another_model_is_refused(tmp_path):
-    SpeakerRegistry(tmp_path / "s.db", LookupEncoder("model-a")).close()
+def test_store_of_another_model_is_refused(store_location):
+    open_registry(store_location, LookupEncoder("model-a")).close()
     with pytest.raises(RegistryError, match="enrolled with model model-a, but the model in use is model-b"):
-        SpeakerRegistry(tmp_path / "s.db", LookupEncoder("model-b"))
+        open_registry(store_location, LookupEncoder("model-b"))
 
 
-def test_a_store_opened_without_its_model_lists_and_removes_but_never_scores(tmp_path):
-    with SpeakerRegistry(tmp_path / "s.db", LookupEncoder("model-a")) as store:
+def test_a_store_opened_without_its_model_lists_and_removes_but_never_scores(store_location):
+    with pytest.raises(RegistryError, match="no (such speaker store|speaker store in this database)"):
+        open_registry(store_location, create=False)  # nothing there yet, and listing must not make a store
+    with open_registry(store_location, LookupEncoder("model-a")) as store:
         store.enroll("alice", ["alice_1.wav"])
         store.enroll("bob", ["bob_1.wav"])
-    with SpeakerRegistry(tmp_path / "s.db") as alone:
+    with open_registry(store_location, create=False) as alone:
         assert alone.names() == [("alice", 1), ("bob", 1)] and alone.model_identity == "model-a"
         alone.remove("bob")
         for use in (lambda: alone.embeddings(), lambda: alone.embedding("alice"), lambda: alone.enroll("carol", ["carol_1.wav"])):
             with pytest.raises(RegistryError, match="opened without its model.*encoder of model model-a"):
                 use()
-    with SpeakerRegistry(tmp_path / "s.db", LookupEncoder("model-a")) as store:
+    with open_registry(store_location, LookupEncoder("model-a")) as store:
         assert store.names() == [("alice", 1)]
+
+
+def test_a_missing_or_empty_file_is_not_a_store(tmp_path):
     with pytest.raises(RegistryError, match="no such speaker store"):
         SpeakerRegistry(tmp_path / "missing.db")
     (tmp_path / "empty.db").write_bytes(b"")
@@ -101,15 +108,15 @@ def test_not_a_database(tmp_path):
         SpeakerRegistry(path, LookupEncoder("m"))
 
 
-def test_kill_9_during_enroll_leaves_old_or_new(tmp_path):
-    store = tmp_path / "s.db"
+def test_kill_9_during_enroll_leaves_old_or_new(store_location):
+    store = store_location
     script = textwrap.dedent(
         f"""
         import sys
         sys.path[:0] = [{str(ROOT)!r}]
         from tests.helpers import LookupEncoder
-        from deep_speaker.enrol import SpeakerRegistry
-        registry = SpeakerRegistry({str(store)!r}, LookupEncoder("m"))
+        from deep_speaker.assembly import open_registry
+        registry = open_registry({store!r}, LookupEncoder("m"))
         registry.enroll("alice", ["alice_0.wav"], replace=True)
         print("ready", flush=True)
         k = 0
@@ -123,14 +130,15 @@ def test_kill_9_during_enroll_leaves_old_or_new(tmp_path):
     time.sleep(0.5)
     process.kill()
     process.wait()
-    assert sqlite3.connect(store).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    with SpeakerRegistry(store, LookupEncoder("m")) as registry:
+    if not store.startswith("postgresql://"):
+        assert sqlite3.connect(store).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with open_registry(store, LookupEncoder("m")) as registry:
         assert registry.names() == [("alice", 1)]
         stored = registry.embedding("alice")
     assert any(np.allclose(stored, LookupEncoder().embed(f)) for f in ("alice_0.wav", "bob_0.wav", "carol_0.wav"))
 
 
-def test_cli_enrolment_workflow(tmp_path, capsys):
+def test_cli_enrolment_workflow(tmp_path, capsys, store_location):
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     other = save_tiny_model(tmp_path / "other.keras")
     files = {}
@@ -140,7 +148,7 @@ def test_cli_enrolment_workflow(tmp_path, capsys):
             sf.write(files[name, k], synthetic_speech(1.0, pitch=pitch, seed=k), 16000)
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000, np.float32), 16000)
-    common = ["--checkpoint_file", checkpoint, "--store", tmp_path / "s.db"]
+    common = ["--checkpoint_file", checkpoint, "--store", store_location, "--runtime", "keras"]
 
     assert cli_in_process(capsys, "enroll", "ann", files["ann", 0], files["ann", 1], *common).returncode == 0
     assert cli_in_process(capsys, "enroll", "ben", files["ben", 0], *common).returncode == 0
@@ -159,21 +167,19 @@ def test_cli_enrolment_workflow(tmp_path, capsys):
     uncalibrated = cli_in_process(capsys, "verify", files["ann", 0], files["ben", 0], *common)
     assert uncalibrated.returncode == 0 and "is not calibrated for cosine scores: calibrate it or give a threshold" in uncalibrated.stdout
     assert cli_in_process(capsys, "remove", "ben", *common).returncode == 0
-    wrong_model = cli_in_process(capsys, "list", "--checkpoint_file", other, "--store", tmp_path / "s.db")
+    wrong_model = cli_in_process(capsys, "list", "--checkpoint_file", other, "--store", store_location, "--runtime", "keras")
     assert wrong_model.returncode == 2 and "embeddings of different models cannot be compared" in wrong_model.stderr
-    from deep_speaker.embedding import SpeakerEncoder
-
-    SpeakerRegistry(tmp_path / "empty.db", SpeakerEncoder(checkpoint)).close()  # a store with nobody in it
-    empty = cli_in_process(capsys, "identify", files["ann", 0], "--checkpoint_file", checkpoint, "--store", tmp_path / "empty.db")
+    assert cli_in_process(capsys, "remove", "ann", "--store", store_location).returncode == 0  # no model needed
+    empty = cli_in_process(capsys, "identify", files["ann", 0], *common)  # a store with nobody in it
     assert empty.returncode == 2 and "no speaker enrolled yet" in empty.stderr
 
 
-def test_store_is_keyed_by_the_model_not_its_file(tmp_path):
+def test_store_is_keyed_by_the_model_not_its_file(tmp_path, store_location):
     from deep_speaker.embedding import SpeakerEncoder
 
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     sf.write(tmp_path / "ann.wav", synthetic_speech(1.0), 16000)
-    with SpeakerRegistry(tmp_path / "s.db", SpeakerEncoder(checkpoint)) as registry:
+    with open_registry(store_location, SpeakerEncoder(checkpoint)) as registry:
         registry.enroll("ann", [tmp_path / "ann.wav"])
     copy = tmp_path / "elsewhere" / "copy.keras"
     copy.parent.mkdir()
@@ -183,7 +189,7 @@ def test_store_is_keyed_by_the_model_not_its_file(tmp_path):
 
     save_model(load_model(checkpoint), tmp_path / "resaved.keras")
     for path in (copy, tmp_path / "resaved.keras"):
-        with SpeakerRegistry(tmp_path / "s.db", SpeakerEncoder(path)) as registry:
+        with open_registry(store_location, SpeakerEncoder(path)) as registry:
             assert registry.names() == [("ann", 1)]
 
 
@@ -204,10 +210,10 @@ def test_a_store_of_version_0_1_is_rekeyed(tmp_path):
     assert dict(sqlite3.connect(store).execute("SELECT key, value FROM meta"))["model_id"] == encoder.fingerprint
 
 
-def test_concurrent_enrolments_of_one_new_name_cannot_both_succeed(tmp_path):
+def test_concurrent_enrolments_of_one_new_name_cannot_both_succeed(store_location):
     """Both pass the early check (the name is new), then race to write: exactly one wins."""
-    first = SpeakerRegistry(tmp_path / "s.db", LookupEncoder("m"))
-    second = SpeakerRegistry(tmp_path / "s.db", LookupEncoder("m"))
+    first = open_registry(store_location, LookupEncoder("m"))
+    second = open_registry(store_location, LookupEncoder("m"))
     original = second.encoder.embed_many
 
     def embed_while_the_other_enrols(paths, progress=False):

@@ -144,3 +144,29 @@ def test_a_store_from_before_the_change_log_is_searched_read_only_and_gains_the_
     with SpeakerRegistry(tmp_path / "old.db", encoder) as registry:  # writable: the log is added, changes replayed
         registry.remove("spk2")
         assert "spk2" not in registry.candidates(vectors[2], 1)[0] and registry._store_id()
+
+
+def test_a_large_postgresql_store_proposes_its_candidates_through_its_hnsw_index(postgres_url, monkeypatch):
+    from deep_speaker import postgres_store
+    from deep_speaker.assembly import open_registry
+
+    monkeypatch.setattr(postgres_store, "GRAPH_FROM", 40)
+    monkeypatch.setattr(postgres_store, "GRAPH_CANDIDATES", 8)
+    encoder = SpeakerEncoder(model=tiny_model(embedding_dim=DIM))
+    vectors = unit(np.random.default_rng(2), 300)
+    with open_registry(postgres_url, encoder) as registry:
+        registry.store_embeddings([(f"spk{i}", v, 1) for i, v in enumerate(vectors[:30])])
+        assert len(registry.candidates(vectors[3], 5)[0]) == 8  # exact ranking below 40 speakers: the 8 nearest
+        registry.store_embeddings([(f"spk{i}", v, 1) for i, v in enumerate(vectors[30:], start=30)])
+        index = registry.connection.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'speakers_nearest'").fetchone()[0]
+        assert "hnsw" in index and "vector_cosine_ops" in index
+        found = [registry.candidates(vector, 5)[0][0] for vector in vectors[::10]]
+        assert found == [f"spk{i}" for i in range(0, 300, 10)]
+        names, matrix = registry.candidates(vectors[77], 5)
+        assert len(names) == 8 and np.array_equal(matrix[0], vectors[77])  # stored exactly, float32 for float32
+        recording = synthetic_speech(1.5, pitch=150)
+        query = encoder.embed(recording)
+        identified = Verifier(encoder, threshold=0.5).identify(recording, registry, top_k=3)
+        exact_names, exact_matrix = registry.embeddings()
+        order = np.argsort(-(exact_matrix @ query))[:3]
+        assert [name for name, _ in identified.ranked] == [exact_names[i] for i in order]

@@ -15,6 +15,7 @@ FLOORS = {  # top-level module or package -> floor (docs/layout.md draws them)
             "scoring",
             "verification",
             "enrol",
+            "postgres_store",
             "speaker_index",
             "checkpoints",
             "exported",

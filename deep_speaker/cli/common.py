@@ -59,11 +59,12 @@ def require_inputs(paths) -> None:
 
 def open_store(args, encoder=None, create: bool = False):
     """The enrolment store; only `enroll` creates one (a missing store is an error, found before the model loads)."""
-    from ..enrol import SpeakerRegistry, require_store
+    from ..assembly import open_registry
+    from ..enrol import require_store
 
     if not create:
         require_store(args.store)
-    return SpeakerRegistry(args.store, encoder or open_encoder(args), create=create)
+    return open_registry(args.store, encoder or open_encoder(args), create=create)
 
 
 def open_scorer(args, encoder):
@@ -166,7 +167,12 @@ def add_scorer_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, keras_only: bool = False) -> None:
-    parser.add_argument("--store", default="speakers.db", help="SQLite enrolment store (default: ./speakers.db)")
+    parser.add_argument(
+        "--store",
+        default="speakers.db",
+        help="enrolment store: an SQLite file (default: ./speakers.db) or a PostgreSQL database postgresql://USER@HOST:PORT/DB "
+        "(pgvector; shared by many processes and machines)",
+    )
     add_encoder_arguments(parser, keras_only)
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from ..download import PUBLISHED
+from ..enrol import store_name
 from ..errors import DeepSpeakerError
 from ..exported import QUANTISATIONS
 from ..importers import IMPORTERS
@@ -143,7 +144,7 @@ def cmd_serve(args) -> int:
         diarizer=diarizer,
     )
     print(
-        f"serving model {encoder.fingerprint} on http://{args.host}:{args.port}/ (store {args.store}; writing {'enabled' if keys else 'disabled: no API key'})"
+        f"serving model {encoder.fingerprint} on http://{args.host}:{args.port}/ (store {store_name(args.store)}; writing {'enabled' if keys else 'disabled: no API key'})"
     )
     access_log = args.access_log and not args.quiet
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="info" if access_log else "warning", access_log=access_log)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..enrol import store_name
 from ..errors import DeepSpeakerError
 from .common import (
     add_cluster_arguments,
@@ -70,20 +71,20 @@ def cmd_enroll(args) -> int:
     require_inputs(args.files)
     with open_store(args, create=True) as registry:
         registry.enroll(args.name, args.files, replace=args.replace)
-        model = registry.encoder.fingerprint
+        model, store = registry.encoder.fingerprint, str(registry.path)  # a database URL without its password
     if args.json:
-        print(json.dumps({"enrolled": args.name, "files": [str(f) for f in args.files], "store": str(args.store), "model": model}))
+        print(json.dumps({"enrolled": args.name, "files": [str(f) for f in args.files], "store": store, "model": model}))
     else:
-        print(f"enrolled {args.name!r} from {len(args.files)} file(s) in {args.store}")
+        print(f"enrolled {args.name!r} from {len(args.files)} file(s) in {store}")
     return 0
 
 
 def _store_alone(args):
     """The store for listing and removing names: checked against the model when one is named (`--checkpoint-file`),
     else opened as it is, with no model loaded (a second, not TensorFlow's start-up)."""
-    from ..enrol import SpeakerRegistry
+    from ..assembly import open_registry
 
-    return SpeakerRegistry(args.store, open_encoder(args) if args.checkpoint_file else None, create=False)
+    return open_registry(args.store, open_encoder(args) if args.checkpoint_file else None, create=False)
 
 
 def cmd_list(args) -> int:
@@ -92,14 +93,14 @@ def cmd_list(args) -> int:
     for name, files in names:
         print(f"{name}\t{files} file(s)")
     if not names:
-        print(f"{args.store}: no speaker enrolled")
+        print(f"{store_name(args.store)}: no speaker enrolled")
     return 0
 
 
 def cmd_remove(args) -> int:
     with _store_alone(args) as registry:
         registry.remove(args.name)
-    print(f"removed {args.name!r} from {args.store}")
+    print(f"removed {args.name!r} from {store_name(args.store)}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """The HTTP service: embed, verify, enrol, identify, list, remove, diarize, health, and a web page, on FastAPI.
 
 Decisions are the library's `Verifier`'s (calibrated operating points, "unknown", the spoof gate when one is
-given); the enrolment store is the library's `SpeakerRegistry` (SQLite in WAL mode, one connection per worker
+given); the enrolment store is the library's (`assembly.open_registry`: SQLite in WAL mode, or a PostgreSQL database that
+several service processes share; one connection per worker
 thread); turns are the library's `Diarizer`'s. Safety: uploads above `max_upload_bytes` and recordings above
 `max_seconds` (`max_diarize_seconds` for diarization) are refused with 413 before
 any decoding; at most `max_concurrent` requests run the model at once (others wait up to `queue_seconds`, then
@@ -26,9 +27,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException
 
+from ..assembly import open_registry
 from ..diarization import rttm_text
 from ..diarization.pipeline import Diarizer
-from ..enrol import SpeakerRegistry
+from ..enrol import Registry, is_database_url, store_name
 from ..errors import AudioError, AudioLimitError, DeepSpeakerError, NoSpeechError, SpeakerExistsError, UnknownSpeakerError
 from ..scoring.calibration import OPERATING_POINTS
 from ..verification import Verifier
@@ -129,7 +131,7 @@ class SpeakerService:
         diarizer: Diarizer | None = None,
     ):
         self.encoder, self.diarizer = encoder, diarizer
-        self.store = Path(store)
+        self.store = store if is_database_url(store) else Path(store)
         self.api_keys = tuple(k for k in api_keys if k)
         self.limits = limits
         self.verifiers = {point: Verifier(encoder, scorer, operating_point=point, spoof_gate=spoof_gate) for point in OPERATING_POINTS}
@@ -145,11 +147,11 @@ class SpeakerService:
         with self._open_registry() as registry:
             registry.checkpoint()
 
-    def _open_registry(self) -> SpeakerRegistry:
-        return SpeakerRegistry(self.store, self.encoder, concurrent=True)
+    def _open_registry(self) -> Registry:
+        return open_registry(self.store, self.encoder, concurrent=True)
 
     @property
-    def registry(self) -> SpeakerRegistry:
+    def registry(self) -> Registry:
         """This worker thread's own connection to the store."""
         if getattr(self._local, "registry", None) is None:
             self._local.registry = self._open_registry()
@@ -273,7 +275,7 @@ def _add_error_handlers(app: FastAPI, service: SpeakerService) -> None:
 
     @app.exception_handler(DeepSpeakerError)
     async def on_library_error(request: Request, error: DeepSpeakerError):
-        return error_response(_status(error), _code(error), str(error).replace(str(service.store), "the speaker store"))
+        return error_response(_status(error), _code(error), str(error).replace(store_name(service.store), "the speaker store"))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid_request(request: Request, error: RequestValidationError):

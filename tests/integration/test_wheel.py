@@ -179,6 +179,14 @@ def test_the_cluster_extra_embeds_a_corpus_on_ray(wheel, tmp_path):
     assert "imported: []" in embedded.stdout
 
 
+def test_the_postgresql_extra_enrols_into_a_shared_database(wheel, tmp_path, postgres_url):
+    site = install_without_network(wheel, tmp_path / "site", ["postgresql"])
+    enrolled = run_installed(site, tmp_path, "enroll", "philippe", SAMPLES[0], "--store", postgres_url)
+    assert enrolled.returncode == 0 and "imported: []" in enrolled.stdout, enrolled.stderr
+    listed = run_installed(site, tmp_path, "list", "--store", postgres_url)
+    assert listed.returncode == 0 and "philippe\t1 file(s)" in listed.stdout, listed.stderr
+
+
 def test_the_jax_extra_runs_keras_models_without_tensorflow(wheel, tmp_path):
     site = install_without_network(wheel, tmp_path / "site", ["jax"])
     verified = run_installed(site, tmp_path, "verify", *SAMPLES, "--runtime", "keras", environment={"KERAS_BACKEND": "jax"})
