@@ -1,11 +1,11 @@
 """Load test of the HTTP service on loopback: verify requests (two 3-5 s dev recordings each) at concurrency 1, 4, 16.
 
-Starts `cli.py serve` as its own process (default system unless `--checkpoint_file`; `--runtime onnx` to serve
-through ONNX Runtime), sends `--requests` verify requests per level from that many client threads, and reports
+Starts `cli.py serve` as its own process (default system unless `--checkpoint_file`; the toolkit's default runtime,
+ONNX Runtime, unless `--runtime keras`), sends `--requests` verify requests per level from that many client threads, and reports
 requests/s, p50/p99 latency, errors (must be 0) and the server's peak resident memory (VmHWM).
 Prints one line, writes benchmarks/results/service_<runtime>.json.
 
-    python benchmarks/service.py [--requests 48] [--runtime keras|onnx] [--checkpoint_file M]
+    python benchmarks/service.py [--requests 48] [--runtime onnx|keras] [--checkpoint_file M]
 """
 
 import argparse
@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import soundfile as sf
 from common import ROOT, require_shared_data, write_result
+
+from deep_speaker.exported import DEFAULT_RUNTIME, RUNTIMES
 
 LEVELS = (1, 4, 16)
 
@@ -42,7 +44,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48, help="verify requests per concurrency level")
-    parser.add_argument("--runtime", choices=["keras", "onnx"], default="keras")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME)
     parser.add_argument("--checkpoint_file")
     args = parser.parse_args()
     dev = require_shared_data() / "speechocean762" / "dev"

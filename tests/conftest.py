@@ -103,7 +103,7 @@ def postgres_url(postgres_server) -> str:
     return f"{postgres_server}/{name}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def store_location(request, tmp_path) -> str:
-    """Where a store goes, once per back end: an SQLite file, then a PostgreSQL database."""
+    """Where a store goes, once per back end: an SQLite file, then a PostgreSQL database (the slow tier: a server)."""
     return str(tmp_path / "s.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")

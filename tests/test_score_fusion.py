@@ -161,6 +161,7 @@ def test_leave_one_domain_out_reports_each_domain_with_weights_fitted_elsewhere(
         leave_one_domain_out({"home": domains["home"]})
 
 
+@pytest.mark.slow
 def test_fuse_fits_its_weights_on_labelled_domains(two_models, recordings, tmp_path, capsys):
     paths, labels = recordings
     root = paths[0].parent

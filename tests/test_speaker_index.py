@@ -146,6 +146,7 @@ def test_a_store_from_before_the_change_log_is_searched_read_only_and_gains_the_
         assert "spk2" not in registry.candidates(vectors[2], 1)[0] and registry._store_id()
 
 
+@pytest.mark.slow
 def test_a_large_postgresql_store_proposes_its_candidates_through_its_hnsw_index(postgres_url, monkeypatch):
     from deep_speaker import postgres_store
     from deep_speaker.assembly import open_registry

@@ -354,6 +354,7 @@ def test_the_trim_layer_keeps_exactly_what_the_host_trim_keeps():
         SilenceTrim("resemblyzer")
 
 
+@pytest.mark.slow
 def test_a_fusion_exports_standalone_and_the_cosine_of_its_outputs_is_the_fused_score(tmp_path, capsys):
     import onnxruntime
 
