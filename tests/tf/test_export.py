@@ -49,6 +49,7 @@ def test_an_onnx_export_runs_without_keras_and_matches_it(tmp_path, speech_file)
     np.testing.assert_allclose(found, expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_runtime_onnx_exports_a_keras_checkpoint_once_and_reuses_it(tmp_path, speech_file, private_home):
     checkpoint = save_tiny_model(tmp_path / "tiny.keras")
     first = load_encoder(checkpoint, runtime="onnx")
@@ -117,6 +118,7 @@ def test_quantised_variants_are_their_own_models_and_report_their_cosine(tmp_pat
         assert os.path.getsize(target) < 0.6 * os.path.getsize(tmp_path / "float.tflite")
 
 
+@pytest.mark.slow
 def test_a_drifting_export_is_refused_and_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setitem(export.PARITY_BOUND, "onnx", -1.0)  # any difference, even none, is too much
     with pytest.raises(CheckpointError, match=r"model.onnx: the onnx export differs from the Keras model by .* not written"):
