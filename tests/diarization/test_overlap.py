@@ -1,6 +1,7 @@
 """The overlapped-speech detector: training on synthetic conversations, resuming, loading, and the shipped one."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,7 +100,8 @@ def test_the_shipped_detector_finds_where_two_real_speakers_talk_at_once(shared_
 
 
 @pytest.mark.slow
-def test_the_shipped_detector_runs_through_its_cached_onnx_copy_and_diarize_needs_no_tensorflow(tmp_path, private_home, caplog):
+def test_a_detector_runs_through_its_cached_onnx_copy_and_diarize_needs_no_tensorflow(tmp_path, private_home, caplog):
+    import shutil
     import subprocess
     import sys
 
@@ -108,17 +110,18 @@ def test_the_shipped_detector_runs_through_its_cached_onnx_copy_and_diarize_need
     from deep_speaker.exported import cached_onnx_copy, onnx_cache_path
     from deep_speaker.tf.export import onnx_model_copy
 
-    assert cached_onnx_copy(DEFAULT_OVERLAP_DETECTOR) is None
-    keras_detector = load_overlap_detector()
-    copy = onnx_model_copy(DEFAULT_OVERLAP_DETECTOR, keras_detector)
+    detector = Path(shutil.copy(DEFAULT_OVERLAP_DETECTOR, tmp_path / "detector.keras"))  # no copy beside it: cached
+    assert cached_onnx_copy(detector) is None
+    keras_detector = load_overlap_detector(detector)
+    copy = onnx_model_copy(detector, keras_detector)
     wave, _ = pitch_conversation([(110, 2.0), (220, 2.0), (110, 1.5)])
     np.testing.assert_allclose(overlap_per_block(copy, wave), overlap_per_block(keras_detector, wave), atol=1e-4)
-    assert cached_onnx_copy(DEFAULT_OVERLAP_DETECTOR) is not None
-    cached = onnx_cache_path(DEFAULT_OVERLAP_DETECTOR)
+    assert cached_onnx_copy(detector) is not None
+    cached = onnx_cache_path(detector)
     kept = cached.read_bytes()
     cached.write_bytes(kept.replace(b"source_sha256", b"source_sha257"))  # a label edited: refused, exported again
     with caplog.at_level("WARNING"):
-        assert cached_onnx_copy(DEFAULT_OVERLAP_DETECTOR) is None
+        assert cached_onnx_copy(detector) is None
     assert "not this model's copy" in caplog.text
     cached.write_bytes(kept)
     audio, model = tmp_path / "talk.wav", save_tiny_model(tmp_path / "tiny.keras")

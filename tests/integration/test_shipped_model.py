@@ -115,7 +115,9 @@ def test_bfloat16_runs_the_default_system_as_float32_does(capsys):
     """Every layer's sublayers follow its dtype policy (the ECAPA-TDNN's squeeze-excitation once mixed bfloat16
     with float32 and failed)."""
     exact = load_encoder().embed_many(PHILIPPE)
-    half = load_encoder(bfloat16=True).embed_many(PHILIPPE)
+    half = load_encoder(runtime="keras", bfloat16=True).embed_many(PHILIPPE)
     assert np.min(np.sum(exact * half, axis=1)) > 0.995
-    result = cli_in_process(capsys, "verify", *PHILIPPE, "--bfloat16")
+    result = cli_in_process(capsys, "verify", *PHILIPPE, "--bfloat16", "--runtime", "keras")
     assert result.returncode == 0 and "decision: same speaker" in result.stdout, result.stderr
+    refused = cli_in_process(capsys, "verify", *PHILIPPE, "--bfloat16")  # ONNX Runtime, the default, has no bfloat16
+    assert refused.returncode == 2 and "--runtime keras" in refused.stderr
