@@ -44,7 +44,7 @@ class PostgresRegistry(Registry):
     def __init__(self, url: str, encoder=None, read_only: bool = False, create: bool = True):
         import psycopg
 
-        self.url, self.path = url, store_name(url)
+        self.path = store_name(url)
         self.encoder = encoder
         self.model_identity = encoder.fingerprint if encoder is not None else None
         self.read_only = read_only
@@ -52,9 +52,16 @@ class PostgresRegistry(Registry):
             self.connection = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
             tables = {row[0] for row in self.connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
             if not {"meta", "speakers"} <= tables:
-                if tables & {"meta", "speakers"} or not create or encoder is None or read_only:
+                refusal = (
+                    "a table named meta or speakers that is not a speaker store; left untouched"
+                    if tables & {"meta", "speakers"}
+                    else "no speaker store in this database; enrol a speaker into it first"
+                    if not create or encoder is None or read_only
+                    else None
+                )
+                if refusal is not None:
                     self.connection.close()
-                    raise RegistryError(f"{self.path}: no speaker store in this database; enrol a speaker into it first")
+                    raise RegistryError(f"{self.path}: {refusal}")
                 self._create()
             stored = dict(self.connection.execute("SELECT key, value FROM meta").fetchall())
             if read_only:

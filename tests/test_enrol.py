@@ -285,3 +285,18 @@ def test_reading_commands_never_create_a_store(tmp_path, capsys, monkeypatch):
         check_name("sales/ann")
     with pytest.raises(RegistryError, match="no such speaker store"):
         SpeakerRegistry(tmp_path / "none.db", LookupEncoder("m"), create=False)
+
+
+@pytest.mark.slow
+def test_a_database_with_other_tables_of_those_names_is_refused_untouched(postgres_url):
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE speakers (id INTEGER)")
+        connection.execute("INSERT INTO speakers VALUES (7)")
+    with pytest.raises(RegistryError, match="a table named meta or speakers that is not a speaker store; left untouched"):
+        open_registry(postgres_url, LookupEncoder("m"))
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute("SELECT id FROM speakers").fetchall() == [(7,)]
+    with pytest.raises(RegistryError, match=r"postgresql://postgres@127\.0\.0\.1:\d+/no_such_database: cannot open .*does not exist"):
+        open_registry(postgres_url.rsplit("/", 1)[0] + "/no_such_database", LookupEncoder("m"))
