@@ -274,7 +274,8 @@ def _cache_path(sha256: str) -> Path:
 
 
 def runtime_copy_beside(checkpoint) -> Path:
-    """Where a shipped ONNX Runtime copy of a checkpoint lives: `NAME.onnx` beside `NAME.keras` (`export --runtime-copy`)."""
+    """Where a shipped ONNX Runtime copy of a checkpoint lives: `NAME.onnx` beside `NAME.keras`
+    (`export NAME.keras NAME.onnx --format onnx`)."""
     return Path(checkpoint).with_suffix(".onnx")
 
 

@@ -73,8 +73,7 @@ def _export_standalone(args) -> int:
     from ..scoring.calibration import find_calibration
     from ..tf.export import export_standalone
 
-    if args.format != "onnx" or args.float16 or args.int8:
-        raise DeepSpeakerError("--standalone exports a float ONNX graph only (--format onnx)")
+    _require_float_onnx(args, "--standalone exports a float ONNX graph only")
     encoder = load_encoder(args.model, runtime="keras")
     calibration = find_calibration(encoder.fingerprint, encoder.checkpoint)
     metadata = export_standalone(encoder, args.target, calibration, force=args.force)
@@ -84,6 +83,12 @@ def _export_standalone(args) -> int:
     )
     print(f"parity with the toolkit on probe recordings: max |difference| {metadata['max_abs_difference']:.2e}")
     return 0
+
+
+def _require_float_onnx(args, refusal: str) -> None:
+    """Refuse (with `refusal`) any format but float ONNX: what standalone exports and the detector's copy are."""
+    if args.format != "onnx" or args.float16 or args.int8:
+        raise DeepSpeakerError(f"{refusal} (--format onnx)")
 
 
 def _is_overlap_detector(path) -> bool:
@@ -107,8 +112,7 @@ def _export_overlap_detector(args) -> int:
     from ..diarization.pipeline import load_overlap_detector
     from ..tf.export import onnx_model_copy
 
-    if args.format != "onnx" or args.float16 or args.int8:
-        raise DeepSpeakerError(f"{args.model}: an overlap detector exports as a float ONNX copy only (--format onnx)")
+    _require_float_onnx(args, f"{args.model}: an overlap detector exports as a float ONNX copy only")
     if Path(args.target).exists() and not args.force:
         raise DeepSpeakerError(f"{args.target} exists; pass --force to replace it")
     onnx_model_copy(args.model, load_overlap_detector(args.model), args.target)
